@@ -1,0 +1,237 @@
+//! The `progression` decision: may the deployment widen its exposure from
+//! the current stage to the target stage?
+//!
+//! SPEC §3 orders the rows: a breached suspension trigger outranks a
+//! breached rollback trigger, which outranks every `hold` reason. All
+//! findings are reported whatever the outcome.
+
+use stagegate_sdk::criteria::{self, CriterionStatus, Observations, describe};
+use stagegate_sdk::text::{non_blank, same_identity};
+use stagegate_sdk::time::{hours, hours_between, rfc3339};
+use stagegate_sdk::{
+    Findings, ItemStatus, Plan, ProgressionDecision, ProgressionOutcome, ProgressionRequest,
+    RiskTier, Severity,
+};
+
+use crate::authorisation::{self, ReviewGap};
+use crate::params::Params;
+use crate::triggers::{self, Breach};
+
+/// Decides a progression request under `params`.
+pub fn decide(req: &ProgressionRequest, params: &Params) -> ProgressionDecision {
+    let mut f = Findings::new();
+    let obs = Observations::new(&req.observations);
+    let breach = triggers::check(&req.plan, &obs, &mut f);
+
+    let stage_index = |name: &str| {
+        req.plan
+            .stages
+            .iter()
+            .position(|s| non_blank(&s.name) == Some(name.trim()))
+    };
+    let current = stage_index(&req.current_stage);
+    let target = stage_index(&req.target_stage);
+    if current.is_none() {
+        f.block(
+            "progression.unknown_stage",
+            "/current_stage",
+            format!(
+                "current stage '{}' is not in the deployment plan",
+                req.current_stage
+            ),
+        );
+    }
+    if target.is_none() {
+        f.block(
+            "progression.unknown_stage",
+            "/target_stage",
+            format!(
+                "target stage '{}' is not in the deployment plan",
+                req.target_stage
+            ),
+        );
+    }
+    if let (Some(c), Some(t)) = (current, target)
+        && t != c + 1
+    {
+        f.block(
+            "progression.out_of_order",
+            "/target_stage",
+            format!(
+                "'{}' is not the stage right after '{}': stages are widened one at a time",
+                req.target_stage, req.current_stage
+            ),
+        );
+    }
+    if let Some(c) = current {
+        let stage = &req.plan.stages[c];
+        let min_hours = stage.min_duration_hours.unwrap_or(0.0);
+        let until = req.stage_entered_at.saturating_add(hours(min_hours));
+        if req.now < until {
+            f.block(
+                "progression.too_early",
+                "/stage_entered_at",
+                format!(
+                    "stage '{}' must run at least {min_hours} hours; {:.1} have passed (earliest {})",
+                    req.current_stage,
+                    hours_between(req.stage_entered_at, req.now),
+                    rfc3339(until)
+                ),
+            );
+        }
+        for (j, c) in stage.criteria.iter().enumerate() {
+            let path = format!("/plan/stages/{}/criteria/{j}", current.unwrap_or_default());
+            match criteria::status(c, &obs) {
+                CriterionStatus::Met { .. } => {}
+                CriterionStatus::NoData => {
+                    f.block(
+                        "progression.no_data",
+                        path,
+                        format!("no observation for criterion '{}'", describe(c)),
+                    );
+                }
+                CriterionStatus::TooFewSamples {
+                    samples,
+                    min_samples,
+                } => {
+                    f.block(
+                        "progression.no_data",
+                        path,
+                        format!(
+                            "criterion '{}' needs {min_samples} samples, {samples} observed",
+                            describe(c)
+                        ),
+                    );
+                }
+                CriterionStatus::NotMet { value } => {
+                    f.block(
+                        "progression.criterion_failed",
+                        path,
+                        format!("criterion '{}' is not met: observed {value}", describe(c)),
+                    );
+                }
+                CriterionStatus::Incomplete => {
+                    f.block(
+                        "progression.criterion_failed",
+                        path,
+                        format!(
+                            "criterion '{}' lacks a metric, op or threshold and cannot be met",
+                            describe(c)
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    for (i, issue) in req.material_issues.iter().enumerate() {
+        let severity = issue.severity.unwrap_or(Severity::Critical);
+        if issue.status != Some(ItemStatus::Resolved) && severity.at_least(Severity::Medium) {
+            f.block(
+                "progression.material_issue",
+                format!("/material_issues/{i}"),
+                format!(
+                    "open {} material issue {} blocks progression",
+                    severity.as_str(),
+                    non_blank(&issue.id).unwrap_or("unnamed")
+                ),
+            );
+        }
+    }
+    let tier = req.system.risk_tier;
+    if tier.at_least(RiskTier::Medium) {
+        match authorisation::review_gap(req.review.as_ref(), req.now) {
+            Some(ReviewGap::Missing) => {
+                f.block(
+                    "progression.review_missing",
+                    "/review",
+                    format!(
+                        "{} risk requires a completed review of this progression",
+                        tier.as_str()
+                    ),
+                );
+            }
+            Some(ReviewGap::Rejected) => {
+                f.block(
+                    "progression.review_missing",
+                    "/review/outcome",
+                    "the progression review rejected it",
+                );
+            }
+            None => {}
+        }
+    }
+    let cx = authorisation::Context {
+        now: req.now,
+        tier,
+        authorisation: req.authorisation.as_ref(),
+        review: req.review.as_ref(),
+        params,
+    };
+    for p in authorisation::problems(&cx) {
+        f.block(
+            "progression.unauthorised",
+            p.path,
+            format!("{} ({})", p.message, p.code),
+        );
+    }
+    if let Some(scope) = req.authorisation.as_ref().and_then(|a| a.scope.as_ref())
+        && !scope.iter().any(|s| s.trim() == req.target_stage.trim())
+    {
+        f.block(
+            "progression.unauthorised",
+            "/authorisation/scope",
+            format!(
+                "the authorisation's scope does not cover stage '{}'",
+                req.target_stage
+            ),
+        );
+    }
+    if tier.at_least(RiskTier::High)
+        && let (Some(reviewer), Some(authoriser)) = (
+            authorisation::reviewer(req.review.as_ref()),
+            req.authorisation
+                .as_ref()
+                .and_then(|a| non_blank(&a.authorised_by)),
+        )
+        && same_identity(reviewer, authoriser)
+    {
+        f.block(
+            "progression.separation_of_duties",
+            "/authorisation/authorised_by",
+            format!(
+                "{reviewer} both reviewed and authorised this {} risk progression",
+                tier.as_str()
+            ),
+        );
+    }
+
+    let outcome = match breach {
+        Some(Breach::Suspend) => ProgressionOutcome::Suspend,
+        Some(Breach::Rollback) => ProgressionOutcome::Rollback,
+        None if f.has_blocking() => ProgressionOutcome::Hold,
+        None => ProgressionOutcome::Promote,
+    };
+    let next = target.map(|t| &req.plan.stages[t]);
+    if let Some(a) = req.authorisation.as_ref() {
+        for c in &a.conditions {
+            f.oblige("authorisation.condition", c.clone(), a.expires_at);
+        }
+    }
+    f.into_progression(
+        outcome,
+        next.and_then(|s| non_blank(&s.name)).map(str::to_string),
+        next.and_then(|s| s.traffic_percent),
+        rollback_procedure(&req.plan),
+    )
+}
+
+/// The plan's rollback procedure, or a note that it has none.
+pub(crate) fn rollback_procedure(plan: &Plan) -> Option<String> {
+    Some(
+        plan.rollback
+            .as_ref()
+            .and_then(|r| non_blank(&r.procedure))
+            .unwrap_or("no rollback procedure is recorded: stop serving this release")
+            .to_string(),
+    )
+}
