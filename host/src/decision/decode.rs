@@ -1,0 +1,341 @@
+//! From request bytes to a typed [`Request`], with errors that name the JSON
+//! path of the problem (SPEC §1): `/plan/stages/1/traffic_percent: expected
+//! a number, found string "5"`.
+//!
+//! The fast path decodes with plain serde_json. Only when that fails is the
+//! body decoded again through `serde_path_to_error` to locate the problem, so
+//! well-formed requests never pay for path tracking.
+
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+
+use super::DecisionKind;
+use super::request::{GateRequest, MonitoringRequest, Plan, ProgressionRequest, Request};
+
+/// Why a request was refused before any policy saw it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.display())]
+pub struct RequestError {
+    pub kind: RequestErrorKind,
+    /// JSON pointer to the offending value, "" for the whole body.
+    pub path: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestErrorKind {
+    /// Not JSON, wrong types, missing required fields (HTTP 400).
+    Malformed,
+    /// Well-formed JSON with a value outside its domain (HTTP 422).
+    Invalid,
+}
+
+impl RequestError {
+    fn display(&self) -> String {
+        if self.path.is_empty() {
+            self.message.clone()
+        } else {
+            format!("{}: {}", self.path, self.message)
+        }
+    }
+
+    /// The stable error code used in HTTP error bodies.
+    pub fn code(&self) -> &'static str {
+        match self.kind {
+            RequestErrorKind::Malformed => "request.malformed",
+            RequestErrorKind::Invalid => "request.invalid",
+        }
+    }
+
+    fn invalid(path: String, message: impl Into<String>) -> Self {
+        RequestError {
+            kind: RequestErrorKind::Invalid,
+            path,
+            message: message.into(),
+        }
+    }
+}
+
+/// Decodes and validates a request for `kind`.
+pub fn decode(kind: DecisionKind, body: &[u8]) -> Result<Request, RequestError> {
+    let request = match kind {
+        DecisionKind::Gate => Request::Gate(decode_as::<GateRequest>(body)?),
+        DecisionKind::Progression => Request::Progression(decode_as::<ProgressionRequest>(body)?),
+        DecisionKind::Monitoring => Request::Monitoring(decode_as::<MonitoringRequest>(body)?),
+    };
+    validate(&request)?;
+    Ok(request)
+}
+
+fn decode_as<T: DeserializeOwned>(body: &[u8]) -> Result<T, RequestError> {
+    match serde_json::from_slice::<T>(body) {
+        Ok(v) => Ok(v),
+        Err(_) => Err(locate::<T>(body)),
+    }
+}
+
+/// Decodes again, tracking the path, to explain why the fast path failed.
+fn locate<T: DeserializeOwned>(body: &[u8]) -> RequestError {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let (path, err) = match serde_path_to_error::deserialize::<_, T>(&mut de) {
+        Ok(_) => match de.end() {
+            // Only trailing characters after a valid document can get here.
+            Err(e) => (String::new(), e),
+            Ok(()) => {
+                return RequestError {
+                    kind: RequestErrorKind::Malformed,
+                    path: String::new(),
+                    message: "request could not be decoded".into(),
+                };
+            }
+        },
+        Err(e) => (pointer(e.path()), e.into_inner()),
+    };
+    use serde_json::error::Category;
+    match err.classify() {
+        Category::Syntax | Category::Eof | Category::Io => RequestError {
+            kind: RequestErrorKind::Malformed,
+            path: String::new(),
+            message: format!("body is not valid JSON: {err}"),
+        },
+        Category::Data => {
+            let raw = strip_position(&err.to_string());
+            let (path, message) = match raw.strip_prefix("missing field `") {
+                Some(rest) => {
+                    let field = rest.trim_end_matches('`');
+                    (
+                        format!("{path}/{field}"),
+                        "required field is missing".to_string(),
+                    )
+                }
+                None => (path, humanise(&raw)),
+            };
+            RequestError {
+                kind: RequestErrorKind::Malformed,
+                path,
+                message,
+            }
+        }
+    }
+}
+
+/// `plan.stages[1].traffic_percent` as the JSON pointer `/plan/stages/1/traffic_percent`.
+fn pointer(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for seg in path.iter() {
+        match seg {
+            Segment::Seq { index } => {
+                out.push('/');
+                out.push_str(&index.to_string());
+            }
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                out.push('/');
+                out.push_str(&key.replace('~', "~0").replace('/', "~1"));
+            }
+            Segment::Unknown => {}
+        }
+    }
+    out
+}
+
+/// serde_json appends " at line L column C"; the JSON path says more.
+fn strip_position(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+/// Rewrites serde's `invalid type: string "5", expected f64` into
+/// `expected a number, found string "5"`.
+fn humanise(msg: &str) -> String {
+    let Some(rest) = msg.strip_prefix("invalid type: ") else {
+        return msg.to_string();
+    };
+    let Some((found, expected)) = rest.rsplit_once(", expected ") else {
+        return msg.to_string();
+    };
+    let expected = match expected {
+        "f64" | "f32" => "a number",
+        "u64" | "u32" => "a non-negative integer",
+        "a sequence" => "an array",
+        "a map" => "an object",
+        e if e.starts_with("struct ") => "an object",
+        e => e,
+    };
+    let found = match found {
+        "map" => "object",
+        "sequence" => "array",
+        f => f,
+    };
+    format!("expected {expected}, found {found}")
+}
+
+/// Domain checks that serde's types cannot express (HTTP 422).
+fn validate(request: &Request) -> Result<(), RequestError> {
+    match request {
+        Request::Gate(r) => {
+            if let Some(plan) = &r.plan {
+                validate_plan(plan)?;
+            }
+            if let Some(h) = r.monitoring.as_ref().and_then(|m| m.intensive_period_hours) {
+                non_negative(h, "/monitoring/intensive_period_hours".into())?;
+            }
+            Ok(())
+        }
+        Request::Progression(r) => validate_plan(&r.plan),
+        Request::Monitoring(r) => validate_plan(&r.plan),
+    }
+}
+
+fn validate_plan(plan: &Plan) -> Result<(), RequestError> {
+    for (i, stage) in plan.stages.iter().enumerate() {
+        if let Some(p) = stage.traffic_percent
+            && !(0.0..=100.0).contains(&p)
+        {
+            return Err(RequestError::invalid(
+                format!("/plan/stages/{i}/traffic_percent"),
+                format!("expected a percentage from 0 to 100, found {p}"),
+            ));
+        }
+        if let Some(h) = stage.min_duration_hours {
+            non_negative(h, format!("/plan/stages/{i}/min_duration_hours"))?;
+        }
+    }
+    Ok(())
+}
+
+fn non_negative(h: f64, path: String) -> Result<(), RequestError> {
+    if h < 0.0 {
+        return Err(RequestError::invalid(
+            path,
+            format!("expected a non-negative number of hours, found {h}"),
+        ));
+    }
+    Ok(())
+}
+
+impl fmt::Display for RequestErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RequestErrorKind::Malformed => "malformed request",
+            RequestErrorKind::Invalid => "invalid request",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gate_err(body: &str) -> RequestError {
+        decode(DecisionKind::Gate, body.as_bytes()).unwrap_err()
+    }
+
+    const MIN: &str = r#"{"now":"2026-11-26T12:00:00Z","system":{"id":"s","risk_tier":"low"}"#;
+
+    #[test]
+    fn a_minimal_gate_request_decodes_with_spec_defaults() {
+        let Request::Gate(r) = decode(DecisionKind::Gate, format!("{MIN}}}").as_bytes()).unwrap()
+        else {
+            panic!("not a gate request")
+        };
+        assert_eq!(r.system.consequential, None);
+        assert!(r.deficiencies.is_empty());
+        assert!(r.plan.is_none());
+    }
+
+    #[test]
+    fn a_wrong_type_names_the_json_pointer_and_the_expected_type() {
+        let e = gate_err(&format!(
+            r#"{MIN},"plan":{{"stages":[{{"name":"a"}},{{"name":"b","traffic_percent":"5"}}]}}}}"#
+        ));
+        assert_eq!(e.kind, RequestErrorKind::Malformed);
+        assert_eq!(e.path, "/plan/stages/1/traffic_percent");
+        assert_eq!(e.message, r#"expected a number, found string "5""#);
+        assert_eq!(
+            e.to_string(),
+            r#"/plan/stages/1/traffic_percent: expected a number, found string "5""#
+        );
+    }
+
+    #[test]
+    fn a_missing_required_field_is_named() {
+        let e = gate_err(r#"{"now":"2026-11-26T12:00:00Z","system":{"id":"s"}}"#);
+        assert_eq!(e.path, "/system/risk_tier");
+        assert_eq!(e.message, "required field is missing");
+        let e = gate_err(r#"{"system":{"id":"s","risk_tier":"low"}}"#);
+        assert_eq!(e.path, "/now");
+    }
+
+    #[test]
+    fn null_counts_as_missing_for_optional_fields_only() {
+        let ok = format!(r#"{MIN},"deficiencies":null,"verification":{{"complete":null}}}}"#);
+        assert!(decode(DecisionKind::Gate, ok.as_bytes()).is_ok());
+        let e = gate_err(r#"{"now":null,"system":{"id":"s","risk_tier":"low"}}"#);
+        assert_eq!(e.path, "/now");
+    }
+
+    #[test]
+    fn an_unknown_enum_value_lists_the_allowed_ones() {
+        let e =
+            gate_err(r#"{"now":"2026-11-26T12:00:00Z","system":{"id":"s","risk_tier":"extreme"}}"#);
+        assert_eq!(e.path, "/system/risk_tier");
+        assert!(e.message.contains("`critical`"), "{}", e.message);
+    }
+
+    #[test]
+    fn not_json_is_malformed_without_a_path() {
+        let e = gate_err("not json");
+        assert_eq!(e.kind, RequestErrorKind::Malformed);
+        assert_eq!(e.path, "");
+        assert!(
+            e.message.starts_with("body is not valid JSON"),
+            "{}",
+            e.message
+        );
+        let e = gate_err(&format!("{MIN}}} trailing"));
+        assert!(
+            e.message.starts_with("body is not valid JSON"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn a_bad_timestamp_is_named() {
+        let e = gate_err(r#"{"now":"yesterday","system":{"id":"s","risk_tier":"low"}}"#);
+        assert_eq!(e.path, "/now");
+        assert!(e.message.contains("RFC 3339"), "{}", e.message);
+    }
+
+    #[test]
+    fn an_out_of_range_percentage_is_invalid_not_malformed() {
+        let e = gate_err(&format!(
+            r#"{MIN},"plan":{{"stages":[{{"traffic_percent":150}}]}}}}"#
+        ));
+        assert_eq!(e.kind, RequestErrorKind::Invalid);
+        assert_eq!(e.path, "/plan/stages/0/traffic_percent");
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored_and_extensions_pass_through() {
+        let body = format!(r#"{MIN},"future_field":1,"extensions":{{"model_card":"mc-1"}}}}"#);
+        let Request::Gate(r) = decode(DecisionKind::Gate, body.as_bytes()).unwrap() else {
+            panic!()
+        };
+        assert_eq!(r.extensions.unwrap().get(), r#"{"model_card":"mc-1"}"#);
+    }
+
+    #[test]
+    fn progression_requires_its_own_fields() {
+        let e = decode(
+            DecisionKind::Progression,
+            br#"{"now":"2026-11-26T12:00:00Z","system":{"id":"s","risk_tier":"low"},"plan":{},"current_stage":"a","target_stage":"b"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.path, "/stage_entered_at");
+    }
+}

@@ -1,0 +1,342 @@
+//! Decision requests as they arrive on the wire (SPEC §2), decoded by serde.
+//!
+//! The shapes mirror `wit/policy.wit`; conversion into the sandbox's typed
+//! records is in [`super::convert`]. SPEC §1 conventions live here:
+//! unknown fields are ignored; absent or `null` optional fields are missing
+//! (`Option` / empty list / `false`); `system.consequential` defaults to
+//! `true` when absent; only `now`, `system.id`, `system.risk_tier` and the
+//! per-decision required fields make a request malformed when absent.
+
+use serde::{Deserialize, Deserializer};
+
+use super::Timestamp;
+
+/// `null` and absence both mean the type's default (empty list, `false`).
+fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Option::<T>::deserialize(d).map(Option::unwrap_or_default)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RiskTier {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Autonomy {
+    HumanInTheLoop,
+    HumanOnTheLoop,
+    Autonomous,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Comparison {
+    #[serde(rename = "<")]
+    Lt,
+    #[serde(rename = "<=")]
+    Le,
+    #[serde(rename = ">")]
+    Gt,
+    #[serde(rename = ">=")]
+    Ge,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewOutcome {
+    Approved,
+    ApprovedWithConditions,
+    Rejected,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemStatus {
+    Open,
+    Resolved,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct System {
+    pub id: String,
+    pub risk_tier: RiskTier,
+    pub autonomy: Option<Autonomy>,
+    /// Absent counts as `true`: assume outputs matter until told otherwise.
+    pub consequential: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Release {
+    pub version: Option<String>,
+    pub artifact_digest: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RiskAssessment {
+    pub assessment_ref: Option<String>,
+    pub assessed_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct VerificationResult {
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub passed: bool,
+    pub metric: Option<f64>,
+    pub threshold: Option<f64>,
+    pub evidence: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Verification {
+    #[serde(default, deserialize_with = "nullable")]
+    pub complete: bool,
+    #[serde(default, deserialize_with = "nullable")]
+    pub integration_required: bool,
+    #[serde(default, deserialize_with = "nullable")]
+    pub integration_tested: bool,
+    #[serde(default, deserialize_with = "nullable")]
+    pub results: Vec<VerificationResult>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Review {
+    pub reviewer: Option<String>,
+    pub completed_at: Option<Timestamp>,
+    pub outcome: Option<ReviewOutcome>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub conditions: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Authorisation {
+    pub authorised_by: Option<String>,
+    pub role: Option<String>,
+    pub authorised_at: Option<Timestamp>,
+    pub expires_at: Option<Timestamp>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub conditions: Vec<String>,
+    pub scope: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Acceptance {
+    pub accepted_by: Option<String>,
+    pub accepted_at: Option<Timestamp>,
+    pub rationale: Option<String>,
+    pub expires_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Deficiency {
+    pub id: Option<String>,
+    pub severity: Option<Severity>,
+    pub status: Option<ItemStatus>,
+    pub acceptance: Option<Acceptance>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Criterion {
+    pub metric: Option<String>,
+    pub op: Option<Comparison>,
+    pub threshold: Option<f64>,
+    pub min_samples: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Stage {
+    pub name: Option<String>,
+    pub traffic_percent: Option<f64>,
+    pub population: Option<String>,
+    pub min_duration_hours: Option<f64>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub criteria: Vec<Criterion>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RollbackPlan {
+    pub procedure: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub tested: bool,
+    #[serde(default, deserialize_with = "nullable")]
+    pub triggers: Vec<Criterion>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Plan {
+    #[serde(default, deserialize_with = "nullable")]
+    pub stages: Vec<Stage>,
+    pub rollback: Option<RollbackPlan>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub suspension_triggers: Vec<Criterion>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Safeguards {
+    #[serde(default, deserialize_with = "nullable")]
+    pub human_oversight: bool,
+    pub escalation_path: Option<String>,
+    pub user_guidance: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub autonomy_rationale_accepted: bool,
+    #[serde(default, deserialize_with = "nullable")]
+    pub compensating_controls: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Communication {
+    pub capabilities: Option<String>,
+    pub intended_use: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub limitations: Vec<String>,
+    pub reliance_conditions: Option<String>,
+    pub published_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct MonitoringSetup {
+    #[serde(default, deserialize_with = "nullable")]
+    pub activated: bool,
+    #[serde(default, deserialize_with = "nullable")]
+    pub metrics: Vec<String>,
+    pub intensive_period_hours: Option<f64>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub contacts: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct SupplyChain {
+    #[serde(default, deserialize_with = "nullable")]
+    pub third_party: bool,
+    #[serde(default, deserialize_with = "nullable")]
+    pub controls_confirmed: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Observation {
+    pub metric: Option<String>,
+    pub value: Option<f64>,
+    pub samples: Option<u64>,
+    pub window_end: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct MaterialIssue {
+    pub id: Option<String>,
+    pub severity: Option<Severity>,
+    pub status: Option<ItemStatus>,
+}
+
+/// Free-form evidence for custom policies, passed through as JSON text.
+pub type Extensions = Option<Box<serde_json::value::RawValue>>;
+
+/// SPEC §2.1.
+#[derive(Debug, Clone, Deserialize)]
+pub struct GateRequest {
+    pub now: Timestamp,
+    pub system: System,
+    pub release: Option<Release>,
+    pub risk: Option<RiskAssessment>,
+    pub verification: Option<Verification>,
+    pub review: Option<Review>,
+    pub authorisation: Option<Authorisation>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub deficiencies: Vec<Deficiency>,
+    pub plan: Option<Plan>,
+    pub safeguards: Option<Safeguards>,
+    pub communication: Option<Communication>,
+    pub monitoring: Option<MonitoringSetup>,
+    pub supply_chain: Option<SupplyChain>,
+    #[serde(default)]
+    pub extensions: Extensions,
+}
+
+/// SPEC §2.2.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ProgressionRequest {
+    pub now: Timestamp,
+    pub system: System,
+    pub plan: Plan,
+    pub current_stage: String,
+    pub target_stage: String,
+    pub stage_entered_at: Timestamp,
+    #[serde(default, deserialize_with = "nullable")]
+    pub observations: Vec<Observation>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub material_issues: Vec<MaterialIssue>,
+    pub review: Option<Review>,
+    pub authorisation: Option<Authorisation>,
+    #[serde(default)]
+    pub extensions: Extensions,
+}
+
+/// SPEC §2.3.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MonitoringRequest {
+    pub now: Timestamp,
+    pub system: System,
+    pub plan: Plan,
+    pub current_stage: String,
+    pub deployed_at: Timestamp,
+    #[serde(default, deserialize_with = "nullable")]
+    pub observations: Vec<Observation>,
+    #[serde(default)]
+    pub extensions: Extensions,
+}
+
+/// A decoded request of any kind.
+// Moved once per decision; boxing the gate variant would add an allocation
+// to the hot path to save a memcpy.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub enum Request {
+    Gate(GateRequest),
+    Progression(ProgressionRequest),
+    Monitoring(MonitoringRequest),
+}
+
+impl Request {
+    /// The request's `now`, echoed as `evaluated_at`.
+    pub fn now(&self) -> Timestamp {
+        match self {
+            Request::Gate(r) => r.now,
+            Request::Progression(r) => r.now,
+            Request::Monitoring(r) => r.now,
+        }
+    }
+
+    /// Which decision this request asks for.
+    pub fn kind(&self) -> super::DecisionKind {
+        match self {
+            Request::Gate(_) => super::DecisionKind::Gate,
+            Request::Progression(_) => super::DecisionKind::Progression,
+            Request::Monitoring(_) => super::DecisionKind::Monitoring,
+        }
+    }
+
+    /// The system the request is about.
+    pub fn system(&self) -> &System {
+        match self {
+            Request::Gate(r) => &r.system,
+            Request::Progression(r) => &r.system,
+            Request::Monitoring(r) => &r.system,
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! How much a policy may take from its host.
+//!
+//! A policy is untrusted code from the host's point of view: it may loop,
+//! allocate or recurse without bound, by accident or not. Every knob below
+//! bounds one of those, and every breach fails the decision closed.
+
+use std::time::Duration;
+
+/// Resource limits for policy instances. The defaults suit the reference
+/// policy with a wide margin: it decides in microseconds with ~2 MiB of
+/// linear memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock budget of one call (configure or decision), enforced by
+    /// epoch interruption: a call past it traps.
+    pub deadline: Duration,
+    /// Largest linear memory one instance may grow to.
+    pub memory_bytes: usize,
+    /// Deepest wasm stack one call may use; deeper recursion traps instead
+    /// of overflowing the host thread.
+    pub stack_bytes: usize,
+    /// Component instances the engine's pooling allocator reserves slots for,
+    /// across all bundles (warm and in flight). Virtual address space is
+    /// reserved per slot, resident memory only when used.
+    pub max_instances: u32,
+    /// Warm instances kept per bundle for reuse.
+    pub warm_per_bundle: usize,
+    /// Calls after which a warm instance is retired, so that whatever a
+    /// policy accumulates in its memory cannot grow for ever.
+    pub recycle_after_calls: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            deadline: Duration::from_millis(100),
+            memory_bytes: 64 << 20,
+            stack_bytes: 512 << 10,
+            max_instances: 128,
+            warm_per_bundle: 16,
+            recycle_after_calls: 100_000,
+        }
+    }
+}
+
+/// How decisions map onto instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Isolation {
+    /// Reuse configured instances between decisions (microseconds per call).
+    /// An instance that trapped is never reused.
+    #[default]
+    Warm,
+    /// A new instance for every decision (tens of microseconds per call):
+    /// no state can leak between decisions, even in a policy that keeps some.
+    Fresh,
+}
+
+impl std::str::FromStr for Isolation {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "warm" => Ok(Isolation::Warm),
+            "fresh" => Ok(Isolation::Fresh),
+            other => Err(format!(
+                "unknown isolation '{other}': expected warm or fresh"
+            )),
+        }
+    }
+}

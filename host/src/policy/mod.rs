@@ -1,0 +1,19 @@
+//! The sandbox: wasmtime configured for untrusted policy components.
+//!
+//! - [`Runtime`]: one engine per process (pooling allocator, epoch ticker).
+//! - [`LoadedPolicy`]: a linked component and its warm instances.
+//! - [`ActivePolicy`]: a loaded policy with its bundle identity and control
+//!   map, answering decisions from request to envelope and failing closed.
+
+pub mod active;
+pub mod bindings;
+pub mod error;
+pub mod limits;
+pub mod loaded;
+pub mod runtime;
+
+pub use active::{ActivePolicy, Decided, LoadError};
+pub use error::PolicyError;
+pub use limits::{Isolation, Limits};
+pub use loaded::LoadedPolicy;
+pub use runtime::Runtime;
