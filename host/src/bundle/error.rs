@@ -1,0 +1,82 @@
+//! Why a bundle was refused. Every message names the file, key or limit at
+//! fault, because the person reading it is deciding whether a policy may
+//! govern production.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("bundle archive is not a valid gzip-compressed tar file: {0}")]
+    Archive(String),
+    #[error("bundle archive is {size} bytes, over the {limit}-byte limit")]
+    ArchiveTooLarge { size: u64, limit: u64 },
+    #[error("archive member '{name}' is {size} bytes, over the {limit}-byte limit")]
+    MemberTooLarge { name: String, size: u64, limit: u64 },
+    #[error("bundle archive has more than {0} members")]
+    TooManyMembers(usize),
+    #[error("archive member '{name}' is a {kind}; a bundle holds regular files only")]
+    NotAFile { name: String, kind: String },
+    #[error(
+        "archive member '{0}' has a path outside the bundle root (absolute, '..' or a directory)"
+    )]
+    UnsafePath(String),
+    #[error("archive member '{0}' appears twice")]
+    DuplicateMember(String),
+    #[error("bundle has no manifest.json")]
+    MissingManifest,
+    #[error("manifest.json is invalid: {0}")]
+    Manifest(String),
+    #[error("signatures.json is invalid: {0}")]
+    SignaturesFile(String),
+    #[error("file '{0}' is listed in the manifest but missing from the bundle")]
+    MissingFile(String),
+    #[error("file '{0}' is in the bundle but not listed in the manifest")]
+    UnlistedFile(String),
+    #[error("file '{name}' does not match the manifest: sha256 {actual}, manifest says {expected}")]
+    DigestMismatch {
+        name: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("file '{name}' is {actual} bytes, manifest says {expected}")]
+    SizeMismatch {
+        name: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("bundle was built for {bundle}, this host speaks {host}: {why}")]
+    IncompatibleWit {
+        bundle: String,
+        host: String,
+        why: String,
+    },
+    #[error("key file {path}: {message}")]
+    Key { path: PathBuf, message: String },
+    #[error("trust store {path}: {message}")]
+    TrustStore { path: PathBuf, message: String },
+    #[error(
+        "signature by trusted key {key_id} ({key_name}) does not verify: the manifest was altered after signing, or the signature is corrupt"
+    )]
+    BadSignature { key_id: String, key_name: String },
+    #[error("{0}")]
+    TooFewSignatures(String),
+    #[error("policy directory {path}: {message}")]
+    Source { path: PathBuf, message: String },
+    #[error("building the policy component failed: {0}")]
+    Build(String),
+}
+
+impl BundleError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        BundleError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
