@@ -1,0 +1,72 @@
+//! `stagegate eval DECISION --bundle FILE --input FILE|-`
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::{CliError, CliResult, Exit, LimitArgs, TrustArgs, open_bundle};
+use crate::decision::{self, DecisionKind, RequestErrorKind};
+use crate::policy::{ActivePolicy, Runtime};
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// gate, progression or monitoring
+    decision: DecisionKind,
+    /// Bundle file (or a policy directory, built unsigned for local work)
+    #[arg(long, value_name = "FILE")]
+    bundle: PathBuf,
+    /// Request JSON (SPEC §2); `-` reads standard input
+    #[arg(long, value_name = "FILE|-")]
+    input: PathBuf,
+    #[command(flatten)]
+    trust: TrustArgs,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+pub fn run(args: EvalArgs) -> CliResult {
+    let body = read_input(&args.input)?;
+    // Refuse a bad request before spending time on the bundle.
+    let request = decision::decode(args.decision, &body).map_err(|e| {
+        let what = match e.kind {
+            RequestErrorKind::Malformed => "malformed request",
+            RequestErrorKind::Invalid => "invalid request",
+        };
+        CliError::bad_input(format!("{}: {what}: {e}", args.input.display()))
+    })?;
+    let bundle = open_bundle(&args.bundle)?;
+    args.trust.verify(&bundle)?;
+    bundle.manifest.check_wit_compatible()?;
+    let runtime =
+        Runtime::new(args.limits.limits()).map_err(|e| CliError::failure(e.to_string()))?;
+    let policy = ActivePolicy::load(&runtime, &bundle, args.limits.isolation)
+        .map_err(|e| CliError::failure(format!("loading {}: {e}", args.bundle.display())))?;
+    let decided = policy.decide(request);
+    let json = serde_json::to_string_pretty(&decided.envelope)
+        .map_err(|e| CliError::failure(format!("encoding the decision: {e}")))?;
+    println!("{json}");
+    match decided.error {
+        Some(e) => {
+            eprintln!(
+                "error: the policy failed ({}): {e}; the decision above fails closed",
+                e.cause()
+            );
+            Ok(Exit::PolicyError)
+        }
+        None => Ok(Exit::Success),
+    }
+}
+
+fn read_input(path: &std::path::Path) -> Result<Vec<u8>, CliError> {
+    let mut body = Vec::new();
+    if path.as_os_str() == "-" {
+        std::io::stdin()
+            .read_to_end(&mut body)
+            .map_err(|e| CliError::bad_input(format!("reading standard input: {e}")))?;
+    } else {
+        body = std::fs::read(path)
+            .map_err(|e| CliError::bad_input(format!("{}: {e}", path.display())))?;
+    }
+    Ok(body)
+}

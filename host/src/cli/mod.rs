@@ -1,0 +1,178 @@
+//! The `stagegate` command line (SPEC §5).
+//!
+//! Exit codes are part of the interface: 0 success (whatever a decision's
+//! outcome), 1 a check failed (verification, a failing test), 2 bad input or
+//! usage, 3 the policy itself failed.
+
+mod build;
+mod eval;
+mod inspect;
+mod keygen;
+mod serve;
+mod sign;
+mod test;
+mod verify;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::bundle::{ArchiveLimits, Bundle, BundleError, TrustStore};
+use crate::policy::{Isolation, Limits};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "stagegate",
+    version,
+    about = "Deployment governance for AI systems: signed WebAssembly policies decide when a release may go live",
+    long_about = None,
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write an Ed25519 key pair: KEY (secret, mode 0600) and KEY.pub
+    Keygen(keygen::KeygenArgs),
+    /// Build the bundle in a policy directory into one bundle file
+    Build(build::BuildArgs),
+    /// Add a signature to a bundle (run once per signer, or pass --key several times)
+    Sign(sign::SignArgs),
+    /// Verify a bundle's signatures and file digests against a trust store
+    Verify(verify::VerifyArgs),
+    /// Print a bundle's manifest, files, digests, signers and WIT world
+    Inspect(inspect::InspectArgs),
+    /// Evaluate one decision and print the decision JSON
+    Eval(eval::EvalArgs),
+    /// Run a policy directory's test cases (tests/*.json)
+    Test(test::TestArgs),
+    /// Run the HTTP decision service
+    Serve(serve::ServeArgs),
+}
+
+/// Exit codes of SPEC §5.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Success = 0,
+    Failure = 1,
+    BadInput = 2,
+    PolicyError = 3,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> Self {
+        ExitCode::from(e as u8)
+    }
+}
+
+/// A command's failure: what to print and how to exit.
+#[derive(Debug)]
+pub struct CliError {
+    pub exit: Exit,
+    pub message: String,
+}
+
+impl CliError {
+    pub fn bad_input(message: impl Into<String>) -> Self {
+        CliError {
+            exit: Exit::BadInput,
+            message: message.into(),
+        }
+    }
+
+    pub fn failure(message: impl Into<String>) -> Self {
+        CliError {
+            exit: Exit::Failure,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<BundleError> for CliError {
+    fn from(e: BundleError) -> Self {
+        CliError::failure(e.to_string())
+    }
+}
+
+type CliResult = Result<Exit, CliError>;
+
+/// Parses arguments, runs the command and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Keygen(a) => keygen::run(a),
+        Command::Build(a) => build::run(a),
+        Command::Sign(a) => sign::run(a),
+        Command::Verify(a) => verify::run(a),
+        Command::Inspect(a) => inspect::run(a),
+        Command::Eval(a) => eval::run(a),
+        Command::Test(a) => test::run(a),
+        Command::Serve(a) => serve::run(a),
+    };
+    match result {
+        Ok(exit) => exit.into(),
+        Err(e) => {
+            eprintln!("error: {}", e.message);
+            e.exit.into()
+        }
+    }
+}
+
+/// Options shared by commands that check signatures.
+#[derive(Debug, Clone, Args)]
+struct TrustArgs {
+    /// Directory of trusted public keys (*.pub)
+    #[arg(long, value_name = "DIR")]
+    trust: Option<PathBuf>,
+    /// Valid signatures by distinct trusted keys required (k of n)
+    #[arg(long, value_name = "K", default_value_t = 1)]
+    min_signatures: usize,
+}
+
+impl TrustArgs {
+    /// Verifies `bundle` if a trust store was given; returns the signers.
+    fn verify(&self, bundle: &Bundle) -> Result<Option<Vec<crate::bundle::Signer>>, CliError> {
+        let Some(dir) = &self.trust else {
+            return Ok(None);
+        };
+        let trust = TrustStore::load(dir)?;
+        Ok(Some(bundle.verify(&trust, self.min_signatures)?))
+    }
+}
+
+/// Sandbox limits a command can override.
+#[derive(Debug, Clone, Args)]
+struct LimitArgs {
+    /// Wall-clock budget of one policy call, in milliseconds
+    #[arg(long, value_name = "MS", default_value_t = 100)]
+    deadline_ms: u64,
+    /// Largest linear memory of one policy instance, in MiB
+    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    memory_mib: usize,
+    /// Reuse warm instances (`warm`) or make one per decision (`fresh`)
+    #[arg(long, default_value = "warm")]
+    isolation: Isolation,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> Limits {
+        Limits {
+            deadline: std::time::Duration::from_millis(self.deadline_ms),
+            memory_bytes: self.memory_mib << 20,
+            ..Limits::default()
+        }
+    }
+}
+
+/// Reads a bundle file, or builds one from a policy directory (for local
+/// development: such a bundle is unsigned).
+fn open_bundle(path: &std::path::Path) -> Result<Bundle, CliError> {
+    if path.is_dir() {
+        Ok(crate::bundle::source::PolicySource::open(path)?.bundle()?)
+    } else {
+        Ok(Bundle::read(path, &ArchiveLimits::default())?)
+    }
+}

@@ -1,0 +1,266 @@
+//! `stagegate test DIR`: the policy's rule table, as executable cases.
+//!
+//! Each `tests/*.json` holds one case or an array of cases:
+//!
+//! ```json
+//! { "name": "…", "decision": "gate", "input": { … },
+//!   "expect": { "outcome": "deny", "codes": ["authorisation.missing"],
+//!               "absent_codes": ["plan.missing"] } }
+//! ```
+//!
+//! `codes` must all be present, `absent_codes` must all be absent; other
+//! findings may appear. An optional `"params": { … }` overrides top-level
+//! keys of the bundle's `params.json` for that case, to test thresholds the
+//! shipped parameters do not exercise. `expect.error` instead expects the request to be
+//! refused with an error whose text contains the given string (usually a
+//! JSON path).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use clap::Args;
+use serde::Deserialize;
+
+use super::{CliError, CliResult, Exit, LimitArgs};
+use crate::bundle::source::PolicySource;
+use crate::bundle::{ArchiveLimits, Bundle};
+use crate::decision::{DecisionKind, Envelope};
+use crate::policy::{ActivePolicy, Runtime};
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Policy directory (bundle.toml, tests/*.json)
+    dir: PathBuf,
+    /// Test this bundle file instead of building the directory's component
+    #[arg(long, value_name = "FILE")]
+    bundle: Option<PathBuf>,
+    /// Only run cases whose name contains this text
+    #[arg(long, value_name = "TEXT")]
+    filter: Option<String>,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    name: String,
+    decision: DecisionKind,
+    #[serde(default)]
+    params: Option<serde_json::Map<String, serde_json::Value>>,
+    input: serde_json::Value,
+    expect: Expect,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Expect {
+    #[serde(default)]
+    outcome: Option<String>,
+    #[serde(default)]
+    codes: Vec<String>,
+    #[serde(default)]
+    absent_codes: Vec<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+pub fn run(args: TestArgs) -> CliResult {
+    let source = PolicySource::open(&args.dir)?;
+    let bundle = match &args.bundle {
+        Some(file) => Bundle::read(file, &ArchiveLimits::default())?,
+        None => source.bundle()?,
+    };
+    let runtime =
+        Runtime::new(args.limits.limits()).map_err(|e| CliError::failure(e.to_string()))?;
+    let component = runtime
+        .compile(bundle.wasm())
+        .map_err(|e| CliError::failure(format!("compiling {}: {e}", args.dir.display())))?;
+    let base: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&bundle.params()?).unwrap_or_default();
+    let mut policies = Policies {
+        runtime: &runtime,
+        bundle: &bundle,
+        component: &component,
+        base,
+        isolation: args.limits.isolation,
+        loaded: BTreeMap::new(),
+    };
+
+    let mut cases = Vec::new();
+    for (file, bytes) in source.test_files()? {
+        cases.extend(
+            parse_cases(&file, &bytes)?
+                .into_iter()
+                .map(|c| (file.clone(), c)),
+        );
+    }
+    if cases.is_empty() {
+        return Err(CliError::bad_input(format!(
+            "{}: no test cases in tests/*.json",
+            args.dir.display()
+        )));
+    }
+
+    let (mut passed, mut failed) = (0usize, 0usize);
+    for (file, case) in &cases {
+        if args
+            .filter
+            .as_deref()
+            .is_some_and(|f| !case.name.contains(f))
+        {
+            continue;
+        }
+        let result = policies
+            .for_case(case)
+            .and_then(|policy| check(policy, case).map_err(|p| p.join("\n     ")));
+        match result {
+            Ok(()) => {
+                passed += 1;
+                println!("ok   {file}: {}", case.name);
+            }
+            Err(problems) => {
+                failed += 1;
+                println!("FAIL {file}: {}", case.name);
+                println!("     {problems}");
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    Ok(if failed == 0 {
+        Exit::Success
+    } else {
+        Exit::Failure
+    })
+}
+
+/// The policy configured with each distinct parameter set the cases use,
+/// sharing one compiled component.
+struct Policies<'a> {
+    runtime: &'a Runtime,
+    bundle: &'a Bundle,
+    component: &'a wasmtime::component::Component,
+    base: serde_json::Map<String, serde_json::Value>,
+    isolation: crate::policy::Isolation,
+    loaded: BTreeMap<String, ActivePolicy>,
+}
+
+impl Policies<'_> {
+    fn for_case(&mut self, case: &Case) -> Result<&ActivePolicy, String> {
+        let mut params = self.base.clone();
+        if let Some(over) = &case.params {
+            params.extend(over.clone());
+        }
+        let text = serde_json::Value::Object(params).to_string();
+        match self.loaded.entry(text) {
+            std::collections::btree_map::Entry::Occupied(e) => Ok(e.into_mut()),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                let p = ActivePolicy::with_component(
+                    self.runtime,
+                    self.bundle,
+                    self.component,
+                    e.key().clone(),
+                    self.isolation,
+                )
+                .map_err(|err| format!("loading the policy with this case's params: {err}"))?;
+                Ok(e.insert(p))
+            }
+        }
+    }
+}
+
+/// A file holds one case or an array of them; errors name the file, the
+/// case index and the field.
+fn parse_cases(file: &str, bytes: &[u8]) -> Result<Vec<Case>, CliError> {
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| CliError::bad_input(format!("{file}: not valid JSON: {e}")))?;
+    let one = |v: serde_json::Value, at: String| -> Result<Case, CliError> {
+        serde_path_to_error::deserialize(v).map_err(|e| {
+            let field = e.path().to_string();
+            CliError::bad_input(format!("{file}: case {at}field {field}: {}", e.inner()))
+        })
+    };
+    match value {
+        serde_json::Value::Array(items) => items
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| one(v, format!("{i}, ")))
+            .collect(),
+        v => Ok(vec![one(v, String::new())?]),
+    }
+}
+
+/// Runs one case; the problems, if it fails.
+fn check(policy: &ActivePolicy, case: &Case) -> Result<(), Vec<String>> {
+    let body = serde_json::to_vec(&case.input).unwrap_or_default();
+    let result = policy.decide_json(case.decision, &body);
+    let decided = match (result, &case.expect.error) {
+        (Err(e), Some(want)) if e.to_string().contains(want.as_str()) => return Ok(()),
+        (Err(e), Some(want)) => {
+            return Err(vec![format!(
+                "expected an error containing '{want}', got: {e}"
+            )]);
+        }
+        (Err(e), None) => return Err(vec![format!("request refused: {e}")]),
+        (Ok(d), Some(want)) => {
+            return Err(vec![format!(
+                "expected an error containing '{want}', got outcome {}",
+                d.envelope.outcome.as_str()
+            )]);
+        }
+        (Ok(d), None) => d,
+    };
+    compare(&decided.envelope, &case.expect)
+}
+
+fn compare(envelope: &Envelope, expect: &Expect) -> Result<(), Vec<String>> {
+    let actual: BTreeSet<&str> = envelope.findings.iter().map(|f| f.code.as_str()).collect();
+    let mut problems = Vec::new();
+    if let Some(want) = &expect.outcome
+        && want != envelope.outcome.as_str()
+    {
+        problems.push(format!(
+            "expected outcome {want}, got {}",
+            envelope.outcome.as_str()
+        ));
+    }
+    let missing: Vec<&str> = expect
+        .codes
+        .iter()
+        .map(String::as_str)
+        .filter(|c| !actual.contains(c))
+        .collect();
+    if !missing.is_empty() {
+        problems.push(format!("expected codes missing: {}", missing.join(", ")));
+    }
+    let unexpected: Vec<&str> = expect
+        .absent_codes
+        .iter()
+        .map(String::as_str)
+        .filter(|c| actual.contains(c))
+        .collect();
+    if !unexpected.is_empty() {
+        problems.push(format!(
+            "codes that must be absent are present: {}",
+            unexpected.join(", ")
+        ));
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let codes: Vec<&str> = envelope.findings.iter().map(|f| f.code.as_str()).collect();
+    problems.push(format!(
+        "actual: outcome {}, codes [{}]",
+        envelope.outcome.as_str(),
+        codes.join(", ")
+    ));
+    for f in &envelope.findings {
+        if expect.codes.contains(&f.code)
+            || expect.absent_codes.contains(&f.code)
+            || f.code == "policy.error"
+        {
+            problems.push(format!("  {} at '{}': {}", f.code, f.path, f.message));
+        }
+    }
+    Err(problems)
+}
