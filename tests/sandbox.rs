@@ -1,0 +1,221 @@
+//! The sandbox under hostile code: every misbehaviour fails closed within
+//! its deadline, and the same runtime keeps serving afterwards.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use stagegate::decision::{DecisionKind, Outcome};
+use stagegate::policy::{ActivePolicy, Isolation, Limits, PolicyError, Runtime};
+
+fn runtime(deadline_ms: u64) -> Runtime {
+    Runtime::new(Limits {
+        deadline: Duration::from_millis(deadline_ms),
+        memory_bytes: 32 << 20,
+        ..Limits::default()
+    })
+    .expect("runtime")
+}
+
+fn request(kind: DecisionKind, id: &str) -> Vec<u8> {
+    let plan =
+        r#"{"stages":[{"name":"a","traffic_percent":5},{"name":"b","traffic_percent":100}]}"#;
+    let body = match kind {
+        DecisionKind::Gate => format!(
+            r#"{{"now":"2026-11-26T12:00:00Z","system":{{"id":"{id}","risk_tier":"low"}}}}"#
+        ),
+        DecisionKind::Progression => format!(
+            r#"{{"now":"2026-11-26T12:00:00Z","system":{{"id":"{id}","risk_tier":"low"}},"plan":{plan},"current_stage":"a","target_stage":"b","stage_entered_at":"2026-11-20T00:00:00Z"}}"#
+        ),
+        DecisionKind::Monitoring => format!(
+            r#"{{"now":"2026-11-26T12:00:00Z","system":{{"id":"{id}","risk_tier":"low"}},"plan":{plan},"current_stage":"a","deployed_at":"2026-11-20T00:00:00Z"}}"#
+        ),
+    };
+    body.into_bytes()
+}
+
+#[test]
+fn every_hostile_behaviour_fails_closed_within_the_deadline_and_the_next_call_works() {
+    // Generous enough that the memory bomb reaches its cap before the
+    // deadline even on a loaded CI machine.
+    let rt = runtime(500);
+    for isolation in [Isolation::Warm, Isolation::Fresh] {
+        let policy =
+            ActivePolicy::load(&rt, support::hostile_bundle(), isolation).expect("load hostile");
+        for kind in DecisionKind::ALL {
+            for (id, cause) in [
+                ("spin", "deadline"),
+                ("allocate", "memory"),
+                ("panic", "trap"),
+                ("recurse", "trap"),
+                ("deep", "stack"),
+                ("error", "guest_error"),
+            ] {
+                if id == "error" && kind != DecisionKind::Gate {
+                    continue;
+                }
+                let started = Instant::now();
+                let d = policy
+                    .decide_json(kind, &request(kind, id))
+                    .expect("valid request");
+                let elapsed = started.elapsed();
+                let err = d
+                    .error
+                    .as_ref()
+                    .unwrap_or_else(|| panic!("{id}/{kind}: no error"));
+                assert_eq!(err.cause(), cause, "{id}/{kind}: {err}");
+                assert_eq!(
+                    d.envelope.outcome,
+                    Outcome::fail_closed(kind),
+                    "{id}/{kind}"
+                );
+                assert_eq!(d.envelope.findings.len(), 1);
+                assert_eq!(d.envelope.findings[0].code, "policy.error");
+                // Correctness, not speed: the call was cut off instead of hanging.
+                assert!(
+                    elapsed < Duration::from_secs(5),
+                    "{id}/{kind} took {elapsed:?}"
+                );
+
+                let ok = policy
+                    .decide_json(kind, &request(kind, "fine"))
+                    .expect("valid request");
+                assert!(ok.error.is_none(), "{id}/{kind} then fine: {:?}", ok.error);
+                assert_ne!(ok.envelope.outcome, Outcome::fail_closed(kind));
+            }
+        }
+    }
+}
+
+#[test]
+fn a_spinning_policy_is_interrupted_at_its_deadline_not_long_after() {
+    let rt = runtime(30);
+    let policy = ActivePolicy::load(&rt, support::hostile_bundle(), Isolation::Warm).unwrap();
+    let started = Instant::now();
+    let d = policy
+        .decide_json(DecisionKind::Gate, &request(DecisionKind::Gate, "spin"))
+        .unwrap();
+    let elapsed = started.elapsed();
+    assert!(
+        matches!(d.error, Some(PolicyError::Deadline(30))),
+        "{:?}",
+        d.error
+    );
+    assert!(
+        elapsed >= Duration::from_millis(30),
+        "stopped early: {elapsed:?}"
+    );
+    assert!(
+        elapsed < Duration::from_millis(1000),
+        "stopped late: {elapsed:?}"
+    );
+}
+
+#[test]
+fn a_trapped_instance_is_discarded_not_reused() {
+    let rt = runtime(50);
+    let policy = ActivePolicy::load(&rt, support::hostile_bundle(), Isolation::Warm).unwrap();
+    assert_eq!(
+        policy.loaded.warm_instances(),
+        1,
+        "load keeps its smoke-tested instance"
+    );
+    policy
+        .decide_json(DecisionKind::Gate, &request(DecisionKind::Gate, "fine"))
+        .unwrap();
+    assert_eq!(
+        policy.loaded.warm_instances(),
+        1,
+        "a normal call returns its instance"
+    );
+    policy
+        .decide_json(DecisionKind::Gate, &request(DecisionKind::Gate, "panic"))
+        .unwrap();
+    assert_eq!(
+        policy.loaded.warm_instances(),
+        0,
+        "a trapped instance is dropped"
+    );
+    policy
+        .decide_json(DecisionKind::Gate, &request(DecisionKind::Gate, "error"))
+        .unwrap();
+    assert_eq!(
+        policy.loaded.warm_instances(),
+        1,
+        "a guest error leaves the instance intact"
+    );
+}
+
+#[test]
+fn a_policy_that_misbehaves_in_configure_is_refused_at_load() {
+    let rt = runtime(500);
+    let bundle = support::hostile_bundle();
+    let component = rt.compile(bundle.wasm()).unwrap();
+    for (params, cause) in [
+        (r#"{"x":"spin"}"#, "deadline"),
+        (r#"{"x":"panic"}"#, "trap"),
+        (r#"{"x":"allocate"}"#, "memory"),
+    ] {
+        let err =
+            ActivePolicy::with_component(&rt, bundle, &component, params.into(), Isolation::Warm)
+                .err()
+                .unwrap_or_else(|| panic!("{params} loaded"));
+        match err {
+            stagegate::policy::LoadError::Policy(e) => {
+                assert_eq!(e.cause(), cause, "{params}: {e}")
+            }
+            other => panic!("{params}: {other}"),
+        }
+    }
+}
+
+#[test]
+fn reference_params_that_do_not_parse_are_refused_at_load_naming_the_key() {
+    let rt = runtime(100);
+    let bundle = support::reference_bundle();
+    let component = rt.compile(bundle.wasm()).unwrap();
+    let err = ActivePolicy::with_component(
+        &rt,
+        bundle,
+        &component,
+        r#"{"min_stage": {}}"#.into(),
+        Isolation::Warm,
+    )
+    .err()
+    .expect("refused");
+    assert!(err.to_string().contains("min_stage"), "{err}");
+}
+
+#[test]
+fn a_component_that_is_not_a_policy_is_refused_at_load() {
+    let rt = runtime(100);
+    // A valid component that exports nothing.
+    let empty = wat_component();
+    let component = rt.compile(&empty).unwrap();
+    let err = ActivePolicy::with_component(
+        &rt,
+        support::reference_bundle(),
+        &component,
+        "{}".into(),
+        Isolation::Warm,
+    )
+    .err()
+    .expect("refused");
+    assert!(
+        err.to_string()
+            .contains("does not implement the stagegate:policy world"),
+        "{err}"
+    );
+}
+
+/// The binary encoding of `(component)`: magic, component version/layer.
+fn wat_component() -> Vec<u8> {
+    vec![0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00]
+}
+
+#[test]
+fn garbage_instead_of_a_component_fails_to_compile_with_a_reason() {
+    let rt = runtime(100);
+    let err = rt.compile(b"definitely not wasm").err().expect("refused");
+    assert_eq!(err.cause(), "compile");
+}

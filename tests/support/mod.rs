@@ -1,0 +1,116 @@
+//! Shared helpers for the end-to-end tests: where things are, the bundles
+//! built once per test binary, and running the real `stagegate` binary.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+use stagegate::bundle::Bundle;
+use stagegate::bundle::source::PolicySource;
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ has a parent")
+        .to_path_buf()
+}
+
+/// The `stagegate` binary under test.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_stagegate"))
+}
+
+/// The reference bundle, built (unsigned) once per test binary.
+pub fn reference_bundle() -> &'static Bundle {
+    static B: OnceLock<Bundle> = OnceLock::new();
+    B.get_or_init(|| {
+        PolicySource::open(&root().join("policies/iso42001"))
+            .and_then(|s| s.bundle())
+            .expect("building the reference bundle")
+    })
+}
+
+/// The hostile fixture bundle, built (unsigned) once per test binary.
+pub fn hostile_bundle() -> &'static Bundle {
+    static B: OnceLock<Bundle> = OnceLock::new();
+    B.get_or_init(|| {
+        PolicySource::open(&root().join("guest/fixtures/hostile"))
+            .and_then(|s| s.bundle())
+            .expect("building the hostile fixture bundle")
+    })
+}
+
+/// The complete high-risk gate request from `examples/`.
+pub fn high_risk_gate() -> serde_json::Value {
+    let text = std::fs::read_to_string(root().join("examples/gate-high-risk.json"))
+        .expect("examples/gate-high-risk.json");
+    serde_json::from_str(&text).expect("example is JSON")
+}
+
+/// Runs `stagegate ARGS` in `cwd` with `stdin`, returning its output.
+pub fn run(cwd: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(bin())
+        .args(args)
+        .current_dir(cwd)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning stagegate");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input)
+            .expect("writing stdin");
+    }
+    child.wait_with_output().expect("waiting for stagegate")
+}
+
+/// Output as text, for assertions and failure messages.
+pub fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// A temporary directory holding a signed reference bundle
+/// (`ref.bundle`), its signing key (`keys/dev`) and a trust store
+/// (`trust/dev.pub`).
+pub struct SignedBundle {
+    pub dir: tempfile::TempDir,
+}
+
+impl SignedBundle {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut bundle = reference_bundle().clone();
+        let key = dir.path().join("keys/dev");
+        let (secret, public) = stagegate::bundle::keys::generate(&key).expect("keygen");
+        std::fs::create_dir_all(dir.path().join("trust")).expect("trust dir");
+        std::fs::copy(public, dir.path().join("trust/dev.pub")).expect("copy key");
+        bundle.sign(&secret);
+        bundle
+            .write(&dir.path().join("ref.bundle"))
+            .expect("write bundle");
+        SignedBundle { dir }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn arg(&self, rel: &str) -> String {
+        self.path(rel).display().to_string()
+    }
+}
