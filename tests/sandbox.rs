@@ -216,6 +216,6 @@ fn wat_component() -> Vec<u8> {
 #[test]
 fn garbage_instead_of_a_component_fails_to_compile_with_a_reason() {
     let rt = runtime(100);
-    let err = rt.compile(b"definitely not wasm").err().expect("refused");
+    let err = rt.compile(b"definitely not wasm").expect_err("refused");
     assert_eq!(err.cause(), "compile");
 }
