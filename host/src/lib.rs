@@ -9,9 +9,11 @@
 //! - [`decision`]: requests, conversion to WIT, the response envelope;
 //! - [`policy`]: the wasmtime sandbox that runs policy components;
 //! - [`bundle`]: signed bundle archives, keys and the trust store;
+//! - [`server`]: the HTTP decision service;
 //! - [`cli`]: the `stagegate` command line.
 
 pub mod bundle;
 pub mod cli;
 pub mod decision;
 pub mod policy;
+pub mod server;

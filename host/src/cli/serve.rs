@@ -4,15 +4,37 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{CliError, CliResult};
+use super::{CliError, CliResult, Exit};
+use crate::server::{self, config::Config};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// TOML configuration; embedded defaults without it
+    /// TOML configuration; embedded defaults without it (see README)
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Check the configuration and exit
+    #[arg(long)]
+    check: bool,
 }
 
-pub fn run(_args: ServeArgs) -> CliResult {
-    Err(CliError::failure("the HTTP service is not implemented yet"))
+pub fn run(args: ServeArgs) -> CliResult {
+    // Configuration errors end the process before anything is bound.
+    let config = match &args.config {
+        Some(path) => Config::load(path).map_err(|e| CliError::bad_input(format!("invalid configuration: {e}")))?,
+        None => Config::embedded(),
+    };
+    if args.check {
+        println!("configuration is valid");
+        return Ok(Exit::Success);
+    }
+    server::init_logging(config.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("stagegate-http")
+        .build()
+        .map_err(|e| CliError::failure(format!("starting the async runtime: {e}")))?;
+    runtime
+        .block_on(server::serve(config))
+        .map_err(|e| CliError::failure(e.to_string()))?;
+    Ok(Exit::Success)
 }

@@ -7,12 +7,14 @@
 
 pub mod active;
 pub mod bindings;
+pub mod cache;
 pub mod error;
 pub mod limits;
 pub mod loaded;
 pub mod runtime;
 
 pub use active::{ActivePolicy, Decided, LoadError};
+pub use cache::{CacheOutcome, ComponentCache};
 pub use error::PolicyError;
 pub use limits::{Isolation, Limits};
 pub use loaded::LoadedPolicy;

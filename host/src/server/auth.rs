@@ -1,0 +1,150 @@
+//! Bearer tokens and roles.
+//!
+//! The configuration holds each token's SHA-256, never the token, so a
+//! leaked config file grants nothing. A presented token is hashed and
+//! looked up; the holder's name becomes the actor of what it does.
+//! Without any token configured the service runs in open development mode:
+//! loopback only, every caller has every role.
+
+use std::collections::HashMap;
+
+use axum::http::{HeaderMap, StatusCode, header};
+use sha2::{Digest, Sha256};
+
+use super::config::{Role, TokenConfig};
+use super::error::ApiError;
+
+/// Who is calling, and what they may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub name: String,
+    pub roles: Vec<Role>,
+}
+
+impl Caller {
+    pub fn has(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+
+    /// 403 naming the missing role unless the caller has one of `roles`.
+    pub fn require(&self, roles: &[Role]) -> Result<(), ApiError> {
+        if roles.iter().any(|r| self.has(*r)) {
+            return Ok(());
+        }
+        let wanted: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("'{}' lacks the role this needs: {}", self.name, wanted.join(" or ")),
+        ))
+    }
+}
+
+/// The configured tokens.
+#[derive(Debug, Clone, Default)]
+pub struct Auth {
+    by_hash: HashMap<String, Caller>,
+}
+
+impl Auth {
+    pub fn new(tokens: &[TokenConfig]) -> Self {
+        let by_hash = tokens
+            .iter()
+            .map(|t| {
+                (
+                    t.sha256.to_ascii_lowercase(),
+                    Caller {
+                        name: t.name.clone(),
+                        roles: t.roles.clone(),
+                    },
+                )
+            })
+            .collect();
+        Auth { by_hash }
+    }
+
+    /// No tokens: open development mode.
+    pub fn is_open(&self) -> bool {
+        self.by_hash.is_empty()
+    }
+
+    /// The caller behind a request's `Authorization` header (401 if absent
+    /// or unknown).
+    pub fn caller(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
+        if self.is_open() {
+            return Ok(Caller {
+                name: "anonymous".into(),
+                roles: Role::ALL.to_vec(),
+            });
+        }
+        let unauthorised = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
+        let value = headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| unauthorised("missing Authorization: Bearer <token>"))?;
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| unauthorised("the Authorization header must be 'Bearer <token>'"))?;
+        let hash = hex::encode(Sha256::digest(token.as_bytes()));
+        self.by_hash
+            .get(&hash)
+            .cloned()
+            .ok_or_else(|| unauthorised("unknown token"))
+    }
+}
+
+/// A new random token and its SHA-256, for `stagegate token`.
+pub fn new_token() -> (String, String) {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let token = format!("sg_{}", hex::encode(bytes));
+    let hash = hex::encode(Sha256::digest(token.as_bytes()));
+    (token, hash)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth() -> (Auth, String) {
+        let (token, sha256) = new_token();
+        let a = Auth::new(&[TokenConfig {
+            name: "ci".into(),
+            sha256,
+            roles: vec![Role::Gateway],
+        }]);
+        (a, token)
+    }
+
+    #[test]
+    fn a_known_token_names_its_holder_and_roles() {
+        let (a, token) = auth();
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
+        let c = a.caller(&h).unwrap();
+        assert_eq!(c.name, "ci");
+        assert!(c.require(&[Role::Gateway]).is_ok());
+        assert_eq!(c.require(&[Role::Publisher]).unwrap_err().status, StatusCode::FORBIDDEN);
+    }
+
+    #[test]
+    fn missing_malformed_or_unknown_tokens_are_401() {
+        let (a, _) = auth();
+        assert_eq!(a.caller(&HeaderMap::new()).unwrap_err().status, StatusCode::UNAUTHORIZED);
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, "Basic abc".parse().unwrap());
+        assert_eq!(a.caller(&h).unwrap_err().status, StatusCode::UNAUTHORIZED);
+        h.insert(header::AUTHORIZATION, "Bearer nope".parse().unwrap());
+        assert_eq!(a.caller(&h).unwrap_err().status, StatusCode::UNAUTHORIZED);
+    }
+
+    #[test]
+    fn without_tokens_everyone_has_every_role() {
+        let c = Auth::default().caller(&HeaderMap::new()).unwrap();
+        assert!(Role::ALL.iter().all(|r| c.has(*r)));
+    }
+}

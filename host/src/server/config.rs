@@ -1,0 +1,348 @@
+//! `stagegate serve` configuration: a TOML file, or embedded defaults.
+//!
+//! Every field has a default, so a config file names only what it changes.
+//! Unknown keys are errors: a misspelt `min_signature = 2` that silently
+//! kept the default of 1 would weaken the trust policy unnoticed.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::policy::Isolation;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on. Without access tokens only loopback is used.
+    pub listen: SocketAddr,
+    /// Where state lives: active bundles, compiled-component cache, records.
+    pub data_dir: PathBuf,
+    /// `pretty` (for people) or `json` (for log pipelines).
+    pub log_format: LogFormat,
+    pub trust: TrustConfig,
+    pub limits: LimitsConfig,
+    /// Bundles to serve; each may name a source that is watched for new
+    /// versions. Bundles uploaded over HTTP need no entry.
+    pub bundles: Vec<BundleConfig>,
+    /// Bearer tokens. None configured: loopback only, every caller has
+    /// every role (local development).
+    pub tokens: Vec<TokenConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrustConfig {
+    /// Directory of trusted public keys (`*.pub`), re-read at every
+    /// activation so keys can be rotated without a restart.
+    pub dir: PathBuf,
+    /// Valid signatures by distinct trusted keys a bundle needs (k of n).
+    pub min_signatures: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest decision request body (413 above).
+    pub body_bytes: usize,
+    /// Largest bundle upload (413 above).
+    pub upload_bytes: usize,
+    /// Wall-clock budget of one policy call.
+    pub decision_deadline_ms: u64,
+    /// Largest linear memory of one policy instance.
+    pub memory_mib: usize,
+    /// Requests in flight at once; more get 503 with `Retry-After`
+    /// instead of queueing without bound.
+    pub concurrency: usize,
+    /// Budget of one whole HTTP request (503 when exceeded).
+    pub request_timeout_ms: u64,
+    /// `warm` (reuse instances) or `fresh` (one instance per decision).
+    pub isolation: Isolation,
+    /// How often bundle sources are checked for new versions.
+    pub watch_interval_ms: u64,
+}
+
+/// One served bundle.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleConfig {
+    pub name: String,
+    /// Answer decisions that name no bundle.
+    #[serde(default)]
+    pub default: bool,
+    /// A bundle file, re-read when it changes.
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+    /// A directory; every `*.bundle` in it is a candidate, highest version wins.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    /// Development: build this policy directory at start…
+    #[serde(default)]
+    pub build: Option<PathBuf>,
+    /// …and sign it with this key (created if missing).
+    #[serde(default)]
+    pub sign_with: Option<PathBuf>,
+}
+
+/// Roles of SPEC §6 and the records API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Uploads bundles.
+    Publisher,
+    /// Asks for decisions, reads routes.
+    Gateway,
+    /// Reads everything.
+    Auditor,
+    /// Records authorisations and risk acceptances.
+    Approver,
+    /// Posts observations, rolls back and suspends.
+    Operator,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Publisher => "publisher",
+            Role::Gateway => "gateway",
+            Role::Auditor => "auditor",
+            Role::Approver => "approver",
+            Role::Operator => "operator",
+        }
+    }
+
+    pub const ALL: [Role; 5] = [Role::Publisher, Role::Gateway, Role::Auditor, Role::Approver, Role::Operator];
+}
+
+/// A bearer token, stored as its SHA-256 so the config file holds no secret.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Who holds the token: recorded as the actor of what it does.
+    pub name: String,
+    /// Lowercase hex SHA-256 of the token (`stagegate token` prints it).
+    pub sha256: String,
+    pub roles: Vec<Role>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("data"),
+            log_format: LogFormat::Pretty,
+            trust: TrustConfig::default(),
+            limits: LimitsConfig::default(),
+            bundles: Vec::new(),
+            tokens: Vec::new(),
+        }
+    }
+}
+
+impl Default for TrustConfig {
+    fn default() -> Self {
+        TrustConfig {
+            dir: PathBuf::from("data/keys"),
+            min_signatures: 1,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            body_bytes: 1 << 20,
+            upload_bytes: 64 << 20,
+            decision_deadline_ms: 100,
+            memory_mib: 64,
+            concurrency: 256,
+            request_timeout_ms: 10_000,
+            isolation: Isolation::Warm,
+            watch_interval_ms: 2_000,
+        }
+    }
+}
+
+impl LimitsConfig {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+}
+
+/// A configuration error, naming the file and what is wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+impl Config {
+    /// The embedded defaults used by `stagegate serve` without `--config`:
+    /// the reference policy built from `policies/iso42001` and signed with a
+    /// development key under `data/keys` (created on first use), trusted via
+    /// the same directory.
+    pub fn embedded() -> Self {
+        Config {
+            bundles: vec![BundleConfig {
+                name: "iso42001-reference".into(),
+                default: true,
+                file: None,
+                dir: None,
+                build: Some(PathBuf::from("policies/iso42001")),
+                sign_with: Some(PathBuf::from("data/keys/dev")),
+            }],
+            ..Config::default()
+        }
+    }
+
+    /// Reads and validates a TOML file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let err = |message: String| ConfigError {
+            path: path.display().to_string(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        Self::parse(&text).map_err(err)
+    }
+
+    /// Parses and validates TOML text.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot: ranges, uniqueness, one source per bundle.
+    pub fn validate(&self) -> Result<(), String> {
+        let l = &self.limits;
+        for (name, value) in [
+            ("limits.body_bytes", l.body_bytes as u64),
+            ("limits.upload_bytes", l.upload_bytes as u64),
+            ("limits.decision_deadline_ms", l.decision_deadline_ms),
+            ("limits.memory_mib", l.memory_mib as u64),
+            ("limits.concurrency", l.concurrency as u64),
+            ("limits.request_timeout_ms", l.request_timeout_ms),
+            ("limits.watch_interval_ms", l.watch_interval_ms),
+            ("trust.min_signatures", self.trust.min_signatures as u64),
+        ] {
+            if value == 0 {
+                return Err(format!("{name} must be greater than 0"));
+            }
+        }
+        if l.memory_mib > 4096 {
+            return Err("limits.memory_mib must be at most 4096".into());
+        }
+        if l.decision_deadline_ms >= l.request_timeout_ms {
+            return Err(format!(
+                "limits.decision_deadline_ms ({}) must be below limits.request_timeout_ms ({})",
+                l.decision_deadline_ms, l.request_timeout_ms
+            ));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, b) in self.bundles.iter().enumerate() {
+            crate::bundle::manifest::check_name(&b.name).map_err(|e| format!("bundles[{i}]: {e}"))?;
+            if !names.insert(b.name.as_str()) {
+                return Err(format!("bundles[{i}]: bundle '{}' is configured twice", b.name));
+            }
+            let sources = [b.file.is_some(), b.dir.is_some(), b.build.is_some()]
+                .iter()
+                .filter(|x| **x)
+                .count();
+            if sources > 1 {
+                return Err(format!(
+                    "bundles[{i}] ('{}'): give at most one of `file`, `dir`, `build`",
+                    b.name
+                ));
+            }
+            if b.sign_with.is_some() && b.build.is_none() {
+                return Err(format!("bundles[{i}] ('{}'): `sign_with` only applies to `build`", b.name));
+            }
+        }
+        if self.bundles.iter().filter(|b| b.default).count() > 1 {
+            return Err("more than one bundle is marked `default = true`".into());
+        }
+        let mut token_names = std::collections::BTreeSet::new();
+        for (i, t) in self.tokens.iter().enumerate() {
+            if t.sha256.len() != 64 || !t.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!(
+                    "tokens[{i}] ('{}'): sha256 must be 64 hex digits (the token's SHA-256, not the token)",
+                    t.name
+                ));
+            }
+            if t.roles.is_empty() {
+                return Err(format!("tokens[{i}] ('{}'): roles must not be empty", t.name));
+            }
+            if t.name.trim().is_empty() || !token_names.insert(t.name.as_str()) {
+                return Err(format!("tokens[{i}]: token names must be non-empty and unique"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The name of the default bundle: the one marked `default`, else the
+    /// only configured one.
+    pub fn default_bundle(&self) -> Option<&str> {
+        self.bundles
+            .iter()
+            .find(|b| b.default)
+            .or(if self.bundles.len() == 1 { self.bundles.first() } else { None })
+            .map(|b| b.name.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_file_means_the_defaults() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.trust.min_signatures, 1);
+        assert!(c.tokens.is_empty());
+    }
+
+    #[test]
+    fn a_misspelt_key_is_an_error_naming_it() {
+        let e = Config::parse("[trust]\nmin_signature = 2\n").unwrap_err();
+        assert!(e.contains("min_signature"), "{e}");
+    }
+
+    #[test]
+    fn a_bundle_with_two_sources_is_refused() {
+        let e = Config::parse("[[bundles]]\nname = \"a\"\nfile = \"a.bundle\"\ndir = \"in\"\n").unwrap_err();
+        assert!(e.contains("at most one of"), "{e}");
+    }
+
+    #[test]
+    fn a_token_given_in_clear_is_refused() {
+        let e = Config::parse("[[tokens]]\nname = \"ci\"\nsha256 = \"hunter2\"\nroles = [\"gateway\"]\n").unwrap_err();
+        assert!(e.contains("64 hex digits"), "{e}");
+    }
+
+    #[test]
+    fn an_unknown_role_is_refused() {
+        let e = Config::parse(&format!(
+            "[[tokens]]\nname = \"ci\"\nsha256 = \"{}\"\nroles = [\"admin\"]\n",
+            "a".repeat(64)
+        ))
+        .unwrap_err();
+        assert!(e.contains("admin"), "{e}");
+    }
+
+    #[test]
+    fn a_deadline_beyond_the_request_timeout_is_refused() {
+        let e = Config::parse("[limits]\ndecision_deadline_ms = 20000\n").unwrap_err();
+        assert!(e.contains("request_timeout_ms"), "{e}");
+    }
+}

@@ -1,0 +1,231 @@
+//! Prometheus metrics (`GET /metrics`).
+//!
+//! Hot-path counters are resolved once per bundle and kept as handles, so
+//! counting a decision is one atomic add, not a label-set lookup.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::decision::{DecisionKind, Outcome};
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct DecisionLabels {
+    decision: &'static str,
+    outcome: &'static str,
+    bundle: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct KindLabels {
+    decision: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ErrorLabels {
+    bundle: String,
+    cause: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct BundleLabels {
+    bundle: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct InfoLabels {
+    bundle: String,
+    version: String,
+    digest: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ResponseLabels {
+    class: &'static str,
+}
+
+/// Every metric the service exports.
+pub struct Metrics {
+    registry: Registry,
+    decisions: Family<DecisionLabels, Counter>,
+    latency: [Histogram; 3],
+    policy_errors: Family<ErrorLabels, Counter>,
+    activations: Family<BundleLabels, Counter>,
+    activation_failures: Family<BundleLabels, Counter>,
+    bundle_info: Family<InfoLabels, Gauge>,
+    responses: Family<ResponseLabels, Counter>,
+}
+
+/// Counters of one bundle's decisions, resolved once.
+#[derive(Clone)]
+pub struct BundleCounters {
+    by_outcome: Vec<(DecisionKind, Outcome, Counter)>,
+}
+
+impl BundleCounters {
+    pub fn count(&self, kind: DecisionKind, outcome: Outcome) {
+        if let Some((_, _, c)) = self
+            .by_outcome
+            .iter()
+            .find(|(k, o, _)| *k == kind && *o == outcome)
+        {
+            c.inc();
+        }
+    }
+}
+
+/// The outcomes each decision may return (SPEC §2).
+const OUTCOMES: [(DecisionKind, &[Outcome]); 3] = [
+    (DecisionKind::Gate, &[Outcome::Allow, Outcome::Deny]),
+    (
+        DecisionKind::Progression,
+        &[Outcome::Promote, Outcome::Hold, Outcome::Rollback, Outcome::Suspend],
+    ),
+    (
+        DecisionKind::Monitoring,
+        &[Outcome::Healthy, Outcome::Alert, Outcome::Rollback, Outcome::Suspend],
+    ),
+];
+
+fn kind_index(kind: DecisionKind) -> usize {
+    match kind {
+        DecisionKind::Gate => 0,
+        DecisionKind::Progression => 1,
+        DecisionKind::Monitoring => 2,
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("stagegate");
+        let decisions = Family::<DecisionLabels, Counter>::default();
+        registry.register("decisions", "Decisions answered, by decision, outcome and bundle", decisions.clone());
+        // 5 µs to ~5 s, doubling: decisions take microseconds, a hostile
+        // policy up to its deadline.
+        let latency_family = Family::<KindLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(5e-6, 2.0, 21))
+        });
+        // Handles kept for the hot path observe what /metrics encodes.
+        let latency = DecisionKind::ALL
+            .map(|kind| latency_family.get_or_create(&KindLabels { decision: kind.as_str() }).clone());
+        registry.register(
+            "decision_duration_seconds",
+            "Time to answer a decision, from request body to response body",
+            latency_family,
+        );
+        let policy_errors = Family::<ErrorLabels, Counter>::default();
+        registry.register(
+            "policy_errors",
+            "Decisions that failed closed because the policy trapped, timed out, ran out of memory or reported an error",
+            policy_errors.clone(),
+        );
+        let activations = Family::<BundleLabels, Counter>::default();
+        registry.register("bundle_activations", "Bundle versions activated", activations.clone());
+        let activation_failures = Family::<BundleLabels, Counter>::default();
+        registry.register(
+            "bundle_activation_failures",
+            "Bundle candidates rejected (verification, compatibility, compilation, smoke call, downgrade)",
+            activation_failures.clone(),
+        );
+        let bundle_info = Family::<InfoLabels, Gauge>::default();
+        registry.register("bundle_info", "The active version of each bundle (value 1)", bundle_info.clone());
+        let responses = Family::<ResponseLabels, Counter>::default();
+        registry.register("http_responses", "HTTP responses by status class", responses.clone());
+        Metrics {
+            registry,
+            decisions,
+            latency,
+            policy_errors,
+            activations,
+            activation_failures,
+            bundle_info,
+            responses,
+        }
+    }
+
+    /// Counter handles for a bundle's decisions.
+    pub fn bundle_counters(&self, bundle: &str) -> BundleCounters {
+        let mut by_outcome = Vec::new();
+        for (kind, outcomes) in OUTCOMES {
+            for outcome in outcomes {
+                let c = self
+                    .decisions
+                    .get_or_create(&DecisionLabels {
+                        decision: kind.as_str(),
+                        outcome: outcome.as_str(),
+                        bundle: bundle.to_string(),
+                    })
+                    .clone();
+                by_outcome.push((kind, *outcome, c));
+            }
+        }
+        BundleCounters { by_outcome }
+    }
+
+    pub fn observe_latency(&self, kind: DecisionKind, seconds: f64) {
+        self.latency[kind_index(kind)].observe(seconds);
+    }
+
+    pub fn policy_error(&self, bundle: &str, cause: &'static str) {
+        self.policy_errors
+            .get_or_create(&ErrorLabels {
+                bundle: bundle.to_string(),
+                cause,
+            })
+            .inc();
+    }
+
+    pub fn activated(&self, bundle: &str, version: &str, digest: &str, previous: Option<(&str, &str)>) {
+        self.activations
+            .get_or_create(&BundleLabels { bundle: bundle.to_string() })
+            .inc();
+        if let Some((v, d)) = previous {
+            self.bundle_info.remove(&InfoLabels {
+                bundle: bundle.to_string(),
+                version: v.to_string(),
+                digest: d.to_string(),
+            });
+        }
+        self.bundle_info
+            .get_or_create(&InfoLabels {
+                bundle: bundle.to_string(),
+                version: version.to_string(),
+                digest: digest.to_string(),
+            })
+            .set(1);
+    }
+
+    pub fn activation_failed(&self, bundle: &str) {
+        self.activation_failures
+            .get_or_create(&BundleLabels { bundle: bundle.to_string() })
+            .inc();
+    }
+
+    pub fn response(&self, status: u16) {
+        let class = match status {
+            200..=299 => "2xx",
+            400..=499 => "4xx",
+            500..=599 => "5xx",
+            _ => "other",
+        };
+        self.responses.get_or_create(&ResponseLabels { class }).inc();
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,236 @@
+//! `stagegate serve`: the HTTP decision service (SPEC §6).
+//!
+//! axum on tokio. Decisions run inline on the request's task: a warm
+//! policy call takes microseconds, less than handing it to another thread
+//! would. Every request passes a concurrency gate (503 + `Retry-After`
+//! instead of an unbounded queue) and a timeout; bundle activations run on
+//! blocking threads so compilation never stalls decisions.
+
+pub mod auth;
+pub mod body;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod registry;
+pub mod routes;
+pub mod sources;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::sync::Semaphore;
+
+use auth::Auth;
+use config::{Config, LimitsConfig, LogFormat};
+use error::ApiError;
+use metrics::Metrics;
+use registry::{Registry, RegistrySettings};
+
+/// Shared state of every handler.
+pub struct App {
+    pub registry: Arc<Registry>,
+    pub auth: Auth,
+    pub metrics: Arc<Metrics>,
+    pub limits: LimitsConfig,
+    inflight: Arc<Semaphore>,
+}
+
+/// A failure to start: reported before the port is bound.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{0}")]
+    Config(String),
+    #[error("{0}")]
+    Startup(String),
+}
+
+/// Installs the log subscriber: `RUST_LOG` filters (default `info`).
+pub fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+        LogFormat::Pretty => builder.try_init(),
+    };
+}
+
+/// Builds the registry and loads every configured bundle: persisted copies
+/// first (so a restart serves the last good bundles even if no source is
+/// reachable), then development builds, then watched sources.
+pub fn prepare(config: &Config) -> Result<Arc<App>, ServeError> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| ServeError::Startup(format!("data_dir {}: {e}", config.data_dir.display())))?;
+    let limits = crate::policy::Limits {
+        deadline: Duration::from_millis(config.limits.decision_deadline_ms),
+        memory_bytes: config.limits.memory_mib << 20,
+        max_instances: u32::try_from(config.limits.concurrency + 64).unwrap_or(u32::MAX),
+        ..crate::policy::Limits::default()
+    };
+    let runtime = crate::policy::Runtime::new(limits).map_err(|e| ServeError::Startup(e.to_string()))?;
+    let metrics = Arc::new(Metrics::new());
+    let registry = Arc::new(Registry::new(
+        runtime,
+        RegistrySettings {
+            trust_dir: config.trust.dir.clone(),
+            min_signatures: config.trust.min_signatures,
+            isolation: config.limits.isolation,
+            data_dir: config.data_dir.clone(),
+            default_bundle: config.default_bundle().map(str::to_string),
+        },
+        metrics.clone(),
+    ));
+    for b in &config.bundles {
+        registry.slot(&b.name);
+    }
+    registry.restore_persisted();
+    for b in &config.bundles {
+        if let Some(dir) = &b.build {
+            if let Err(e) = sources::build_and_sign(&registry, &b.name, dir, b.sign_with.as_deref(), &config.trust.dir) {
+                tracing::error!(bundle = %b.name, policy_dir = %dir.display(), error = %e, "development build failed");
+            }
+        }
+    }
+    let mut watcher = sources::Watcher::new(registry.clone(), config.bundles.clone());
+    watcher.poll();
+    watcher.spawn(Duration::from_millis(config.limits.watch_interval_ms));
+
+    Ok(Arc::new(App {
+        registry,
+        auth: Auth::new(&config.tokens),
+        metrics,
+        limits: config.limits.clone(),
+        inflight: Arc::new(Semaphore::new(config.limits.concurrency)),
+    }))
+}
+
+/// The router: decision and bundle endpoints behind the concurrency gate
+/// and timeout; health and metrics outside it, so an overloaded service
+/// still reports its state.
+pub fn router(app: Arc<App>) -> Router {
+    let api = Router::new()
+        .route("/v1/decisions/{kind}", post(routes::decisions::decide))
+        .route("/v1/bundles", get(routes::bundles::list))
+        .route(
+            "/v1/bundles/{name}",
+            get(routes::bundles::status).put(routes::bundles::upload),
+        )
+        .layer(middleware::from_fn_with_state(app.clone(), admit));
+    Router::new()
+        .merge(api)
+        .route("/healthz", get(routes::health::healthz))
+        .route("/readyz", get(routes::health::readyz))
+        .route("/metrics", get(routes::health::metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(app.clone(), count_responses))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(app)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint; see the README for the API")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this endpoint")
+}
+
+/// Admission: a permit per request in flight, or 503 at once; and the
+/// request timeout.
+async fn admit(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let Ok(_permit) = app.inflight.clone().try_acquire_owned() else {
+        return ApiError::unavailable(
+            "overloaded",
+            format!("{} requests are in flight, the configured limit; retry shortly", app.limits.concurrency),
+        )
+        .into_response();
+    };
+    match tokio::time::timeout(app.limits.request_timeout(), next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => ApiError::unavailable(
+            "timeout",
+            format!("request took longer than {} ms", app.limits.request_timeout_ms),
+        )
+        .into_response(),
+    }
+}
+
+async fn count_responses(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let res = next.run(req).await;
+    app.metrics.response(res.status().as_u16());
+    res
+}
+
+/// Without tokens the service is open to every caller, so it listens on
+/// loopback only, whatever the configuration asked for.
+pub fn effective_listen(config: &Config) -> SocketAddr {
+    if config.tokens.is_empty() && !config.listen.ip().is_loopback() {
+        let addr = SocketAddr::from(([127, 0, 0, 1], config.listen.port()));
+        tracing::warn!(
+            requested = %config.listen,
+            listening = %addr,
+            "no access tokens configured: listening on loopback only; configure [[tokens]] to serve other hosts"
+        );
+        return addr;
+    }
+    if config.tokens.is_empty() {
+        tracing::warn!("no access tokens configured: open development mode, every local caller has every role");
+    }
+    config.listen
+}
+
+/// Runs the service until SIGINT or SIGTERM, then drains in-flight requests.
+pub async fn serve(config: Config) -> Result<(), ServeError> {
+    let app = tokio::task::block_in_place(|| prepare(&config))?;
+    let addr = effective_listen(&config);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| ServeError::Startup(format!("cannot listen on {addr}: {e}")))?;
+    let local = listener.local_addr().map_err(|e| ServeError::Startup(e.to_string()))?;
+    let active: Vec<String> = app
+        .registry
+        .slots()
+        .values()
+        .filter_map(|s| s.active().map(|a| format!("{} {}", s.name, a.version)))
+        .collect();
+    tracing::info!(address = %local, bundles = ?active, "stagegate listening");
+    if active.is_empty() {
+        tracing::warn!("no bundle is active: /readyz answers 503 and decisions 503 until one is uploaded or its source appears");
+    }
+    axum::serve(listener, router(app))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| ServeError::Startup(e.to_string()))?;
+    tracing::info!("stopped: in-flight requests drained");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutdown requested: no new connections, draining in-flight requests");
+}

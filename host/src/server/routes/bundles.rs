@@ -1,0 +1,144 @@
+//! Bundle management: `GET /v1/bundles`, `GET|PUT /v1/bundles/{name}`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde::{Deserialize, Serialize};
+
+use crate::bundle::Signer;
+use crate::decision::Timestamp;
+use crate::server::App;
+use crate::server::config::Role;
+use crate::server::error::ApiError;
+use crate::server::registry::{Active, Event, Origin, Rejection, Slot};
+use crate::server::body;
+
+#[derive(Serialize)]
+pub struct ActiveView {
+    name: String,
+    version: String,
+    digest: String,
+    signers: Vec<Signer>,
+    activated_at: Timestamp,
+    origin: Origin,
+    isolation: crate::policy::Isolation,
+    default: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    forced: bool,
+    compiled_from_cache: bool,
+    load_millis: u128,
+}
+
+fn view(slot: &Slot, a: &Active, default: bool) -> ActiveView {
+    ActiveView {
+        name: slot.name.clone(),
+        version: a.version.to_string(),
+        digest: a.digest.clone(),
+        signers: a.signers.clone(),
+        activated_at: a.activated_at,
+        origin: a.origin.clone(),
+        isolation: a.policy.loaded.isolation(),
+        default,
+        forced: a.forced,
+        compiled_from_cache: a.compiled == crate::policy::CacheOutcome::Hit,
+        load_millis: a.load_millis,
+    }
+}
+
+#[derive(Serialize)]
+pub struct BundleList {
+    bundles: Vec<ActiveView>,
+    default: Option<String>,
+}
+
+/// Active bundles (SPEC §6): any authenticated caller.
+pub async fn list(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Json<BundleList>, ApiError> {
+    app.auth.caller(&headers)?;
+    let default = app.registry.default_name();
+    let bundles = app
+        .registry
+        .slots()
+        .values()
+        .filter_map(|s| s.active().map(|a| view(s, &a, default.as_deref() == Some(s.name.as_str()))))
+        .collect();
+    Ok(Json(BundleList { bundles, default }))
+}
+
+#[derive(Serialize)]
+pub struct BundleStatus {
+    name: String,
+    active: Option<ActiveView>,
+    last_rejection: Option<Event>,
+    history: Vec<Event>,
+}
+
+/// One bundle's status, including the last rejected candidate and why.
+pub async fn status(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<BundleStatus>, ApiError> {
+    app.auth.caller(&headers)?;
+    let slots = app.registry.slots();
+    let slot = slots
+        .get(&name)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown_bundle", format!("unknown bundle '{name}'")))?;
+    let default = app.registry.default_name();
+    Ok(Json(BundleStatus {
+        name: slot.name.clone(),
+        active: slot.active().map(|a| view(slot, &a, default.as_deref() == Some(slot.name.as_str()))),
+        last_rejection: slot.last_rejection(),
+        history: slot.history(),
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct UploadQuery {
+    #[serde(default)]
+    force: bool,
+}
+
+/// Uploads a bundle version: verified, compiled, smoke-called, then
+/// swapped in. A rejected upload leaves the active version serving.
+pub async fn upload(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    query: Result<Query<UploadQuery>, QueryRejection>,
+    headers: HeaderMap,
+    request_body: Body,
+) -> Result<Json<crate::server::registry::Activated>, ApiError> {
+    let caller = app.auth.caller(&headers)?;
+    caller.require(&[Role::Publisher])?;
+    crate::bundle::manifest::check_name(&name).map_err(|e| ApiError::bad_request("bad_bundle_name", e))?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
+    let bytes = body::read(request_body, app.limits.upload_bytes).await?;
+    let registry = app.registry.clone();
+    let origin = Origin::Upload { by: caller.name.clone() };
+    let result = tokio::task::spawn_blocking(move || registry.activate(&name, &bytes, origin, query.force))
+        .await
+        .map_err(|e| ApiError::internal(format!("activation task failed: {e}")))?;
+    match result {
+        Ok(a) => Ok(Json(a)),
+        Err(e) => {
+            let status = match &e {
+                Rejection::Downgrade { .. } | Rejection::SameVersion { .. } => StatusCode::CONFLICT,
+                Rejection::Persist(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                _ => StatusCode::UNPROCESSABLE_ENTITY,
+            };
+            let code = match &e {
+                Rejection::Invalid(_) => "bundle_invalid",
+                Rejection::WrongName { .. } => "bundle_wrong_name",
+                Rejection::Downgrade { .. } => "bundle_downgrade",
+                Rejection::SameVersion { .. } => "bundle_same_version",
+                Rejection::Load(_) => "bundle_load_failed",
+                Rejection::Smoke { .. } => "bundle_smoke_failed",
+                Rejection::Persist(_) => "bundle_persist_failed",
+            };
+            Err(ApiError::new(status, code, e.to_string()))
+        }
+    }
+}

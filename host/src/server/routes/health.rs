@@ -1,0 +1,39 @@
+//! `GET /healthz`, `GET /readyz`, `GET /metrics`: unauthenticated, so
+//! orchestrators and scrapers need no token.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use serde_json::json;
+
+use crate::server::App;
+use crate::server::error::ApiError;
+
+/// Liveness: the process answers.
+pub async fn healthz() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], r#"{"status":"ok"}"#)
+}
+
+/// Readiness: at least one verified bundle is active.
+pub async fn readyz(State(app): State<Arc<App>>) -> Result<Json<serde_json::Value>, ApiError> {
+    let slots = app.registry.slots();
+    let active: Vec<String> = slots
+        .values()
+        .filter_map(|s| s.active().map(|a| format!("{} {}", s.name, a.version)))
+        .collect();
+    if active.is_empty() {
+        return Err(ApiError::unavailable("not_ready", "no verified bundle is active"));
+    }
+    Ok(Json(json!({ "status": "ready", "bundles": active })))
+}
+
+/// Prometheus text exposition.
+pub async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        app.metrics.encode(),
+    )
+}

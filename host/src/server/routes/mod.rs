@@ -1,0 +1,5 @@
+//! HTTP handlers, one module per resource.
+
+pub mod bundles;
+pub mod decisions;
+pub mod health;
