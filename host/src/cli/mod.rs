@@ -11,6 +11,7 @@ mod keygen;
 mod serve;
 mod sign;
 mod test;
+mod token;
 mod verify;
 
 use std::path::PathBuf;
@@ -51,6 +52,8 @@ enum Command {
     Test(test::TestArgs),
     /// Run the HTTP decision service
     Serve(serve::ServeArgs),
+    /// Create a bearer token and print the config entry (its hash) that grants it
+    Token(token::TokenArgs),
 }
 
 /// Exit codes of SPEC §5.
@@ -111,6 +114,7 @@ pub fn main() -> ExitCode {
         Command::Eval(a) => eval::run(a),
         Command::Test(a) => test::run(a),
         Command::Serve(a) => serve::run(a),
+        Command::Token(a) => token::run(a),
     };
     match result {
         Ok(exit) => exit.into(),

@@ -12,6 +12,9 @@ pub struct ServeArgs {
     /// TOML configuration; embedded defaults without it (see README)
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Listen on this address instead of the configured one
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<std::net::SocketAddr>,
     /// Check the configuration and exit
     #[arg(long)]
     check: bool,
@@ -19,10 +22,14 @@ pub struct ServeArgs {
 
 pub fn run(args: ServeArgs) -> CliResult {
     // Configuration errors end the process before anything is bound.
-    let config = match &args.config {
-        Some(path) => Config::load(path).map_err(|e| CliError::bad_input(format!("invalid configuration: {e}")))?,
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)
+            .map_err(|e| CliError::bad_input(format!("invalid configuration: {e}")))?,
         None => Config::embedded(),
     };
+    if let Some(addr) = args.listen {
+        config.listen = addr;
+    }
     if args.check {
         println!("configuration is valid");
         return Ok(Exit::Success);

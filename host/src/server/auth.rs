@@ -35,7 +35,11 @@ impl Caller {
         Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
-            format!("'{}' lacks the role this needs: {}", self.name, wanted.join(" or ")),
+            format!(
+                "'{}' lacks the role this needs: {}",
+                self.name,
+                wanted.join(" or ")
+            ),
         ))
     }
 }
@@ -124,17 +128,26 @@ mod tests {
     fn a_known_token_names_its_holder_and_roles() {
         let (a, token) = auth();
         let mut h = HeaderMap::new();
-        h.insert(header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
+        h.insert(
+            header::AUTHORIZATION,
+            format!("Bearer {token}").parse().unwrap(),
+        );
         let c = a.caller(&h).unwrap();
         assert_eq!(c.name, "ci");
         assert!(c.require(&[Role::Gateway]).is_ok());
-        assert_eq!(c.require(&[Role::Publisher]).unwrap_err().status, StatusCode::FORBIDDEN);
+        assert_eq!(
+            c.require(&[Role::Publisher]).unwrap_err().status,
+            StatusCode::FORBIDDEN
+        );
     }
 
     #[test]
     fn missing_malformed_or_unknown_tokens_are_401() {
         let (a, _) = auth();
-        assert_eq!(a.caller(&HeaderMap::new()).unwrap_err().status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            a.caller(&HeaderMap::new()).unwrap_err().status,
+            StatusCode::UNAUTHORIZED
+        );
         let mut h = HeaderMap::new();
         h.insert(header::AUTHORIZATION, "Basic abc".parse().unwrap());
         assert_eq!(a.caller(&h).unwrap_err().status, StatusCode::UNAUTHORIZED);

@@ -6,20 +6,40 @@ use axum::http::{HeaderMap, StatusCode, header};
 
 use super::error::ApiError;
 
-/// Reads at most `limit` bytes; more is a 413 naming the limit.
-pub async fn read(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!("request body exceeds the limit of {limit} bytes"),
+    )
+}
+
+/// Reads at most `limit` bytes; more is a 413 naming the limit. A declared
+/// `Content-Length` over the limit is refused before a byte is read, so a
+/// client that sent `Expect: 100-continue` never uploads the body at all.
+pub async fn read(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<axum::body::Bytes, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large(limit));
+    }
     axum::body::to_bytes(body, limit).await.map_err(|e| {
         let too_large = std::error::Error::source(&e)
             .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
             || e.to_string().contains("length limit");
         if too_large {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                format!("request body exceeds the limit of {limit} bytes"),
-            )
+            self::too_large(limit)
         } else {
-            ApiError::bad_request("body_unreadable", format!("could not read the request body: {e}"))
+            ApiError::bad_request(
+                "body_unreadable",
+                format!("could not read the request body: {e}"),
+            )
         }
     })
 }

@@ -94,7 +94,9 @@ pub struct BundleConfig {
 }
 
 /// Roles of SPEC §6 and the records API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Uploads bundles.
@@ -120,7 +122,13 @@ impl Role {
         }
     }
 
-    pub const ALL: [Role; 5] = [Role::Publisher, Role::Gateway, Role::Auditor, Role::Approver, Role::Operator];
+    pub const ALL: [Role; 5] = [
+        Role::Publisher,
+        Role::Gateway,
+        Role::Auditor,
+        Role::Approver,
+        Role::Operator,
+    ];
 }
 
 /// A bearer token, stored as its SHA-256 so the config file holds no secret.
@@ -250,9 +258,13 @@ impl Config {
         }
         let mut names = std::collections::BTreeSet::new();
         for (i, b) in self.bundles.iter().enumerate() {
-            crate::bundle::manifest::check_name(&b.name).map_err(|e| format!("bundles[{i}]: {e}"))?;
+            crate::bundle::manifest::check_name(&b.name)
+                .map_err(|e| format!("bundles[{i}]: {e}"))?;
             if !names.insert(b.name.as_str()) {
-                return Err(format!("bundles[{i}]: bundle '{}' is configured twice", b.name));
+                return Err(format!(
+                    "bundles[{i}]: bundle '{}' is configured twice",
+                    b.name
+                ));
             }
             let sources = [b.file.is_some(), b.dir.is_some(), b.build.is_some()]
                 .iter()
@@ -265,7 +277,10 @@ impl Config {
                 ));
             }
             if b.sign_with.is_some() && b.build.is_none() {
-                return Err(format!("bundles[{i}] ('{}'): `sign_with` only applies to `build`", b.name));
+                return Err(format!(
+                    "bundles[{i}] ('{}'): `sign_with` only applies to `build`",
+                    b.name
+                ));
             }
         }
         if self.bundles.iter().filter(|b| b.default).count() > 1 {
@@ -280,10 +295,15 @@ impl Config {
                 ));
             }
             if t.roles.is_empty() {
-                return Err(format!("tokens[{i}] ('{}'): roles must not be empty", t.name));
+                return Err(format!(
+                    "tokens[{i}] ('{}'): roles must not be empty",
+                    t.name
+                ));
             }
             if t.name.trim().is_empty() || !token_names.insert(t.name.as_str()) {
-                return Err(format!("tokens[{i}]: token names must be non-empty and unique"));
+                return Err(format!(
+                    "tokens[{i}]: token names must be non-empty and unique"
+                ));
             }
         }
         Ok(())
@@ -295,7 +315,11 @@ impl Config {
         self.bundles
             .iter()
             .find(|b| b.default)
-            .or(if self.bundles.len() == 1 { self.bundles.first() } else { None })
+            .or(if self.bundles.len() == 1 {
+                self.bundles.first()
+            } else {
+                None
+            })
             .map(|b| b.name.as_str())
     }
 }
@@ -320,13 +344,17 @@ mod tests {
 
     #[test]
     fn a_bundle_with_two_sources_is_refused() {
-        let e = Config::parse("[[bundles]]\nname = \"a\"\nfile = \"a.bundle\"\ndir = \"in\"\n").unwrap_err();
+        let e = Config::parse("[[bundles]]\nname = \"a\"\nfile = \"a.bundle\"\ndir = \"in\"\n")
+            .unwrap_err();
         assert!(e.contains("at most one of"), "{e}");
     }
 
     #[test]
     fn a_token_given_in_clear_is_refused() {
-        let e = Config::parse("[[tokens]]\nname = \"ci\"\nsha256 = \"hunter2\"\nroles = [\"gateway\"]\n").unwrap_err();
+        let e = Config::parse(
+            "[[tokens]]\nname = \"ci\"\nsha256 = \"hunter2\"\nroles = [\"gateway\"]\n",
+        )
+        .unwrap_err();
         assert!(e.contains("64 hex digits"), "{e}");
     }
 

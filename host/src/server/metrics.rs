@@ -82,11 +82,21 @@ const OUTCOMES: [(DecisionKind, &[Outcome]); 3] = [
     (DecisionKind::Gate, &[Outcome::Allow, Outcome::Deny]),
     (
         DecisionKind::Progression,
-        &[Outcome::Promote, Outcome::Hold, Outcome::Rollback, Outcome::Suspend],
+        &[
+            Outcome::Promote,
+            Outcome::Hold,
+            Outcome::Rollback,
+            Outcome::Suspend,
+        ],
     ),
     (
         DecisionKind::Monitoring,
-        &[Outcome::Healthy, Outcome::Alert, Outcome::Rollback, Outcome::Suspend],
+        &[
+            Outcome::Healthy,
+            Outcome::Alert,
+            Outcome::Rollback,
+            Outcome::Suspend,
+        ],
     ),
 ];
 
@@ -102,15 +112,26 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("stagegate");
         let decisions = Family::<DecisionLabels, Counter>::default();
-        registry.register("decisions", "Decisions answered, by decision, outcome and bundle", decisions.clone());
+        registry.register(
+            "decisions",
+            "Decisions answered, by decision, outcome and bundle",
+            decisions.clone(),
+        );
         // 5 µs to ~5 s, doubling: decisions take microseconds, a hostile
         // policy up to its deadline.
         let latency_family = Family::<KindLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(5e-6, 2.0, 21))
+            Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+                5e-6, 2.0, 21,
+            ))
         });
         // Handles kept for the hot path observe what /metrics encodes.
-        let latency = DecisionKind::ALL
-            .map(|kind| latency_family.get_or_create(&KindLabels { decision: kind.as_str() }).clone());
+        let latency = DecisionKind::ALL.map(|kind| {
+            latency_family
+                .get_or_create(&KindLabels {
+                    decision: kind.as_str(),
+                })
+                .clone()
+        });
         registry.register(
             "decision_duration_seconds",
             "Time to answer a decision, from request body to response body",
@@ -123,7 +144,11 @@ impl Metrics {
             policy_errors.clone(),
         );
         let activations = Family::<BundleLabels, Counter>::default();
-        registry.register("bundle_activations", "Bundle versions activated", activations.clone());
+        registry.register(
+            "bundle_activations",
+            "Bundle versions activated",
+            activations.clone(),
+        );
         let activation_failures = Family::<BundleLabels, Counter>::default();
         registry.register(
             "bundle_activation_failures",
@@ -131,9 +156,17 @@ impl Metrics {
             activation_failures.clone(),
         );
         let bundle_info = Family::<InfoLabels, Gauge>::default();
-        registry.register("bundle_info", "The active version of each bundle (value 1)", bundle_info.clone());
+        registry.register(
+            "bundle_info",
+            "The active version of each bundle (value 1)",
+            bundle_info.clone(),
+        );
         let responses = Family::<ResponseLabels, Counter>::default();
-        registry.register("http_responses", "HTTP responses by status class", responses.clone());
+        registry.register(
+            "http_responses",
+            "HTTP responses by status class",
+            responses.clone(),
+        );
         Metrics {
             registry,
             decisions,
@@ -178,9 +211,17 @@ impl Metrics {
             .inc();
     }
 
-    pub fn activated(&self, bundle: &str, version: &str, digest: &str, previous: Option<(&str, &str)>) {
+    pub fn activated(
+        &self,
+        bundle: &str,
+        version: &str,
+        digest: &str,
+        previous: Option<(&str, &str)>,
+    ) {
         self.activations
-            .get_or_create(&BundleLabels { bundle: bundle.to_string() })
+            .get_or_create(&BundleLabels {
+                bundle: bundle.to_string(),
+            })
             .inc();
         if let Some((v, d)) = previous {
             self.bundle_info.remove(&InfoLabels {
@@ -200,7 +241,9 @@ impl Metrics {
 
     pub fn activation_failed(&self, bundle: &str) {
         self.activation_failures
-            .get_or_create(&BundleLabels { bundle: bundle.to_string() })
+            .get_or_create(&BundleLabels {
+                bundle: bundle.to_string(),
+            })
             .inc();
     }
 
@@ -211,7 +254,9 @@ impl Metrics {
             500..=599 => "5xx",
             _ => "other",
         };
-        self.responses.get_or_create(&ResponseLabels { class }).inc();
+        self.responses
+            .get_or_create(&ResponseLabels { class })
+            .inc();
     }
 
     /// The Prometheus text exposition.

@@ -2,7 +2,8 @@
 //!
 //! axum on tokio. Decisions run inline on the request's task: a warm
 //! policy call takes microseconds, less than handing it to another thread
-//! would. Every request passes a concurrency gate (503 + `Retry-After`
+//! would; a bundle whose calls turn slow moves to a bounded blocking lane
+//! ([`lane`]). Every request passes a concurrency gate (503 + `Retry-After`
 //! instead of an unbounded queue) and a timeout; bundle activations run on
 //! blocking threads so compilation never stalls decisions.
 
@@ -10,6 +11,7 @@ pub mod auth;
 pub mod body;
 pub mod config;
 pub mod error;
+pub mod lane;
 pub mod metrics;
 pub mod registry;
 pub mod routes;
@@ -55,9 +57,17 @@ pub enum ServeError {
 pub fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init(),
         LogFormat::Pretty => builder.try_init(),
     };
 }
@@ -74,7 +84,8 @@ pub fn prepare(config: &Config) -> Result<Arc<App>, ServeError> {
         max_instances: u32::try_from(config.limits.concurrency + 64).unwrap_or(u32::MAX),
         ..crate::policy::Limits::default()
     };
-    let runtime = crate::policy::Runtime::new(limits).map_err(|e| ServeError::Startup(e.to_string()))?;
+    let runtime =
+        crate::policy::Runtime::new(limits).map_err(|e| ServeError::Startup(e.to_string()))?;
     let metrics = Arc::new(Metrics::new());
     let registry = Arc::new(Registry::new(
         runtime,
@@ -92,10 +103,15 @@ pub fn prepare(config: &Config) -> Result<Arc<App>, ServeError> {
     }
     registry.restore_persisted();
     for b in &config.bundles {
-        if let Some(dir) = &b.build {
-            if let Err(e) = sources::build_and_sign(&registry, &b.name, dir, b.sign_with.as_deref(), &config.trust.dir) {
-                tracing::error!(bundle = %b.name, policy_dir = %dir.display(), error = %e, "development build failed");
-            }
+        let Some(dir) = &b.build else { continue };
+        if let Err(e) = sources::build_and_sign(
+            &registry,
+            &b.name,
+            dir,
+            b.sign_with.as_deref(),
+            &config.trust.dir,
+        ) {
+            tracing::error!(bundle = %b.name, policy_dir = %dir.display(), error = %e, "development build failed");
         }
     }
     let mut watcher = sources::Watcher::new(registry.clone(), config.bundles.clone());
@@ -140,7 +156,11 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this endpoint")
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this endpoint",
+    )
 }
 
 /// Admission: a permit per request in flight, or 503 at once; and the
@@ -149,7 +169,10 @@ async fn admit(State(app): State<Arc<App>>, req: Request, next: Next) -> Respons
     let Ok(_permit) = app.inflight.clone().try_acquire_owned() else {
         return ApiError::unavailable(
             "overloaded",
-            format!("{} requests are in flight, the configured limit; retry shortly", app.limits.concurrency),
+            format!(
+                "{} requests are in flight, the configured limit; retry shortly",
+                app.limits.concurrency
+            ),
         )
         .into_response();
     };
@@ -157,7 +180,10 @@ async fn admit(State(app): State<Arc<App>>, req: Request, next: Next) -> Respons
         Ok(res) => res,
         Err(_) => ApiError::unavailable(
             "timeout",
-            format!("request took longer than {} ms", app.limits.request_timeout_ms),
+            format!(
+                "request took longer than {} ms",
+                app.limits.request_timeout_ms
+            ),
         )
         .into_response(),
     }
@@ -182,7 +208,9 @@ pub fn effective_listen(config: &Config) -> SocketAddr {
         return addr;
     }
     if config.tokens.is_empty() {
-        tracing::warn!("no access tokens configured: open development mode, every local caller has every role");
+        tracing::warn!(
+            "no access tokens configured: open development mode, every local caller has every role"
+        );
     }
     config.listen
 }
@@ -194,7 +222,9 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| ServeError::Startup(format!("cannot listen on {addr}: {e}")))?;
-    let local = listener.local_addr().map_err(|e| ServeError::Startup(e.to_string()))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| ServeError::Startup(e.to_string()))?;
     let active: Vec<String> = app
         .registry
         .slots()
@@ -203,7 +233,9 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         .collect();
     tracing::info!(address = %local, bundles = ?active, "stagegate listening");
     if active.is_empty() {
-        tracing::warn!("no bundle is active: /readyz answers 503 and decisions 503 until one is uploaded or its source appears");
+        tracing::warn!(
+            "no bundle is active: /readyz answers 503 and decisions 503 until one is uploaded or its source appears"
+        );
     }
     axum::serve(listener, router(app))
         .with_graceful_shutdown(shutdown_signal())

@@ -70,12 +70,17 @@ pub enum Rejection {
     Invalid(#[from] BundleError),
     #[error("bundle is named '{found}', not '{expected}'")]
     WrongName { expected: String, found: String },
-    #[error("version {candidate} is lower than the active {active}; upload with force=true to downgrade")]
+    #[error(
+        "version {candidate} is lower than the active {active}; upload with force=true to downgrade"
+    )]
     Downgrade { candidate: String, active: String },
     #[error(
         "version {version} is already active with a different digest ({active_digest}); bump the version, or force=true"
     )]
-    SameVersion { version: String, active_digest: String },
+    SameVersion {
+        version: String,
+        active_digest: String,
+    },
     #[error("{0}")]
     Load(#[from] LoadError),
     #[error("smoke call of {kind} failed: {message}")]
@@ -126,6 +131,8 @@ pub struct Slot {
     activation: Mutex<()>,
     history: Mutex<VecDeque<Event>>,
     pub counters: BundleCounters,
+    /// Inline or blocking execution of this bundle's decisions.
+    pub lane: super::lane::Lane,
 }
 
 impl Slot {
@@ -134,7 +141,10 @@ impl Slot {
     }
 
     pub fn history(&self) -> Vec<Event> {
-        self.history.lock().map(|h| h.iter().cloned().collect()).unwrap_or_default()
+        self.history
+            .lock()
+            .map(|h| h.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     pub fn last_rejection(&self) -> Option<Event> {
@@ -232,6 +242,7 @@ impl Registry {
             activation: Mutex::new(()),
             history: Mutex::new(VecDeque::new()),
             counters: self.metrics.bundle_counters(name),
+            lane: super::lane::Lane::new(),
         });
         let mut next = (*current).clone();
         next.insert(name.to_string(), slot.clone());
@@ -250,24 +261,34 @@ impl Registry {
             return Some(d.clone());
         }
         let slots = self.slots.load();
-        (slots.len() == 1).then(|| slots.keys().next().cloned()).flatten()
+        (slots.len() == 1)
+            .then(|| slots.keys().next().cloned())
+            .flatten()
     }
 
     /// The active bundle a decision should use: `name`, or the default.
     pub fn resolve(&self, name: Option<&str>) -> Result<(Arc<Slot>, Arc<Active>), ResolveError> {
         let slots = self.slots.load();
         let slot = match name {
-            Some(n) => slots.get(n).ok_or_else(|| ResolveError::Unknown(n.to_string()))?,
+            Some(n) => slots
+                .get(n)
+                .ok_or_else(|| ResolveError::Unknown(n.to_string()))?,
             None => {
                 let n = match &self.settings.default_bundle {
                     Some(d) => d.as_str(),
-                    None if slots.len() == 1 => slots.keys().next().map(String::as_str).unwrap_or_default(),
+                    None if slots.len() == 1 => {
+                        slots.keys().next().map(String::as_str).unwrap_or_default()
+                    }
                     None => return Err(ResolveError::NoDefault),
                 };
-                slots.get(n).ok_or_else(|| ResolveError::Inactive(n.to_string()))?
+                slots
+                    .get(n)
+                    .ok_or_else(|| ResolveError::Inactive(n.to_string()))?
             }
         };
-        let active = slot.active().ok_or_else(|| ResolveError::Inactive(slot.name.clone()))?;
+        let active = slot
+            .active()
+            .ok_or_else(|| ResolveError::Inactive(slot.name.clone()))?;
         Ok((slot.clone(), active))
     }
 
@@ -277,7 +298,11 @@ impl Registry {
     }
 
     fn persisted_path(&self, name: &str) -> PathBuf {
-        self.settings.data_dir.join("bundles").join(name).join("active.bundle")
+        self.settings
+            .data_dir
+            .join("bundles")
+            .join(name)
+            .join("active.bundle")
     }
 
     /// Restores every bundle persisted by an earlier run, so a restart
@@ -300,14 +325,22 @@ impl Registry {
                 Ok(bytes) => {
                     let _ = self.activate(&name, &bytes, Origin::Persisted, false);
                 }
-                Err(e) => tracing::error!(bundle = %name, path = %path.display(), error = %e, "cannot read persisted bundle"),
+                Err(e) => {
+                    tracing::error!(bundle = %name, path = %path.display(), error = %e, "cannot read persisted bundle")
+                }
             }
         }
     }
 
     /// Verifies, compiles, smoke-calls, persists and swaps in a candidate.
     /// Blocking (compilation takes a while): call it off the async runtime.
-    pub fn activate(&self, name: &str, bytes: &[u8], origin: Origin, force: bool) -> Result<Activated, Rejection> {
+    pub fn activate(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        origin: Origin,
+        force: bool,
+    ) -> Result<Activated, Rejection> {
         let slot = self.slot(name);
         let _serial = slot.activation.lock().unwrap_or_else(|p| p.into_inner());
         let started = Instant::now();
@@ -399,10 +432,17 @@ impl Registry {
             .get_or_compile(&self.runtime, bundle.wasm())
             .map_err(LoadError::from)?;
         let params = bundle.params()?;
-        let policy = ActivePolicy::with_component(&self.runtime, &bundle, &component, params, self.settings.isolation)?;
+        let policy = ActivePolicy::with_component(
+            &self.runtime,
+            &bundle,
+            &component,
+            params,
+            self.settings.isolation,
+        )?;
         smoke(&policy)?;
         if !matches!(origin, Origin::Persisted) {
-            self.persist(&slot.name, bytes).map_err(Rejection::Persist)?;
+            self.persist(&slot.name, bytes)
+                .map_err(Rejection::Persist)?;
         }
 
         let active = Arc::new(Active {
@@ -421,7 +461,11 @@ impl Registry {
             &slot.name,
             &version.to_string(),
             &digest,
-            previous.as_ref().map(|p| (p.version.to_string(), p.digest.clone())).as_ref().map(|(v, d)| (v.as_str(), d.as_str())),
+            previous
+                .as_ref()
+                .map(|p| (p.version.to_string(), p.digest.clone()))
+                .as_ref()
+                .map(|(v, d)| (v.as_str(), d.as_str())),
         );
         Ok(Activated {
             bundle: slot.name.clone(),
@@ -442,7 +486,9 @@ impl Registry {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let tmp = path.with_extension("bundle.tmp");
         let mut f = std::fs::File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
-        f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        f.write_all(bytes)
+            .and_then(|_| f.sync_all())
+            .map_err(|e| format!("{}: {e}", tmp.display()))?;
         std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))?;
         if let Ok(d) = std::fs::File::open(dir) {
             let _ = d.sync_all();
@@ -456,9 +502,13 @@ impl Registry {
 fn smoke(policy: &ActivePolicy) -> Result<(), Rejection> {
     const NOW: &str = "2026-01-01T00:00:00Z";
     let system = r#"{"id":"stagegate-smoke-test","risk_tier":"high"}"#;
-    let plan = r#"{"stages":[{"name":"a","traffic_percent":1},{"name":"b","traffic_percent":100}]}"#;
+    let plan =
+        r#"{"stages":[{"name":"a","traffic_percent":1},{"name":"b","traffic_percent":100}]}"#;
     let bodies = [
-        (DecisionKind::Gate, format!(r#"{{"now":"{NOW}","system":{system}}}"#)),
+        (
+            DecisionKind::Gate,
+            format!(r#"{{"now":"{NOW}","system":{system}}}"#),
+        ),
         (
             DecisionKind::Progression,
             format!(
@@ -467,7 +517,9 @@ fn smoke(policy: &ActivePolicy) -> Result<(), Rejection> {
         ),
         (
             DecisionKind::Monitoring,
-            format!(r#"{{"now":"{NOW}","system":{system},"plan":{plan},"current_stage":"a","deployed_at":"{NOW}"}}"#),
+            format!(
+                r#"{{"now":"{NOW}","system":{system},"plan":{plan},"current_stage":"a","deployed_at":"{NOW}"}}"#
+            ),
         ),
     ];
     for (kind, body) in bodies {

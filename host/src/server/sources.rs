@@ -74,7 +74,9 @@ impl Watcher {
                 };
                 let _ = self.registry.activate(name, &bytes, origin, false);
             }
-            Err(e) => tracing::warn!(bundle = %name, path = %file.display(), error = %e, "cannot read bundle source"),
+            Err(e) => {
+                tracing::warn!(bundle = %name, path = %file.display(), error = %e, "cannot read bundle source")
+            }
         }
     }
 
@@ -128,7 +130,9 @@ impl Watcher {
                 }
             })
             .map(|_| ())
-            .unwrap_or_else(|e| tracing::error!(error = %e, "cannot start the bundle source watcher"));
+            .unwrap_or_else(
+                |e| tracing::error!(error = %e, "cannot start the bundle source watcher"),
+            );
     }
 }
 
@@ -152,8 +156,10 @@ pub fn build_and_sign(
             tracing::warn!(key = %key.display(), "created a development signing key; do not use it in production");
             let trusted = trust_dir.join(public.file_name().unwrap_or_default());
             if trusted != public {
-                std::fs::create_dir_all(trust_dir).map_err(|e| format!("{}: {e}", trust_dir.display()))?;
-                std::fs::copy(&public, &trusted).map_err(|e| format!("{}: {e}", trusted.display()))?;
+                std::fs::create_dir_all(trust_dir)
+                    .map_err(|e| format!("{}: {e}", trust_dir.display()))?;
+                std::fs::copy(&public, &trusted)
+                    .map_err(|e| format!("{}: {e}", trusted.display()))?;
             }
             secret
         };

@@ -12,10 +12,10 @@ use serde::{Deserialize, Serialize};
 use crate::bundle::Signer;
 use crate::decision::Timestamp;
 use crate::server::App;
+use crate::server::body;
 use crate::server::config::Role;
 use crate::server::error::ApiError;
 use crate::server::registry::{Active, Event, Origin, Rejection, Slot};
-use crate::server::body;
 
 #[derive(Serialize)]
 pub struct ActiveView {
@@ -56,14 +56,20 @@ pub struct BundleList {
 }
 
 /// Active bundles (SPEC §6): any authenticated caller.
-pub async fn list(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Json<BundleList>, ApiError> {
+pub async fn list(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> Result<Json<BundleList>, ApiError> {
     app.auth.caller(&headers)?;
     let default = app.registry.default_name();
     let bundles = app
         .registry
         .slots()
         .values()
-        .filter_map(|s| s.active().map(|a| view(s, &a, default.as_deref() == Some(s.name.as_str()))))
+        .filter_map(|s| {
+            s.active()
+                .map(|a| view(s, &a, default.as_deref() == Some(s.name.as_str())))
+        })
         .collect();
     Ok(Json(BundleList { bundles, default }))
 }
@@ -84,13 +90,19 @@ pub async fn status(
 ) -> Result<Json<BundleStatus>, ApiError> {
     app.auth.caller(&headers)?;
     let slots = app.registry.slots();
-    let slot = slots
-        .get(&name)
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown_bundle", format!("unknown bundle '{name}'")))?;
+    let slot = slots.get(&name).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_bundle",
+            format!("unknown bundle '{name}'"),
+        )
+    })?;
     let default = app.registry.default_name();
     Ok(Json(BundleStatus {
         name: slot.name.clone(),
-        active: slot.active().map(|a| view(slot, &a, default.as_deref() == Some(slot.name.as_str()))),
+        active: slot
+            .active()
+            .map(|a| view(slot, &a, default.as_deref() == Some(slot.name.as_str()))),
         last_rejection: slot.last_rejection(),
         history: slot.history(),
     }))
@@ -113,14 +125,18 @@ pub async fn upload(
 ) -> Result<Json<crate::server::registry::Activated>, ApiError> {
     let caller = app.auth.caller(&headers)?;
     caller.require(&[Role::Publisher])?;
-    crate::bundle::manifest::check_name(&name).map_err(|e| ApiError::bad_request("bad_bundle_name", e))?;
+    crate::bundle::manifest::check_name(&name)
+        .map_err(|e| ApiError::bad_request("bad_bundle_name", e))?;
     let Query(query) = query.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
-    let bytes = body::read(request_body, app.limits.upload_bytes).await?;
+    let bytes = body::read(&headers, request_body, app.limits.upload_bytes).await?;
     let registry = app.registry.clone();
-    let origin = Origin::Upload { by: caller.name.clone() };
-    let result = tokio::task::spawn_blocking(move || registry.activate(&name, &bytes, origin, query.force))
-        .await
-        .map_err(|e| ApiError::internal(format!("activation task failed: {e}")))?;
+    let origin = Origin::Upload {
+        by: caller.name.clone(),
+    };
+    let result =
+        tokio::task::spawn_blocking(move || registry.activate(&name, &bytes, origin, query.force))
+            .await
+            .map_err(|e| ApiError::internal(format!("activation task failed: {e}")))?;
     match result {
         Ok(a) => Ok(Json(a)),
         Err(e) => {

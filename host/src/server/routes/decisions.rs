@@ -12,10 +12,10 @@ use serde::Deserialize;
 
 use crate::decision::{self, DecisionKind, RequestErrorKind};
 use crate::server::App;
+use crate::server::body;
 use crate::server::config::Role;
 use crate::server::error::ApiError;
 use crate::server::registry::ResolveError;
-use crate::server::body;
 
 #[derive(Debug, Deserialize)]
 pub struct DecideQuery {
@@ -32,11 +32,16 @@ pub async fn decide(
     let caller = app.auth.caller(&headers)?;
     caller.require(&[Role::Gateway])?;
     let Path(kind) = kind.map_err(|e| ApiError::not_found(e.body_text()))?;
-    let kind: DecisionKind = kind.parse().map_err(|e: decision::UnknownDecision| ApiError::not_found(e.to_string()))?;
+    let kind: DecisionKind = kind
+        .parse()
+        .map_err(|e: decision::UnknownDecision| ApiError::not_found(e.to_string()))?;
     let Query(query) = query.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
     body::require_json(&headers)?;
-    let (slot, active) = app.registry.resolve(query.bundle.as_deref()).map_err(resolve_error)?;
-    let bytes = body::read(request_body, app.limits.body_bytes).await?;
+    let (slot, active) = app
+        .registry
+        .resolve(query.bundle.as_deref())
+        .map_err(resolve_error)?;
+    let bytes = body::read(&headers, request_body, app.limits.body_bytes).await?;
 
     let started = Instant::now();
     let request = decision::decode(kind, &bytes).map_err(|e| {
@@ -46,7 +51,12 @@ pub async fn decide(
         };
         ApiError::new(status, e.code(), e.message.clone()).at(e.path.clone())
     })?;
-    let decided = active.policy.decide(request);
+    let policy = active.clone();
+    let decided = slot
+        .lane
+        .run(move || policy.policy.decide(request))
+        .await
+        .map_err(|e| ApiError::internal(format!("decision task failed: {e}")))?;
     let envelope = &decided.envelope;
     slot.counters.count(kind, envelope.outcome);
     if let Some(e) = &decided.error {
@@ -70,14 +80,20 @@ pub async fn decide(
             "decided"
         );
     }
-    let json = serde_json::to_vec(envelope).map_err(|e| ApiError::internal(format!("encoding the decision: {e}")))?;
-    app.metrics.observe_latency(kind, started.elapsed().as_secs_f64());
+    let json = serde_json::to_vec(envelope)
+        .map_err(|e| ApiError::internal(format!("encoding the decision: {e}")))?;
+    app.metrics
+        .observe_latency(kind, started.elapsed().as_secs_f64());
     Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
 }
 
 pub fn resolve_error(e: ResolveError) -> ApiError {
     match e {
-        ResolveError::Unknown(_) => ApiError::new(StatusCode::NOT_FOUND, "unknown_bundle", e.to_string()),
-        ResolveError::Inactive(_) | ResolveError::NoDefault => ApiError::unavailable("no_bundle", e.to_string()),
+        ResolveError::Unknown(_) => {
+            ApiError::new(StatusCode::NOT_FOUND, "unknown_bundle", e.to_string())
+        }
+        ResolveError::Inactive(_) | ResolveError::NoDefault => {
+            ApiError::unavailable("no_bundle", e.to_string())
+        }
     }
 }

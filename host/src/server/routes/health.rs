@@ -14,7 +14,10 @@ use crate::server::error::ApiError;
 
 /// Liveness: the process answers.
 pub async fn healthz() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], r#"{"status":"ok"}"#)
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        r#"{"status":"ok"}"#,
+    )
 }
 
 /// Readiness: at least one verified bundle is active.
@@ -25,7 +28,10 @@ pub async fn readyz(State(app): State<Arc<App>>) -> Result<Json<serde_json::Valu
         .filter_map(|s| s.active().map(|a| format!("{} {}", s.name, a.version)))
         .collect();
     if active.is_empty() {
-        return Err(ApiError::unavailable("not_ready", "no verified bundle is active"));
+        return Err(ApiError::unavailable(
+            "not_ready",
+            "no verified bundle is active",
+        ));
     }
     Ok(Json(json!({ "status": "ready", "bundles": active })))
 }
@@ -33,7 +39,10 @@ pub async fn readyz(State(app): State<Arc<App>>) -> Result<Json<serde_json::Valu
 /// Prometheus text exposition.
 pub async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         app.metrics.encode(),
     )
 }

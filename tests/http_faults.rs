@@ -1,0 +1,246 @@
+//! Faults over HTTP: a hostile policy fails closed without hurting other
+//! bundles, overload is refused rather than queued, shutdown drains, and
+//! every log line about a decision carries its id.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::high_risk_gate;
+use support::server::{Deployment, Server};
+
+const HOSTILE: &str = "hostile-fixture";
+
+fn hostile_request(id: &str) -> serde_json::Value {
+    json!({"now": "2026-11-26T12:00:00Z", "system": {"id": id, "risk_tier": "low"}})
+}
+
+/// Reference (default) plus the hostile fixture, uploaded on purpose.
+fn with_hostile(top: &str, limits: &str) -> (Deployment, Server) {
+    let d = Deployment::with(
+        top,
+        &format!(
+            "[limits]\n{limits}\n[[bundles]]\nname = \"iso42001-reference\"\nfile = \"ref.bundle\"\ndefault = true\n"
+        ),
+    );
+    std::fs::write(d.path("ref.bundle"), d.reference("1.0.0")).unwrap();
+    let s = d.start();
+    let hostile = d.bundle_from(
+        support::hostile_bundle(),
+        HOSTILE,
+        "0.1.0",
+        "stagegate:policy@1.0.0",
+        true,
+    );
+    let r = s.put_bundle(HOSTILE, None, &hostile, false);
+    assert_eq!(r.status, 200, "{}", r.body);
+    (d, s)
+}
+
+fn percentile(mut v: Vec<Duration>, p: f64) -> Duration {
+    v.sort();
+    v[((v.len() as f64 - 1.0) * p) as usize]
+}
+
+fn reference_latencies(s: &Server, n: usize) -> Vec<Duration> {
+    let body = serde_json::to_vec(&high_risk_gate()).unwrap();
+    let url = s.url("/v1/decisions/gate");
+    (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            let r =
+                support::server::send(&url, "POST", None, Some("application/json"), Some(&body));
+            assert_eq!(r.status, 200, "{}", r.body);
+            t.elapsed()
+        })
+        .collect()
+}
+
+#[test]
+fn a_hostile_bundle_fails_closed_within_its_deadline_and_other_bundles_keep_their_latency() {
+    let (_d, s) = with_hostile("", "decision_deadline_ms = 100");
+    let baseline = percentile(reference_latencies(&s, 200), 0.5);
+
+    for (id, cause) in [
+        ("spin", "deadline"),
+        ("allocate", "memory"),
+        ("panic", "trap"),
+        ("deep", "stack"),
+    ] {
+        let t = Instant::now();
+        let r = s.post_json(
+            &format!("/v1/decisions/gate?bundle={HOSTILE}"),
+            None,
+            &hostile_request(id),
+        );
+        let took = t.elapsed();
+        assert_eq!(r.status, 200, "{id}: {}", r.body);
+        let v = r.json();
+        assert_eq!(v["outcome"], "deny", "{id}");
+        assert_eq!(v["findings"][0]["code"], "policy.error", "{id}");
+        assert!(
+            v["findings"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains(cause),
+            "{id}: {v:#}"
+        );
+        assert!(took < Duration::from_secs(5), "{id} took {took:?}");
+    }
+
+    // Keep two clients hammering the spinning policy while measuring the
+    // reference bundle: its median must stay far below the hostile deadline.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut hammers = Vec::new();
+    for _ in 0..2 {
+        let url = s.url(&format!("/v1/decisions/gate?bundle={HOSTILE}"));
+        let stop = stop.clone();
+        let body = serde_json::to_vec(&hostile_request("spin")).unwrap();
+        hammers.push(std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = support::server::send(
+                    &url,
+                    "POST",
+                    None,
+                    Some("application/json"),
+                    Some(&body),
+                );
+                assert_eq!(r.status, 200, "{}", r.body);
+                n += 1;
+            }
+            n
+        }));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let under_attack = percentile(reference_latencies(&s, 200), 0.5);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let spins: usize = hammers.into_iter().map(|h| h.join().unwrap()).sum();
+    assert!(
+        spins >= 2,
+        "the hostile bundle was barely exercised ({spins} calls)"
+    );
+    // Correctness of isolation, not a benchmark: a reference decision that
+    // had to wait for a spinning call would take ~100 ms.
+    assert!(
+        under_attack < Duration::from_millis(40),
+        "reference median {under_attack:?} under attack vs {baseline:?} before"
+    );
+
+    let m = s.get("/metrics", None).body;
+    for cause in ["deadline", "memory", "trap", "stack"] {
+        assert!(
+            m.contains(&format!(
+                "stagegate_policy_errors_total{{bundle=\"{HOSTILE}\",cause=\"{cause}\"}}"
+            )),
+            "{cause}: {m}"
+        );
+    }
+}
+
+#[test]
+fn memory_stays_bounded_under_repeated_memory_bombs() {
+    let (_d, s) = with_hostile("", "decision_deadline_ms = 500\nmemory_mib = 32");
+    let url = format!("/v1/decisions/gate?bundle={HOSTILE}");
+    for _ in 0..5 {
+        assert_eq!(
+            s.post_json(&url, None, &hostile_request("allocate")).status,
+            200
+        );
+    }
+    let after_warmup = s.rss_kib().expect("rss");
+    for _ in 0..40 {
+        let v = s.post_json(&url, None, &hostile_request("allocate")).json();
+        assert_eq!(v["findings"][0]["code"], "policy.error");
+    }
+    let after = s.rss_kib().expect("rss");
+    // 40 bombs of 32 MiB each would be 1.3 GB if memory were not reclaimed.
+    assert!(
+        after < after_warmup + 96 * 1024,
+        "RSS grew from {after_warmup} KiB to {after} KiB"
+    );
+    assert!(after < 512 * 1024, "RSS {after} KiB");
+}
+
+#[test]
+fn overload_is_answered_with_503_and_retry_after_instead_of_queueing() {
+    let (_d, s) = with_hostile("", "decision_deadline_ms = 1000\nconcurrency = 1");
+    let url = s.url(&format!("/v1/decisions/gate?bundle={HOSTILE}"));
+    let body = serde_json::to_vec(&hostile_request("spin")).unwrap();
+    let slow = std::thread::spawn(move || {
+        support::server::send(&url, "POST", None, Some("application/json"), Some(&body))
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let r = s.post_json("/v1/decisions/gate", None, &high_risk_gate());
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.json()["error"]["code"], "overloaded");
+    assert_eq!(r.header("retry-after"), Some("1"));
+    // Health stays outside the gate.
+    assert_eq!(s.get("/healthz", None).status, 200);
+    assert_eq!(slow.join().unwrap().status, 200);
+    assert_eq!(
+        s.post_json("/v1/decisions/gate", None, &high_risk_gate())
+            .status,
+        200
+    );
+}
+
+#[test]
+fn shutdown_drains_in_flight_decisions() {
+    let (_d, s) = with_hostile("", "decision_deadline_ms = 1500");
+    let url = s.url(&format!("/v1/decisions/gate?bundle={HOSTILE}"));
+    let body = serde_json::to_vec(&hostile_request("spin")).unwrap();
+    let in_flight = std::thread::spawn(move || {
+        support::server::send(&url, "POST", None, Some("application/json"), Some(&body))
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let code = s.terminate();
+    let r = in_flight.join().unwrap();
+    assert_eq!(
+        r.status, 200,
+        "the in-flight decision was cut off: {}",
+        r.body
+    );
+    assert_eq!(r.json()["findings"][0]["code"], "policy.error");
+    assert_eq!(code, Some(0));
+}
+
+#[test]
+fn json_logs_carry_the_decision_id_on_lines_about_a_decision() {
+    let (_d, s) = with_hostile("", "decision_deadline_ms = 100");
+    let v = s
+        .post_json(
+            &format!("/v1/decisions/gate?bundle={HOSTILE}"),
+            None,
+            &hostile_request("panic"),
+        )
+        .json();
+    let id = v["decision_id"].as_str().unwrap().to_string();
+    let ok = s
+        .post_json("/v1/decisions/gate", None, &high_risk_gate())
+        .json();
+    let ok_id = ok["decision_id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let logs = s.logs();
+        let lines: Vec<serde_json::Value> = logs
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        let failed = lines.iter().find(|l| l["decision_id"] == id.as_str());
+        let decided = lines.iter().find(|l| l["decision_id"] == ok_id.as_str());
+        if let (Some(f), Some(d)) = (failed, decided) {
+            assert_eq!(f["level"], "WARN");
+            assert_eq!(f["cause"], "trap");
+            assert_eq!(f["bundle"], HOSTILE);
+            assert_eq!(d["outcome"], "allow");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no log line with the decision id:\n{logs}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
