@@ -3,6 +3,9 @@
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
 key := "data/keys/dev"
+# `cargo test` builds the binary with the test dependency set; running that
+# very binary avoids a second build of wasmtime with another feature set.
+target_dir := env_var_or_default("CARGO_TARGET_DIR", "target")
 bundle_out := "target/bundles/iso42001.bundle"
 
 # List the recipes
@@ -32,7 +35,20 @@ serve: setup
 # Run every test: unit, policy cases, end-to-end
 test: policies
     cargo test --workspace
-    cargo run -q -p stagegate -- test policies/iso42001 | tail -n 1
+    {{target_dir}}/debug/stagegate test policies/iso42001 | tail -n 1
+
+# In-process benchmarks: criterion, then the side-by-side table
+bench: setup
+    cargo bench -p stagegate --bench decisions
+    cargo bench -p stagegate --bench table
+
+# HTTP benchmark with wrk: gate decisions against /healthz at 1, 16, 64 connections
+bench-http: setup
+    host/benches/http.sh
+
+# Peak RSS with 4 bundles at 64 connections for 30 s
+bench-memory: setup
+    host/benches/memory.sh
 
 # Format the code
 fmt:

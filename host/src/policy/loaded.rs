@@ -115,6 +115,18 @@ impl LoadedPolicy {
         self.warm.lock().map(|w| w.len()).unwrap_or(0)
     }
 
+    /// Fills the warm pool up to `n` instances (bounded by
+    /// `warm_per_bundle`), so the first burst of decisions after an
+    /// activation does not pay for instantiation.
+    pub fn prewarm(&self, n: usize) -> Result<(), PolicyError> {
+        let target = n.min(self.runtime.limits().warm_per_bundle);
+        while self.warm_instances() < target && self.isolation == Isolation::Warm {
+            let w = self.instantiate()?;
+            self.put_back(w);
+        }
+        Ok(())
+    }
+
     fn instantiate(&self) -> Result<Warm, PolicyError> {
         let limits = self.runtime.limits();
         let state = StoreState {
