@@ -20,15 +20,20 @@ fn rego_and_the_reference_policy_agree_on_every_gate_case() {
     let bundle = support::reference_bundle();
     let runtime = Runtime::new(Limits::default()).unwrap();
     let component = runtime.compile(bundle.wasm()).unwrap();
-    let base: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&bundle.params().unwrap()).unwrap();
+    let base: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&bundle.params().unwrap()).unwrap();
 
     let mut compared = 0;
     let mut mismatches = Vec::new();
     let dir = support::root().join("policies/iso42001/tests");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     for file in files {
-        let cases: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        let cases: Vec<serde_json::Value> =
+            serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
         for case in cases {
             if case["decision"] != "gate" || case["expect"].get("error").is_some() {
                 continue;
@@ -40,8 +45,18 @@ fn rego_and_the_reference_policy_agree_on_every_gate_case() {
             let params = serde_json::Value::Object(params).to_string();
             let input = case["input"].to_string();
 
-            let policy = ActivePolicy::with_component(&runtime, bundle, &component, params.clone(), Isolation::Warm).unwrap();
-            let wasm = policy.decide_json(DecisionKind::Gate, input.as_bytes()).unwrap().envelope;
+            let policy = ActivePolicy::with_component(
+                &runtime,
+                bundle,
+                &component,
+                params.clone(),
+                Isolation::Warm,
+            )
+            .unwrap();
+            let wasm = policy
+                .decide_json(DecisionKind::Gate, input.as_bytes())
+                .unwrap()
+                .envelope;
             let wasm_codes: BTreeSet<String> = wasm
                 .findings
                 .iter()
@@ -49,7 +64,8 @@ fn rego_and_the_reference_policy_agree_on_every_gate_case() {
                 .map(|f| f.code.clone())
                 .collect();
 
-            let decision: serde_json::Value = serde_json::from_str(&rego::RegoGate::new(&params).decide(&input)).unwrap();
+            let decision: serde_json::Value =
+                serde_json::from_str(&rego::RegoGate::new(&params).decide(&input)).unwrap();
             let rego_codes: BTreeSet<String> = decision["findings"]
                 .as_array()
                 .unwrap()
@@ -71,5 +87,10 @@ fn rego_and_the_reference_policy_agree_on_every_gate_case() {
         }
     }
     assert!(compared >= 90, "only {compared} gate cases compared");
-    assert!(mismatches.is_empty(), "{} of {compared} differ:\n{}", mismatches.len(), mismatches.join("\n"));
+    assert!(
+        mismatches.is_empty(),
+        "{} of {compared} differ:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
 }

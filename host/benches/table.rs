@@ -23,7 +23,10 @@ fn measure(iterations: usize, mut f: impl FnMut()) -> (Duration, Duration) {
         samples.push(t.elapsed());
     }
     samples.sort();
-    (samples[samples.len() / 2], samples[samples.len() * 99 / 100])
+    (
+        samples[samples.len() / 2],
+        samples[samples.len() * 99 / 100],
+    )
 }
 
 fn us(d: Duration) -> f64 {
@@ -62,7 +65,10 @@ fn main() {
                 v.as_object_mut().unwrap().remove("decision_id");
                 v
             };
-            assert_eq!(strip(native.decide(kind, &body)), strip(warm.decide(kind, &body)));
+            assert_eq!(
+                strip(native.decide(kind, &body)),
+                strip(warm.decide(kind, &body))
+            );
             let n = measure(20_000, || {
                 std::hint::black_box(native.decide(kind, &body));
             });
@@ -80,7 +86,9 @@ fn main() {
                 })
             });
             let row = |name: &str, (m, p): (Duration, Duration)| {
-                let vs_rego = r.map(|(rm, _)| format!("{:.0}×", us(rm) / us(m))).unwrap_or_else(|| "–".into());
+                let vs_rego = r
+                    .map(|(rm, _)| format!("{:.0}×", us(rm) / us(m)))
+                    .unwrap_or_else(|| "–".into());
                 println!(
                     "| {kind} | {size} | {name} | {:.2} | {:.2} | {:.2} | {vs_rego} |",
                     us(m),
@@ -104,7 +112,10 @@ fn main() {
         let rt = Runtime::new(Limits::default()).unwrap();
         let b = stagegate::bundle::Bundle::from_bytes(&bytes, &Default::default()).unwrap();
         let c = rt.compile(b.wasm()).unwrap();
-        std::hint::black_box(ActivePolicy::with_component(&rt, &b, &c, b.params().unwrap(), Isolation::Warm).unwrap());
+        std::hint::black_box(
+            ActivePolicy::with_component(&rt, &b, &c, b.params().unwrap(), Isolation::Warm)
+                .unwrap(),
+        );
     });
     let cache = ComponentCache::new(&cache_dir);
     let rt = Runtime::new(Limits::default()).unwrap();
@@ -113,11 +124,22 @@ fn main() {
         let b = stagegate::bundle::Bundle::from_bytes(&bytes, &Default::default()).unwrap();
         let (c, outcome) = cache.get_or_compile(&rt, b.wasm()).unwrap();
         assert_eq!(outcome, stagegate::policy::CacheOutcome::Hit);
-        std::hint::black_box(ActivePolicy::with_component(&rt, &b, &c, b.params().unwrap(), Isolation::Warm).unwrap());
+        std::hint::black_box(
+            ActivePolicy::with_component(&rt, &b, &c, b.params().unwrap(), Isolation::Warm)
+                .unwrap(),
+        );
     });
     println!("| step | median | p99 |\n|---|---:|---:|");
-    println!("| read + compile + instantiate + configure (cold) | {:.1} | {:.1} |", us(cold.0) / 1e3, us(cold.1) / 1e3);
-    println!("| read + load from cache + instantiate + configure | {:.1} | {:.1} |", us(cached.0) / 1e3, us(cached.1) / 1e3);
+    println!(
+        "| read + compile + instantiate + configure (cold) | {:.1} | {:.1} |",
+        us(cold.0) / 1e3,
+        us(cold.1) / 1e3
+    );
+    println!(
+        "| read + load from cache + instantiate + configure | {:.1} | {:.1} |",
+        us(cached.0) / 1e3,
+        us(cached.1) / 1e3
+    );
     let _ = std::fs::remove_dir_all(&cache_dir);
 
     println!("\n## Memory per warm instance\n");

@@ -27,7 +27,9 @@ impl RegoGate {
 
     /// From request JSON to decision JSON, as stagegate is measured.
     pub fn decide(&mut self, input_json: &str) -> String {
-        self.engine.set_input_json(input_json).expect("input is JSON");
+        self.engine
+            .set_input_json(input_json)
+            .expect("input is JSON");
         let v = self
             .engine
             .eval_rule("data.stagegate.gate.decision".into())

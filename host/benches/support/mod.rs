@@ -32,7 +32,8 @@ pub fn reference_bundle() -> Bundle {
 }
 
 fn base_gate() -> Value {
-    serde_json::from_slice(&std::fs::read(root().join("examples/gate-high-risk.json")).unwrap()).unwrap()
+    serde_json::from_slice(&std::fs::read(root().join("examples/gate-high-risk.json")).unwrap())
+        .unwrap()
 }
 
 fn stages(n: usize) -> Value {
@@ -195,7 +196,10 @@ impl Native {
         let request = decision::decode(kind, body).expect("valid request");
         let now = request.now();
         let mut verdict = match request {
-            Request::Gate(r) => native::gate_verdict(iso42001::gate::decide(&native::gate_request(r), &self.params)),
+            Request::Gate(r) => native::gate_verdict(iso42001::gate::decide(
+                &native::gate_request(r),
+                &self.params,
+            )),
             Request::Progression(r) => native::progression_verdict(iso42001::progression::decide(
                 &native::progression_request(r),
                 &self.params,
@@ -223,6 +227,8 @@ impl Rego {
     }
 
     pub fn decide(&mut self, body: &[u8]) -> Vec<u8> {
-        self.gate.decide(std::str::from_utf8(body).unwrap()).into_bytes()
+        self.gate
+            .decide(std::str::from_utf8(body).unwrap())
+            .into_bytes()
     }
 }

@@ -4,6 +4,7 @@
 //! outcome), 1 a check failed (verification, a failing test), 2 bad input or
 //! usage, 3 the policy itself failed.
 
+mod audit;
 mod build;
 mod eval;
 mod inspect;
@@ -52,6 +53,8 @@ enum Command {
     Test(test::TestArgs),
     /// Run the HTTP decision service
     Serve(serve::ServeArgs),
+    /// Verify the decision log's hash chain, or export a deployment's record
+    Audit(audit::AuditArgs),
     /// Create a bearer token and print the config entry (its hash) that grants it
     Token(token::TokenArgs),
 }
@@ -115,6 +118,7 @@ pub fn main() -> ExitCode {
         Command::Test(a) => test::run(a),
         Command::Serve(a) => serve::run(a),
         Command::Token(a) => token::run(a),
+        Command::Audit(a) => audit::run(a),
     };
     match result {
         Ok(exit) => exit.into(),

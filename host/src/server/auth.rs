@@ -19,6 +19,8 @@ use super::error::ApiError;
 pub struct Caller {
     pub name: String,
     pub roles: Vec<Role>,
+    /// The accountable role recorded on authorisations.
+    pub title: Option<String>,
 }
 
 impl Caller {
@@ -60,6 +62,7 @@ impl Auth {
                     Caller {
                         name: t.name.clone(),
                         roles: t.roles.clone(),
+                        title: t.title.clone(),
                     },
                 )
             })
@@ -77,8 +80,9 @@ impl Auth {
     pub fn caller(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
         if self.is_open() {
             return Ok(Caller {
-                name: "anonymous".into(),
+                name: anonymous_name(headers),
                 roles: Role::ALL.to_vec(),
+                title: None,
             });
         }
         let unauthorised = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
@@ -98,6 +102,19 @@ impl Auth {
             .cloned()
             .ok_or_else(|| unauthorised("unknown token"))
     }
+}
+
+/// In open development mode a caller may name itself with `X-Actor`, so
+/// that separation of duties can be exercised without tokens; the name is
+/// recorded as given. With tokens configured the header is ignored.
+fn anonymous_name(headers: &HeaderMap) -> String {
+    headers
+        .get("x-actor")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(|v| format!("{v} (unauthenticated)"))
+        .unwrap_or_else(|| "anonymous".into())
 }
 
 /// A new random token and its SHA-256, for `stagegate token`.
@@ -120,6 +137,7 @@ mod tests {
             name: "ci".into(),
             sha256,
             roles: vec![Role::Gateway],
+            title: None,
         }]);
         (a, token)
     }

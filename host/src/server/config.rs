@@ -27,9 +27,38 @@ pub struct Config {
     /// Bundles to serve; each may name a source that is watched for new
     /// versions. Bundles uploaded over HTTP need no entry.
     pub bundles: Vec<BundleConfig>,
+    pub records: RecordsConfig,
     /// Bearer tokens. None configured: loopback only, every caller has
     /// every role (local development).
     pub tokens: Vec<TokenConfig>,
+}
+
+/// Deployment records and the decision log.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordsConfig {
+    /// `sqlite://PATH` or `postgres://USER@HOST/DB`; default
+    /// `sqlite://DATA_DIR/stagegate.db`.
+    pub database: Option<String>,
+    /// Keep each decision's request body in the decision log (its digest
+    /// is always kept).
+    pub log_requests: bool,
+    /// `ack`: answer a decision after its log entry is committed;
+    /// `queued`: once it is queued.
+    pub durability: crate::records::Durability,
+    /// Log entries waiting to be written before decisions wait (backpressure).
+    pub queue: usize,
+}
+
+impl Default for RecordsConfig {
+    fn default() -> Self {
+        RecordsConfig {
+            database: None,
+            log_requests: false,
+            durability: crate::records::Durability::Ack,
+            queue: 8192,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -140,6 +169,10 @@ pub struct TokenConfig {
     /// Lowercase hex SHA-256 of the token (`stagegate token` prints it).
     pub sha256: String,
     pub roles: Vec<Role>,
+    /// The holder's accountable role, recorded on authorisations they give
+    /// (e.g. "Head of AI Risk").
+    #[serde(default)]
+    pub title: Option<String>,
 }
 
 impl Default for Config {
@@ -151,6 +184,7 @@ impl Default for Config {
             trust: TrustConfig::default(),
             limits: LimitsConfig::default(),
             bundles: Vec::new(),
+            records: RecordsConfig::default(),
             tokens: Vec::new(),
         }
     }
@@ -241,6 +275,7 @@ impl Config {
             ("limits.concurrency", l.concurrency as u64),
             ("limits.request_timeout_ms", l.request_timeout_ms),
             ("limits.watch_interval_ms", l.watch_interval_ms),
+            ("records.queue", self.records.queue as u64),
             ("trust.min_signatures", self.trust.min_signatures as u64),
         ] {
             if value == 0 {
@@ -307,6 +342,14 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The records database URL.
+    pub fn database_url(&self) -> String {
+        self.records
+            .database
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("stagegate.db").display()))
     }
 
     /// The name of the default bundle: the one marked `default`, else the

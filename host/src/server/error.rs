@@ -13,11 +13,15 @@ pub struct ApiError {
     pub path: String,
     /// Seconds for `Retry-After` (503).
     pub retry_after: Option<u32>,
+    /// The decision behind a refusal (a gate that denied a deployment).
+    pub decision: Option<serde_json::Value>,
 }
 
 #[derive(Serialize)]
 struct Body<'a> {
     error: Inner<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    decision: Option<&'a serde_json::Value>,
 }
 
 #[derive(Serialize)]
@@ -35,6 +39,7 @@ impl ApiError {
             message: message.into(),
             path: String::new(),
             retry_after: None,
+            decision: None,
         }
     }
 
@@ -65,6 +70,34 @@ impl ApiError {
     }
 }
 
+impl From<crate::records::RecordError> for ApiError {
+    fn from(e: crate::records::RecordError) -> Self {
+        use crate::records::RecordError as R;
+        match e {
+            R::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, "not_found", m),
+            R::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            R::Invalid { path, message } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message).at(path)
+            }
+            R::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", m),
+            R::Denied { message, decision } => {
+                let mut err =
+                    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "gate_denied", message);
+                err.decision = serde_json::to_value(&*decision).ok();
+                err
+            }
+            R::Unavailable(m) => ApiError::unavailable("records_unavailable", m),
+            R::Store(e) => {
+                tracing::error!(error = %e, "records store error");
+                ApiError::unavailable(
+                    "records_unavailable",
+                    format!("the records store failed: {e}"),
+                )
+            }
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::to_vec(&Body {
@@ -73,6 +106,7 @@ impl IntoResponse for ApiError {
                 message: &self.message,
                 path: &self.path,
             },
+            decision: self.decision.as_ref(),
         })
         .unwrap_or_default();
         let mut res = (self.status, body).into_response();

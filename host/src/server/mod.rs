@@ -38,6 +38,7 @@ use registry::{Registry, RegistrySettings};
 /// Shared state of every handler.
 pub struct App {
     pub registry: Arc<Registry>,
+    pub records: crate::records::Records,
     pub auth: Auth,
     pub metrics: Arc<Metrics>,
     pub limits: LimitsConfig,
@@ -72,10 +73,35 @@ pub fn init_logging(format: LogFormat) {
     };
 }
 
+/// Opens the records database, then builds the registry and loads every
+/// configured bundle.
+pub async fn prepare(config: &Config) -> Result<Arc<App>, ServeError> {
+    let url = config.database_url();
+    let store = crate::records::Store::open(&url)
+        .await
+        .map_err(|e| ServeError::Startup(format!("records: {e}")))?;
+    tracing::info!(database = %crate::records::store::redact(&url), "records store open");
+    let log = crate::records::DecisionLog::start(
+        store.clone(),
+        config.records.durability,
+        config.records.queue,
+    );
+    let records = crate::records::Records::new(store, log, config.records.log_requests);
+    let registry = tokio::task::block_in_place(|| prepare_registry(config))?;
+    Ok(Arc::new(App {
+        metrics: registry.metrics().clone(),
+        registry,
+        records,
+        auth: Auth::new(&config.tokens),
+        limits: config.limits.clone(),
+        inflight: Arc::new(Semaphore::new(config.limits.concurrency)),
+    }))
+}
+
 /// Builds the registry and loads every configured bundle: persisted copies
 /// first (so a restart serves the last good bundles even if no source is
 /// reachable), then development builds, then watched sources.
-pub fn prepare(config: &Config) -> Result<Arc<App>, ServeError> {
+fn prepare_registry(config: &Config) -> Result<Arc<Registry>, ServeError> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| ServeError::Startup(format!("data_dir {}: {e}", config.data_dir.display())))?;
     let limits = crate::policy::Limits {
@@ -117,14 +143,7 @@ pub fn prepare(config: &Config) -> Result<Arc<App>, ServeError> {
     let mut watcher = sources::Watcher::new(registry.clone(), config.bundles.clone());
     watcher.poll();
     watcher.spawn(Duration::from_millis(config.limits.watch_interval_ms));
-
-    Ok(Arc::new(App {
-        registry,
-        auth: Auth::new(&config.tokens),
-        metrics,
-        limits: config.limits.clone(),
-        inflight: Arc::new(Semaphore::new(config.limits.concurrency)),
-    }))
+    Ok(registry)
 }
 
 /// The router: decision and bundle endpoints behind the concurrency gate
@@ -132,11 +151,60 @@ pub fn prepare(config: &Config) -> Result<Arc<App>, ServeError> {
 /// still reports its state.
 pub fn router(app: Arc<App>) -> Router {
     let api = Router::new()
-        .route("/v1/decisions/{kind}", post(routes::decisions::decide))
+        // POST decides (`{kind}` = gate|progression|monitoring); GET reads
+        // a logged decision by id.
+        .route(
+            "/v1/decisions/{kind_or_id}",
+            post(routes::decisions::decide).get(routes::records::decision),
+        )
         .route("/v1/bundles", get(routes::bundles::list))
         .route(
             "/v1/bundles/{name}",
             get(routes::bundles::status).put(routes::bundles::upload),
+        )
+        .route("/v1/systems", post(routes::records::create_system))
+        .route("/v1/systems/{id}", get(routes::records::get_system))
+        .route(
+            "/v1/systems/{id}/releases",
+            post(routes::records::create_release),
+        )
+        .route("/v1/releases/{id}", get(routes::records::get_release))
+        .route(
+            "/v1/releases/{id}/reviews",
+            post(routes::records::release_review),
+        )
+        .route(
+            "/v1/releases/{id}/authorisations",
+            post(routes::records::release_authorisation),
+        )
+        .route(
+            "/v1/releases/{id}/acceptances",
+            post(routes::records::release_acceptance),
+        )
+        .route("/v1/deployments", post(routes::records::create_deployment))
+        .route("/v1/deployments/{id}", get(routes::records::get_deployment))
+        .route("/v1/deployments/{id}/route", get(routes::records::route))
+        .route("/v1/deployments/{id}/record", get(routes::records::record))
+        .route(
+            "/v1/deployments/{id}/reviews",
+            post(routes::records::deployment_review),
+        )
+        .route(
+            "/v1/deployments/{id}/progressions",
+            post(routes::records::progress),
+        )
+        .route(
+            "/v1/deployments/{id}/observations",
+            post(routes::records::observe),
+        )
+        .route("/v1/deployments/{id}/issues", post(routes::records::issue))
+        .route(
+            "/v1/deployments/{id}/rollback",
+            post(routes::records::rollback),
+        )
+        .route(
+            "/v1/deployments/{id}/suspend",
+            post(routes::records::suspend),
         )
         .layer(middleware::from_fn_with_state(app.clone(), admit));
     Router::new()
@@ -217,7 +285,7 @@ pub fn effective_listen(config: &Config) -> SocketAddr {
 
 /// Runs the service until SIGINT or SIGTERM, then drains in-flight requests.
 pub async fn serve(config: Config) -> Result<(), ServeError> {
-    let app = tokio::task::block_in_place(|| prepare(&config))?;
+    let app = prepare(&config).await?;
     let addr = effective_listen(&config);
     let listener = tokio::net::TcpListener::bind(addr)
         .await

@@ -226,6 +226,10 @@ impl Registry {
         &self.runtime
     }
 
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
     /// The slot for `name`, created if needed.
     pub fn slot(&self, name: &str) -> Arc<Slot> {
         if let Some(s) = self.slots.load().get(name) {

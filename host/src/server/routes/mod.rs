@@ -3,3 +3,4 @@
 pub mod bundles;
 pub mod decisions;
 pub mod health;
+pub mod records;

@@ -1,0 +1,227 @@
+//! The decision log as a hash chain.
+//!
+//! Each entry's hash is SHA-256 over the previous entry's hash and the
+//! entry's own fields (as canonical JSON, fields in a fixed order), so
+//! changing, inserting or deleting any entry breaks every hash after it,
+//! and `stagegate audit verify` names the first entry that no longer
+//! matches.
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use super::store::StoreError;
+
+/// What one decision log entry records.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct LogEntry {
+    pub decision_id: String,
+    /// When the decision was made (ms since the epoch, wall clock).
+    pub at: i64,
+    pub kind: String,
+    pub outcome: String,
+    pub codes: Vec<String>,
+    pub bundle: String,
+    pub bundle_version: String,
+    pub bundle_digest: String,
+    /// `sha256:` of the request body as received.
+    pub request_digest: String,
+    /// The request itself, when the service is configured to keep it.
+    pub request: Option<String>,
+    pub deployment_id: Option<String>,
+    /// Who asked (the token's name).
+    pub actor: String,
+}
+
+/// An entry as stored: with its place and hashes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Chained {
+    pub seq: i64,
+    #[serde(flatten)]
+    pub entry: LogEntry,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// The hash of an entry at `seq` following `prev_hash`.
+pub fn hash(seq: i64, entry: &LogEntry, prev_hash: &str) -> String {
+    #[derive(Serialize)]
+    struct Canonical<'a> {
+        seq: i64,
+        prev_hash: &'a str,
+        entry: &'a LogEntry,
+    }
+    let bytes = serde_json::to_vec(&Canonical {
+        seq,
+        prev_hash,
+        entry,
+    })
+    .unwrap_or_default();
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Takes the chain's write lock inside `tx`. A no-op update, because it
+/// locks in both dialects: PostgreSQL's row lock, SQLite's write lock.
+/// Every transaction that appends to the chain or changes a deployment
+/// takes it first, so they serialise instead of failing on conflicts.
+pub async fn lock(tx: &mut Transaction<'_, Any>) -> Result<(i64, String), StoreError> {
+    sqlx::query("UPDATE chain_head SET seq = seq WHERE id = 1")
+        .execute(&mut **tx)
+        .await?;
+    let row = sqlx::query("SELECT seq, hash FROM chain_head WHERE id = 1")
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok((row.try_get("seq")?, row.try_get("hash")?))
+}
+
+/// Appends entries after the head read by [`lock`] (which must have been
+/// called in `tx`); returns the new head.
+pub async fn append(
+    tx: &mut Transaction<'_, Any>,
+    head: (i64, String),
+    entries: &[LogEntry],
+) -> Result<(i64, String), StoreError> {
+    let (mut seq, mut prev) = head;
+    for e in entries {
+        seq += 1;
+        let h = hash(seq, e, &prev);
+        sqlx::query(
+            "INSERT INTO decision_log (seq, decision_id, at, kind, outcome, codes, bundle, bundle_version, bundle_digest, request_digest, request, deployment_id, actor, prev_hash, hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+        )
+        .bind(seq)
+        .bind(&e.decision_id)
+        .bind(e.at)
+        .bind(&e.kind)
+        .bind(&e.outcome)
+        .bind(serde_json::to_string(&e.codes).unwrap_or_default())
+        .bind(&e.bundle)
+        .bind(&e.bundle_version)
+        .bind(&e.bundle_digest)
+        .bind(&e.request_digest)
+        .bind(e.request.clone())
+        .bind(e.deployment_id.clone())
+        .bind(&e.actor)
+        .bind(&prev)
+        .bind(&h)
+        .execute(&mut **tx)
+        .await?;
+        prev = h;
+    }
+    sqlx::query("UPDATE chain_head SET seq = $1, hash = $2 WHERE id = 1")
+        .bind(seq)
+        .bind(&prev)
+        .execute(&mut **tx)
+        .await?;
+    Ok((seq, prev))
+}
+
+/// Reads a stored entry.
+pub fn from_row(row: &AnyRow) -> Result<Chained, StoreError> {
+    let codes: String = row.try_get("codes")?;
+    Ok(Chained {
+        seq: row.try_get("seq")?,
+        entry: LogEntry {
+            decision_id: row.try_get("decision_id")?,
+            at: row.try_get("at")?,
+            kind: row.try_get("kind")?,
+            outcome: row.try_get("outcome")?,
+            codes: serde_json::from_str(&codes)
+                .map_err(|e| StoreError::Corrupt(format!("codes: {e}")))?,
+            bundle: row.try_get("bundle")?,
+            bundle_version: row.try_get("bundle_version")?,
+            bundle_digest: row.try_get("bundle_digest")?,
+            request_digest: row.try_get("request_digest")?,
+            request: row.try_get("request")?,
+            deployment_id: row.try_get("deployment_id")?,
+            actor: row.try_get("actor")?,
+        },
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
+    })
+}
+
+pub const SELECT: &str = "SELECT seq, decision_id, at, kind, outcome, codes, bundle, bundle_version, bundle_digest, request_digest, request, deployment_id, actor, prev_hash, hash FROM decision_log";
+
+/// The result of recomputing the chain.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Verification {
+    pub entries: i64,
+    pub head_seq: i64,
+    pub head_hash: String,
+    /// The first entry that does not match, and why.
+    pub broken: Option<Broken>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Broken {
+    pub seq: i64,
+    pub decision_id: String,
+    pub reason: String,
+}
+
+/// Recomputes every hash from the genesis, in pages, and compares the
+/// result with the stored head.
+pub async fn verify(pool: &sqlx::AnyPool) -> Result<Verification, StoreError> {
+    let mut prev = "genesis".to_string();
+    let mut expected_seq = 0i64;
+    let mut count = 0i64;
+    loop {
+        let rows = sqlx::query(&format!("{SELECT} WHERE seq > $1 ORDER BY seq LIMIT 1000"))
+            .bind(expected_seq)
+            .fetch_all(pool)
+            .await?;
+        if rows.is_empty() {
+            break;
+        }
+        for row in &rows {
+            let c = from_row(row)?;
+            expected_seq += 1;
+            count += 1;
+            let broken = |reason: String| Broken {
+                seq: c.seq,
+                decision_id: c.entry.decision_id.clone(),
+                reason,
+            };
+            let problem = if c.seq != expected_seq {
+                Some(format!(
+                    "entry {expected_seq} is missing (next stored entry is {})",
+                    c.seq
+                ))
+            } else if c.prev_hash != prev {
+                Some("its prev_hash does not match the entry before it: an entry was removed or replaced".to_string())
+            } else if hash(c.seq, &c.entry, &c.prev_hash) != c.hash {
+                Some("its contents do not match its hash: the row was altered".to_string())
+            } else {
+                None
+            };
+            if let Some(reason) = problem {
+                return Ok(Verification {
+                    entries: count,
+                    head_seq: c.seq,
+                    head_hash: c.hash.clone(),
+                    broken: Some(broken(reason)),
+                });
+            }
+            prev = c.hash;
+        }
+    }
+    let head = sqlx::query("SELECT seq, hash FROM chain_head WHERE id = 1")
+        .fetch_one(pool)
+        .await?;
+    let (head_seq, head_hash): (i64, String) = (head.try_get("seq")?, head.try_get("hash")?);
+    let broken = (head_seq != expected_seq || head_hash != prev).then(|| Broken {
+        seq: head_seq,
+        decision_id: String::new(),
+        reason: format!(
+            "the chain head says entry {head_seq} but the log ends at entry {expected_seq}: entries were removed from the end"
+        ),
+    });
+    Ok(Verification {
+        entries: count,
+        head_seq,
+        head_hash,
+        broken,
+    })
+}

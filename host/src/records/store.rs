@@ -1,0 +1,200 @@
+//! The database behind the records: SQLite by default (a file under
+//! `./data`, WAL, synchronous commits), PostgreSQL for several replicas.
+//!
+//! One schema and one set of queries serve both through sqlx's `Any`
+//! driver: the SQL sticks to types and syntax the two share, with numbered
+//! parameters (`$1`, `$2`, … in order of appearance). Migrations are
+//! embedded and applied at start.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+
+/// Which database is behind the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// A record store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database {url}: {message}")]
+    Connect { url: String, message: String },
+    #[error("migration {version}: {message}")]
+    Migrate { version: i64, message: String },
+    #[error("database: {0}")]
+    Query(#[from] sqlx::Error),
+    #[error("stored record is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Embedded migrations, applied in order, each once.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_records.sql"))];
+
+/// A connection pool plus its dialect.
+#[derive(Clone)]
+pub struct Store {
+    pub pool: AnyPool,
+    pub dialect: Dialect,
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates the database at `url`:
+    /// `sqlite://path/to/file.db` or `postgres://user@host/db`.
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let err = |message: String| StoreError::Connect {
+            url: redact(url),
+            message,
+        };
+        let dialect = if url.starts_with("sqlite:") {
+            Dialect::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Dialect::Postgres
+        } else {
+            return Err(err("expected a sqlite:// or postgres:// URL".into()));
+        };
+        let mut url = url.to_string();
+        if dialect == Dialect::Sqlite {
+            let path = url
+                .trim_start_matches("sqlite://")
+                .trim_start_matches("sqlite:");
+            let path = path.split('?').next().unwrap_or_default().to_string();
+            if let Some(dir) = std::path::Path::new(&path)
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+            {
+                std::fs::create_dir_all(dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
+            }
+            if !url.contains('?') {
+                url.push_str("?mode=rwc");
+            }
+        }
+        let options = AnyConnectOptions::from_str(&url).map_err(|e| err(e.to_string()))?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(if dialect == Dialect::Sqlite { 8 } else { 16 })
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if dialect == Dialect::Sqlite {
+                        // WAL: readers never block the writer. FULL: a
+                        // commit is on disk before it is acknowledged.
+                        for pragma in [
+                            "PRAGMA journal_mode = WAL",
+                            "PRAGMA synchronous = FULL",
+                            "PRAGMA busy_timeout = 10000",
+                            "PRAGMA foreign_keys = ON",
+                        ] {
+                            conn.execute(pragma).await?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        let store = Store { pool, dialect };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
+            .await?;
+        if self.dialect == Dialect::Postgres {
+            // Replicas starting together migrate one at a time.
+            conn.execute("SELECT pg_advisory_lock(424242)").await?;
+        }
+        let result = async {
+            for (version, sql) in MIGRATIONS {
+                let applied: Option<(i64,)> =
+                    sqlx::query_as("SELECT version FROM schema_migrations WHERE version = $1")
+                        .bind(*version)
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                if applied.is_some() {
+                    continue;
+                }
+                let mig = |e: sqlx::Error| StoreError::Migrate {
+                    version: *version,
+                    message: e.to_string(),
+                };
+                let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(mig)?;
+                for statement in statements(sql) {
+                    tx.execute(statement.as_str()).await.map_err(mig)?;
+                }
+                sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
+                    .bind(*version)
+                    .bind(crate::decision::Timestamp::now().millis())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(mig)?;
+                tx.commit().await.map_err(mig)?;
+                tracing::info!(version, "applied records migration");
+            }
+            Ok::<(), StoreError>(())
+        }
+        .await;
+        if self.dialect == Dialect::Postgres {
+            let _ = conn.execute("SELECT pg_advisory_unlock(424242)").await;
+        }
+        result
+    }
+}
+
+/// Splits a migration into statements, dropping `--` comments.
+fn statements(sql: &str) -> Vec<String> {
+    let text: String = sql
+        .lines()
+        .map(|l| l.split("--").next().unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n");
+    text.split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// A URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted_from_urls() {
+        assert_eq!(
+            redact("postgres://sg:secret@db/sg"),
+            "postgres://sg:***@db/sg"
+        );
+        assert_eq!(redact("sqlite://data/x.db"), "sqlite://data/x.db");
+    }
+
+    #[test]
+    fn migrations_split_into_statements_without_comments() {
+        let s = statements("-- a\nCREATE TABLE a (x TEXT); -- b\nINSERT INTO a VALUES ('y');\n");
+        assert_eq!(
+            s,
+            vec!["CREATE TABLE a (x TEXT)", "INSERT INTO a VALUES ('y')"]
+        );
+    }
+}
