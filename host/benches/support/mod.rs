@@ -118,12 +118,11 @@ fn observations(n: usize) -> Value {
 pub fn progression(large: bool) -> Vec<u8> {
     let n = if large { 6 } else { 2 };
     let target = if large { "early" } else { "general" };
-    let current = if large { "pilot" } else { "pilot" };
     let r = json!({
         "now": "2026-11-26T12:00:00Z",
         "system": {"id": "credit-scoring", "risk_tier": "high"},
         "plan": plan(n),
-        "current_stage": current, "target_stage": target,
+        "current_stage": "pilot", "target_stage": target,
         "stage_entered_at": "2026-11-23T12:00:00Z",
         "observations": observations(if large { 50 } else { 3 }),
         "material_issues": [{"id": "INC-9", "severity": "low", "status": "open"}],

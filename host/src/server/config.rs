@@ -40,6 +40,9 @@ pub struct RecordsConfig {
     /// `sqlite://PATH` or `postgres://USER@HOST/DB`; default
     /// `sqlite://DATA_DIR/stagegate.db`.
     pub database: Option<String>,
+    /// Log stateless decisions (`POST /v1/decisions/*`). Decisions about
+    /// recorded deployments are always logged.
+    pub log_decisions: bool,
     /// Keep each decision's request body in the decision log (its digest
     /// is always kept).
     pub log_requests: bool,
@@ -54,6 +57,7 @@ impl Default for RecordsConfig {
     fn default() -> Self {
         RecordsConfig {
             database: None,
+            log_decisions: true,
             log_requests: false,
             durability: crate::records::Durability::Ack,
             queue: 8192,

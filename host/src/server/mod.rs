@@ -42,6 +42,8 @@ pub struct App {
     pub auth: Auth,
     pub metrics: Arc<Metrics>,
     pub limits: LimitsConfig,
+    /// Log stateless decisions too.
+    pub log_decisions: bool,
     inflight: Arc<Semaphore>,
 }
 
@@ -94,6 +96,7 @@ pub async fn prepare(config: &Config) -> Result<Arc<App>, ServeError> {
         records,
         auth: Auth::new(&config.tokens),
         limits: config.limits.clone(),
+        log_decisions: config.records.log_decisions,
         inflight: Arc::new(Semaphore::new(config.limits.concurrency)),
     }))
 }

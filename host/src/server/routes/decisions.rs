@@ -80,6 +80,17 @@ pub async fn decide(
             "decided"
         );
     }
+    // The decision is answered only once it is in the log (or queued, per
+    // `records.durability`); a log that cannot take it is a 503, never a
+    // decision that leaves no record.
+    if app.log_decisions {
+        let entry = app.records.entry(envelope, &bytes, &caller.name, None);
+        app.records
+            .log
+            .record(entry)
+            .await
+            .map_err(|e| ApiError::unavailable("decision_log_unavailable", e.to_string()))?;
+    }
     let json = serde_json::to_vec(envelope)
         .map_err(|e| ApiError::internal(format!("encoding the decision: {e}")))?;
     app.metrics

@@ -1,0 +1,578 @@
+//! Deployment records end to end, on SQLite and on PostgreSQL: the
+//! lifecycle decided by the policy, concurrency, idempotency, refusals that
+//! write nothing, a tamper-evident decision log, and a crash.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::records::{Backend, World, deploy, get, observe, post, registered_release};
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test] fn $name() { super::$name(super::Backend::Sqlite) })*
+        }
+        mod postgres {
+            $(#[test] fn $name() { super::$name(super::Backend::Postgres) })*
+        }
+    };
+}
+
+on_both_backends!(
+    a_release_walks_from_gate_to_rollback_and_its_fix_to_general_availability,
+    two_concurrent_promotions_one_succeeds_the_other_gets_409,
+    refused_progressions_write_nothing,
+    a_retried_write_with_the_same_idempotency_key_acts_once,
+    identities_and_roles_come_from_the_token,
+    stateless_decisions_are_logged_and_readable,
+    an_edited_log_row_is_named_by_audit_verify,
+    a_crash_loses_no_acknowledged_write_and_leaves_every_state_explained,
+);
+
+fn history(s: &support::server::Server, id: &str) -> Vec<Value> {
+    get(s, "audit", &format!("/v1/deployments/{id}")).json()["history"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn events(s: &support::server::Server, id: &str) -> Vec<String> {
+    history(s, id)
+        .iter()
+        .map(|e| e["event"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn codes(v: &Value) -> Vec<String> {
+    v["decision"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["code"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn a_release_walks_from_gate_to_rollback_and_its_fix_to_general_availability(b: Backend) {
+    let Some(w) = World::new(b, "") else { return };
+    let s = w.start();
+    let r1 = registered_release(&s, "2.3.0");
+    let d1 = deploy(&s, &r1);
+    assert_eq!(
+        get(&s, "gw", &format!("/v1/deployments/{d1}/route")).json()["stage"],
+        "pilot"
+    );
+
+    // Error rate above the pilot's criterion: the promotion is held.
+    let v = observe(&s, &d1, 0.03, 2000).json();
+    assert_eq!(v["decision"]["outcome"], "alert", "{v:#}");
+    assert_eq!(
+        post(
+            &s,
+            "a.lee",
+            &format!("/v1/deployments/{d1}/reviews"),
+            &json!({"outcome": "approved", "target_stage": "regional"}),
+            &[]
+        )
+        .status,
+        201
+    );
+    let r = post(
+        &s,
+        "j.doe",
+        &format!("/v1/deployments/{d1}/progressions"),
+        &json!({"target_stage": "regional"}),
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["decision"]["outcome"], "hold");
+    assert!(
+        codes(&v).contains(&"progression.criterion_failed".to_string()),
+        "{v:#}"
+    );
+    assert_eq!(v["deployment"]["stage"], "pilot");
+
+    // A breached rollback trigger rolls back by itself.
+    let v = observe(&s, &d1, 0.08, 3000).json();
+    assert_eq!(v["decision"]["outcome"], "rollback");
+    assert_eq!(v["deployment"]["status"], "rolled_back");
+    assert_eq!(
+        get(&s, "gw", &format!("/v1/deployments/{d1}/route")).json()["status"],
+        "rolled_back"
+    );
+    assert_eq!(events(&s, &d1), ["created", "alert", "held", "rolled_back"]);
+
+    // The fix goes all the way.
+    let r2 = registered_release(&s, "2.3.1");
+    let d2 = deploy(&s, &r2);
+    for target in ["regional", "general"] {
+        let v = observe(&s, &d2, 0.01, 20_000).json();
+        assert_eq!(v["decision"]["outcome"], "healthy", "{v:#}");
+        assert_eq!(
+            post(
+                &s,
+                "a.lee",
+                &format!("/v1/deployments/{d2}/reviews"),
+                &json!({"outcome": "approved", "target_stage": target}),
+                &[]
+            )
+            .status,
+            201
+        );
+        let v = post(
+            &s,
+            "j.doe",
+            &format!("/v1/deployments/{d2}/progressions"),
+            &json!({"target_stage": target, "authorisation": {"scope": [target]}}),
+            &[],
+        )
+        .json();
+        assert_eq!(v["decision"]["outcome"], "promote", "{target}: {v:#}");
+        assert_eq!(v["deployment"]["stage"], target);
+    }
+    let route = get(&s, "gw", &format!("/v1/deployments/{d2}/route")).json();
+    assert_eq!(route["traffic_percent"], 100.0);
+    assert_eq!(events(&s, &d2), ["created", "promoted", "promoted"]);
+
+    // The exported records tell that story.
+    let rec1 = get(&s, "audit", &format!("/v1/deployments/{d1}/record")).json();
+    assert_eq!(rec1["deployment"]["status"], "rolled_back");
+    let kinds: Vec<&str> = rec1["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["gate", "monitoring", "progression", "monitoring"]);
+    assert!(rec1["chain"]["log_verified"].as_bool().unwrap());
+    assert!(
+        rec1["chain"]["proof"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["matches"] == true)
+    );
+    assert_eq!(rec1["acceptances"][0]["accepted_by"], "j.doe");
+    assert_eq!(rec1["authorisations"][0]["role"], "Head of AI Risk");
+    let rec2 = get(&s, "audit", &format!("/v1/deployments/{d2}/record")).json();
+    assert_eq!(rec2["deployment"]["stage"], "general");
+    assert_eq!(
+        rec2["reviews"].as_array().unwrap().len(),
+        3,
+        "release review + two progression reviews"
+    );
+    let (code, out) = w.audit_verify();
+    assert_eq!(code, 0, "{out}");
+}
+
+fn two_concurrent_promotions_one_succeeds_the_other_gets_409(b: Backend) {
+    let Some(w) = World::new(b, "") else { return };
+    let s = Arc::new(w.start());
+    let d = deploy(&s, &registered_release(&s, "2.3.0"));
+    observe(&s, &d, 0.01, 5000);
+    post(
+        &s,
+        "a.lee",
+        &format!("/v1/deployments/{d}/reviews"),
+        &json!({"outcome": "approved"}),
+        &[],
+    );
+    let version = get(&s, "audit", &format!("/v1/deployments/{d}")).json()["version"]
+        .as_i64()
+        .unwrap()
+        .to_string();
+    let barrier = Arc::new(std::sync::Barrier::new(2));
+    let handles: Vec<_> = (0..2)
+        .map(|_| {
+            let (s, d, version, barrier) = (s.clone(), d.clone(), version.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                post(
+                    &s,
+                    "j.doe",
+                    &format!("/v1/deployments/{d}/progressions"),
+                    &json!({"target_stage": "regional"}),
+                    &[("If-Match", &version)],
+                )
+            })
+        })
+        .collect();
+    let mut statuses: Vec<u16> = handles
+        .into_iter()
+        .map(|h| h.join().unwrap().status)
+        .collect();
+    statuses.sort();
+    assert_eq!(statuses, [200, 409]);
+    assert_eq!(events(&s, &d), ["created", "promoted"]);
+    let v = get(&s, "audit", &format!("/v1/deployments/{d}")).json();
+    assert_eq!(v["stage"], "regional");
+    assert_eq!(v["version"], 2);
+}
+
+fn refused_progressions_write_nothing(b: Backend) {
+    let Some(w) = World::new(b, "") else { return };
+    let s = w.start();
+    let d = deploy(&s, &registered_release(&s, "2.3.0"));
+    let before = get(&s, "audit", &format!("/v1/deployments/{d}/record")).json();
+    let p = format!("/v1/deployments/{d}/progressions");
+
+    let r = post(
+        &s,
+        "j.doe",
+        &p,
+        &json!({"target_stage": "regional", "authorisation": {"authorised_by": "someone.else"}}),
+        &[],
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(
+        r.body
+            .contains("names 'someone.else' but the caller is 'j.doe'"),
+        "{}",
+        r.body
+    );
+    let r = post(
+        &s,
+        "j.doe",
+        &p,
+        &json!({"target_stage": "regional", "authorisation": {"expires_at": "2020-01-01T00:00:00Z"}}),
+        &[],
+    );
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(r.json()["error"]["path"], "/authorisation/expires_at");
+    let r = post(&s, "j.doe", &p, &json!({"target_stage": "worldwide"}), &[]);
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(r.json()["error"]["path"], "/target_stage");
+    let r = post(
+        &s,
+        "j.doe",
+        "/v1/deployments/01NOSUCHDEPLOYMENT0000000/progressions",
+        &json!({"target_stage": "regional"}),
+        &[],
+    );
+    assert_eq!(r.status, 404, "{}", r.body);
+    let r = post(
+        &s,
+        "j.doe",
+        &p,
+        &json!({"target_stage": "regional"}),
+        &[("If-Match", "7")],
+    );
+    assert_eq!(r.status, 409, "{}", r.body);
+    let r = post(&s, "j.doe", &p, &json!({"target": "regional"}), &[]);
+    assert_eq!(r.status, 422, "{}", r.body);
+
+    let after = get(&s, "audit", &format!("/v1/deployments/{d}/record")).json();
+    assert_eq!(before["history"], after["history"]);
+    assert_eq!(before["decisions"], after["decisions"]);
+    assert_eq!(before["authorisations"], after["authorisations"]);
+    assert_eq!(before["chain"]["head"], after["chain"]["head"]);
+}
+
+fn a_retried_write_with_the_same_idempotency_key_acts_once(b: Backend) {
+    let Some(w) = World::new(b, "") else { return };
+    let s = w.start();
+    let release = registered_release(&s, "2.3.0");
+    let body = json!({"release_id": release, "plan": support::records::plan()});
+    let first = post(
+        &s,
+        "ops",
+        "/v1/deployments",
+        &body,
+        &[("Idempotency-Key", "deploy-2.3.0")],
+    );
+    assert_eq!(first.status, 201, "{}", first.body);
+    let again = post(
+        &s,
+        "ops",
+        "/v1/deployments",
+        &body,
+        &[("Idempotency-Key", "deploy-2.3.0")],
+    );
+    assert_eq!(again.status, 201);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(
+        first.json()["deployment"]["id"],
+        again.json()["deployment"]["id"]
+    );
+    let other = post(
+        &s,
+        "ops",
+        "/v1/deployments",
+        &json!({"release_id": release, "plan": {"stages": []}}),
+        &[("Idempotency-Key", "deploy-2.3.0")],
+    );
+    assert_eq!(other.status, 422, "{}", other.body);
+    let d = first.json()["deployment"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let rb = json!({"reason": "pager alert"});
+    let a = post(
+        &s,
+        "ops",
+        &format!("/v1/deployments/{d}/suspend"),
+        &rb,
+        &[("Idempotency-Key", "k1")],
+    );
+    let b2 = post(
+        &s,
+        "ops",
+        &format!("/v1/deployments/{d}/suspend"),
+        &rb,
+        &[("Idempotency-Key", "k1")],
+    );
+    assert_eq!(
+        (a.status, b2.status),
+        (200, 200),
+        "{} / {}",
+        a.body,
+        b2.body
+    );
+    assert_eq!(events(&s, &d), ["created", "suspended"]);
+    // Without the key, a second suspension is a conflict, not a second event.
+    assert_eq!(
+        post(&s, "ops", &format!("/v1/deployments/{d}/suspend"), &rb, &[]).status,
+        409
+    );
+}
+
+fn identities_and_roles_come_from_the_token(b: Backend) {
+    let Some(w) = World::new(b, "") else { return };
+    let s = w.start();
+    let release = registered_release(&s, "2.3.0");
+    assert_eq!(
+        post(
+            &s,
+            "ops",
+            &format!("/v1/releases/{release}/authorisations"),
+            &json!({}),
+            &[]
+        )
+        .status,
+        403
+    );
+    assert_eq!(
+        post(
+            &s,
+            "gw",
+            "/v1/deployments",
+            &json!({"release_id": release, "plan": support::records::plan()}),
+            &[]
+        )
+        .status,
+        403
+    );
+    assert_eq!(
+        get(&s, "gw", "/v1/deployments/x/record").status,
+        403
+    );
+    let d = deploy(&s, &release);
+    assert_eq!(
+        get(&s, "gw", &format!("/v1/deployments/{d}/route")).status,
+        200
+    );
+    assert_eq!(
+        get(&s, "audit", &format!("/v1/deployments/{d}/record")).status,
+        200
+    );
+    // The same person reviews and authorises a high-risk progression: held.
+    observe(&s, &d, 0.01, 5000);
+    post(
+        &s,
+        "j.doe",
+        &format!("/v1/deployments/{d}/reviews"),
+        &json!({"outcome": "approved"}),
+        &[],
+    );
+    let v = post(
+        &s,
+        "j.doe",
+        &format!("/v1/deployments/{d}/progressions"),
+        &json!({"target_stage": "regional"}),
+        &[],
+    )
+    .json();
+    assert_eq!(v["decision"]["outcome"], "hold", "{v:#}");
+    assert!(
+        codes(&v).contains(&"progression.separation_of_duties".to_string()),
+        "{v:#}"
+    );
+    let h = history(&s, &d);
+    assert_eq!(h.last().unwrap()["actor"], "j.doe");
+    // A release with an acceptance smuggled into its evidence is refused.
+    let mut rb = support::records::release_body("9.9.9");
+    rb["deficiencies"][0]["acceptance"] =
+        json!({"accepted_by": "nobody", "accepted_at": "2026-01-01T00:00:00Z", "rationale": "x"});
+    let r = post(&s, "ops", "/v1/systems/credit-scoring/releases", &rb, &[]);
+    assert_eq!(r.status, 422);
+    assert_eq!(r.json()["error"]["path"], "/deficiencies/0/acceptance");
+}
+
+fn stateless_decisions_are_logged_and_readable(b: Backend) {
+    let Some(w) = World::new(b, "log_requests = true\n") else {
+        return;
+    };
+    let s = w.start();
+    let v = s
+        .post_json(
+            "/v1/decisions/gate",
+            Some(&support::records::token("gw")),
+            &support::high_risk_gate(),
+        )
+        .json();
+    let id = v["decision_id"].as_str().unwrap();
+    let e = get(&s, "audit", &format!("/v1/decisions/{id}")).json();
+    assert_eq!(e["decision_id"], id);
+    assert_eq!(e["outcome"], "allow");
+    assert_eq!(e["actor"], "gw");
+    assert_eq!(e["bundle_digest"], v["policy"]["digest"]);
+    assert!(e["request_digest"].as_str().unwrap().starts_with("sha256:"));
+    assert!(e["request"].as_str().unwrap().contains("credit-scoring"));
+    assert_eq!(
+        get(&s, "audit", "/v1/decisions/01NOTADECISION00000000000").status,
+        404
+    );
+}
+
+fn an_edited_log_row_is_named_by_audit_verify(b: Backend) {
+    let Some(w) = World::new(b, "") else { return };
+    let s = w.start();
+    let token = support::records::token("gw");
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(
+            s.post_json(
+                "/v1/decisions/gate",
+                Some(&token),
+                &support::high_risk_gate(),
+            )
+            .json()["decision_id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let (code, out) = w.audit_verify();
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("5 entries"), "{out}");
+    assert_eq!(
+        w.sql(&format!(
+            "UPDATE decision_log SET outcome = 'deny' WHERE decision_id = '{}'",
+            ids[2]
+        )),
+        1
+    );
+    let (code, out) = w.audit_verify();
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!("BROKEN at entry 3 (decision {})", ids[2])),
+        "{out}"
+    );
+    assert!(out.contains("altered"), "{out}");
+}
+
+fn a_crash_loses_no_acknowledged_write_and_leaves_every_state_explained(b: Backend) {
+    let Some(w) = World::new(b, "") else { return };
+    let s = w.start();
+    let release = registered_release(&s, "2.3.0");
+    let deployments: Vec<String> = (0..4).map(|_| deploy(&s, &release)).collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let url = s.url("");
+    let mut clients = Vec::new();
+    for i in 0..8 {
+        let (stop, url, d) = (stop.clone(), url.clone(), deployments[i % 4].clone());
+        clients.push(std::thread::spawn(move || {
+            // Acknowledged decision ids.
+            let mut acked = Vec::new();
+            let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(5)).build();
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let (path, who, body) = if i % 2 == 0 {
+                    // Drive some deployments into rollback as well.
+                    let rate = if n.is_multiple_of(25) { 0.09 } else { 0.01 };
+                    (format!("{url}/v1/deployments/{d}/observations"), "ops",
+                     json!({"observations": [{"metric": "error_rate", "value": rate, "samples": 5000}]}))
+                } else {
+                    (format!("{url}/v1/decisions/gate"), "gw", support::high_risk_gate())
+                };
+                let r = agent
+                    .post(&path)
+                    .set("Authorization", &format!("Bearer {}", support::records::token(who)))
+                    .set("Content-Type", "application/json")
+                    .send_string(&body.to_string());
+                match r {
+                    Ok(resp) => {
+                        let v: Value = serde_json::from_str(&resp.into_string().unwrap_or_default()).unwrap_or(Value::Null);
+                        let id = v["decision"]["decision_id"].as_str().or(v["decision_id"].as_str()).map(str::to_string);
+                        if let Some(id) = id {
+                            acked.push(id);
+                        }
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+            acked
+        }));
+    }
+    std::thread::sleep(Duration::from_millis(2500));
+    s.kill();
+    stop.store(true, Ordering::Relaxed);
+    let acked: Vec<String> = clients
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
+    assert!(
+        acked.len() > 50,
+        "only {} writes were acknowledged before the crash",
+        acked.len()
+    );
+
+    let s = w.start();
+    let (code, out) = w.audit_verify();
+    assert_eq!(code, 0, "{out}");
+    for id in &acked {
+        let r = get(&s, "audit", &format!("/v1/decisions/{id}"));
+        assert_eq!(
+            r.status, 200,
+            "acknowledged decision {id} is missing after the crash"
+        );
+    }
+    for d in &deployments {
+        let v = get(&s, "audit", &format!("/v1/deployments/{d}")).json();
+        let h = v["history"].as_array().unwrap();
+        let last = h.last().unwrap();
+        assert_eq!(
+            v["status"], last["status"],
+            "{d}: state not explained by its history"
+        );
+        assert_eq!(v["stage"], last["stage"], "{d}");
+        let changes = h
+            .iter()
+            .filter(|e| {
+                ["promoted", "rolled_back", "suspended"].contains(&e["event"].as_str().unwrap())
+            })
+            .count();
+        assert_eq!(
+            v["version"].as_i64().unwrap(),
+            1 + changes as i64,
+            "{d}: version vs history"
+        );
+        for e in h.iter().filter(|e| !e["decision_id"].is_null()) {
+            let id = e["decision_id"].as_str().unwrap();
+            assert_eq!(
+                get(&s, "audit", &format!("/v1/decisions/{id}")).status,
+                200,
+                "{d}: event cites missing decision {id}"
+            );
+        }
+    }
+    eprintln!(
+        "crash test ({b:?}): {} acknowledged writes, all present after restart",
+        acked.len()
+    );
+}

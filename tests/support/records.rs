@@ -1,0 +1,299 @@
+//! Records tests run on SQLite and on PostgreSQL.
+//!
+//! PostgreSQL comes from `STAGEGATE_TEST_POSTGRES` (a server URL such as
+//! `postgres://postgres:postgres@127.0.0.1:5432`); each test gets a fresh
+//! database on it. Without the variable the PostgreSQL variants are skipped
+//! with a message, unless `STAGEGATE_REQUIRE_POSTGRES=1` (as in CI), which
+//! makes a missing server a failure.
+
+use super::server::{Deployment, Server};
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A deployment directory whose config uses `backend`, with tokens for the
+/// roles of a governance workflow. Returns None when PostgreSQL is not
+/// available and not required.
+pub struct World {
+    pub d: Deployment,
+    pub database: String,
+}
+
+pub const TOKENS: [(&str, &str, &str); 6] = [
+    ("ops", "operator", ""),
+    ("a.lee", "approver", "Model Risk Reviewer"),
+    ("j.doe", "approver", "Head of AI Risk"),
+    ("audit", "auditor", ""),
+    ("gw", "gateway", ""),
+    ("pub", "publisher", ""),
+];
+
+/// The token of a named holder: its name plus a fixed suffix.
+pub fn token(name: &str) -> String {
+    format!("tok-{name}-0123456789abcdef")
+}
+
+fn sha256_hex(s: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(s.as_bytes()))
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// A fresh PostgreSQL database URL, if a server is configured.
+pub fn postgres_database() -> Option<String> {
+    let Ok(server) = std::env::var("STAGEGATE_TEST_POSTGRES") else {
+        if std::env::var("STAGEGATE_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
+            panic!("STAGEGATE_REQUIRE_POSTGRES=1 but STAGEGATE_TEST_POSTGRES is not set");
+        }
+        eprintln!(
+            "skipping the PostgreSQL variant: set STAGEGATE_TEST_POSTGRES=postgres://USER:PASS@HOST:PORT"
+        );
+        return None;
+    };
+    let name = format!("sg_test_{}", ulid::Ulid::new().to_string().to_lowercase());
+    block_on(async {
+        sqlx::any::install_default_drivers();
+        let mut conn =
+            <sqlx::AnyConnection as sqlx::Connection>::connect(&format!("{server}/postgres"))
+                .await
+                .expect("connecting to the PostgreSQL test server");
+        sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
+            .await
+            .expect("creating a test database");
+    });
+    Some(format!("{server}/{name}"))
+}
+
+impl World {
+    pub fn new(backend: Backend, extra: &str) -> Option<World> {
+        let database = match backend {
+            Backend::Sqlite => String::new(),
+            Backend::Postgres => postgres_database()?,
+        };
+        let tokens: String = TOKENS
+            .iter()
+            .map(|(name, role, title)| {
+                let title = if title.is_empty() {
+                    String::new()
+                } else {
+                    format!("title = \"{title}\"\n")
+                };
+                format!(
+                    "[[tokens]]\nname = \"{name}\"\nsha256 = \"{}\"\nroles = [\"{role}\"]\n{title}",
+                    sha256_hex(&token(name))
+                )
+            })
+            .collect();
+        let records = if database.is_empty() {
+            String::new()
+        } else {
+            format!("database = \"{database}\"\n")
+        };
+        let d = Deployment::new(&format!(
+            "[records]\n{records}{extra}\n[[bundles]]\nname = \"iso42001-reference\"\nfile = \"ref.bundle\"\ndefault = true\n{tokens}"
+        ));
+        std::fs::write(d.path("ref.bundle"), d.reference("1.0.0")).unwrap();
+        let database = if database.is_empty() {
+            format!("sqlite://{}", d.path("data/stagegate.db").display())
+        } else {
+            database
+        };
+        Some(World { d, database })
+    }
+
+    pub fn start(&self) -> Server {
+        self.d.start()
+    }
+
+    /// Runs SQL directly against the records database (to play the part of
+    /// someone editing it by hand).
+    pub fn sql(&self, statement: &str) -> u64 {
+        let url = self.database.clone();
+        let statement = statement.to_string();
+        block_on(async move {
+            sqlx::any::install_default_drivers();
+            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+                .await
+                .unwrap();
+            sqlx::Executor::execute(&mut conn, statement.as_str())
+                .await
+                .unwrap()
+                .rows_affected()
+        })
+    }
+
+    /// `stagegate audit verify` on this world's database.
+    pub fn audit_verify(&self) -> (i32, String) {
+        let out = super::run(
+            self.d.dir.path(),
+            &["audit", "verify", "--database", &self.database],
+            None,
+        );
+        let (o, e) = super::text(&out);
+        (out.status.code().unwrap_or(-1), format!("{o}{e}"))
+    }
+}
+
+/// POST JSON as `who`, with optional extra headers.
+pub fn post(
+    s: &Server,
+    who: &str,
+    path: &str,
+    body: &Value,
+    headers: &[(&str, &str)],
+) -> super::server::Reply {
+    let bytes = serde_json::to_vec(body).unwrap();
+    let agent = ureq::AgentBuilder::new().build();
+    let mut req = agent
+        .post(&s.url(path))
+        .set("Authorization", &format!("Bearer {}", token(who)))
+        .set("Content-Type", "application/json");
+    for (k, v) in headers {
+        req = req.set(k, v);
+    }
+    let resp = match req.send_bytes(&bytes) {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => {
+            return super::server::Reply {
+                status: 0,
+                headers: vec![],
+                body: e.to_string(),
+            };
+        }
+    };
+    let status = resp.status();
+    let headers = resp
+        .headers_names()
+        .into_iter()
+        .filter_map(|n| resp.header(&n).map(|v| (n.clone(), v.to_string())))
+        .collect();
+    super::server::Reply {
+        status,
+        headers,
+        body: resp.into_string().unwrap_or_default(),
+    }
+}
+
+pub fn get(s: &Server, who: &str, path: &str) -> super::server::Reply {
+    s.get(path, Some(&token(who)))
+}
+
+/// The release evidence of the high-risk example, without its inline
+/// acceptance (acceptances are recorded by approvers).
+pub fn release_body(version: &str) -> Value {
+    let g = super::high_risk_gate();
+    let mut r = json!({"version": version});
+    for k in [
+        "risk",
+        "verification",
+        "deficiencies",
+        "safeguards",
+        "communication",
+        "monitoring",
+        "supply_chain",
+    ] {
+        r[k] = g[k].clone();
+    }
+    for d in r["deficiencies"].as_array_mut().unwrap() {
+        d.as_object_mut().unwrap().remove("acceptance");
+    }
+    r
+}
+
+/// A three-stage plan whose stages need no minimum duration (so a test
+/// can walk it in seconds).
+pub fn plan() -> Value {
+    let mut p = super::high_risk_gate()["plan"].clone();
+    for s in p["stages"].as_array_mut().unwrap() {
+        s["min_duration_hours"] = json!(0);
+    }
+    p
+}
+
+/// Registers the system and release `version` with a review, an
+/// authorisation and the acceptance of D-7; returns the release id.
+pub fn registered_release(s: &Server, version: &str) -> String {
+    let r = post(
+        s,
+        "ops",
+        "/v1/systems",
+        &json!({"id": "credit-scoring", "risk_tier": "high", "consequential": true,
+        "escalation_contact": "risk-desk on-call"}),
+        &[],
+    );
+    assert!(r.status == 201 || r.status == 409, "{}", r.body);
+    let r = post(
+        s,
+        "ops",
+        "/v1/systems/credit-scoring/releases",
+        &release_body(version),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = format!("credit-scoring@{version}");
+    let r = post(
+        s,
+        "a.lee",
+        &format!("/v1/releases/{id}/reviews"),
+        &json!({"outcome": "approved"}),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = post(
+        s,
+        "j.doe",
+        &format!("/v1/releases/{id}/authorisations"),
+        &json!({"conditions": ["EU only"]}),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = post(
+        s,
+        "j.doe",
+        &format!("/v1/releases/{id}/acceptances"),
+        &json!({"deficiency_id": "D-7", "rationale": "within tolerance, monitored"}),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    id
+}
+
+/// A new deployment of `release`; returns its id.
+pub fn deploy(s: &Server, release: &str) -> String {
+    let r = post(
+        s,
+        "ops",
+        "/v1/deployments",
+        &json!({"release_id": release, "plan": plan()}),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    r.json()["deployment"]["id"].as_str().unwrap().to_string()
+}
+
+/// Posts observations (window ending now).
+pub fn observe(s: &Server, id: &str, error_rate: f64, samples: u64) -> super::server::Reply {
+    post(
+        s,
+        "ops",
+        &format!("/v1/deployments/{id}/observations"),
+        &json!({"observations": [
+            {"metric": "error_rate", "value": error_rate, "samples": samples},
+            {"metric": "harmful_output_rate", "value": 0.0, "samples": samples},
+            {"metric": "complaint_rate", "value": 0.0, "samples": samples}
+        ]}),
+        &[],
+    )
+}
