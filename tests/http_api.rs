@@ -181,7 +181,7 @@ fn bad_input_gets_the_right_4xx_with_a_json_error_and_the_server_keeps_serving()
     assert_eq!(r.status, 404);
     assert_eq!(error_of(&r).0, "unknown_bundle");
 
-    let r = s.get("/v1/decisions/gate", None);
+    let r = s.send("DELETE", "/v1/decisions/gate", None, None, None);
     assert_eq!(r.status, 405);
     assert_eq!(error_of(&r).0, "method_not_allowed");
 
