@@ -366,10 +366,7 @@ fn identities_and_roles_come_from_the_token(b: Backend) {
         .status,
         403
     );
-    assert_eq!(
-        get(&s, "gw", "/v1/deployments/x/record").status,
-        403
-    );
+    assert_eq!(get(&s, "gw", "/v1/deployments/x/record").status, 403);
     let d = deploy(&s, &release);
     assert_eq!(
         get(&s, "gw", &format!("/v1/deployments/{d}/route")).status,

@@ -69,7 +69,17 @@ pub fn decode(kind: DecisionKind, body: &[u8]) -> Result<Request, RequestError> 
 }
 
 fn decode_as<T: DeserializeOwned>(body: &[u8]) -> Result<T, RequestError> {
-    match serde_json::from_slice::<T>(body) {
+    // One UTF-8 check of the whole body lets serde_json skip it for every
+    // string (a measurable share of decoding a request).
+    let text = std::str::from_utf8(body).map_err(|e| RequestError {
+        kind: RequestErrorKind::Malformed,
+        path: String::new(),
+        message: format!(
+            "body is not valid JSON: invalid UTF-8 at byte {}",
+            e.valid_up_to()
+        ),
+    })?;
+    match serde_json::from_str::<T>(text) {
         Ok(v) => Ok(v),
         Err(_) => Err(locate::<T>(body)),
     }
