@@ -20,8 +20,12 @@ trap 'kill "${pid:-0}" 2>/dev/null || true; rm -rf "$work"' EXIT
 mkdir -p "$work/trust" && cp "$work/keys/bench.pub" "$work/trust/"
 "$bin" build policies/iso42001 --out "$work/ref.bundle" >/dev/null 2>&1
 "$bin" sign "$work/ref.bundle" --key "$work/keys/bench" >/dev/null
-port=$((20000 + RANDOM % 20000))
-cat > "$work/config.toml" <<CONF
+# start_server LOG_DECISIONS DURABILITY: a fresh server (and data dir) on a new port.
+start_server() {
+    [ -n "${pid:-}" ] && { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; }
+    port=$((20000 + RANDOM % 20000))
+    rm -rf "$work/data"
+    cat > "$work/config.toml" <<CONF
 listen = "127.0.0.1:$port"
 data_dir = "$work/data"
 log_format = "json"
@@ -29,15 +33,20 @@ log_format = "json"
 dir = "$work/trust"
 [limits]
 concurrency = 1024
+[records]
+log_decisions = $1
+durability = "$2"
 [[bundles]]
 name = "iso42001-reference"
 file = "$work/ref.bundle"
 default = true
 CONF
-RUST_LOG=warn "$bin" serve --config "$work/config.toml" 2>"$work/server.log" &
-pid=$!
-for _ in $(seq 1 200); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
-curl -sf "http://127.0.0.1:$port/readyz" >/dev/null || { cat "$work/server.log"; exit 1; }
+    RUST_LOG=warn "$bin" serve --config "$work/config.toml" 2>"$work/server.log" &
+    pid=$!
+    for _ in $(seq 1 200); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+    curl -sf "http://127.0.0.1:$port/readyz" >/dev/null || { cat "$work/server.log"; exit 1; }
+}
+start_server true ack
 
 cat > "$work/post.lua" <<'LUA'
 local f = io.open(os.getenv("BODY"), "rb")
@@ -72,6 +81,7 @@ ms() {
     esac
 }
 
+echo "default configuration (every decision logged, answered after its log entry is committed)"
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); wrk and the server share them; ${secs}s per run"
 echo
 echo "| connections | endpoint | requests/s | p50 ms | p99 ms | errors | decision ÷ healthz |"
@@ -82,4 +92,19 @@ for c in 1 16 64; do
     ratio=$(awk -v a="$g_rps" -v b="$h_rps" 'BEGIN {printf "%.2f", a/b}')
     echo "| $c | POST /v1/decisions/gate | $g_rps | $g_p50 | $g_p99 | $g_err | $ratio |"
     echo "| $c | GET /healthz | $h_rps | $h_p50 | $h_p99 | $h_err | |"
+done
+
+echo
+echo "Decision log cost, same run, 64 connections, POST /v1/decisions/gate:"
+echo
+echo "| records configuration | requests/s | p50 ms | p99 ms | errors |"
+echo "|---|---:|---:|---:|---:|"
+for variant in "true ack" "true queued" "false ack"; do
+    # shellcheck disable=SC2086
+    start_server $variant
+    read -r rps p50 p99 err < <(run 64 "http://127.0.0.1:$port/v1/decisions/gate" "$work/post.lua")
+    set -- $variant
+    label="log_decisions=$1, durability=$2"
+    [ "$1" = false ] && label="log_decisions=false (logging off)"
+    echo "| $label | $rps | $p50 | $p99 | $err |"
 done

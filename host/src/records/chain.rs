@@ -83,31 +83,50 @@ pub async fn append(
     entries: &[LogEntry],
 ) -> Result<(i64, String), StoreError> {
     let (mut seq, mut prev) = head;
-    for e in entries {
-        seq += 1;
-        let h = hash(seq, e, &prev);
-        sqlx::query(
-            "INSERT INTO decision_log (seq, decision_id, at, kind, outcome, codes, bundle, bundle_version, bundle_digest, request_digest, request, deployment_id, actor, prev_hash, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-        )
-        .bind(seq)
-        .bind(&e.decision_id)
-        .bind(e.at)
-        .bind(&e.kind)
-        .bind(&e.outcome)
-        .bind(serde_json::to_string(&e.codes).unwrap_or_default())
-        .bind(&e.bundle)
-        .bind(&e.bundle_version)
-        .bind(&e.bundle_digest)
-        .bind(&e.request_digest)
-        .bind(e.request.clone())
-        .bind(e.deployment_id.clone())
-        .bind(&e.actor)
-        .bind(&prev)
-        .bind(&h)
-        .execute(&mut **tx)
-        .await?;
-        prev = h;
+    // Many rows per statement: per-statement overhead, not hashing, is what
+    // limits a large batch.
+    const COLUMNS: usize = 15;
+    const ROWS_PER_STATEMENT: usize = 64;
+    for chunk in entries.chunks(ROWS_PER_STATEMENT) {
+        let mut sql = String::from(
+            "INSERT INTO decision_log (seq, decision_id, at, kind, outcome, codes, bundle, bundle_version, bundle_digest, request_digest, request, deployment_id, actor, prev_hash, hash) VALUES ",
+        );
+        for row in 0..chunk.len() {
+            if row > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('(');
+            for col in 0..COLUMNS {
+                if col > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!("${}", row * COLUMNS + col + 1));
+            }
+            sql.push(')');
+        }
+        let mut q = sqlx::query(&sql);
+        for e in chunk {
+            seq += 1;
+            let h = hash(seq, e, &prev);
+            q = q
+                .bind(seq)
+                .bind(e.decision_id.clone())
+                .bind(e.at)
+                .bind(e.kind.clone())
+                .bind(e.outcome.clone())
+                .bind(serde_json::to_string(&e.codes).unwrap_or_default())
+                .bind(e.bundle.clone())
+                .bind(e.bundle_version.clone())
+                .bind(e.bundle_digest.clone())
+                .bind(e.request_digest.clone())
+                .bind(e.request.clone())
+                .bind(e.deployment_id.clone())
+                .bind(e.actor.clone())
+                .bind(prev.clone())
+                .bind(h.clone());
+            prev = h;
+        }
+        q.execute(&mut **tx).await?;
     }
     sqlx::query("UPDATE chain_head SET seq = $1, hash = $2 WHERE id = 1")
         .bind(seq)

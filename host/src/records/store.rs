@@ -33,7 +33,10 @@ pub enum StoreError {
 }
 
 /// Embedded migrations, applied in order, each once.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_records.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/0001_records.sql")),
+    (2, include_str!("migrations/0002_monitoring.sql")),
+];
 
 /// A connection pool plus its dialect.
 #[derive(Clone)]

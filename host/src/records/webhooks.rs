@@ -1,0 +1,254 @@
+//! Escalation webhooks: the transactional outbox and its delivery.
+//!
+//! An event worth escalating (alert, hold, rollback, suspension, gate
+//! denial) is written to `webhook_deliveries` in the same transaction as
+//! the event itself, once per receiver configured on the system. A delivery
+//! task sends them in order per stream (deployment) and receiver, signs
+//! each with HMAC-SHA256, and retries with exponential backoff and jitter
+//! until the receiver answers 2xx. Nothing is dropped: an undeliverable
+//! event stays `pending`, visible in the deployment's delivery log and the
+//! metrics, and keeps being retried.
+
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use sqlx::{Any, Row, Transaction};
+
+use super::{Dialect, RecordError, Records, Store, new_id};
+use crate::decision::Timestamp;
+
+/// Events a receiver may subscribe to (default: all).
+pub const EVENTS: [&str; 5] = ["alert", "held", "rolled_back", "suspended", "gate_denied"];
+
+/// Queues `event` for every receiver of `system`, in the caller's
+/// transaction.
+pub async fn enqueue(
+    tx: &mut Transaction<'_, Any>,
+    system: &Value,
+    stream: &str,
+    deployment_id: Option<&str>,
+    event: &str,
+    mut payload: Value,
+) -> Result<usize, RecordError> {
+    let hooks = system["webhooks"].as_array().cloned().unwrap_or_default();
+    let now = Timestamp::now();
+    let mut queued = 0;
+    for hook in hooks {
+        let Some(url) = hook["url"].as_str() else { continue };
+        if let Some(filter) = hook["events"].as_array()
+            && !filter.iter().any(|e| e == event)
+        {
+            continue;
+        }
+        let seq: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) + 1 AS n FROM webhook_deliveries WHERE stream = $1 AND url = $2")
+            .bind(stream)
+            .bind(url)
+            .fetch_one(&mut **tx)
+            .await?
+            .try_get("n")?;
+        let id = new_id();
+        payload["event_id"] = json!(id);
+        payload["seq"] = json!(seq);
+        sqlx::query(
+            "INSERT INTO webhook_deliveries (id, stream, seq, system_id, deployment_id, url, event, payload, status, attempts, next_attempt_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', 0, $9, $10)",
+        )
+        .bind(&id)
+        .bind(stream)
+        .bind(seq)
+        .bind(system["id"].as_str().unwrap_or_default().to_string())
+        .bind(deployment_id.map(str::to_string))
+        .bind(url)
+        .bind(event)
+        .bind(payload.to_string())
+        .bind(now.millis())
+        .bind(now.millis())
+        .execute(&mut **tx)
+        .await?;
+        queued += 1;
+    }
+    Ok(queued)
+}
+
+/// A delivery claimed for sending.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub id: String,
+    pub url: String,
+    pub payload: String,
+    pub attempts: i64,
+    pub system_id: String,
+}
+
+/// Claims up to `limit` due deliveries, each the oldest pending one of its
+/// (stream, receiver): later events wait for earlier ones, so a receiver
+/// sees each deployment's events in order.
+pub async fn claim(store: &Store, replica: &str, now: i64, lease_ms: i64, limit: i64) -> Result<Vec<Claimed>, RecordError> {
+    let lock = match store.dialect {
+        Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+        Dialect::Sqlite => "",
+    };
+    let sql = format!(
+        "UPDATE webhook_deliveries SET claimed_by = $1, claimed_until = $2 WHERE id IN \
+         (SELECT d.id FROM webhook_deliveries d WHERE d.status = 'pending' AND d.next_attempt_at <= $3 \
+          AND (d.claimed_until IS NULL OR d.claimed_until < $4) \
+          AND NOT EXISTS (SELECT 1 FROM webhook_deliveries o WHERE o.stream = d.stream AND o.url = d.url AND o.status = 'pending' AND o.seq < d.seq) \
+          ORDER BY d.created_at LIMIT $5{lock}) \
+         RETURNING id, url, payload, attempts, system_id"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(replica)
+        .bind(now + lease_ms)
+        .bind(now)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&store.pool)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Claimed {
+                id: r.try_get("id")?,
+                url: r.try_get("url")?,
+                payload: r.try_get("payload")?,
+                attempts: r.try_get("attempts")?,
+                system_id: r.try_get("system_id")?,
+            })
+        })
+        .collect()
+}
+
+/// Records the result of one attempt.
+pub async fn finish(store: &Store, d: &Claimed, result: Result<u16, String>, now: i64) -> Result<(), RecordError> {
+    match result {
+        Ok(_) => {
+            sqlx::query("UPDATE webhook_deliveries SET status = 'delivered', attempts = $1, delivered_at = $2, last_error = NULL, claimed_by = NULL, claimed_until = NULL WHERE id = $3")
+                .bind(d.attempts + 1)
+                .bind(now)
+                .bind(&d.id)
+                .execute(&store.pool)
+                .await?;
+        }
+        Err(e) => {
+            sqlx::query("UPDATE webhook_deliveries SET attempts = $1, next_attempt_at = $2, last_error = $3, claimed_by = NULL, claimed_until = NULL WHERE id = $4")
+                .bind(d.attempts + 1)
+                .bind(now + backoff_ms(d.attempts + 1))
+                .bind(e)
+                .bind(&d.id)
+                .execute(&store.pool)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Exponential backoff with full jitter: a random wait up to
+/// min(500 ms × 2^(attempt-1), 5 min), never below 100 ms.
+pub fn backoff_ms(attempt: i64) -> i64 {
+    use rand::Rng;
+    let cap = (500i64 << (attempt - 1).clamp(0, 20)).min(300_000);
+    rand::thread_rng().gen_range(100..=cap.max(100))
+}
+
+/// `t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`: the
+/// receiver recomputes it with the shared secret and rejects old
+/// timestamps to stop replays.
+pub fn signature(secret: &str, unix_seconds: i64, body: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    mac.update(unix_seconds.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body.as_bytes());
+    format!("t={unix_seconds},v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Sends one payload (blocking): 2xx is delivered, anything else an error
+/// that is retried.
+pub fn send(url: &str, secret: &str, event_id: &str, attempt: i64, body: &str) -> Result<u16, String> {
+    let now = Timestamp::now().millis() / 1000;
+    let agent = ureq::AgentBuilder::new()
+        .timeout(std::time::Duration::from_secs(10))
+        .redirects(0)
+        .build();
+    let result = agent
+        .post(url)
+        .set("Content-Type", "application/json")
+        .set("User-Agent", concat!("stagegate/", env!("CARGO_PKG_VERSION")))
+        .set("X-Stagegate-Signature", &signature(secret, now, body))
+        .set("X-Stagegate-Event-Id", event_id)
+        .set("Idempotency-Key", event_id)
+        .set("X-Stagegate-Attempt", &attempt.to_string())
+        .send_string(body);
+    match result {
+        Ok(r) => Ok(r.status()),
+        Err(ureq::Error::Status(code, _)) => Err(format!("receiver answered {code}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+impl Records {
+    /// The secret for `url` among `system`'s receivers.
+    pub async fn webhook_secret(&self, system_id: &str, url: &str) -> Result<Option<String>, RecordError> {
+        let doc = self.system_private(system_id).await?;
+        Ok(doc["webhooks"]
+            .as_array()
+            .and_then(|hooks| hooks.iter().find(|h| h["url"] == url))
+            .and_then(|h| h["secret"].as_str())
+            .map(str::to_string))
+    }
+
+    /// The delivery log of a deployment.
+    pub async fn deliveries(&self, deployment_id: &str) -> Result<Vec<Value>, RecordError> {
+        let rows = sqlx::query("SELECT id, seq, url, event, status, attempts, last_error, created_at, delivered_at, next_attempt_at FROM webhook_deliveries WHERE deployment_id = $1 ORDER BY url, seq")
+            .bind(deployment_id)
+            .fetch_all(&self.store.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let delivered: Option<i64> = r.try_get("delivered_at")?;
+                Ok(json!({
+                    "event_id": r.try_get::<String, _>("id")?,
+                    "seq": r.try_get::<i64, _>("seq")?,
+                    "url": r.try_get::<String, _>("url")?,
+                    "event": r.try_get::<String, _>("event")?,
+                    "status": r.try_get::<String, _>("status")?,
+                    "attempts": r.try_get::<i64, _>("attempts")?,
+                    "last_error": r.try_get::<Option<String>, _>("last_error")?,
+                    "created_at": Timestamp(r.try_get("created_at")?),
+                    "delivered_at": delivered.map(Timestamp),
+                    "next_attempt_at": Timestamp(r.try_get("next_attempt_at")?),
+                }))
+            })
+            .collect()
+    }
+
+    /// Deliveries not yet delivered, by all systems.
+    pub async fn pending_deliveries(&self) -> Result<i64, RecordError> {
+        Ok(sqlx::query("SELECT COUNT(*) AS n FROM webhook_deliveries WHERE status = 'pending'")
+            .fetch_one(&self.store.pool)
+            .await?
+            .try_get("n")?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_are_hmac_sha256_over_time_and_body() {
+        let s = signature("0123456789abcdef", 1_700_000_000, "{}");
+        assert!(s.starts_with("t=1700000000,v1="));
+        assert_eq!(s.len(), "t=1700000000,v1=".len() + 64);
+        assert_ne!(s, signature("0123456789abcdeX", 1_700_000_000, "{}"));
+        assert_ne!(s, signature("0123456789abcdef", 1_700_000_001, "{}"));
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        for attempt in 1..40 {
+            let b = backoff_ms(attempt);
+            assert!((100..=300_000).contains(&b), "{attempt}: {b}");
+        }
+        let early: i64 = (0..200).map(|_| backoff_ms(1)).max().unwrap();
+        assert!(early <= 500);
+    }
+}
