@@ -300,6 +300,35 @@ impl Deployment {
         )
     }
 
+    /// The reference policy at `version` with top-level keys of its
+    /// params.json replaced by `params`.
+    pub fn reference_with_params(&self, version: &str, params: serde_json::Value) -> Vec<u8> {
+        let template = super::reference_bundle();
+        let mut base: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&template.params().unwrap()).unwrap();
+        base.extend(params.as_object().unwrap().clone());
+        let mut files: std::collections::BTreeMap<String, Vec<u8>> = template
+            .manifest
+            .files
+            .iter()
+            .map(|f| (f.path.clone(), template.file(&f.path).unwrap().to_vec()))
+            .collect();
+        files.insert(
+            "params.json".into(),
+            serde_json::to_vec_pretty(&base).unwrap(),
+        );
+        let mut b = stagegate::bundle::Bundle::new(
+            "iso42001-reference",
+            semver::Version::parse(version).unwrap(),
+            "stagegate:policy@1.0.0",
+            None,
+            files,
+        )
+        .unwrap();
+        b.sign(&stagegate::bundle::keys::load_secret(&self.path("keys/dev")).unwrap());
+        b.to_bytes().unwrap()
+    }
+
     /// `template`'s files as a bundle with the given identity.
     pub fn bundle_from(
         &self,

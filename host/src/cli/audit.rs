@@ -78,7 +78,7 @@ pub fn run(args: AuditArgs) -> CliResult {
             }
             AuditCommand::Export { deployment } => {
                 let log = crate::records::DecisionLog::start(store.clone(), Default::default(), 16);
-                let records = Records::new(store, log, false);
+                let records = Records::new(store, log, false, Config::default().intervals());
                 let doc = records
                     .export(&deployment)
                     .await

@@ -14,6 +14,7 @@ mod sign;
 mod test;
 mod token;
 mod verify;
+mod webhook;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,6 +56,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Verify the decision log's hash chain, or export a deployment's record
     Audit(audit::AuditArgs),
+    /// Send a signed sample escalation to a webhook receiver
+    Webhook(webhook::WebhookArgs),
     /// Create a bearer token and print the config entry (its hash) that grants it
     Token(token::TokenArgs),
 }
@@ -119,6 +122,7 @@ pub fn main() -> ExitCode {
         Command::Serve(a) => serve::run(a),
         Command::Token(a) => token::run(a),
         Command::Audit(a) => audit::run(a),
+        Command::Webhook(a) => webhook::run(a),
     };
     match result {
         Ok(exit) => exit.into(),

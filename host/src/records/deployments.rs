@@ -236,10 +236,33 @@ impl Records {
         let decided = policy.decide(decision::decode(DecisionKind::Gate, &bytes)?);
         let envelope = decided.envelope;
         if envelope.outcome != Outcome::Allow {
-            self.log
-                .record(self.entry(&envelope, &bytes, &actor.name, None))
-                .await
-                .map_err(|e| RecordError::Unavailable(e.to_string()))?;
+            // The denial is logged and escalated in one transaction.
+            let (system_id, _) = self.release(&b.release_id).await?;
+            let mut tx = self.store.pool.begin().await?;
+            let head = chain::lock(&mut tx).await?;
+            chain::append(
+                &mut tx,
+                head,
+                &[self.entry(&envelope, &bytes, &actor.name, None)],
+            )
+            .await?;
+            let system = system_in(&mut tx, &system_id).await?;
+            let payload = json!({
+                "event": "gate_denied", "system_id": system_id, "release_id": b.release_id,
+                "at": now, "decision_id": envelope.decision_id, "outcome": envelope.outcome,
+                "codes": envelope.findings.iter().map(|f| f.code.clone()).collect::<Vec<_>>(),
+                "actor": actor.name, "escalation_contact": system.get("escalation_contact").cloned().unwrap_or(Value::Null),
+            });
+            super::webhooks::enqueue(
+                &mut tx,
+                &system,
+                &format!("system:{system_id}"),
+                None,
+                "gate_denied",
+                payload,
+            )
+            .await?;
+            commit(tx).await?;
             return Err(RecordError::Denied {
                 message: format!(
                     "the gate denied release '{}': {}",
@@ -300,6 +323,22 @@ impl Records {
             &mut tx,
             head,
             &[self.entry(&envelope, &bytes, &actor.name, Some(&id))],
+        )
+        .await?;
+        // Monitoring runs from the first minute: the first scheduled
+        // evaluation is one intensive interval away.
+        let intensive_until = envelope
+            .obligations
+            .iter()
+            .find(|o| o.code == "monitoring.intensive")
+            .and_then(|o| o.until)
+            .map(|t| t.millis())
+            .unwrap_or(now.millis() + 168 * 3_600_000);
+        super::schedule::insert(
+            &mut tx,
+            &id,
+            now.millis() + self.intervals.intensive_ms,
+            intensive_until,
         )
         .await?;
         let body = json!({"deployment": d.json(), "decision": envelope});
@@ -444,6 +483,7 @@ impl Records {
         policy: &ActivePolicy,
         id: &str,
         observations: &[decision::request::Observation],
+        evaluate: bool,
         idem: Option<&IdempotencyKey>,
     ) -> Result<(u16, Value), RecordError> {
         let now = Timestamp::now();
@@ -474,9 +514,10 @@ impl Records {
                 .execute(&mut *tx)
                 .await?;
         }
-        if d.status != STATUS_ACTIVE {
+        if d.status != STATUS_ACTIVE || !evaluate {
             // Observations of a deployment no longer live are kept; there is
-            // nothing left for the monitoring policy to change.
+            // nothing left for the monitoring policy to change. Ingestion
+            // without evaluation leaves judging them to the scheduler.
             let body = json!({"deployment": d.json(), "recorded": observations.len()});
             idempotency::save(&mut tx, idem, 200, &body.to_string()).await?;
             commit(tx).await?;
@@ -668,7 +709,19 @@ impl Records {
                 )));
             }
         }
-        write_event(tx, &next, actor, now, event).await?;
+        let seq = write_event(tx, &next, actor, now, event).await?;
+        if super::webhooks::EVENTS.contains(&event.kind) {
+            let system = system_in(tx, &next.system_id).await?;
+            let payload = json!({
+                "event": event.kind, "system_id": next.system_id, "deployment_id": next.id,
+                "release_id": next.release_id, "deployment_event_seq": seq, "at": now,
+                "status": next.status, "stage": next.stage, "traffic_percent": next.traffic_percent,
+                "decision_id": event.decision_id, "reason": event.reason, "actor": actor,
+                "escalation_contact": system.get("escalation_contact").cloned().unwrap_or(Value::Null),
+            });
+            super::webhooks::enqueue(tx, &system, &next.id, Some(&next.id), event.kind, payload)
+                .await?;
+        }
         Ok(next)
     }
 }
@@ -699,7 +752,7 @@ async fn write_event(
     actor: &str,
     now: Timestamp,
     e: &Event<'_>,
-) -> Result<(), RecordError> {
+) -> Result<i64, RecordError> {
     let seq: i64 =
         sqlx::query("SELECT COUNT(*) AS n FROM deployment_events WHERE deployment_id = $1")
             .bind(&d.id)
@@ -721,7 +774,7 @@ async fn write_event(
         .bind(e.doc.to_string())
         .execute(&mut **tx)
         .await?;
-    Ok(())
+    Ok(seq + 1)
 }
 
 async fn system_in(tx: &mut Transaction<'_, Any>, id: &str) -> Result<Value, RecordError> {

@@ -79,8 +79,22 @@ impl Records {
         }
     }
 
-    /// A system's registration document.
+    /// A system's registration document as shown to callers: webhook
+    /// secrets are redacted.
     pub async fn system(&self, id: &str) -> Result<Value, RecordError> {
+        let mut doc = self.system_private(id).await?;
+        if let Some(hooks) = doc["webhooks"].as_array_mut() {
+            for h in hooks {
+                if h.get("secret").is_some() {
+                    h["secret"] = json!("(redacted)");
+                }
+            }
+        }
+        Ok(doc)
+    }
+
+    /// A system's registration document, secrets included.
+    pub async fn system_private(&self, id: &str) -> Result<Value, RecordError> {
         let row = sqlx::query("SELECT doc FROM systems WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.store.pool)

@@ -107,6 +107,7 @@ impl Records {
             "material_issues": issues,
             "observations_recorded": observations,
             "history": self.events(id).await?,
+            "escalations": self.deliveries(id).await?,
             "decisions": decisions,
             "chain": {
                 "hash": "sha256 over the JSON {\"seq\", \"prev_hash\", \"entry\"} of each entry; the first entry's prev_hash is \"genesis\"",

@@ -16,7 +16,9 @@ pub mod evidence;
 pub mod export;
 pub mod idempotency;
 pub mod log;
+pub mod schedule;
 pub mod store;
+pub mod webhooks;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -61,15 +63,23 @@ pub struct Records {
     pub log: DecisionLog,
     /// Keep request bodies in the decision log.
     pub log_requests: bool,
+    /// Monitoring schedule intervals.
+    pub intervals: schedule::Intervals,
     routes: Arc<RwLock<HashMap<String, (Route, Instant)>>>,
 }
 
 impl Records {
-    pub fn new(store: Store, log: DecisionLog, log_requests: bool) -> Self {
+    pub fn new(
+        store: Store,
+        log: DecisionLog,
+        log_requests: bool,
+        intervals: schedule::Intervals,
+    ) -> Self {
         Records {
             store,
             log,
             log_requests,
+            intervals,
             routes: Arc::new(RwLock::new(HashMap::new())),
         }
     }

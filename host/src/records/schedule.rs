@@ -24,7 +24,11 @@ pub struct Intervals {
 impl Intervals {
     /// The interval that applies at `now`.
     pub fn at(&self, now: i64, intensive_until: i64) -> i64 {
-        if now < intensive_until { self.intensive_ms } else { self.normal_ms }
+        if now < intensive_until {
+            self.intensive_ms
+        } else {
+            self.normal_ms
+        }
     }
 }
 
@@ -53,7 +57,13 @@ pub async fn insert(
 }
 
 /// Claims up to `limit` due deployments for `replica` until `now + lease`.
-pub async fn claim(store: &Store, replica: &str, now: i64, lease_ms: i64, limit: i64) -> Result<Vec<Due>, RecordError> {
+pub async fn claim(
+    store: &Store,
+    replica: &str,
+    now: i64,
+    lease_ms: i64,
+    limit: i64,
+) -> Result<Vec<Due>, RecordError> {
     let lock = match store.dialect {
         Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
         Dialect::Sqlite => "",
@@ -85,7 +95,13 @@ pub async fn claim(store: &Store, replica: &str, now: i64, lease_ms: i64, limit:
 
 /// Releases a claim and sets the next due time: one interval after the
 /// previous due time, or after now if the schedule fell behind.
-pub async fn complete(store: &Store, replica: &str, due: &Due, now: i64, intervals: &Intervals) -> Result<(), RecordError> {
+pub async fn complete(
+    store: &Store,
+    replica: &str,
+    due: &Due,
+    now: i64,
+    intervals: &Intervals,
+) -> Result<(), RecordError> {
     let step = intervals.at(now, due.intensive_until);
     let mut next = due.next_due + step;
     if next <= now {

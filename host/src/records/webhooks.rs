@@ -34,7 +34,9 @@ pub async fn enqueue(
     let now = Timestamp::now();
     let mut queued = 0;
     for hook in hooks {
-        let Some(url) = hook["url"].as_str() else { continue };
+        let Some(url) = hook["url"].as_str() else {
+            continue;
+        };
         if let Some(filter) = hook["events"].as_array()
             && !filter.iter().any(|e| e == event)
         {
@@ -83,7 +85,13 @@ pub struct Claimed {
 /// Claims up to `limit` due deliveries, each the oldest pending one of its
 /// (stream, receiver): later events wait for earlier ones, so a receiver
 /// sees each deployment's events in order.
-pub async fn claim(store: &Store, replica: &str, now: i64, lease_ms: i64, limit: i64) -> Result<Vec<Claimed>, RecordError> {
+pub async fn claim(
+    store: &Store,
+    replica: &str,
+    now: i64,
+    lease_ms: i64,
+    limit: i64,
+) -> Result<Vec<Claimed>, RecordError> {
     let lock = match store.dialect {
         Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
         Dialect::Sqlite => "",
@@ -118,7 +126,12 @@ pub async fn claim(store: &Store, replica: &str, now: i64, lease_ms: i64, limit:
 }
 
 /// Records the result of one attempt.
-pub async fn finish(store: &Store, d: &Claimed, result: Result<u16, String>, now: i64) -> Result<(), RecordError> {
+pub async fn finish(
+    store: &Store,
+    d: &Claimed,
+    result: Result<u16, String>,
+    now: i64,
+) -> Result<(), RecordError> {
     match result {
         Ok(_) => {
             sqlx::query("UPDATE webhook_deliveries SET status = 'delivered', attempts = $1, delivered_at = $2, last_error = NULL, claimed_by = NULL, claimed_until = NULL WHERE id = $3")
@@ -153,16 +166,26 @@ pub fn backoff_ms(attempt: i64) -> i64 {
 /// receiver recomputes it with the shared secret and rejects old
 /// timestamps to stop replays.
 pub fn signature(secret: &str, unix_seconds: i64, body: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
     mac.update(unix_seconds.to_string().as_bytes());
     mac.update(b".");
     mac.update(body.as_bytes());
-    format!("t={unix_seconds},v1={}", hex::encode(mac.finalize().into_bytes()))
+    format!(
+        "t={unix_seconds},v1={}",
+        hex::encode(mac.finalize().into_bytes())
+    )
 }
 
 /// Sends one payload (blocking): 2xx is delivered, anything else an error
 /// that is retried.
-pub fn send(url: &str, secret: &str, event_id: &str, attempt: i64, body: &str) -> Result<u16, String> {
+pub fn send(
+    url: &str,
+    secret: &str,
+    event_id: &str,
+    attempt: i64,
+    body: &str,
+) -> Result<u16, String> {
     let now = Timestamp::now().millis() / 1000;
     let agent = ureq::AgentBuilder::new()
         .timeout(std::time::Duration::from_secs(10))
@@ -171,7 +194,10 @@ pub fn send(url: &str, secret: &str, event_id: &str, attempt: i64, body: &str) -
     let result = agent
         .post(url)
         .set("Content-Type", "application/json")
-        .set("User-Agent", concat!("stagegate/", env!("CARGO_PKG_VERSION")))
+        .set(
+            "User-Agent",
+            concat!("stagegate/", env!("CARGO_PKG_VERSION")),
+        )
         .set("X-Stagegate-Signature", &signature(secret, now, body))
         .set("X-Stagegate-Event-Id", event_id)
         .set("Idempotency-Key", event_id)
@@ -186,7 +212,11 @@ pub fn send(url: &str, secret: &str, event_id: &str, attempt: i64, body: &str) -
 
 impl Records {
     /// The secret for `url` among `system`'s receivers.
-    pub async fn webhook_secret(&self, system_id: &str, url: &str) -> Result<Option<String>, RecordError> {
+    pub async fn webhook_secret(
+        &self,
+        system_id: &str,
+        url: &str,
+    ) -> Result<Option<String>, RecordError> {
         let doc = self.system_private(system_id).await?;
         Ok(doc["webhooks"]
             .as_array()
@@ -222,10 +252,12 @@ impl Records {
 
     /// Deliveries not yet delivered, by all systems.
     pub async fn pending_deliveries(&self) -> Result<i64, RecordError> {
-        Ok(sqlx::query("SELECT COUNT(*) AS n FROM webhook_deliveries WHERE status = 'pending'")
-            .fetch_one(&self.store.pool)
-            .await?
-            .try_get("n")?)
+        Ok(
+            sqlx::query("SELECT COUNT(*) AS n FROM webhook_deliveries WHERE status = 'pending'")
+                .fetch_one(&self.store.pool)
+                .await?
+                .try_get("n")?,
+        )
     }
 }
 

@@ -28,6 +28,8 @@ pub struct Config {
     /// versions. Bundles uploaded over HTTP need no entry.
     pub bundles: Vec<BundleConfig>,
     pub records: RecordsConfig,
+    pub scheduler: SchedulerConfig,
+    pub webhooks: WebhooksConfig,
     /// Bearer tokens. None configured: loopback only, every caller has
     /// every role (local development).
     pub tokens: Vec<TokenConfig>,
@@ -61,6 +63,59 @@ impl Default for RecordsConfig {
             log_requests: false,
             durability: crate::records::Durability::Ack,
             queue: 8192,
+        }
+    }
+}
+
+/// Scheduled monitoring of active deployments.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulerConfig {
+    pub enabled: bool,
+    /// Between evaluations during a deployment's intensive period.
+    pub intensive_interval_ms: u64,
+    /// Between evaluations after it.
+    pub interval_ms: u64,
+    /// How often this replica looks for due deployments.
+    pub tick_ms: u64,
+    /// How long a claim lasts: a replica that dies mid-interval is taken
+    /// over once its claims expire.
+    pub lease_ms: u64,
+    /// This replica's name in claims and as the scheduler's actor
+    /// (default: `scheduler-<random>`).
+    pub replica: Option<String>,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            enabled: true,
+            intensive_interval_ms: 60_000,
+            interval_ms: 900_000,
+            tick_ms: 1_000,
+            lease_ms: 30_000,
+            replica: None,
+        }
+    }
+}
+
+/// Delivery of escalation webhooks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksConfig {
+    pub enabled: bool,
+    /// How often pending deliveries are looked for.
+    pub tick_ms: u64,
+    /// How long a claimed delivery is reserved for this replica.
+    pub lease_ms: u64,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        WebhooksConfig {
+            enabled: true,
+            tick_ms: 250,
+            lease_ms: 30_000,
         }
     }
 }
@@ -189,6 +244,8 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             bundles: Vec::new(),
             records: RecordsConfig::default(),
+            scheduler: SchedulerConfig::default(),
+            webhooks: WebhooksConfig::default(),
             tokens: Vec::new(),
         }
     }
@@ -280,6 +337,15 @@ impl Config {
             ("limits.request_timeout_ms", l.request_timeout_ms),
             ("limits.watch_interval_ms", l.watch_interval_ms),
             ("records.queue", self.records.queue as u64),
+            (
+                "scheduler.intensive_interval_ms",
+                self.scheduler.intensive_interval_ms,
+            ),
+            ("scheduler.interval_ms", self.scheduler.interval_ms),
+            ("scheduler.tick_ms", self.scheduler.tick_ms),
+            ("scheduler.lease_ms", self.scheduler.lease_ms),
+            ("webhooks.tick_ms", self.webhooks.tick_ms),
+            ("webhooks.lease_ms", self.webhooks.lease_ms),
             ("trust.min_signatures", self.trust.min_signatures as u64),
         ] {
             if value == 0 {
@@ -346,6 +412,16 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The monitoring schedule's intervals.
+    pub fn intervals(&self) -> crate::records::schedule::Intervals {
+        let ms = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        crate::records::schedule::Intervals {
+            intensive_ms: ms(self.scheduler.intensive_interval_ms),
+            normal_ms: ms(self.scheduler.interval_ms),
+            lease_ms: ms(self.scheduler.lease_ms),
+        }
     }
 
     /// The records database URL.

@@ -57,6 +57,14 @@ pub struct Metrics {
     activation_failures: Family<BundleLabels, Counter>,
     bundle_info: Family<InfoLabels, Gauge>,
     responses: Family<ResponseLabels, Counter>,
+    scheduled: Histogram,
+    webhook_results: Family<ResultLabels, Counter>,
+    webhooks_pending: Gauge,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
 }
 
 /// Counters of one bundle's decisions, resolved once.
@@ -167,7 +175,30 @@ impl Metrics {
             "HTTP responses by status class",
             responses.clone(),
         );
+        let scheduled = Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+            1e-4, 2.0, 16,
+        ));
+        registry.register(
+            "scheduled_evaluations_duration_seconds",
+            "Scheduled monitoring evaluations (each one deployment), by duration",
+            scheduled.clone(),
+        );
+        let webhook_results = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "webhook_deliveries",
+            "Escalation webhook delivery attempts by result",
+            webhook_results.clone(),
+        );
+        let webhooks_pending = Gauge::default();
+        registry.register(
+            "webhook_pending",
+            "Escalation webhook deliveries not yet delivered (retried until they are)",
+            webhooks_pending.clone(),
+        );
         Metrics {
+            scheduled,
+            webhook_results,
+            webhooks_pending,
             registry,
             decisions,
             latency,
@@ -257,6 +288,21 @@ impl Metrics {
         self.responses
             .get_or_create(&ResponseLabels { class })
             .inc();
+    }
+
+    pub fn scheduled(&self, seconds: f64) {
+        self.scheduled.observe(seconds);
+    }
+
+    pub fn webhook(&self, delivered: bool) {
+        let result = if delivered { "delivered" } else { "failed" };
+        self.webhook_results
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+
+    pub fn webhooks_pending(&self, n: i64) {
+        self.webhooks_pending.set(n);
     }
 
     /// The Prometheus text exposition.

@@ -13,6 +13,7 @@ pub mod config;
 pub mod error;
 pub mod lane;
 pub mod metrics;
+pub mod monitor;
 pub mod registry;
 pub mod routes;
 pub mod sources;
@@ -88,9 +89,10 @@ pub async fn prepare(config: &Config) -> Result<Arc<App>, ServeError> {
         config.records.durability,
         config.records.queue,
     );
-    let records = crate::records::Records::new(store, log, config.records.log_requests);
+    let records =
+        crate::records::Records::new(store, log, config.records.log_requests, config.intervals());
     let registry = tokio::task::block_in_place(|| prepare_registry(config))?;
-    Ok(Arc::new(App {
+    let app = Arc::new(App {
         metrics: registry.metrics().clone(),
         registry,
         records,
@@ -98,7 +100,9 @@ pub async fn prepare(config: &Config) -> Result<Arc<App>, ServeError> {
         limits: config.limits.clone(),
         log_decisions: config.records.log_decisions,
         inflight: Arc::new(Semaphore::new(config.limits.concurrency)),
-    }))
+    });
+    monitor::start(&app, config);
+    Ok(app)
 }
 
 /// Builds the registry and loads every configured bundle: persisted copies
@@ -168,6 +172,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/systems", post(routes::records::create_system))
         .route("/v1/systems/{id}", get(routes::records::get_system))
         .route(
+            "/v1/deployments/{id}/deliveries",
+            get(routes::records::deliveries),
+        )
+        .route(
             "/v1/systems/{id}/releases",
             post(routes::records::create_release),
         )
@@ -214,6 +222,8 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(api)
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
+        // The notice to users is public: the people it informs hold no token.
+        .route("/v1/systems/{id}/notice", get(routes::notice::notice))
         .route("/metrics", get(routes::health::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

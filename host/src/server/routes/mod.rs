@@ -3,4 +3,5 @@
 pub mod bundles;
 pub mod decisions;
 pub mod health;
+pub mod notice;
 pub mod records;

@@ -326,12 +326,26 @@ pub async fn progress(
     .await
 }
 
+#[derive(Debug, serde::Deserialize)]
+pub struct ObserveQuery {
+    /// `false`: record only, the scheduler judges them later.
+    #[serde(default = "yes")]
+    evaluate: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
 pub async fn observe(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
+    query: Result<axum::extract::Query<ObserveQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
     b: Body,
 ) -> Result<Response, ApiError> {
+    let axum::extract::Query(query) =
+        query.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct B {
@@ -348,7 +362,14 @@ pub async fn observe(
         let app = app.clone();
         move |k| async move {
             app.records
-                .observe(&who, &active.policy, &id, &parsed.observations, k.as_ref())
+                .observe(
+                    &who,
+                    &active.policy,
+                    &id,
+                    &parsed.observations,
+                    query.evaluate,
+                    k.as_ref(),
+                )
                 .await
         }
     })
@@ -441,5 +462,19 @@ pub async fn decision(
     Ok(json(
         200,
         &serde_json::to_value(entry).unwrap_or(Value::Null),
+    ))
+}
+
+pub async fn deliveries(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    app.auth.caller(&headers)?.require(READERS)?;
+    app.records.deployment(&id).await?;
+    let list = app.records.deliveries(&id).await?;
+    Ok(json(
+        200,
+        &serde_json::json!({"deployment_id": id, "deliveries": list}),
     ))
 }

@@ -1,0 +1,391 @@
+//! Monitoring from the first minute: the scheduler notices silence and
+//! breached triggers nobody posted, escalations reach their receiver once
+//! and in order even across an outage, replicas share the schedule, and
+//! the notice tells users what they rely on.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::receiver::Receiver;
+use support::records::{Backend, World, deploy, get, observe, post, registered_release};
+
+/// Fast schedule for tests: a 300 ms interval in the intensive period.
+const FAST: &str = "[scheduler]\nintensive_interval_ms = 300\ninterval_ms = 300\ntick_ms = 50\nlease_ms = 1000\n[webhooks]\ntick_ms = 50\n";
+
+/// A world whose high-tier silence limit is 1.2 s, so staleness shows in a test.
+fn world(b: Backend, extra: &str) -> Option<World> {
+    let w = World::new(b, &format!("{extra}\n"))?;
+    let silence = json!({"max_silence_minutes": {"low": 0.02, "medium": 0.02, "high": 0.02, "critical": 0.02}});
+    std::fs::write(
+        w.d.path("ref.bundle"),
+        w.d.reference_with_params("1.0.0", silence),
+    )
+    .unwrap();
+    Some(w)
+}
+
+fn register_with_hook(s: &support::server::Server, url: &str) {
+    let r = post(
+        s,
+        "ops",
+        "/v1/systems",
+        &json!({
+            "id": "credit-scoring", "name": "Credit scoring", "risk_tier": "high", "consequential": true,
+            "escalation_contact": "risk-desk on-call, +44 20 7946 0000",
+            "webhooks": [{"url": url, "secret": "0123456789abcdef0123"}]
+        }),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+}
+
+fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if f() {
+            return start.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+fn history(s: &support::server::Server, id: &str) -> Vec<Value> {
+    get(s, "audit", &format!("/v1/deployments/{id}")).json()["history"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn verify_signature(r: &support::receiver::Received, secret: &str) {
+    let (t, v1) = r.signature.split_once(",v1=").unwrap();
+    let t: i64 = t.trim_start_matches("t=").parse().unwrap();
+    assert_eq!(
+        stagegate::records::webhooks::signature(secret, t, &r.raw),
+        r.signature
+    );
+    assert_eq!(v1.len(), 64);
+}
+
+#[test]
+fn silence_in_the_intensive_period_raises_a_stale_alert_that_reaches_the_receiver() {
+    let Some(w) = world(Backend::Sqlite, FAST) else {
+        return;
+    };
+    let receiver = Receiver::start();
+    let s = w.start();
+    register_with_hook(&s, &receiver.url);
+    let d = deploy(&s, &registered_release(&s, "2.3.0"));
+    let v = observe(&s, &d, 0.01, 5000).json();
+    assert_eq!(v["decision"]["outcome"], "healthy", "{v:#}");
+    let last_observation = Instant::now();
+
+    // Nobody posts anything more. Within the silence limit (1.2 s) plus one
+    // interval (0.3 s), plus delivery, the alert is recorded and delivered.
+    wait_until(
+        "a stale alert delivered to the receiver",
+        Duration::from_secs(10),
+        || {
+            receiver
+                .accepted()
+                .iter()
+                .any(|r| r.body["event"] == "alert")
+        },
+    );
+    let took = last_observation.elapsed();
+    let alert = receiver
+        .accepted()
+        .into_iter()
+        .find(|r| r.body["event"] == "alert")
+        .unwrap();
+    assert!(
+        alert.body["reason"]
+            .as_str()
+            .unwrap()
+            .contains("monitoring.stale"),
+        "{:#}",
+        alert.body
+    );
+    assert_eq!(alert.body["deployment_id"], d.as_str());
+    assert!(
+        alert.body["actor"]
+            .as_str()
+            .unwrap()
+            .starts_with("scheduler@"),
+        "{:#}",
+        alert.body
+    );
+    assert_eq!(
+        alert.body["escalation_contact"],
+        "risk-desk on-call, +44 20 7946 0000"
+    );
+    assert_eq!(alert.event_id, alert.body["event_id"].as_str().unwrap());
+    verify_signature(&alert, "0123456789abcdef0123");
+    let h = history(&s, &d);
+    let stale = h
+        .iter()
+        .find(|e| e["event"] == "alert")
+        .expect("alert in history");
+    assert!(stale["actor"].as_str().unwrap().starts_with("scheduler@"));
+    eprintln!(
+        "stale alert delivered {took:?} after the last observation (silence limit 1.2 s, interval 0.3 s)"
+    );
+    assert!(took < Duration::from_secs(5), "{took:?}");
+}
+
+#[test]
+fn a_breach_seen_only_by_the_scheduler_rolls_back_and_the_route_follows_within_an_interval() {
+    let Some(w) = world(Backend::Sqlite, FAST) else {
+        return;
+    };
+    let s = w.start();
+    let d = deploy(&s, &registered_release(&s, "2.3.0"));
+    // Ingested without evaluation: only the scheduler will judge it.
+    let r = post(
+        &s,
+        "ops",
+        &format!("/v1/deployments/{d}/observations?evaluate=false"),
+        &json!({"observations": [{"metric": "error_rate", "value": 0.2, "samples": 5000}]}),
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.json().get("decision").is_none());
+    assert_eq!(
+        get(&s, "gw", &format!("/v1/deployments/{d}/route")).json()["status"],
+        "active"
+    );
+    let took = wait_until(
+        "the route to show the rollback",
+        Duration::from_secs(10),
+        || get(&s, "gw", &format!("/v1/deployments/{d}/route")).json()["status"] == "rolled_back",
+    );
+    let h = history(&s, &d);
+    let rb = h.iter().find(|e| e["event"] == "rolled_back").unwrap();
+    assert!(rb["actor"].as_str().unwrap().starts_with("scheduler@"));
+    assert!(rb["reason"].as_str().unwrap().contains("trigger.rollback"));
+    eprintln!(
+        "scheduler rollback visible on the route after {took:?} (interval 0.3 s, route cache 1 s)"
+    );
+}
+
+#[test]
+fn a_receiver_that_was_down_gets_every_event_once_and_in_order() {
+    let Some(w) = world(Backend::Sqlite, FAST) else {
+        return;
+    };
+    let receiver = Receiver::start();
+    receiver
+        .down
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let s = w.start();
+    register_with_hook(&s, &receiver.url);
+    let d = deploy(&s, &registered_release(&s, "2.3.0"));
+    // While the receiver is down: alerts from silence (no observation at
+    // all), then an operator's suspension.
+    std::thread::sleep(Duration::from_millis(1500));
+    let r = post(
+        &s,
+        "ops",
+        &format!("/v1/deployments/{d}/suspend"),
+        &json!({"reason": "pager: complaints spike"}),
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    wait_until("several refused attempts", Duration::from_secs(10), || {
+        *receiver.refused.lock().unwrap() >= 3
+    });
+    let pending = get(&s, "audit", &format!("/v1/deployments/{d}/deliveries")).json();
+    assert!(
+        pending["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["status"] == "pending" && x["attempts"].as_i64().unwrap() >= 1)
+    );
+    let metrics = s.get("/metrics", None).body;
+    assert!(
+        metrics.contains("stagegate_webhook_deliveries_total{result=\"failed\"}"),
+        "{metrics}"
+    );
+
+    receiver
+        .down
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let expected = || {
+        get(&s, "audit", &format!("/v1/deployments/{d}/deliveries")).json()["deliveries"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    wait_until(
+        "every queued event to arrive",
+        Duration::from_secs(30),
+        || {
+            receiver
+                .accepted()
+                .iter()
+                .any(|r| r.body["event"] == "suspended")
+                && receiver.accepted().len() >= expected()
+        },
+    );
+    let got = receiver.accepted();
+    let ids: std::collections::BTreeSet<&str> = got.iter().map(|r| r.event_id.as_str()).collect();
+    assert_eq!(ids.len(), got.len(), "an event arrived twice");
+    let seqs: Vec<i64> = got
+        .iter()
+        .map(|r| r.body["seq"].as_i64().unwrap())
+        .collect();
+    assert!(
+        seqs.windows(2).all(|p| p[1] == p[0] + 1),
+        "out of order or with gaps: {seqs:?}"
+    );
+    assert_eq!(seqs[0], 1);
+    assert_eq!(got.last().unwrap().body["event"], "suspended");
+    let log = get(&s, "audit", &format!("/v1/deployments/{d}/deliveries")).json();
+    assert!(
+        log["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|x| x["status"] == "delivered"),
+        "{log:#}"
+    );
+    eprintln!(
+        "{} events delivered once, in order, after {} refused attempts",
+        got.len(),
+        receiver.refused.lock().unwrap()
+    );
+}
+
+#[test]
+fn the_notice_tells_users_what_the_live_release_can_and_cannot_do() {
+    let Some(w) = world(Backend::Sqlite, "") else {
+        return;
+    };
+    let s = w.start();
+    register_with_hook(&s, "http://127.0.0.1:9/unused");
+    let release = registered_release(&s, "2.3.0");
+    // Before the first live traffic: the notice already exists.
+    let before = s.get("/v1/systems/credit-scoring/notice", None);
+    assert_eq!(before.status, 200, "{}", before.body);
+    let v = before.json();
+    assert_eq!(v["operational"]["in_operational_use"], false);
+    assert_eq!(v["intended_use"], "decision support for credit officers");
+    let d = deploy(&s, &release);
+    let v = s.get("/v1/systems/credit-scoring/notice", None).json();
+    assert_eq!(v["operational"]["in_operational_use"], true);
+    assert_eq!(v["operational"]["stage"], "pilot");
+    assert_eq!(v["operational"]["deployment_id"], d.as_str());
+    assert_eq!(v["limitations"][0], "not validated for business lending");
+    assert_eq!(
+        v["escalation_contact"],
+        "risk-desk on-call, +44 20 7946 0000"
+    );
+    let html = s.send("GET", "/v1/systems/credit-scoring/notice", None, None, None);
+    assert!(html.body.starts_with('{'), "JSON by default");
+    let agent = ureq::AgentBuilder::new().build();
+    let page = agent
+        .get(&s.url("/v1/systems/credit-scoring/notice"))
+        .set("Accept", "text/html")
+        .call()
+        .unwrap();
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    let page = page.into_string().unwrap();
+    assert!(page.contains("<html lang=\"en\">"));
+    assert!(page.contains("<h1>About Credit scoring</h1>"));
+    assert!(page.contains("<li>thin-file applicants score less reliably</li>"));
+    assert!(page.contains("in operational use at stage <strong>pilot</strong>"));
+    // The system as shown to callers never reveals webhook secrets.
+    let sys = get(&s, "audit", "/v1/systems/credit-scoring").json();
+    assert_eq!(sys["webhooks"][0]["secret"], "(redacted)");
+    assert_eq!(s.get("/v1/systems/nope/notice", None).status, 404);
+}
+
+#[test]
+fn two_replicas_evaluate_each_deployment_once_per_interval_and_take_over_from_a_dead_one() {
+    let Some(w) = world(
+        Backend::Postgres,
+        "[scheduler]\nintensive_interval_ms = 1000\ninterval_ms = 1000\ntick_ms = 50\nlease_ms = 1500\n",
+    ) else {
+        return;
+    };
+    // A second replica: same database and bundle, its own data directory.
+    let second = w.d.path("config2.toml");
+    let config = std::fs::read_to_string(w.d.config()).unwrap().replace(
+        &format!("data_dir = \"{}\"", w.d.path("data").display()),
+        &format!("data_dir = \"{}\"", w.d.path("data2").display()),
+    );
+    std::fs::write(&second, config).unwrap();
+    let a = w.start();
+    let b = support::server::Server::start(w.d.dir.path(), Some(&second));
+    let deployments: Vec<String> = {
+        let release = registered_release(&a, "2.3.0");
+        (0..3).map(|_| deploy(&a, &release)).collect()
+    };
+    std::thread::sleep(Duration::from_millis(4500));
+
+    let scheduled = |s: &support::server::Server, d: &str| -> Vec<(i64, String)> {
+        let rec = get(s, "audit", &format!("/v1/deployments/{d}/record")).json();
+        rec["decisions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["actor"].as_str().unwrap().starts_with("scheduler@"))
+            .map(|e| {
+                (
+                    e["at"].as_i64().unwrap(),
+                    e["actor"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let mut replicas = std::collections::BTreeSet::new();
+    for d in &deployments {
+        let evals = scheduled(&a, d);
+        // ~4.5 s at one per second: 3 to 5 evaluations, never two in one interval.
+        assert!(
+            (3..=5).contains(&evals.len()),
+            "{d}: {} evaluations: {evals:?}",
+            evals.len()
+        );
+        for p in evals.windows(2) {
+            assert!(
+                p[1].0 - p[0].0 >= 800,
+                "{d}: evaluated twice within one interval: {evals:?}"
+            );
+        }
+        replicas.extend(evals.into_iter().map(|e| e.1));
+    }
+    eprintln!("replicas that evaluated: {replicas:?}");
+
+    // Kill replica A; B takes over within one interval plus the lease.
+    a.kill();
+    let killed_at = stagegate::decision::Timestamp::now().millis();
+    std::thread::sleep(Duration::from_millis(4000));
+    for d in &deployments {
+        let evals = scheduled(&b, d);
+        let after: Vec<&(i64, String)> = evals.iter().filter(|e| e.0 > killed_at).collect();
+        assert!(
+            after.len() >= 2,
+            "{d}: only {} evaluations after the kill: {evals:?}",
+            after.len()
+        );
+        assert!(after.iter().all(|e| e.1 == after[0].1), "{d}: {after:?}");
+        let first_gap = after[0].0 - killed_at;
+        assert!(
+            first_gap <= 2_600,
+            "{d}: took {first_gap} ms to take over (interval 1 s + lease 1.5 s)"
+        );
+        for p in after.windows(2) {
+            assert!(
+                p[1].0 - p[0].0 >= 800,
+                "{d}: double evaluation after takeover: {after:?}"
+            );
+        }
+    }
+}
