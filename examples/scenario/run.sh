@@ -18,7 +18,12 @@ if [ -z "$bin" ]; then
     bin="$target/debug/stagegate"
 fi
 work="$(mktemp -d)"
-cleanup() { kill "${server:-0}" "${receiver:-0}" 2>/dev/null || true; rm -rf "$work"; }
+cleanup() {
+    for pid in "${server:-}" "${receiver:-}"; do
+        [ -n "$pid" ] && kill "$pid" 2>/dev/null
+    done
+    rm -rf "$work"
+}
 trap cleanup EXIT
 step() { printf '\n== %s\n' "$*"; }
 expect() { # expect JSON JQ-FILTER: fail unless the filter is true
@@ -63,7 +68,7 @@ OPS=$(token ops operator)
 LEE=$(token a.lee approver "Model Risk Reviewer")
 DOE=$(token j.doe approver "Head of AI Risk")
 AUDIT=$(token audit auditor)
-"$bin" serve --config "$config" 2>"$work/server.log" &
+"$bin" serve --config "$config" >/dev/null 2>"$work/server.log" &
 server=$!
 for _ in $(seq 1 100); do curl -sf "localhost:$port/readyz" >/dev/null && break; sleep 0.1; done
 api() { # api TOKEN METHOD PATH [JSON]
@@ -71,7 +76,7 @@ api() { # api TOKEN METHOD PATH [JSON]
 }
 
 step "An escalation receiver, and the system registered with it"
-python3 examples/scenario/receiver.py $((port + 1)) "scenario-secret-0123" > "$work/escalations.jsonl" &
+python3 examples/scenario/receiver.py $((port + 1)) "scenario-secret-0123" > "$work/escalations.jsonl" 2>/dev/null &
 receiver=$!
 sleep 0.5
 r=$(api "$OPS" POST /v1/systems "{\"id\":\"credit-scoring\",\"name\":\"Credit scoring\",\"risk_tier\":\"high\",\"consequential\":true,
