@@ -1,0 +1,108 @@
+//! Scheduler cost: CPU time of one scheduled monitoring pass over 1,000
+//! active deployments (claim, evaluate from the records, record, release),
+//! on SQLite, in-process. `cargo bench -p stagegate --bench scheduler`.
+
+mod support;
+
+use std::time::Instant;
+
+use serde_json::json;
+use stagegate::decision::Timestamp;
+use stagegate::records::schedule::{self, Intervals};
+use stagegate::records::{Actor, DecisionLog, Records, Store};
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn cpu_seconds() -> f64 {
+    // utime + stime of this process, from /proc (ticks of 1/100 s).
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+fn main() {
+    let n: usize = std::env::var("DEPLOYMENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let dir = std::env::temp_dir().join(format!("stagegate-sched-bench-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open(&format!("sqlite://{}/records.db", dir.display())).await.unwrap();
+        let intervals = Intervals { intensive_ms: 0, normal_ms: 60_000, lease_ms: 60_000 };
+        let records = Records::new(store.clone(), DecisionLog::start(store.clone(), Default::default(), 1024), false, intervals);
+        let bundle = support::reference_bundle();
+        let runtime = support::runtime();
+        let policy = stagegate::policy::ActivePolicy::load(&runtime, &bundle, stagegate::policy::Isolation::Warm).unwrap();
+        let ops = Actor { name: "ops".into(), title: None };
+        let approver = Actor { name: "j.doe".into(), title: Some("Head of AI Risk".into()) };
+        let reviewer = Actor { name: "a.lee".into(), title: None };
+        records.register_system(&ops, br#"{"id":"s","risk_tier":"high","consequential":true}"#).await.unwrap();
+        let g: serde_json::Value = serde_json::from_slice(&std::fs::read(support::root().join("examples/gate-high-risk.json")).unwrap()).unwrap();
+        let mut rel = json!({"version": "1.0.0"});
+        for k in ["risk", "verification", "safeguards", "communication", "monitoring", "supply_chain"] {
+            rel[k] = g[k].clone();
+        }
+        rel["deficiencies"] = json!([]);
+        records.register_release(&ops, "s", rel.to_string().as_bytes()).await.unwrap();
+        records.record_review(&reviewer, "s@1.0.0", None, br#"{"outcome":"approved"}"#).await.unwrap();
+        records.record_authorisation(&approver, "s@1.0.0", b"{}").await.unwrap();
+        let body = json!({"release_id": "s@1.0.0", "plan": g["plan"]}).to_string();
+        let t = Instant::now();
+        let mut ids = Vec::new();
+        for _ in 0..n {
+            let (_, v) = records.create_deployment(&ops, &policy, body.as_bytes(), None).await.unwrap();
+            ids.push(v["deployment"]["id"].as_str().unwrap().to_string());
+        }
+        // One observation each, so the pass evaluates real data.
+        let obs: Vec<stagegate::decision::request::Observation> = serde_json::from_value(json!([
+            {"metric": "error_rate", "value": 0.01, "samples": 5000},
+            {"metric": "harmful_output_rate", "value": 0.0, "samples": 5000}
+        ])).unwrap();
+        for id in &ids {
+            records.observe(&ops, &policy, id, &obs, false, None).await.unwrap();
+        }
+        println!("setup: {n} deployments in {:.1} s", t.elapsed().as_secs_f64());
+
+        let cpu0 = cpu_seconds();
+        let wall = Instant::now();
+        let scheduler = Actor { name: "scheduler@bench".into(), title: None };
+        // Deployments were created due at once (interval 0); the pass
+        // schedules each next evaluation a normal interval away, so every
+        // deployment is evaluated exactly once.
+        let intervals = Intervals { intensive_ms: 60_000, ..intervals };
+        let mut evaluated = 0;
+        loop {
+            let now = Timestamp::now().millis();
+            let due = schedule::claim(&store, "bench", now, intervals.lease_ms, 100).await.unwrap();
+            if due.is_empty() {
+                break;
+            }
+            for d in due {
+                records.observe(&scheduler, &policy, &d.deployment_id, &[], true, None).await.unwrap();
+                schedule::complete(&store, "bench", &d, Timestamp::now().millis(), &intervals).await.unwrap();
+                evaluated += 1;
+            }
+        }
+        let cpu = cpu_seconds() - cpu0;
+        let wall = wall.elapsed().as_secs_f64();
+        println!(
+            "one scheduler pass over {evaluated} active deployments: {cpu:.2} s CPU ({:.2} ms per deployment), {wall:.2} s wall (SQLite, synchronous commits)",
+            cpu * 1000.0 / evaluated as f64
+        );
+        println!("per 1,000 deployments: {:.2} s CPU per interval", cpu * 1000.0 / evaluated as f64);
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}
