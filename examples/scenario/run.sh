@@ -38,7 +38,8 @@ jq '.max_silence_minutes = {"low": 0.05, "medium": 0.05, "high": 0.05, "critical
     policies/iso42001/params.json > "$work/policy/params.json"
 cp policies/iso42001/controls.json "$work/policy/"
 printf 'name = "iso42001-reference"\nversion = "1.0.0-demo"\n[component]\ncrate = "%s/guest/iso42001"\nprofile = "policy"\n' "$root" > "$work/policy/bundle.toml"
-"$bin" build "$work/policy" --out "$work/iso42001.bundle" 2>/dev/null | head -1
+"$bin" build "$work/policy" --out "$work/iso42001.bundle" >"$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
+head -n 1 "$work/build.log"
 "$bin" sign "$work/iso42001.bundle" --key "$work/keys/compliance"
 
 step "Tokens: an operator, a reviewer, an authoriser (Head of AI Risk) and an auditor"
@@ -140,8 +141,8 @@ done
 step "Observations stop: the scheduler notices the silence and the escalation reaches the receiver"
 stale() { jq -c "select(.deployment_id == \"$d2\" and .event == \"alert\" and (.reason | contains(\"monitoring.stale\")))" "$work/escalations.jsonl"; }
 for _ in $(seq 1 100); do [ -n "$(stale)" ] && break; sleep 0.2; done
-expect "$(stale | head -n 1)" '.actor | startswith("scheduler@")'
-stale | head -n 1 | jq -c '{event, deployment_id, reason, actor, escalation_contact}'
+expect "$(stale | sed -n '1p')" '.actor | startswith("scheduler@")'
+stale | sed -n '1p' | jq -c '{event, deployment_id, reason, actor, escalation_contact}'
 echo "escalations received: $(wc -l < "$work/escalations.jsonl") ($(jq -r .event "$work/escalations.jsonl" | sort | uniq -c | tr -s ' ' | paste -sd, -))"
 
 step "What users are told (GET /v1/systems/credit-scoring/notice, public)"
@@ -155,7 +156,7 @@ rec=$(api "$AUDIT" GET "/v1/deployments/$d1/record")
 expect "$rec" '.chain.log_verified and ([.decisions[].kind] == ["gate","monitoring","progression","monitoring"])'
 jq -r '.history[] | "\(.seq). \(.event) by \(.actor): \(.status) at \(.stage) \(.reason // "")"' <<<"$rec"
 rec=$(api "$AUDIT" GET "/v1/deployments/$d2/record")
-jq -r '.history[] | "\(.seq). \(.event) by \(.actor): \(.status) at \(.stage) \(.reason // "")"' <<<"$rec" | head -n 4
+jq -r '.history[] | "\(.seq). \(.event) by \(.actor): \(.status) at \(.stage) \(.reason // "")"' <<<"$rec" | sed -n '1,4p'
 
 step "The decision log verifies"
 kill "$server"; wait "$server" 2>/dev/null || true; server=

@@ -69,7 +69,11 @@ impl Runtime {
             .wasm_component_model(true)
             .concurrency_support(false)
             .memory_init_cow(true)
-            .parallel_compilation(true);
+            // Compiling on the calling (blocking) thread rather than a rayon
+            // pool: activations are rare and off the request path, and idle
+            // pool threads kept ~50 MiB of allocator arenas from compilation
+            // resident for good.
+            .parallel_compilation(false);
         let engine = Engine::new(&config)
             .map_err(|e| PolicyError::Instantiate(format!("wasmtime engine: {e:#}")))?;
 

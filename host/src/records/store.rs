@@ -79,7 +79,9 @@ impl Store {
         }
         let options = AnyConnectOptions::from_str(&url).map_err(|e| err(e.to_string()))?;
         let pool = AnyPoolOptions::new()
-            .max_connections(if dialect == Dialect::Sqlite { 8 } else { 16 })
+            // SQLite has one writer at a time; four connections keep reads
+            // concurrent without each holding its own page cache for nothing.
+            .max_connections(if dialect == Dialect::Sqlite { 4 } else { 16 })
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
@@ -90,6 +92,8 @@ impl Store {
                             "PRAGMA journal_mode = WAL",
                             "PRAGMA synchronous = FULL",
                             "PRAGMA busy_timeout = 10000",
+                            // 1 MiB page cache per connection (default 2 MiB).
+                            "PRAGMA cache_size = -1024",
                             "PRAGMA foreign_keys = ON",
                         ] {
                             conn.execute(pragma).await?;

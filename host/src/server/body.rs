@@ -66,3 +66,20 @@ pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
         ))
     }
 }
+
+/// Refuses a request after reading (and discarding) up to 8 MiB of its
+/// body. hyper closes a connection whose request body was not read, and a
+/// client still sending a large upload then sees a reset instead of the
+/// 401 or 403 that explains the refusal; reading a bounded amount first
+/// lets the answer arrive.
+pub async fn refuse_after_drain(headers: &HeaderMap, body: Body, err: ApiError) -> ApiError {
+    const DRAIN: usize = 8 << 20;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n <= DRAIN) {
+        let _ = axum::body::to_bytes(body, DRAIN).await;
+    }
+    err
+}

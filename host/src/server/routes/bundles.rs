@@ -123,8 +123,14 @@ pub async fn upload(
     headers: HeaderMap,
     request_body: Body,
 ) -> Result<Json<crate::server::registry::Activated>, ApiError> {
-    let caller = app.auth.caller(&headers)?;
-    caller.require(&[Role::Publisher])?;
+    let caller = match app
+        .auth
+        .caller(&headers)
+        .and_then(|c| c.require(&[Role::Publisher]).map(|_| c))
+    {
+        Ok(c) => c,
+        Err(e) => return Err(body::refuse_after_drain(&headers, request_body, e).await),
+    };
     crate::bundle::manifest::check_name(&name)
         .map_err(|e| ApiError::bad_request("bad_bundle_name", e))?;
     let Query(query) = query.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
