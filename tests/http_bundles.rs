@@ -6,7 +6,7 @@ mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use stagegate::bundle::archive::{ArchiveLimits, read_members, write_members};
 use support::high_risk_gate;
@@ -28,17 +28,6 @@ fn decision_fingerprint(s: &Server) -> serde_json::Value {
         .post_json("/v1/decisions/gate", None, &high_risk_gate())
         .json();
     serde_json::json!({"outcome": v["outcome"], "findings": v["findings"], "policy": v["policy"], "first_stage": v["first_stage"]})
-}
-
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for {what}");
 }
 
 #[test]
@@ -162,7 +151,7 @@ fn a_downgrade_needs_force_and_is_logged() {
     assert_eq!(decision_fingerprint(&s)["policy"]["version"], "1.5.0");
     let st = s.get(&format!("/v1/bundles/{NAME}"), None).json();
     assert_eq!(st["active"]["forced"], true);
-    wait_for("the force log line", Duration::from_secs(5), || {
+    support::wait_until("the force log line", Duration::from_secs(5), || {
         s.logs().contains("force=true")
     });
     // Same version, different content: refused too.
@@ -193,7 +182,7 @@ fn a_new_version_in_a_watched_directory_or_file_is_activated() {
     assert_eq!(decision_fingerprint(&s)["policy"]["version"], "1.0.0");
     std::fs::write(d.path("incoming/b.bundle"), d.reference("1.2.0")).unwrap();
     std::fs::write(d.path("incoming/c.bundle"), d.reference("1.1.0")).unwrap();
-    wait_for("1.2.0 from the directory", Duration::from_secs(20), || {
+    support::wait_until("1.2.0 from the directory", Duration::from_secs(20), || {
         decision_fingerprint(&s)["policy"]["version"] == "1.2.0"
     });
     // A file source that appears after start is picked up too.
@@ -205,7 +194,7 @@ fn a_new_version_in_a_watched_directory_or_file_is_activated() {
         true,
     );
     std::fs::write(d.path("second.bundle"), second).unwrap();
-    wait_for("the second bundle", Duration::from_secs(20), || {
+    support::wait_until("the second bundle", Duration::from_secs(20), || {
         let v = s.post_json("/v1/decisions/gate?bundle=second", None, &high_risk_gate());
         v.status == 200 && v.json()["policy"]["version"] == "3.0.0"
     });

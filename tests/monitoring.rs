@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use support::receiver::Receiver;
 use support::records::{Backend, World, deploy, get, observe, post, registered_release};
+use support::wait_until;
 
 /// Fast schedule for tests: a 300 ms interval in the intensive period.
 const FAST: &str = "[scheduler]\nintensive_interval_ms = 300\ninterval_ms = 300\ntick_ms = 50\nlease_ms = 1000\n[webhooks]\ntick_ms = 50\n";
@@ -39,17 +40,6 @@ fn register_with_hook(s: &support::server::Server, url: &str) {
         &[],
     );
     assert_eq!(r.status, 201, "{}", r.body);
-}
-
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if f() {
-            return start.elapsed();
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out after {timeout:?} waiting for {what}");
 }
 
 fn history(s: &support::server::Server, id: &str) -> Vec<Value> {

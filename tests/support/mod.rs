@@ -118,3 +118,20 @@ impl SignedBundle {
         self.path(rel).display().to_string()
     }
 }
+
+/// Polls `f` every 50 ms until it holds; panics naming `what` after
+/// `timeout`. Returns how long it took.
+pub fn wait_until(
+    what: &str,
+    timeout: std::time::Duration,
+    mut f: impl FnMut() -> bool,
+) -> std::time::Duration {
+    let start = std::time::Instant::now();
+    while start.elapsed() < timeout {
+        if f() {
+            return start.elapsed();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}

@@ -162,28 +162,7 @@ pub fn post(
     for (k, v) in headers {
         req = req.set(k, v);
     }
-    let resp = match req.send_bytes(&bytes) {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => {
-            return super::server::Reply {
-                status: 0,
-                headers: vec![],
-                body: e.to_string(),
-            };
-        }
-    };
-    let status = resp.status();
-    let headers = resp
-        .headers_names()
-        .into_iter()
-        .filter_map(|n| resp.header(&n).map(|v| (n.clone(), v.to_string())))
-        .collect();
-    super::server::Reply {
-        status,
-        headers,
-        body: resp.into_string().unwrap_or_default(),
-    }
+    super::server::reply_of(req.send_bytes(&bytes))
 }
 
 pub fn get(s: &Server, who: &str, path: &str) -> super::server::Reply {

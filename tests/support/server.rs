@@ -222,6 +222,12 @@ pub fn send(
         Some(b) => req.send_bytes(b),
         None => req.call(),
     };
+    reply_of(result)
+}
+
+/// A ureq result as a reply, whatever the status; status 0 for a
+/// transport error (its text in the body).
+pub fn reply_of(result: Result<ureq::Response, ureq::Error>) -> Reply {
     let resp = match result {
         Ok(r) => r,
         Err(ureq::Error::Status(_, r)) => r,

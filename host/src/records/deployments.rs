@@ -361,38 +361,14 @@ impl Records {
     ) -> Result<(u16, Value), RecordError> {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
-        struct AuthBody {
-            #[serde(default)]
-            authorised_by: Option<String>,
-            #[serde(default)]
-            conditions: Vec<String>,
-            #[serde(default)]
-            expires_at: Option<Timestamp>,
-            #[serde(default)]
-            scope: Option<Vec<String>>,
-        }
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
         struct B {
             target_stage: String,
             #[serde(default)]
-            authorisation: Option<AuthBody>,
+            authorisation: Option<super::evidence::AuthorisationBody>,
         }
         let b: B = parse(body)?;
-        let a = b.authorisation.unwrap_or(AuthBody {
-            authorised_by: None,
-            conditions: Vec::new(),
-            expires_at: None,
-            scope: None,
-        });
-        let auth = super::evidence::authorisation_value(
-            actor,
-            a.authorised_by,
-            a.conditions,
-            a.expires_at,
-            a.scope,
-            None,
-        )?;
+        let auth =
+            super::evidence::authorisation_value(actor, b.authorisation.unwrap_or_default())?;
         let now = Timestamp::now();
 
         let mut tx = self.store.pool.begin().await?;

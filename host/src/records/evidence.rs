@@ -233,7 +233,7 @@ impl Records {
         body: &[u8],
     ) -> Result<Value, RecordError> {
         self.release(release_id).await?;
-        let auth = authorisation_from(actor, body, None)?;
+        let auth = authorisation_from(actor, body)?;
         let id = new_id();
         insert_authorisation(&self.store.pool, &id, release_id, None, &auth).await?;
         Ok(json!({"authorisation_id": id, "authorisation": auth}))
@@ -321,11 +321,11 @@ impl Records {
         }
         req["plan"] = plan.clone();
         req["review"] = self
-            .latest_review(release_id, None)
+            .latest_release_doc("reviews", "completed_at", release_id)
             .await?
             .unwrap_or(Value::Null);
         req["authorisation"] = self
-            .latest_authorisation(release_id, None)
+            .latest_release_doc("authorisations", "authorised_at", release_id)
             .await?
             .unwrap_or(Value::Null);
         if let Some(defs) = req["deficiencies"].as_array_mut() {
@@ -346,88 +346,58 @@ impl Records {
         Ok(req)
     }
 
-    /// The latest review of a release (deployment `None`) or deployment.
-    pub async fn latest_review(
+    /// The latest release-level (not deployment-level) record of `table`
+    /// (`reviews` by `completed_at`, `authorisations` by `authorised_at`).
+    async fn latest_release_doc(
         &self,
+        table: &str,
+        order: &str,
         release_id: &str,
-        deployment_id: Option<&str>,
     ) -> Result<Option<Value>, RecordError> {
-        let row = match deployment_id {
-            None => sqlx::query("SELECT doc FROM reviews WHERE release_id = $1 AND deployment_id IS NULL ORDER BY completed_at DESC, id DESC LIMIT 1")
-                .bind(release_id)
-                .fetch_optional(&self.store.pool)
-                .await?,
-            Some(d) => sqlx::query("SELECT doc FROM reviews WHERE deployment_id = $1 ORDER BY completed_at DESC, id DESC LIMIT 1")
-                .bind(d)
-                .fetch_optional(&self.store.pool)
-                .await?,
-        };
-        row.map(|r| json_col(&r, "doc")).transpose()
-    }
-
-    /// The latest release-level authorisation.
-    pub async fn latest_authorisation(
-        &self,
-        release_id: &str,
-        deployment_id: Option<&str>,
-    ) -> Result<Option<Value>, RecordError> {
-        let row = match deployment_id {
-            None => sqlx::query("SELECT doc FROM authorisations WHERE release_id = $1 AND deployment_id IS NULL ORDER BY authorised_at DESC, id DESC LIMIT 1")
-                .bind(release_id)
-                .fetch_optional(&self.store.pool)
-                .await?,
-            Some(d) => sqlx::query("SELECT doc FROM authorisations WHERE deployment_id = $1 ORDER BY authorised_at DESC, id DESC LIMIT 1")
-                .bind(d)
-                .fetch_optional(&self.store.pool)
-                .await?,
-        };
+        let row = sqlx::query(&format!(
+            "SELECT doc FROM {table} WHERE release_id = $1 AND deployment_id IS NULL ORDER BY {order} DESC, id DESC LIMIT 1"
+        ))
+        .bind(release_id)
+        .fetch_optional(&self.store.pool)
+        .await?;
         row.map(|r| json_col(&r, "doc")).transpose()
     }
 }
 
-/// An authorisation by `actor` from a request body: conditions, expiry and
-/// scope may be given; `authorised_by`, if given, must name the caller.
-pub fn authorisation_from(
-    actor: &Actor,
-    body: &[u8],
-    scope_required_for: Option<&str>,
-) -> Result<Value, RecordError> {
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct B {
-        #[serde(default)]
-        authorised_by: Option<String>,
-        #[serde(default)]
-        conditions: Vec<String>,
-        #[serde(default)]
-        expires_at: Option<crate::decision::Timestamp>,
-        #[serde(default)]
-        scope: Option<Vec<String>>,
-    }
-    let b: B = if body.iter().all(u8::is_ascii_whitespace) {
-        parse(b"{}")?
+/// What a caller may say about the authorisation they give: conditions,
+/// expiry and scope. `authorised_by`, if given, must name the caller.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorisationBody {
+    #[serde(default)]
+    pub authorised_by: Option<String>,
+    #[serde(default)]
+    pub conditions: Vec<String>,
+    #[serde(default)]
+    pub expires_at: Option<Timestamp>,
+    #[serde(default)]
+    pub scope: Option<Vec<String>>,
+}
+
+/// An authorisation by `actor` from a request body (empty means none of
+/// the optional parts).
+pub fn authorisation_from(actor: &Actor, body: &[u8]) -> Result<Value, RecordError> {
+    let b: AuthorisationBody = if body.iter().all(u8::is_ascii_whitespace) {
+        AuthorisationBody::default()
     } else {
         parse(body)?
     };
-    authorisation_value(
-        actor,
-        b.authorised_by,
-        b.conditions,
-        b.expires_at,
-        b.scope,
-        scope_required_for,
-    )
+    authorisation_value(actor, b)
 }
 
 /// Builds and checks an authorisation document for `actor`.
-pub fn authorisation_value(
-    actor: &Actor,
-    authorised_by: Option<String>,
-    conditions: Vec<String>,
-    expires_at: Option<Timestamp>,
-    scope: Option<Vec<String>>,
-    _target: Option<&str>,
-) -> Result<Value, RecordError> {
+pub fn authorisation_value(actor: &Actor, b: AuthorisationBody) -> Result<Value, RecordError> {
+    let AuthorisationBody {
+        authorised_by,
+        conditions,
+        expires_at,
+        scope,
+    } = b;
     if let Some(named) = authorised_by.filter(|n| n.trim() != actor.name) {
         return Err(RecordError::Forbidden(format!(
             "the authorisation names '{named}' but the caller is '{}': an authorisation is recorded by its authoriser",
