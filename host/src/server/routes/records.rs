@@ -9,7 +9,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -125,9 +125,20 @@ where
     }
 }
 
-async fn read_body(headers: &HeaderMap, b: Body, app: &App) -> Result<axum::body::Bytes, ApiError> {
+/// The start every write shares, in the order its errors are reported:
+/// who is calling (401), whether one of `roles` may (403), then the JSON
+/// body (415, 413).
+async fn writer(
+    app: &App,
+    headers: &HeaderMap,
+    roles: &[Role],
+    b: Body,
+) -> Result<(Caller, Bytes), ApiError> {
+    let caller = app.auth.caller(headers)?;
+    caller.require(roles)?;
     body::require_json(headers)?;
-    body::read(headers, b, app.limits.body_bytes).await
+    let bytes = body::read(headers, b, app.limits.body_bytes).await?;
+    Ok((caller, bytes))
 }
 
 pub async fn create_system(
@@ -135,9 +146,7 @@ pub async fn create_system(
     headers: HeaderMap,
     b: Body,
 ) -> Result<Response, ApiError> {
-    let caller = app.auth.caller(&headers)?;
-    caller.require(&[Role::Operator, Role::Approver])?;
-    let bytes = read_body(&headers, b, &app).await?;
+    let (caller, bytes) = writer(&app, &headers, &[Role::Operator, Role::Approver], b).await?;
     Ok(json(
         201,
         &app.records.register_system(&actor(&caller), &bytes).await?,
@@ -159,9 +168,7 @@ pub async fn create_release(
     headers: HeaderMap,
     b: Body,
 ) -> Result<Response, ApiError> {
-    let caller = app.auth.caller(&headers)?;
-    caller.require(&[Role::Operator, Role::Approver])?;
-    let bytes = read_body(&headers, b, &app).await?;
+    let (caller, bytes) = writer(&app, &headers, &[Role::Operator, Role::Approver], b).await?;
     Ok(json(
         201,
         &app.records
@@ -189,9 +196,7 @@ pub async fn release_review(
     headers: HeaderMap,
     b: Body,
 ) -> Result<Response, ApiError> {
-    let caller = app.auth.caller(&headers)?;
-    caller.require(&[Role::Approver])?;
-    let bytes = read_body(&headers, b, &app).await?;
+    let (caller, bytes) = writer(&app, &headers, &[Role::Approver], b).await?;
     Ok(json(
         201,
         &app.records
@@ -206,9 +211,7 @@ pub async fn release_authorisation(
     headers: HeaderMap,
     b: Body,
 ) -> Result<Response, ApiError> {
-    let caller = app.auth.caller(&headers)?;
-    caller.require(&[Role::Approver])?;
-    let bytes = read_body(&headers, b, &app).await?;
+    let (caller, bytes) = writer(&app, &headers, &[Role::Approver], b).await?;
     Ok(json(
         201,
         &app.records
@@ -223,9 +226,7 @@ pub async fn release_acceptance(
     headers: HeaderMap,
     b: Body,
 ) -> Result<Response, ApiError> {
-    let caller = app.auth.caller(&headers)?;
-    caller.require(&[Role::Approver])?;
-    let bytes = read_body(&headers, b, &app).await?;
+    let (caller, bytes) = writer(&app, &headers, &[Role::Approver], b).await?;
     Ok(json(
         201,
         &app.records
@@ -239,9 +240,7 @@ pub async fn create_deployment(
     headers: HeaderMap,
     b: Body,
 ) -> Result<Response, ApiError> {
-    let caller = app.auth.caller(&headers)?;
-    caller.require(&[Role::Operator])?;
-    let bytes = read_body(&headers, b, &app).await?;
+    let (caller, bytes) = writer(&app, &headers, &[Role::Operator], b).await?;
     let active = policy(&app)?;
     let who = actor(&caller);
     idempotent(&app, &caller, &headers, "POST /v1/deployments", &bytes, {
@@ -290,9 +289,7 @@ pub async fn deployment_review(
     headers: HeaderMap,
     b: Body,
 ) -> Result<Response, ApiError> {
-    let caller = app.auth.caller(&headers)?;
-    caller.require(&[Role::Approver])?;
-    let bytes = read_body(&headers, b, &app).await?;
+    let (caller, bytes) = writer(&app, &headers, &[Role::Approver], b).await?;
     let d = app.records.deployment(&id).await?;
     Ok(json(
         201,
@@ -308,10 +305,8 @@ pub async fn progress(
     headers: HeaderMap,
     b: Body,
 ) -> Result<Response, ApiError> {
-    let caller = app.auth.caller(&headers)?;
-    caller.require(&[Role::Approver])?;
+    let (caller, bytes) = writer(&app, &headers, &[Role::Approver], b).await?;
     let expected = if_match(&headers)?;
-    let bytes = read_body(&headers, b, &app).await?;
     let active = policy(&app)?;
     let who = actor(&caller);
     let what = format!("POST /v1/deployments/{id}/progressions");
@@ -351,9 +346,7 @@ pub async fn observe(
     struct B {
         observations: Vec<Observation>,
     }
-    let caller = app.auth.caller(&headers)?;
-    caller.require(&[Role::Operator])?;
-    let bytes = read_body(&headers, b, &app).await?;
+    let (caller, bytes) = writer(&app, &headers, &[Role::Operator], b).await?;
     let parsed: B = crate::records::evidence::parse(&bytes)?;
     let active = policy(&app)?;
     let who = actor(&caller);
@@ -382,9 +375,7 @@ pub async fn issue(
     headers: HeaderMap,
     b: Body,
 ) -> Result<Response, ApiError> {
-    let caller = app.auth.caller(&headers)?;
-    caller.require(&[Role::Operator])?;
-    let bytes = read_body(&headers, b, &app).await?;
+    let (caller, bytes) = writer(&app, &headers, &[Role::Operator], b).await?;
     Ok(json(
         201,
         &app.records
@@ -400,10 +391,8 @@ async fn intervene(
     b: Body,
     rollback: bool,
 ) -> Result<Response, ApiError> {
-    let caller = app.auth.caller(&headers)?;
-    caller.require(&[Role::Operator])?;
+    let (caller, bytes) = writer(&app, &headers, &[Role::Operator], b).await?;
     let expected = if_match(&headers)?;
-    let bytes = read_body(&headers, b, &app).await?;
     let who = actor(&caller);
     let what = format!(
         "POST /v1/deployments/{id}/{}",
