@@ -8,7 +8,8 @@
 
 use sqlx::{Any, Row, Transaction};
 
-use super::{Dialect, RecordError, Store};
+use super::store::Leased;
+use super::{RecordError, Store};
 
 /// Scheduling intervals.
 #[derive(Debug, Clone, Copy)]
@@ -56,6 +57,15 @@ pub async fn insert(
     Ok(())
 }
 
+/// The schedule rows due and not leased to a live replica.
+const DUE: Leased = Leased {
+    table: "monitor_schedule",
+    key: "deployment_id",
+    candidates: "SELECT deployment_id FROM monitor_schedule WHERE next_due <= $3 \
+             AND (claimed_until IS NULL OR claimed_until < $4) ORDER BY next_due",
+    returning: "deployment_id, next_due, intensive_until",
+};
+
 /// Claims up to `limit` due deployments for `replica` until `now + lease`.
 pub async fn claim(
     store: &Store,
@@ -64,24 +74,7 @@ pub async fn claim(
     lease_ms: i64,
     limit: i64,
 ) -> Result<Vec<Due>, RecordError> {
-    let lock = match store.dialect {
-        Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
-        Dialect::Sqlite => "",
-    };
-    let sql = format!(
-        "UPDATE monitor_schedule SET claimed_by = $1, claimed_until = $2 WHERE deployment_id IN \
-         (SELECT deployment_id FROM monitor_schedule WHERE next_due <= $3 AND (claimed_until IS NULL OR claimed_until < $4) \
-          ORDER BY next_due LIMIT $5{lock}) \
-         RETURNING deployment_id, next_due, intensive_until"
-    );
-    let rows = sqlx::query(&sql)
-        .bind(replica)
-        .bind(now + lease_ms)
-        .bind(now)
-        .bind(now)
-        .bind(limit)
-        .fetch_all(&store.pool)
-        .await?;
+    let rows = store.lease(&DUE, replica, now, lease_ms, limit).await?;
     rows.iter()
         .map(|r| {
             Ok(Due {

@@ -9,7 +9,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor};
 
 /// Which database is behind the pool.
@@ -153,6 +153,56 @@ impl Store {
         }
         result
     }
+
+    /// Leases up to `limit` rows of `queue` to `replica` until
+    /// `now + lease_ms`: the claim both the monitoring scheduler and the
+    /// webhook deliverer make. On PostgreSQL the candidates are locked
+    /// `SKIP LOCKED`, so replicas claiming at once take disjoint rows;
+    /// SQLite has one writer anyway.
+    pub async fn lease(
+        &self,
+        queue: &Leased,
+        replica: &str,
+        now: i64,
+        lease_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<AnyRow>, sqlx::Error> {
+        let lock = match self.dialect {
+            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+            Dialect::Sqlite => "",
+        };
+        let Leased {
+            table,
+            key,
+            candidates,
+            returning,
+        } = queue;
+        let sql = format!(
+            "UPDATE {table} SET claimed_by = $1, claimed_until = $2 WHERE {key} IN \
+             ({candidates} LIMIT $5{lock}) RETURNING {returning}"
+        );
+        sqlx::query(&sql)
+            .bind(replica)
+            .bind(now + lease_ms)
+            .bind(now)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+    }
+}
+
+/// A table whose rows replicas lease for a while (see [`Store::lease`]).
+pub struct Leased {
+    pub table: &'static str,
+    /// The column that names a row.
+    pub key: &'static str,
+    /// `SELECT key … ORDER BY …`: the rows due, oldest first. It may use
+    /// `$3` and `$4` (both `now`, once each: numbered parameters are bound
+    /// in order) and must skip rows whose lease has not run out.
+    pub candidates: &'static str,
+    /// The columns the claim returns.
+    pub returning: &'static str,
 }
 
 /// Splits a migration into statements, dropping `--` comments.

@@ -14,7 +14,8 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 use sqlx::{Any, Row, Transaction};
 
-use super::{Dialect, RecordError, Records, Store, new_id};
+use super::store::Leased;
+use super::{RecordError, Records, Store, new_id};
 use crate::decision::Timestamp;
 
 /// Events a receiver may subscribe to (default: all).
@@ -82,6 +83,18 @@ pub struct Claimed {
     pub system_id: String,
 }
 
+/// The oldest pending delivery of each (stream, receiver), when due and
+/// not leased to a live replica.
+const PENDING: Leased = Leased {
+    table: "webhook_deliveries",
+    key: "id",
+    candidates: "SELECT d.id FROM webhook_deliveries d WHERE d.status = 'pending' AND d.next_attempt_at <= $3 \
+             AND (d.claimed_until IS NULL OR d.claimed_until < $4) \
+             AND NOT EXISTS (SELECT 1 FROM webhook_deliveries o WHERE o.stream = d.stream AND o.url = d.url AND o.status = 'pending' AND o.seq < d.seq) \
+             ORDER BY d.created_at",
+    returning: "id, url, payload, attempts, system_id",
+};
+
 /// Claims up to `limit` due deliveries, each the oldest pending one of its
 /// (stream, receiver): later events wait for earlier ones, so a receiver
 /// sees each deployment's events in order.
@@ -92,26 +105,7 @@ pub async fn claim(
     lease_ms: i64,
     limit: i64,
 ) -> Result<Vec<Claimed>, RecordError> {
-    let lock = match store.dialect {
-        Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
-        Dialect::Sqlite => "",
-    };
-    let sql = format!(
-        "UPDATE webhook_deliveries SET claimed_by = $1, claimed_until = $2 WHERE id IN \
-         (SELECT d.id FROM webhook_deliveries d WHERE d.status = 'pending' AND d.next_attempt_at <= $3 \
-          AND (d.claimed_until IS NULL OR d.claimed_until < $4) \
-          AND NOT EXISTS (SELECT 1 FROM webhook_deliveries o WHERE o.stream = d.stream AND o.url = d.url AND o.status = 'pending' AND o.seq < d.seq) \
-          ORDER BY d.created_at LIMIT $5{lock}) \
-         RETURNING id, url, payload, attempts, system_id"
-    );
-    let rows = sqlx::query(&sql)
-        .bind(replica)
-        .bind(now + lease_ms)
-        .bind(now)
-        .bind(now)
-        .bind(limit)
-        .fetch_all(&store.pool)
-        .await?;
+    let rows = store.lease(&PENDING, replica, now, lease_ms, limit).await?;
     rows.iter()
         .map(|r| {
             Ok(Claimed {
