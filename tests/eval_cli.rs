@@ -319,3 +319,32 @@ fn a_malformed_test_file_is_named_with_the_case_and_field() {
         text(&out)
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn eval_into_a_closed_pipe_ends_quietly_like_cat_instead_of_panicking() {
+    use std::io::Write;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Command, Stdio};
+
+    let sb = SignedBundle::new();
+    let mut child = Command::new(support::bin())
+        .args(["eval", "gate", "--bundle", "ref.bundle", "--input", "-"])
+        .current_dir(sb.dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning stagegate");
+    // The reader goes away before the decision is printed (loading the
+    // bundle takes milliseconds): `stagegate eval … | head -c0`.
+    drop(child.stdout.take());
+    let body = serde_json::to_vec(&high_risk_gate()).unwrap();
+    child.stdin.take().unwrap().write_all(&body).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), None, "{:?} {stderr}", out.status);
+    const SIGPIPE: i32 = 13; // the same on Linux, the BSDs and macOS
+    assert_eq!(out.status.signal(), Some(SIGPIPE), "{stderr}");
+}

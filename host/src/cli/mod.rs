@@ -111,6 +111,9 @@ type CliResult = Result<Exit, CliError>;
 /// Parses arguments, runs the command and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_) | Command::Webhook(_)) {
+        stop_quietly_on_closed_stdout();
+    }
     let result = match cli.command {
         Command::Keygen(a) => keygen::run(a),
         Command::Build(a) => build::run(a),
@@ -130,6 +133,27 @@ pub fn main() -> ExitCode {
             eprintln!("error: {}", e.message);
             e.exit.into()
         }
+    }
+}
+
+/// Lets a command whose reader has gone (`stagegate audit export … | head`)
+/// end the way `cat` does, killed by SIGPIPE without a word, instead of
+/// panicking in `println!`: Rust starts every program with SIGPIPE ignored,
+/// which turns the closed pipe into a write error that `println!` cannot
+/// return. The records database client (`audit`, plain TCP through sqlx)
+/// sends with `MSG_NOSIGNAL`, so a database hanging up is still an error it
+/// reports. Two commands keep SIGPIPE ignored: `serve`, where a client
+/// hanging up must cost that client's connection, never the process; and
+/// `webhook`, whose TLS layer writes with `writev`, which would raise the
+/// signal if the receiver hung up mid-request.
+fn stop_quietly_on_closed_stdout() {
+    #[cfg(unix)]
+    // SAFETY: called on the main thread before any other thread exists
+    // (the CLI commands start their runtimes later); `signal` with the
+    // default action installs no handler, so nothing can run concurrently
+    // with it or observe a half-installed state.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
