@@ -66,7 +66,7 @@ fn read_input(path: &std::path::Path) -> Result<Vec<u8>, CliError> {
             .map_err(|e| CliError::bad_input(format!("reading standard input: {e}")))?;
     } else {
         body = std::fs::read(path)
-            .map_err(|e| CliError::bad_input(format!("{}: {e}", path.display())))?;
+            .map_err(|e| CliError::bad_input(format!("input {}: {e}", path.display())))?;
     }
     Ok(body)
 }

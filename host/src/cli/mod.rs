@@ -209,6 +209,11 @@ fn open_bundle(path: &std::path::Path) -> Result<Bundle, CliError> {
     if path.is_dir() {
         Ok(crate::bundle::source::PolicySource::open(path)?.bundle()?)
     } else {
-        Ok(Bundle::read(path, &ArchiveLimits::default())?)
+        // Name the file: "bundle has no manifest.json" alone does not say
+        // which bundle (an I/O error already names its path).
+        Bundle::read(path, &ArchiveLimits::default()).map_err(|e| match e {
+            BundleError::Io { .. } => CliError::failure(format!("bundle {e}")),
+            e => CliError::failure(format!("bundle {}: {e}", path.display())),
+        })
     }
 }
