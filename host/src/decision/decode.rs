@@ -68,7 +68,10 @@ pub fn decode(kind: DecisionKind, body: &[u8]) -> Result<Request, RequestError> 
     Ok(request)
 }
 
-fn decode_as<T: DeserializeOwned>(body: &[u8]) -> Result<T, RequestError> {
+/// Decodes any JSON object body with this module's errors: a JSON pointer
+/// to the problem, serde's wording made readable, trailing bytes refused.
+/// The records API decodes its bodies with it too.
+pub fn decode_as<T: DeserializeOwned>(body: &[u8]) -> Result<T, RequestError> {
     // One UTF-8 check of the whole body lets serde_json skip it for every
     // string (a measurable share of decoding a request).
     let text = std::str::from_utf8(body).map_err(|e| RequestError {
@@ -79,6 +82,17 @@ fn decode_as<T: DeserializeOwned>(body: &[u8]) -> Result<T, RequestError> {
             e.valid_up_to()
         ),
     })?;
+    // serde also reads a struct from a JSON array, field by field in
+    // declaration order; a request is an object (SPEC §2), and an array
+    // body would otherwise be decoded positionally or refused with a
+    // message about its first element.
+    if text.trim_start().starts_with('[') {
+        return Err(RequestError {
+            kind: RequestErrorKind::Malformed,
+            path: String::new(),
+            message: "expected the request as a JSON object, found an array".into(),
+        });
+    }
     match serde_json::from_str::<T>(text) {
         Ok(v) => Ok(v),
         Err(_) => Err(locate::<T>(body)),
@@ -161,6 +175,11 @@ fn strip_position(msg: &str) -> String {
 /// Rewrites serde's `invalid type: string "5", expected f64` into
 /// `expected a number, found string "5"`.
 fn humanise(msg: &str) -> String {
+    // `invalid length 0, expected struct Plan with 3 elements`: an array
+    // where an object belongs (see `decode_as`).
+    if msg.starts_with("invalid length ") && msg.contains(", expected struct ") {
+        return "expected an object, found an array".into();
+    }
     let Some(rest) = msg.strip_prefix("invalid type: ") else {
         return msg.to_string();
     };
@@ -294,6 +313,20 @@ mod tests {
             gate_err(r#"{"now":"2026-11-26T12:00:00Z","system":{"id":"s","risk_tier":"extreme"}}"#);
         assert_eq!(e.path, "/system/risk_tier");
         assert!(e.message.contains("`critical`"), "{}", e.message);
+    }
+
+    #[test]
+    fn an_array_where_an_object_belongs_is_named_as_such() {
+        let e = gate_err("  [1, 2]");
+        assert_eq!(e.kind, RequestErrorKind::Malformed);
+        assert_eq!(e.path, "");
+        assert_eq!(
+            e.message,
+            "expected the request as a JSON object, found an array"
+        );
+        let e = gate_err(&format!(r#"{MIN},"plan":[]}}"#));
+        assert_eq!(e.path, "/plan");
+        assert_eq!(e.message, "expected an object, found an array");
     }
 
     #[test]
