@@ -264,6 +264,26 @@ fn refused_progressions_write_nothing(b: Backend) {
     assert_eq!(r.status, 409, "{}", r.body);
     let r = post(&s, "j.doe", &p, &json!({"target": "regional"}), &[]);
     assert_eq!(r.status, 422, "{}", r.body);
+    // Bodies are decoded as strictly as decision requests: one JSON
+    // object, nothing after it, never an array read field by field.
+    let raw = |body: &str| {
+        s.send(
+            "POST",
+            &p,
+            Some(&support::records::token("j.doe")),
+            Some("application/json"),
+            Some(body.as_bytes()),
+        )
+    };
+    let r = raw(r#"{"target_stage": "regional"} {"target_stage": "global"}"#);
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("trailing characters"), "{}", r.body);
+    let r = raw(r#"["regional"]"#);
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(
+        r.json()["error"]["message"],
+        "expected the request as a JSON object, found an array"
+    );
 
     let after = get(&s, "audit", &format!("/v1/deployments/{d}/record")).json();
     assert_eq!(before["history"], after["history"]);

@@ -15,19 +15,7 @@ use crate::decision::{self, DecisionKind, Timestamp};
 
 /// Decodes a body into `T`, naming the JSON path of a problem.
 pub fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, RecordError> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path: String = e
-            .path()
-            .iter()
-            .map(|s| match s {
-                serde_path_to_error::Segment::Seq { index } => format!("/{index}"),
-                serde_path_to_error::Segment::Map { key } => format!("/{key}"),
-                _ => String::new(),
-            })
-            .collect();
-        RecordError::invalid(path, e.into_inner().to_string())
-    })
+    Ok(crate::decision::decode::decode_as(body)?)
 }
 
 #[derive(Debug, Deserialize)]
