@@ -6,6 +6,7 @@ key := "data/keys/dev"
 # `cargo test` builds the binary with the test dependency set; running that
 # very binary avoids a second build of wasmtime with another feature set.
 target_dir := env_var_or_default("CARGO_TARGET_DIR", "target")
+bin := target_dir / "debug/stagegate"
 bundle_out := "target/bundles/iso42001.bundle"
 
 # List the recipes
@@ -21,21 +22,28 @@ policies: setup
     cargo build --target wasm32-wasip2 --profile policy -p iso42001 -p hostile
 
 # Build and sign the reference bundle with the development key (created on first use)
-bundle: setup
-    cargo build -p stagegate
-    @test -f {{key}} || ./target/debug/stagegate keygen --out {{key}}
-    ./target/debug/stagegate build policies/iso42001 --out {{bundle_out}}
-    ./target/debug/stagegate sign {{bundle_out}} --key {{key}}
-    ./target/debug/stagegate verify {{bundle_out}} --trust data/keys
+bundle: build
+    @test -f {{key}} || {{bin}} keygen --out {{key}}
+    {{bin}} build policies/iso42001 --out {{bundle_out}}
+    {{bin}} sign {{bundle_out}} --key {{key}}
+    {{bin}} verify {{bundle_out}} --trust data/keys
 
 # Run the decision service on its embedded defaults (127.0.0.1:8080)
-serve: setup
-    cargo run -p stagegate -- serve
+serve: build
+    {{bin}} serve
 
 # Run every test: unit, policy cases, end-to-end
 test: policies
     cargo test --workspace
-    {{target_dir}}/debug/stagegate test policies/iso42001 | tail -n 1
+    {{bin}} test policies/iso42001 | tail -n 1
+
+# Build the `stagegate` binary (and the tests) with one set of dependency
+# features. The tests add the benches' and guests' crates, whose features
+# (proc-macro2, syn, ...) reach nearly every dependency; a plain
+# `cargo build -p stagegate` resolves without them and would build wasmtime
+# and most of the tree a second time, after or before `just test`.
+build: setup
+    cargo test --workspace --no-run
 
 # In-process benchmarks: criterion, then the side-by-side table
 bench: setup
