@@ -59,7 +59,12 @@ fn reference_latencies(s: &Server, n: usize) -> Vec<Duration> {
 
 #[test]
 fn a_hostile_bundle_fails_closed_within_its_deadline_and_other_bundles_keep_their_latency() {
-    let (_d, s) = with_hostile("", "decision_deadline_ms = 100");
+    // The memory bomb must reach its cap well before the deadline for its
+    // cause to be `memory`: at 64 MiB and 100 ms it took ~80-100 ms on a
+    // 2-core CI machine and sometimes ran out of time first (failing
+    // closed all the same, with cause `deadline`). 16 MiB and 250 ms leave
+    // a tenfold margin.
+    let (_d, s) = with_hostile("", "decision_deadline_ms = 250\nmemory_mib = 16");
     let baseline = percentile(reference_latencies(&s, 200), 0.5);
 
     for (id, cause) in [
@@ -122,7 +127,7 @@ fn a_hostile_bundle_fails_closed_within_its_deadline_and_other_bundles_keep_thei
         "the hostile bundle was barely exercised ({spins} calls)"
     );
     // Correctness of isolation, not a benchmark: a reference decision that
-    // had to wait for a spinning call would take ~100 ms.
+    // had to wait for a spinning call would take ~250 ms.
     assert!(
         under_attack < Duration::from_millis(40),
         "reference median {under_attack:?} under attack vs {baseline:?} before"
