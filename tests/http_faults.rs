@@ -60,10 +60,10 @@ fn reference_latencies(s: &Server, n: usize) -> Vec<Duration> {
 #[test]
 fn a_hostile_bundle_fails_closed_within_its_deadline_and_other_bundles_keep_their_latency() {
     // The memory bomb must reach its cap well before the deadline for its
-    // cause to be `memory`: at 64 MiB and 100 ms it took ~80-100 ms on a
-    // 2-core CI machine and sometimes ran out of time first (failing
-    // closed all the same, with cause `deadline`). 16 MiB and 250 ms leave
-    // a tenfold margin.
+    // cause to be `memory`: at 64 MiB and 100 ms it once ran out of time
+    // first on a clean 2-core CI clone (failing closed all the same, with
+    // cause `deadline`). 16 MiB and 250 ms give it a quarter of the memory
+    // to fill in two and a half times the time.
     let (_d, s) = with_hostile("", "decision_deadline_ms = 250\nmemory_mib = 16");
     let baseline = percentile(reference_latencies(&s, 200), 0.5);
 
