@@ -3,9 +3,8 @@
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
 key := "data/keys/dev"
-# `cargo test` builds the binary with the test dependency set; running that
-# very binary avoids a second build of wasmtime with another feature set.
 target_dir := env_var_or_default("CARGO_TARGET_DIR", "target")
+# The binary `just build` makes (see there for why not `cargo build`).
 bin := target_dir / "debug/stagegate"
 bundle_out := "target/bundles/iso42001.bundle"
 
