@@ -45,7 +45,7 @@ fn percentile(mut v: Vec<Duration>, p: f64) -> Duration {
 
 fn reference_latencies(s: &Server, n: usize) -> Vec<Duration> {
     let body = serde_json::to_vec(&high_risk_gate()).unwrap();
-    let url = s.url("/v1/decisions/gate");
+    let url = s.url("/v1/decisions/gate?bundle=iso42001-reference");
     (0..n)
         .map(|_| {
             let t = Instant::now();
@@ -248,4 +248,164 @@ fn json_logs_carry_the_decision_id_on_lines_about_a_decision() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The hostile fixture as the default bundle, so deployment transitions
+/// are decided by it, beside the reference policy for stateless decisions;
+/// a low-risk system with a release, a review and an authorisation; and a
+/// deployment whose plan has a stage named after a misbehaviour.
+fn hostile_deployment(limits: &str, stage: &str) -> (Deployment, Server, String) {
+    let d = Deployment::new(&format!(
+        "[limits]\n{limits}\n[[bundles]]\nname = \"{HOSTILE}\"\nfile = \"hostile.bundle\"\ndefault = true\n\
+         [[bundles]]\nname = \"iso42001-reference\"\nfile = \"ref.bundle\"\n"
+    ));
+    std::fs::write(d.path("ref.bundle"), d.reference("1.0.0")).unwrap();
+    let hostile = d.bundle_from(
+        support::hostile_bundle(),
+        HOSTILE,
+        "0.1.0",
+        "stagegate:policy@1.0.0",
+        true,
+    );
+    std::fs::write(d.path("hostile.bundle"), hostile).unwrap();
+    let s = d.start();
+    let ok = |r: support::server::Reply| {
+        assert!(r.status == 200 || r.status == 201, "{}", r.body);
+        r.json()
+    };
+    ok(s.post_json(
+        "/v1/systems",
+        None,
+        &json!({"id": "s1", "risk_tier": "low"}),
+    ));
+    ok(s.post_json(
+        "/v1/systems/s1/releases",
+        None,
+        &json!({"version": "1.0.0"}),
+    ));
+    ok(s.post_json(
+        "/v1/releases/s1@1.0.0/reviews",
+        None,
+        &json!({"outcome": "approved"}),
+    ));
+    ok(s.post_json("/v1/releases/s1@1.0.0/authorisations", None, &json!({})));
+    let plan = json!({"stages": [{"name": "everyone", "traffic_percent": 5}, {"name": stage, "traffic_percent": 100}]});
+    let created = ok(s.post_json(
+        "/v1/deployments",
+        None,
+        &json!({"release_id": "s1@1.0.0", "plan": plan}),
+    ));
+    let id = created["deployment"]["id"].as_str().unwrap().to_string();
+    (d, s, id)
+}
+
+#[test]
+fn a_policy_failure_during_a_progression_is_counted_and_logged_with_its_decision_id() {
+    let (_d, s, id) = hostile_deployment("decision_deadline_ms = 500", "panic");
+    let r = s.post_json(
+        &format!("/v1/deployments/{id}/progressions"),
+        None,
+        &json!({"target_stage": "panic"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["decision"]["outcome"], "hold", "{v:#}");
+    assert_eq!(v["decision"]["findings"][0]["code"], "policy.error");
+    assert_eq!(
+        v["deployment"]["stage"], "everyone",
+        "a failed policy promoted"
+    );
+    let decision_id = v["decision"]["decision_id"].as_str().unwrap().to_string();
+    let m = s.get("/metrics", None).body;
+    assert!(
+        m.contains(&format!(
+            "stagegate_policy_errors_total{{bundle=\"{HOSTILE}\",cause=\"trap\"}} 1"
+        )),
+        "{m}"
+    );
+    let counted = m.lines().any(|l| {
+        l.starts_with("stagegate_decisions_total{")
+            && l.contains(&format!("bundle=\"{HOSTILE}\""))
+            && l.contains("decision=\"progression\"")
+            && l.contains("outcome=\"hold\"")
+            && l.ends_with(" 1")
+    });
+    assert!(counted, "{m}");
+    support::wait_until(
+        "a log line naming the failed decision",
+        Duration::from_secs(5),
+        || {
+            s.logs().lines().any(|l| {
+                l.contains("policy failed; decision fails closed") && l.contains(&decision_id)
+            })
+        },
+    );
+    // The failed decision is in the log, as every decision is.
+    let entry = s.get(&format!("/v1/decisions/{decision_id}"), None).json();
+    assert_eq!(entry["outcome"], "hold", "{entry:#}");
+    assert_eq!(entry["deployment_id"], id.as_str());
+}
+
+#[test]
+fn a_deployment_decision_under_a_hostile_bundle_fails_closed_within_its_deadline_while_stateless_decisions_keep_their_latency()
+ {
+    let (_d, s, id) = hostile_deployment("decision_deadline_ms = 300", "spin");
+    let baseline = percentile(reference_latencies(&s, 100), 0.5);
+    let url = s.url(&format!("/v1/deployments/{id}/progressions"));
+    let body = serde_json::to_vec(&json!({"target_stage": "spin"})).unwrap();
+    // Two clients keep transitions spinning under the chain lock while the
+    // reference bundle answers stateless decisions.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hammers: Vec<_> = (0..2)
+        .map(|_| {
+            let (url, body, stop) = (url.clone(), body.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut took = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let t = Instant::now();
+                    let r = support::server::send(
+                        &url,
+                        "POST",
+                        None,
+                        Some("application/json"),
+                        Some(&body),
+                    );
+                    let v = r.json();
+                    assert_eq!(r.status, 200, "{}", r.body);
+                    assert_eq!(v["decision"]["outcome"], "hold", "{v:#}");
+                    assert_eq!(v["decision"]["findings"][0]["code"], "policy.error");
+                    took.push(t.elapsed());
+                }
+                took
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(400));
+    let under_attack = percentile(reference_latencies(&s, 100), 0.5);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let took: Vec<Duration> = hammers
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    assert!(
+        took.len() >= 2,
+        "the hostile transition ran {} times",
+        took.len()
+    );
+    // Each transition waits for the one before it (the chain lock) and then
+    // spins for its own deadline: bounded by a few deadlines, never open.
+    let worst = took.iter().max().unwrap();
+    assert!(
+        *worst < Duration::from_secs(3),
+        "a transition under a spinning policy took {worst:?}"
+    );
+    // Correctness of isolation, not a benchmark: a stateless decision that
+    // waited for a spinning transition would take ~300 ms.
+    assert!(
+        under_attack < Duration::from_millis(40),
+        "reference median {under_attack:?} under attack vs {baseline:?} before"
+    );
+    assert!(s.get("/metrics", None).body.contains(&format!(
+        "stagegate_policy_errors_total{{bundle=\"{HOSTILE}\",cause=\"deadline\"}}"
+    )));
 }

@@ -30,6 +30,8 @@ on_both_backends!(
     identities_and_roles_come_from_the_token,
     stateless_decisions_are_logged_and_readable,
     an_edited_log_row_is_named_by_audit_verify,
+    every_kind_of_record_row_edited_by_hand_is_named_by_audit_verify,
+    a_history_rewritten_with_recomputed_hashes_fails_the_signed_checkpoint,
     a_crash_loses_no_acknowledged_write_and_leaves_every_state_explained,
 );
 
@@ -262,8 +264,11 @@ fn refused_progressions_write_nothing(b: Backend) {
         &[("If-Match", "7")],
     );
     assert_eq!(r.status, 409, "{}", r.body);
+    // A malformed body is 400 here as on /v1/decisions; a well-formed one
+    // with a value outside its domain is 422.
     let r = post(&s, "j.doe", &p, &json!({"target": "regional"}), &[]);
-    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["error"]["path"], "/target");
     // Bodies are decoded as strictly as decision requests: one JSON
     // object, nothing after it, never an array read field by field.
     let raw = |body: &str| {
@@ -276,10 +281,10 @@ fn refused_progressions_write_nothing(b: Backend) {
         )
     };
     let r = raw(r#"{"target_stage": "regional"} {"target_stage": "global"}"#);
-    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(r.status, 400, "{}", r.body);
     assert!(r.body.contains("trailing characters"), "{}", r.body);
     let r = raw(r#"["regional"]"#);
-    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(r.status, 400, "{}", r.body);
     assert_eq!(
         r.json()["error"]["message"],
         "expected the request as a JSON object, found an array"
@@ -592,4 +597,138 @@ fn a_crash_loses_no_acknowledged_write_and_leaves_every_state_explained(b: Backe
         "crash test ({b:?}): {} acknowledged writes, all present after restart",
         acked.len()
     );
+}
+
+fn every_kind_of_record_row_edited_by_hand_is_named_by_audit_verify(b: Backend) {
+    let Some(w) = World::new(b, "") else { return };
+    let s = w.start();
+    let release = registered_release(&s, "2.3.0");
+    let d = deploy(&s, &release);
+    observe(&s, &d, 0.01, 5000);
+    let issue = post(
+        &s,
+        "ops",
+        &format!("/v1/deployments/{d}/issues"),
+        &json!({"id": "INC-1", "severity": "low", "status": "open"}),
+        &[],
+    );
+    assert_eq!(issue.status, 201, "{}", issue.body);
+    let (code, out) = w.audit_verify();
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("records verified"), "{out}");
+
+    // One edit per kind of record, each named in turn by the next verify.
+    let edits = [
+        (
+            "authorisations",
+            "UPDATE authorisations SET authorised_by = 'x'",
+        ),
+        (
+            "reviews",
+            "UPDATE reviews SET outcome = 'approved_with_conditions'",
+        ),
+        (
+            "acceptances",
+            "UPDATE acceptances SET accepted_by = 'nobody'",
+        ),
+        ("systems", "UPDATE systems SET risk_tier = 'low'"),
+        ("releases", "UPDATE releases SET version = '9.9.9'"),
+        (
+            "deployments",
+            "UPDATE deployments SET traffic_percent = 100",
+        ),
+        (
+            "deployment_events",
+            "UPDATE deployment_events SET reason = 'all fine'",
+        ),
+        ("observations", "UPDATE observations SET value = 0"),
+        (
+            "material_issues",
+            "UPDATE material_issues SET severity = 'critical'",
+        ),
+    ];
+    for (table, sql) in edits {
+        assert!(w.sql(sql) >= 1, "{sql}");
+        let (code, out) = w.audit_verify();
+        assert_eq!(code, 1, "{table}: {out}");
+        assert!(
+            out.contains(&format!("record TAMPERED: {table} ")) && out.contains("altered"),
+            "{table} not named:\n{out}"
+        );
+    }
+    // A row slipped in behind the service's back, and one taken away.
+    w.sql(&format!(
+        "INSERT INTO reviews (id, release_id, deployment_id, reviewer, completed_at, outcome, doc) \
+         VALUES ('FORGED', '{release}', NULL, 'a.lee', 0, 'approved', '{{}}')"
+    ));
+    w.sql("DELETE FROM material_issues");
+    let (code, out) = w.audit_verify();
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("record TAMPERED: reviews FORGED: the row has no entry in the chain"),
+        "{out}"
+    );
+    assert!(
+        out.contains("record TAMPERED: material_issues ") && out.contains("it was deleted"),
+        "{out}"
+    );
+}
+
+fn a_history_rewritten_with_recomputed_hashes_fails_the_signed_checkpoint(b: Backend) {
+    let Some(w) = World::new(b, "") else { return };
+    let s = w.start();
+    let token = support::records::token("gw");
+    for _ in 0..4 {
+        let r = s.post_json(
+            "/v1/decisions/gate",
+            Some(&token),
+            &support::high_risk_gate(),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let note = get(&s, "audit", "/v1/log/checkpoint");
+    assert_eq!(note.status, 200, "{}", note.body);
+    assert!(
+        note.body.starts_with("stagegate/decision-log\n4\n"),
+        "{}",
+        note.body
+    );
+    let checkpoint = w.d.path("checkpoint.txt");
+    std::fs::write(&checkpoint, &note.body).unwrap();
+    let key = w.d.path("data/log/checkpoint.pub");
+    let args = [
+        "--checkpoint",
+        checkpoint.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ];
+    let (code, out) = w.audit_verify_with(&args);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("checkpoint verified"), "{out}");
+    // Later decisions extend the checkpointed log; that is fine.
+    s.post_json(
+        "/v1/decisions/gate",
+        Some(&token),
+        &support::high_risk_gate(),
+    );
+    assert_eq!(w.audit_verify_with(&args).0, 0);
+
+    // Someone with the database rewrites decision 2 and recomputes every
+    // hash after it: the chain alone is consistent again...
+    w.rewrite_history(2, "deny");
+    let (code, out) = w.audit_verify();
+    assert_eq!(code, 0, "a recomputed chain verifies on its own: {out}");
+    // ...but not against what the service signed.
+    let (code, out) = w.audit_verify_with(&args);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("checkpoint NOT EXTENDED: entry 4") && out.contains("history was rewritten"),
+        "{out}"
+    );
+    // A checkpoint edited to match, or checked with another key, is refused.
+    let forged = note.body.replacen("\n4\n", "\n3\n", 1);
+    std::fs::write(&checkpoint, forged).unwrap();
+    let (code, out) = w.audit_verify_with(&args);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("does not verify"), "{out}");
 }

@@ -135,13 +135,64 @@ impl World {
 
     /// `stagegate audit verify` on this world's database.
     pub fn audit_verify(&self) -> (i32, String) {
-        let out = super::run(
-            self.d.dir.path(),
-            &["audit", "verify", "--database", &self.database],
-            None,
-        );
+        self.audit_verify_with(&[])
+    }
+
+    /// `stagegate audit verify` with extra arguments.
+    pub fn audit_verify_with(&self, extra: &[&str]) -> (i32, String) {
+        let mut args = vec!["audit", "verify", "--database", &self.database];
+        args.extend_from_slice(extra);
+        let out = super::run(self.d.dir.path(), &args, None);
         let (o, e) = super::text(&out);
         (out.status.code().unwrap_or(-1), format!("{o}{e}"))
+    }
+}
+
+impl World {
+    /// Plays someone with write access to the database who rewrites
+    /// history carefully: entry `seq` gets `outcome`, and every hash from
+    /// there on, and the chain head, are recomputed so that the chain is
+    /// consistent again.
+    pub fn rewrite_history(&self, seq: i64, outcome: &str) {
+        use sqlx::Row;
+        let url = self.database.clone();
+        let outcome = outcome.to_string();
+        block_on(async move {
+            sqlx::any::install_default_drivers();
+            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+                .await
+                .unwrap();
+            let rows = sqlx::query("SELECT seq, decision_id, at, kind, outcome, codes, bundle, bundle_version, bundle_digest, request_digest, request, deployment_id, actor, record_table, record_id, prev_hash, hash FROM decision_log WHERE seq >= $1 ORDER BY seq")
+                .bind(seq)
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+            let mut prev: String = rows[0].try_get("prev_hash").unwrap();
+            let mut last = 0;
+            for row in &rows {
+                let mut c = stagegate::records::chain::from_row(row).unwrap();
+                if c.seq == seq {
+                    c.entry.outcome = outcome.clone();
+                }
+                let h = stagegate::records::chain::hash(c.seq, &c.entry, &prev);
+                sqlx::query("UPDATE decision_log SET outcome = $1, prev_hash = $2, hash = $3 WHERE seq = $4")
+                    .bind(&c.entry.outcome)
+                    .bind(&prev)
+                    .bind(&h)
+                    .bind(c.seq)
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                prev = h;
+                last = c.seq;
+            }
+            sqlx::query("UPDATE chain_head SET seq = $1, hash = $2 WHERE id = 1")
+                .bind(last)
+                .bind(&prev)
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        });
     }
 }
 

@@ -1,12 +1,13 @@
 //! `stagegate audit verify|export`: the auditor's tools, run against the
 //! records database directly (the service need not be running).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 
 use super::{CliError, CliResult, Exit};
-use crate::records::{Records, Store};
+use crate::records::checkpoint::Checkpoint;
+use crate::records::{Records, Store, chain};
 use crate::server::config::Config;
 
 #[derive(Debug, Args)]
@@ -23,8 +24,20 @@ pub struct AuditArgs {
 
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
-    /// Recompute the decision log's hash chain; name the first broken entry
-    Verify,
+    /// Recompute the decision log's hash chain and every record row's
+    /// digest; name the first broken entry and every altered, inserted or
+    /// deleted row
+    Verify {
+        /// A signed checkpoint (from `GET /v1/log/checkpoint`) the log must
+        /// still extend: a rewritten history, even with recomputed hashes,
+        /// no longer holds the checkpointed entry
+        #[arg(long, value_name = "FILE", requires = "key")]
+        checkpoint: Option<PathBuf>,
+        /// The checkpoint key's public half (PEM; `DATA_DIR/log/checkpoint.pub`
+        /// or `GET /v1/log/key`)
+        #[arg(long, value_name = "FILE", requires = "checkpoint")]
+        key: Option<PathBuf>,
+    },
     /// Print one deployment's complete record as JSON
     Export {
         /// Deployment id
@@ -49,32 +62,12 @@ pub fn run(args: AuditArgs) -> CliResult {
             .await
             .map_err(|e| CliError::failure(e.to_string()))?;
         match args.command {
-            AuditCommand::Verify => {
-                let v = crate::records::chain::verify(&store.pool)
-                    .await
-                    .map_err(|e| CliError::failure(e.to_string()))?;
-                match v.broken {
-                    None => {
-                        println!(
-                            "decision log verified: {} entries, head {} {}",
-                            v.entries, v.head_seq, v.head_hash
-                        );
-                        Ok(Exit::Success)
-                    }
-                    Some(b) => {
-                        println!(
-                            "decision log BROKEN at entry {} (decision {}): {}",
-                            b.seq,
-                            if b.decision_id.is_empty() {
-                                "-"
-                            } else {
-                                &b.decision_id
-                            },
-                            b.reason
-                        );
-                        Ok(Exit::Failure)
-                    }
-                }
+            AuditCommand::Verify { checkpoint, key } => {
+                let checkpoint = match (checkpoint, key) {
+                    (Some(file), Some(key)) => Some(open_checkpoint(&file, &key)?),
+                    _ => None,
+                };
+                verify(&store, checkpoint).await
             }
             AuditCommand::Export { deployment } => {
                 let log = crate::records::DecisionLog::start(store.clone(), Default::default(), 16);
@@ -88,4 +81,77 @@ pub fn run(args: AuditArgs) -> CliResult {
             }
         }
     })
+}
+
+/// Reads and checks a signed checkpoint against its key.
+fn open_checkpoint(file: &Path, key: &Path) -> Result<Checkpoint, CliError> {
+    let note = std::fs::read_to_string(file)
+        .map_err(|e| CliError::bad_input(format!("{}: {e}", file.display())))?;
+    let key =
+        crate::bundle::keys::load_public(key).map_err(|e| CliError::bad_input(e.to_string()))?;
+    Checkpoint::open(&note, &key)
+        .map_err(|e| CliError::bad_input(format!("{}: {e}", file.display())))
+}
+
+/// Everything `audit verify` checks, reported line by line; exit 1 on the
+/// first kind of problem found.
+async fn verify(store: &Store, checkpoint: Option<Checkpoint>) -> CliResult {
+    let failed = |e: crate::records::StoreError| CliError::failure(e.to_string());
+    let v = chain::verify(&store.pool).await.map_err(failed)?;
+    let mut ok = true;
+    match &v.broken {
+        None => println!(
+            "decision log verified: {} entries, head {} {}",
+            v.entries, v.head_seq, v.head_hash
+        ),
+        Some(b) => {
+            ok = false;
+            println!(
+                "decision log BROKEN at entry {} (decision {}): {}",
+                b.seq,
+                if b.decision_id.is_empty() {
+                    "-"
+                } else {
+                    &b.decision_id
+                },
+                b.reason
+            );
+        }
+    }
+    let tampered = crate::records::ledger::verify(&store.pool)
+        .await
+        .map_err(failed)?;
+    if tampered.is_empty() {
+        println!("records verified: every row matches the digest the chain commits to");
+    } else {
+        ok = false;
+        for t in &tampered {
+            println!("record TAMPERED: {} {}: {}", t.table, t.id, t.reason);
+        }
+    }
+    if let Some(cp) = checkpoint {
+        let stored = chain::hash_at(&store.pool, cp.seq).await.map_err(failed)?;
+        let expected = (cp.seq == 0).then(|| "genesis".to_string());
+        match stored.or(expected) {
+            Some(h) if h == cp.hash => println!(
+                "checkpoint verified: the log still holds entry {} as signed at {} ({})",
+                cp.seq, cp.at, cp.origin
+            ),
+            Some(h) => {
+                ok = false;
+                println!(
+                    "checkpoint NOT EXTENDED: entry {} has hash {h}, but the checkpoint signed at {} says {}: history was rewritten",
+                    cp.seq, cp.at, cp.hash
+                );
+            }
+            None => {
+                ok = false;
+                println!(
+                    "checkpoint NOT EXTENDED: the log no longer holds entry {} signed at {}: entries were removed",
+                    cp.seq, cp.at
+                );
+            }
+        }
+    }
+    Ok(if ok { Exit::Success } else { Exit::Failure })
 }

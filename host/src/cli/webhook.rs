@@ -6,6 +6,7 @@ use serde_json::json;
 
 use super::{CliError, CliResult, Exit};
 use crate::decision::Timestamp;
+use crate::records::model::Escalation;
 use crate::records::webhooks;
 
 #[derive(Debug, Args)]
@@ -25,22 +26,16 @@ enum WebhookCommand {
         #[arg(long)]
         secret: String,
         /// Event kind: alert, held, rolled_back, suspended or gate_denied
-        #[arg(long, default_value = "alert")]
-        event: String,
+        #[arg(long, default_value = "alert", value_parser = parse_event)]
+        event: Escalation,
     },
 }
 
 pub fn run(args: WebhookArgs) -> CliResult {
     let WebhookCommand::Test { url, secret, event } = args.command;
-    if !webhooks::EVENTS.contains(&event.as_str()) {
-        return Err(CliError::bad_input(format!(
-            "unknown event '{event}': expected one of {}",
-            webhooks::EVENTS.join(", ")
-        )));
-    }
     let event_id = format!("test-{}", ulid::Ulid::new());
     let payload = json!({
-        "event_id": event_id, "event": event, "test": true, "seq": 1,
+        "event_id": event_id, "event": event.as_str(), "test": true, "seq": 1,
         "system_id": "example-system", "deployment_id": "example-deployment",
         "at": Timestamp::now(), "status": "active", "stage": "pilot",
         "reason": "stagegate webhook test: a sample event, not a real one",
@@ -53,4 +48,12 @@ pub fn run(args: WebhookArgs) -> CliResult {
         }
         Err(e) => Err(CliError::failure(format!("delivery to {url} failed: {e}"))),
     }
+}
+
+fn parse_event(text: &str) -> Result<Escalation, String> {
+    serde_json::from_value(serde_json::Value::String(text.to_string())).map_err(|_| {
+        format!(
+            "unknown event '{text}': expected alert, held, rolled_back, suspended or gate_denied"
+        )
+    })
 }

@@ -203,7 +203,7 @@ fn humanise(msg: &str) -> String {
 }
 
 /// Domain checks that serde's types cannot express (HTTP 422).
-fn validate(request: &Request) -> Result<(), RequestError> {
+pub(crate) fn validate(request: &Request) -> Result<(), RequestError> {
     match request {
         Request::Gate(r) => {
             if let Some(plan) = &r.plan {
@@ -219,7 +219,7 @@ fn validate(request: &Request) -> Result<(), RequestError> {
     }
 }
 
-fn validate_plan(plan: &Plan) -> Result<(), RequestError> {
+pub(crate) fn validate_plan(plan: &Plan) -> Result<(), RequestError> {
     for (i, stage) in plan.stages.iter().enumerate() {
         if let Some(p) = stage.traffic_percent
             && !(0.0..=100.0).contains(&p)

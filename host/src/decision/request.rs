@@ -7,7 +7,7 @@
 //! `true` when absent; only `now`, `system.id`, `system.risk_tier` and the
 //! per-decision required fields make a request malformed when absent.
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::Timestamp;
 
@@ -20,7 +20,7 @@ where
     Option::<T>::deserialize(d).map(Option::unwrap_or_default)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RiskTier {
     Low,
@@ -29,7 +29,7 @@ pub enum RiskTier {
     Critical,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     Low,
@@ -38,7 +38,7 @@ pub enum Severity {
     Critical,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Autonomy {
     HumanInTheLoop,
@@ -46,7 +46,7 @@ pub enum Autonomy {
     Autonomous,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 pub enum Comparison {
     #[serde(rename = "<")]
     Lt,
@@ -58,7 +58,7 @@ pub enum Comparison {
     Ge,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReviewOutcome {
     Approved,
@@ -66,14 +66,14 @@ pub enum ReviewOutcome {
     Rejected,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ItemStatus {
     Open,
     Resolved,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct System {
     pub id: String,
     pub risk_tier: RiskTier,
@@ -82,19 +82,19 @@ pub struct System {
     pub consequential: Option<bool>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct Release {
     pub version: Option<String>,
     pub artifact_digest: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct RiskAssessment {
     pub assessment_ref: Option<String>,
     pub assessed_at: Option<Timestamp>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct VerificationResult {
     pub name: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
@@ -104,7 +104,7 @@ pub struct VerificationResult {
     pub evidence: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct Verification {
     #[serde(default, deserialize_with = "nullable")]
     pub complete: bool,
@@ -116,7 +116,7 @@ pub struct Verification {
     pub results: Vec<VerificationResult>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct Review {
     pub reviewer: Option<String>,
     pub completed_at: Option<Timestamp>,
@@ -125,7 +125,7 @@ pub struct Review {
     pub conditions: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct Authorisation {
     pub authorised_by: Option<String>,
     pub role: Option<String>,
@@ -136,7 +136,7 @@ pub struct Authorisation {
     pub scope: Option<Vec<String>>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct Acceptance {
     pub accepted_by: Option<String>,
     pub accepted_at: Option<Timestamp>,
@@ -144,7 +144,7 @@ pub struct Acceptance {
     pub expires_at: Option<Timestamp>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct Deficiency {
     pub id: Option<String>,
     pub severity: Option<Severity>,
@@ -152,7 +152,7 @@ pub struct Deficiency {
     pub acceptance: Option<Acceptance>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct Criterion {
     pub metric: Option<String>,
     pub op: Option<Comparison>,
@@ -160,7 +160,7 @@ pub struct Criterion {
     pub min_samples: Option<u64>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct Stage {
     pub name: Option<String>,
     pub traffic_percent: Option<f64>,
@@ -170,7 +170,7 @@ pub struct Stage {
     pub criteria: Vec<Criterion>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct RollbackPlan {
     pub procedure: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
@@ -179,7 +179,7 @@ pub struct RollbackPlan {
     pub triggers: Vec<Criterion>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct Plan {
     #[serde(default, deserialize_with = "nullable")]
     pub stages: Vec<Stage>,
@@ -188,7 +188,7 @@ pub struct Plan {
     pub suspension_triggers: Vec<Criterion>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct Safeguards {
     #[serde(default, deserialize_with = "nullable")]
     pub human_oversight: bool,
@@ -200,7 +200,7 @@ pub struct Safeguards {
     pub compensating_controls: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct Communication {
     pub capabilities: Option<String>,
     pub intended_use: Option<String>,
@@ -210,7 +210,7 @@ pub struct Communication {
     pub published_at: Option<Timestamp>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct MonitoringSetup {
     #[serde(default, deserialize_with = "nullable")]
     pub activated: bool,
@@ -221,7 +221,7 @@ pub struct MonitoringSetup {
     pub contacts: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct SupplyChain {
     #[serde(default, deserialize_with = "nullable")]
     pub third_party: bool,
@@ -229,7 +229,7 @@ pub struct SupplyChain {
     pub controls_confirmed: bool,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct Observation {
     pub metric: Option<String>,
     pub value: Option<f64>,
@@ -237,7 +237,7 @@ pub struct Observation {
     pub window_end: Option<Timestamp>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct MaterialIssue {
     pub id: Option<String>,
     pub severity: Option<Severity>,
@@ -248,7 +248,7 @@ pub struct MaterialIssue {
 pub type Extensions = Option<Box<serde_json::value::RawValue>>;
 
 /// SPEC §2.1.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct GateRequest {
     pub now: Timestamp,
     pub system: System,
@@ -269,7 +269,7 @@ pub struct GateRequest {
 }
 
 /// SPEC §2.2.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct ProgressionRequest {
     pub now: Timestamp,
     pub system: System,
@@ -288,7 +288,7 @@ pub struct ProgressionRequest {
 }
 
 /// SPEC §2.3.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct MonitoringRequest {
     pub now: Timestamp,
     pub system: System,
@@ -331,12 +331,17 @@ impl Request {
         }
     }
 
-    /// The system the request is about.
-    pub fn system(&self) -> &System {
-        match self {
-            Request::Gate(r) => &r.system,
-            Request::Progression(r) => &r.system,
-            Request::Monitoring(r) => &r.system,
-        }
+    /// The request as JSON, in the wire format it is decoded from: what the
+    /// decision log digests (and keeps, when configured) for a request the
+    /// service assembled itself from its records.
+    pub fn to_json(&self) -> Vec<u8> {
+        let encoded = match self {
+            Request::Gate(r) => serde_json::to_vec(r),
+            Request::Progression(r) => serde_json::to_vec(r),
+            Request::Monitoring(r) => serde_json::to_vec(r),
+        };
+        // Plain data (strings, numbers, timestamps, raw JSON already
+        // validated): serialising it cannot fail.
+        encoded.unwrap_or_default()
     }
 }

@@ -1,12 +1,12 @@
 //! What a policy decided, and the envelope it is returned in (SPEC §2).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{DecisionKind, Timestamp};
 
 /// Every outcome of every decision; which ones a decision may return is
 /// fixed by SPEC §2 and enforced by the WIT enums.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Allow,
@@ -61,11 +61,11 @@ pub struct Finding {
     pub controls: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Obligation {
     pub code: String,
     pub message: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until: Option<Timestamp>,
 }
 
@@ -165,5 +165,21 @@ impl Envelope {
     /// This decision is the host's fail-closed answer to a policy failure.
     pub fn is_policy_error(&self) -> bool {
         self.findings.iter().any(|f| f.code == "policy.error")
+    }
+
+    /// The codes of the findings, in order.
+    pub fn codes(&self) -> Vec<String> {
+        self.findings.iter().map(|f| f.code.clone()).collect()
+    }
+
+    /// `outcome: code, code`: one line saying what was decided and why,
+    /// for history events and refusals.
+    pub fn summary(&self) -> String {
+        if self.findings.is_empty() {
+            self.outcome.as_str().to_string()
+        } else {
+            let codes: Vec<&str> = self.findings.iter().map(|f| f.code.as_str()).collect();
+            format!("{}: {}", self.outcome.as_str(), codes.join(", "))
+        }
     }
 }

@@ -105,6 +105,22 @@ impl ActivePolicy {
         }
     }
 
+    /// The fail-closed answer for a decision that `error` kept this policy
+    /// from making (e.g. the task running it died).
+    pub fn fail_closed(
+        &self,
+        kind: DecisionKind,
+        now: crate::decision::Timestamp,
+        error: PolicyError,
+    ) -> Decided {
+        let mut verdict = error.verdict(kind);
+        self.controls.annotate(&mut verdict.findings);
+        Decided {
+            envelope: Envelope::new(kind, verdict, self.policy_ref.clone(), now),
+            error: Some(error),
+        }
+    }
+
     /// Decodes a JSON body and decides it.
     pub fn decide_json(&self, kind: DecisionKind, body: &[u8]) -> Result<Decided, RequestError> {
         Ok(self.decide(decision::decode(kind, body)?))

@@ -32,6 +32,18 @@ pub struct LogEntry {
     pub deployment_id: Option<String>,
     /// Who asked (the token's name).
     pub actor: String,
+    /// For an entry committing to a record row rather than a decision: the
+    /// row (its digest is `request_digest`). Absent from decision entries,
+    /// so their hashes are what they were before records were chained.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<RecordRef>,
+}
+
+/// The record row a chain entry commits to (see [`super::ledger`]).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct RecordRef {
+    pub table: String,
+    pub id: String,
 }
 
 /// An entry as stored: with its place and hashes.
@@ -75,6 +87,23 @@ pub async fn lock(tx: &mut Transaction<'_, Any>) -> Result<(i64, String), StoreE
     Ok((row.try_get("seq")?, row.try_get("hash")?))
 }
 
+/// The chain's head outside any transaction: (seq, hash).
+pub async fn head(pool: &sqlx::AnyPool) -> Result<(i64, String), StoreError> {
+    let row = sqlx::query("SELECT seq, hash FROM chain_head WHERE id = 1")
+        .fetch_one(pool)
+        .await?;
+    Ok((row.try_get("seq")?, row.try_get("hash")?))
+}
+
+/// The stored hash of entry `seq`, if the log holds it.
+pub async fn hash_at(pool: &sqlx::AnyPool, seq: i64) -> Result<Option<String>, StoreError> {
+    let row = sqlx::query("SELECT hash FROM decision_log WHERE seq = $1")
+        .bind(seq)
+        .fetch_optional(pool)
+        .await?;
+    Ok(row.map(|r| r.try_get("hash")).transpose()?)
+}
+
 /// Appends entries after the head read by [`lock`] (which must have been
 /// called in `tx`); returns the new head.
 pub async fn append(
@@ -85,11 +114,11 @@ pub async fn append(
     let (mut seq, mut prev) = head;
     // Many rows per statement: per-statement overhead, not hashing, is what
     // limits a large batch.
-    const COLUMNS: usize = 15;
+    const COLUMNS: usize = 17;
     const ROWS_PER_STATEMENT: usize = 64;
     for chunk in entries.chunks(ROWS_PER_STATEMENT) {
         let mut sql = String::from(
-            "INSERT INTO decision_log (seq, decision_id, at, kind, outcome, codes, bundle, bundle_version, bundle_digest, request_digest, request, deployment_id, actor, prev_hash, hash) VALUES ",
+            "INSERT INTO decision_log (seq, decision_id, at, kind, outcome, codes, bundle, bundle_version, bundle_digest, request_digest, request, deployment_id, actor, record_table, record_id, prev_hash, hash) VALUES ",
         );
         for row in 0..chunk.len() {
             if row > 0 {
@@ -122,6 +151,8 @@ pub async fn append(
                 .bind(e.request.clone())
                 .bind(e.deployment_id.clone())
                 .bind(e.actor.clone())
+                .bind(e.record.as_ref().map(|r| r.table.clone()))
+                .bind(e.record.as_ref().map(|r| r.id.clone()))
                 .bind(prev.clone())
                 .bind(h.clone());
             prev = h;
@@ -155,13 +186,20 @@ pub fn from_row(row: &AnyRow) -> Result<Chained, StoreError> {
             request: row.try_get("request")?,
             deployment_id: row.try_get("deployment_id")?,
             actor: row.try_get("actor")?,
+            record: match (
+                row.try_get::<Option<String>, _>("record_table")?,
+                row.try_get::<Option<String>, _>("record_id")?,
+            ) {
+                (Some(table), Some(id)) => Some(RecordRef { table, id }),
+                _ => None,
+            },
         },
         prev_hash: row.try_get("prev_hash")?,
         hash: row.try_get("hash")?,
     })
 }
 
-pub const SELECT: &str = "SELECT seq, decision_id, at, kind, outcome, codes, bundle, bundle_version, bundle_digest, request_digest, request, deployment_id, actor, prev_hash, hash FROM decision_log";
+pub(crate) const SELECT: &str = "SELECT seq, decision_id, at, kind, outcome, codes, bundle, bundle_version, bundle_digest, request_digest, request, deployment_id, actor, record_table, record_id, prev_hash, hash FROM decision_log";
 
 /// The result of recomputing the chain.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -1,17 +1,26 @@
-//! Why a records operation was refused. Each variant maps to one HTTP
-//! status; nothing is written when one is returned.
+//! Why a records operation was refused. The caller (the HTTP routes, the
+//! CLI) maps each variant to its status; nothing is written when one is
+//! returned, except the decision log entry of a denied gate.
 
 use super::store::StoreError;
 use crate::decision::Envelope;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
+    /// No such record.
     #[error("{0}")]
     NotFound(String),
+    /// The record exists already, or changed since the caller read it.
     #[error("{0}")]
     Conflict(String),
+    /// A concurrent request with the same `Idempotency-Key` committed
+    /// first; its stored answer is the answer.
+    #[error("a concurrent request with the same Idempotency-Key won")]
+    IdempotencyRace,
+    /// Well-formed input with a value outside its domain, at `path`.
     #[error("{path}: {message}")]
     Invalid { path: String, message: String },
+    /// The caller may not say this (e.g. authorise in another's name).
     #[error("{0}")]
     Forbidden(String),
     /// The policy said no to creating a deployment; the decision is logged.
@@ -20,8 +29,6 @@ pub enum RecordError {
         message: String,
         decision: Box<Envelope>,
     },
-    #[error("{0}")]
-    Unavailable(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -41,7 +48,8 @@ impl RecordError {
     }
 }
 
-/// The request was refused before any policy saw it.
+/// A domain check of the decision decoder failed on a record (a plan's
+/// percentages, a release's hours).
 impl From<crate::decision::RequestError> for RecordError {
     fn from(e: crate::decision::RequestError) -> Self {
         RecordError::Invalid {

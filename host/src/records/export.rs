@@ -1,80 +1,117 @@
 //! The auditor's document for one deployment: its plan, the evidence and
 //! authorisations it rests on, every state change, every decision, and the
-//! hash-chain proof for its decision log entries.
+//! hash-chain proof for its log entries.
+//!
+//! The proof is local: each of the deployment's entries (decisions and
+//! record rows) is re-hashed and checked against its stored predecessor,
+//! so the cost grows with the deployment, not with the whole log.
+//! `stagegate audit verify` checks everything, and a signed checkpoint
+//! (when configured) pins the head.
 
-use serde_json::{Value, json};
+use serde::Serialize;
 use sqlx::Row;
 
-use super::chain;
-use super::evidence::json_col;
+use super::chain::{self, Chained};
+use super::model::{
+    Acceptance, Authorisation, Deployment, Event, MaterialIssue, Release, Review, SystemView,
+};
+use super::store::json_column;
+use super::webhooks::Delivery;
 use super::{RecordError, Records};
 use crate::decision::Timestamp;
 
+/// A record with the id it is stored under and where it applies.
+#[derive(Debug, Clone, Serialize)]
+pub struct Keyed<T> {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deployment_id: Option<String>,
+    #[serde(flatten)]
+    pub record: T,
+}
+
+/// One entry's place in the chain, re-checked.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProofStep {
+    pub seq: i64,
+    pub decision_id: String,
+    pub prev_hash: String,
+    pub hash: String,
+    pub recomputed: String,
+    /// The entry's contents hash to its stored hash, and its `prev_hash`
+    /// is the stored hash of the entry before it.
+    pub matches: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ChainProof {
+    pub hash: &'static str,
+    pub proof: Vec<ProofStep>,
+    /// Every entry of this deployment hashes correctly and links to its
+    /// predecessor.
+    pub log_verified: bool,
+    pub head: Head,
+    /// The latest signed checkpoint, as a signed note, if any.
+    pub checkpoint: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Head {
+    pub seq: i64,
+    pub hash: String,
+}
+
+/// Everything recorded about one deployment.
+#[derive(Debug, Clone, Serialize)]
+pub struct Export {
+    pub exported_at: Timestamp,
+    pub deployment: Deployment,
+    pub system: SystemView,
+    pub release: Release,
+    pub authorisations: Vec<Keyed<Authorisation>>,
+    pub reviews: Vec<Keyed<Review>>,
+    pub acceptances: Vec<Keyed<AcceptanceOf>>,
+    pub material_issues: Vec<Keyed<MaterialIssue>>,
+    pub observations_recorded: i64,
+    pub history: Vec<Event>,
+    pub escalations: Vec<Delivery>,
+    pub decisions: Vec<Chained>,
+    pub chain: ChainProof,
+}
+
+/// A risk acceptance with the deficiency it accepts.
+#[derive(Debug, Clone, Serialize)]
+pub struct AcceptanceOf {
+    pub deficiency_id: String,
+    #[serde(flatten)]
+    pub acceptance: Acceptance,
+}
+
 impl Records {
-    /// Everything recorded about a deployment, in one JSON document.
-    pub async fn export(&self, id: &str) -> Result<Value, RecordError> {
-        let d = self.deployment(id).await?;
-        let (_, release) = self.release(&d.release_id).await?;
-        let system = self.system(&d.system_id).await?;
+    /// Everything recorded about a deployment, in one document.
+    pub async fn export(&self, id: &str) -> Result<Export, RecordError> {
+        let deployment = self.deployment(id).await?;
+        let release = self.release(&deployment.release_id).await?;
+        let system = self.system(&deployment.system_id).await?;
         let pool = &self.store.pool;
-        let docs = |sql: &'static str, key: &'static str| {
-            let release_id = d.release_id.clone();
-            async move {
-                let rows = sqlx::query(sql).bind(release_id).fetch_all(pool).await?;
-                rows.iter()
-                    .map(|r| {
-                        let mut v = json_col(r, "doc")?;
-                        v[key] = json!(r.try_get::<String, _>("id")?);
-                        let dep: Option<String> = r.try_get("deployment_id").unwrap_or(None);
-                        v["deployment_id"] = json!(dep);
-                        Ok(v)
-                    })
-                    .collect::<Result<Vec<Value>, RecordError>>()
-            }
-        };
-        let authorisations = docs(
-            "SELECT id, deployment_id, doc FROM authorisations WHERE release_id = $1 ORDER BY authorised_at, id",
-            "authorisation_id",
-        )
-        .await?;
-        let reviews = docs(
-            "SELECT id, deployment_id, doc FROM reviews WHERE release_id = $1 ORDER BY completed_at, id",
-            "review_id",
-        )
-        .await?;
-        let acceptances = sqlx::query("SELECT id, deficiency_id, doc FROM acceptances WHERE release_id = $1 ORDER BY accepted_at, id")
-            .bind(&d.release_id)
-            .fetch_all(pool)
-            .await?
-            .iter()
-            .map(|r| {
-                let mut v = json_col(r, "doc")?;
-                v["acceptance_id"] = json!(r.try_get::<String, _>("id")?);
-                v["deficiency_id"] = json!(r.try_get::<String, _>("deficiency_id")?);
-                Ok(v)
+        let rid = &deployment.release_id;
+        let authorisations = keyed(pool, "SELECT id, deployment_id, doc FROM authorisations WHERE release_id = $1 ORDER BY authorised_at, id", rid, |r| json_column(r, "doc")).await?;
+        let reviews = keyed(pool, "SELECT id, deployment_id, doc FROM reviews WHERE release_id = $1 ORDER BY completed_at, id", rid, |r| json_column(r, "doc")).await?;
+        let acceptances = keyed(pool, "SELECT id, NULL AS deployment_id, deficiency_id, doc FROM acceptances WHERE release_id = $1 ORDER BY accepted_at, id", rid, |r| {
+            Ok(AcceptanceOf {
+                deficiency_id: r.try_get("deficiency_id")?,
+                acceptance: json_column(r, "doc")?,
             })
-            .collect::<Result<Vec<Value>, RecordError>>()?;
-        let issues = sqlx::query("SELECT doc, recorded_at FROM material_issues WHERE deployment_id = $1 ORDER BY recorded_at, id")
-            .bind(id)
-            .fetch_all(pool)
-            .await?
-            .iter()
-            .map(|r| {
-                let mut v = json_col(r, "doc")?;
-                v["recorded_at"] = json!(Timestamp(r.try_get("recorded_at")?));
-                Ok(v)
-            })
-            .collect::<Result<Vec<Value>, RecordError>>()?;
-        let observations: i64 =
+        })
+        .await?;
+        let material_issues = keyed(pool, "SELECT id, deployment_id, doc FROM material_issues WHERE deployment_id = $1 ORDER BY recorded_at, id", id, |r| json_column(r, "doc")).await?;
+        let observations_recorded: i64 =
             sqlx::query("SELECT COUNT(*) AS n FROM observations WHERE deployment_id = $1")
                 .bind(id)
                 .fetch_one(pool)
                 .await?
                 .try_get("n")?;
-
-        // Every decision logged for this deployment, from the gate decision
-        // that created it on.
-        let mut decisions: Vec<chain::Chained> = sqlx::query(&format!(
+        let entries: Vec<Chained> = sqlx::query(&format!(
             "{} WHERE deployment_id = $1 ORDER BY seq",
             chain::SELECT
         ))
@@ -84,39 +121,74 @@ impl Records {
         .iter()
         .map(chain::from_row)
         .collect::<Result<_, _>>()?;
-        decisions.sort_by_key(|c| c.seq);
-        let mut proof = Vec::new();
-        for c in &decisions {
-            let recomputed = chain::hash(c.seq, &c.entry, &c.prev_hash);
-            proof.push(json!({
-                "seq": c.seq, "decision_id": c.entry.decision_id,
-                "prev_hash": c.prev_hash, "hash": c.hash, "recomputed": recomputed,
-                "matches": recomputed == c.hash,
-            }));
-        }
-        let verification = chain::verify(pool).await?;
-        Ok(json!({
-            "exported_at": Timestamp::now(),
-            "deployment": d.json(),
-            "system": system,
-            "release": release,
-            "plan": d.plan,
-            "authorisations": authorisations,
-            "reviews": reviews,
-            "acceptances": acceptances,
-            "material_issues": issues,
-            "observations_recorded": observations,
-            "history": self.events(id).await?,
-            "escalations": self.deliveries(id).await?,
-            "decisions": decisions,
-            "chain": {
-                "hash": "sha256 over the JSON {\"seq\", \"prev_hash\", \"entry\"} of each entry; the first entry's prev_hash is \"genesis\"",
-                "proof": proof,
-                "log_verified": verification.broken.is_none(),
-                "log_entries": verification.entries,
-                "head": {"seq": verification.head_seq, "hash": verification.head_hash},
-                "broken": verification.broken,
-            },
-        }))
+        let chain = self.proof(&entries).await?;
+        Ok(Export {
+            exported_at: Timestamp::now(),
+            history: self.events(id).await?,
+            escalations: self.deliveries(id).await?,
+            decisions: entries
+                .into_iter()
+                .filter(|c| c.entry.record.is_none())
+                .collect(),
+            deployment,
+            system,
+            release,
+            authorisations,
+            reviews,
+            acceptances,
+            material_issues,
+            observations_recorded,
+            chain,
+        })
     }
+
+    /// Re-checks `entries` against their stored predecessors.
+    async fn proof(&self, entries: &[Chained]) -> Result<ChainProof, RecordError> {
+        let pool = &self.store.pool;
+        let mut proof = Vec::with_capacity(entries.len());
+        for c in entries {
+            let recomputed = chain::hash(c.seq, &c.entry, &c.prev_hash);
+            let predecessor = if c.seq == 1 {
+                Some("genesis".to_string())
+            } else {
+                chain::hash_at(pool, c.seq - 1).await?
+            };
+            proof.push(ProofStep {
+                seq: c.seq,
+                decision_id: c.entry.decision_id.clone(),
+                prev_hash: c.prev_hash.clone(),
+                hash: c.hash.clone(),
+                matches: recomputed == c.hash && predecessor.as_deref() == Some(&c.prev_hash),
+                recomputed,
+            });
+        }
+        let (seq, hash) = chain::head(pool).await?;
+        Ok(ChainProof {
+            hash: "sha256 over the JSON {\"seq\", \"prev_hash\", \"entry\"} of each entry; the first entry's prev_hash is \"genesis\"",
+            log_verified: proof.iter().all(|p| p.matches),
+            proof,
+            head: Head { seq, hash },
+            checkpoint: self.latest_checkpoint().await?.map(|(_, note)| note),
+        })
+    }
+}
+
+/// Rows of a records table for one release or deployment, each with its
+/// id and deployment.
+async fn keyed<T>(
+    pool: &sqlx::AnyPool,
+    sql: &str,
+    key: &str,
+    record: impl Fn(&sqlx::any::AnyRow) -> Result<T, super::StoreError>,
+) -> Result<Vec<Keyed<T>>, RecordError> {
+    let rows = sqlx::query(sql).bind(key).fetch_all(pool).await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Keyed {
+                id: r.try_get("id")?,
+                deployment_id: r.try_get("deployment_id")?,
+                record: record(r)?,
+            })
+        })
+        .collect()
 }

@@ -6,7 +6,7 @@
 //! exist or neither does. Reusing a key for a different request is refused.
 
 use sha2::{Digest, Sha256};
-use sqlx::{Any, Row, Transaction};
+use sqlx::{AnyConnection, Row};
 
 use super::{RecordError, Store};
 use crate::decision::Timestamp;
@@ -44,17 +44,10 @@ impl IdempotencyKey {
     }
 }
 
-/// A stored answer.
-#[derive(Debug, Clone)]
-pub struct Replay {
-    pub status: u16,
-    pub body: String,
-}
-
-/// The answer already given for this key, if any.
-pub async fn lookup(store: &Store, k: &IdempotencyKey) -> Result<Option<Replay>, RecordError> {
+/// The answer already given for this key (its JSON text), if any.
+pub async fn lookup(store: &Store, k: &IdempotencyKey) -> Result<Option<String>, RecordError> {
     let row = sqlx::query(
-        "SELECT request_hash, status, body FROM idempotency WHERE actor = $1 AND idem_key = $2",
+        "SELECT request_hash, body FROM idempotency WHERE actor = $1 AND idem_key = $2",
     )
     .bind(&k.actor)
     .bind(&k.key)
@@ -70,31 +63,47 @@ pub async fn lookup(store: &Store, k: &IdempotencyKey) -> Result<Option<Replay>,
             "this key was already used for a different request",
         ));
     }
-    let status: i64 = row.try_get("status")?;
-    Ok(Some(Replay {
-        status: u16::try_from(status).unwrap_or(200),
-        body: row.try_get("body")?,
-    }))
+    Ok(Some(row.try_get("body")?))
 }
 
-/// Stores the answer inside the write's transaction.
-pub async fn save(
-    tx: &mut Transaction<'_, Any>,
-    k: Option<&IdempotencyKey>,
-    status: u16,
+/// Whether an answer is stored under this key (inside a write's
+/// transaction, after the chain lock).
+pub(crate) async fn exists(
+    conn: &mut AnyConnection,
+    k: &IdempotencyKey,
+) -> Result<bool, RecordError> {
+    let row = sqlx::query("SELECT 1 AS x FROM idempotency WHERE actor = $1 AND idem_key = $2")
+        .bind(&k.actor)
+        .bind(&k.key)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(row.is_some())
+}
+
+/// Stores the answer inside the write's transaction. A concurrent request
+/// with the same key that stored first makes this a
+/// [`RecordError::IdempotencyRace`]: its answer is the one to give.
+pub(crate) async fn save(
+    conn: &mut AnyConnection,
+    k: &IdempotencyKey,
     body: &str,
 ) -> Result<(), RecordError> {
-    let Some(k) = k else {
-        return Ok(());
-    };
-    sqlx::query("INSERT INTO idempotency (actor, idem_key, request_hash, status, body, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+    // `status` is kept for rows written before answers were typed; the
+    // caller knows the status of its own success.
+    sqlx::query("INSERT INTO idempotency (actor, idem_key, request_hash, status, body, created_at) VALUES ($1, $2, $3, 0, $4, $5)")
         .bind(&k.actor)
         .bind(&k.key)
         .bind(&k.request_hash)
-        .bind(i64::from(status))
         .bind(body)
         .bind(Timestamp::now().millis())
-        .execute(&mut **tx)
-        .await?;
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| {
+            if super::store::is_unique_violation(&e) {
+                RecordError::IdempotencyRace
+            } else {
+                e.into()
+            }
+        })?;
     Ok(())
 }

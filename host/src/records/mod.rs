@@ -2,59 +2,74 @@
 //! authorised what, which stage a deployment is in and why it moved, and
 //! what monitoring saw (ISO/IEC 42001 A.6.2.8 documentation).
 //!
+//! - [`model`]: the typed vocabulary — systems, releases, evidence,
+//!   deployments, their status and history;
 //! - [`store`]: SQLite or PostgreSQL, one schema, embedded migrations;
-//! - [`chain`] and [`log`]: the hash-chained decision log and its batched
-//!   writer;
+//! - [`chain`], [`ledger`], [`log`] and [`checkpoint`]: the hash-chained
+//!   decision log that also commits to every record row, its batched
+//!   writer, and signed checkpoints of its head;
 //! - [`evidence`]: systems, releases, reviews, authorisations, acceptances;
-//! - [`deployments`]: the lifecycle, every transition decided by the policy;
+//! - [`assemble`]: decision requests built from the records;
+//! - [`deployments`] and [`transitions`]: reading deployments, and the
+//!   lifecycle in which every transition is decided by the policy;
+//! - [`schedule`], [`webhooks`]: monitoring from the first minute, and
+//!   escalations;
 //! - [`export`]: one document per deployment for auditors.
+//!
+//! Records never see HTTP: they take typed inputs ([`model`]) and return
+//! typed results or a [`RecordError`]; the routes choose status codes.
 
+pub(crate) mod assemble;
 pub mod chain;
-pub mod deployments;
-pub mod error;
-pub mod evidence;
-pub mod export;
+pub mod checkpoint;
+pub(crate) mod deployments;
+mod error;
+pub(crate) mod evidence;
+pub(crate) mod export;
 pub mod idempotency;
-pub mod log;
+pub(crate) mod ledger;
+mod log;
+pub mod model;
 pub mod schedule;
 pub mod store;
+pub(crate) mod transitions;
 pub mod webhooks;
+mod write;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 pub use error::RecordError;
 pub use log::{DecisionLog, Durability};
-pub use store::{Dialect, Store, StoreError};
+pub use model::{Actor, DeploymentStatus, Route};
+pub use store::{Store, StoreError};
+pub use transitions::Intervention;
 
-use crate::decision::{Envelope, Timestamp};
+use crate::decision::{Envelope, Request, Timestamp};
+use crate::policy::Decided;
 
-/// Who is acting: the token's name and, for authorisations, its title.
-#[derive(Debug, Clone)]
-pub struct Actor {
-    pub name: String,
-    /// The accountable role recorded on authorisations ("Head of AI Risk").
-    pub title: Option<String>,
-}
-
-/// What a deployment's route looks like to a serving gateway.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
-pub struct Route {
-    pub deployment_id: String,
-    pub release_id: String,
-    pub status: String,
-    pub stage: String,
-    pub traffic_percent: f64,
-    pub version: i64,
+/// How the records ask a policy: the service's one decision pipeline (the
+/// bundle's lane with its deadline, metrics, logs and the fail-closed
+/// contract). Deployment transitions call it while they hold the chain
+/// lock; the pipeline's deadline bounds how long.
+pub trait Decide: Sync {
+    fn decide(&self, request: Request, actor: &str) -> impl Future<Output = Decided> + Send;
 }
 
 /// How long a cached route is served before it is re-read; bounds how
 /// stale another replica's change can look.
 pub const ROUTE_TTL: Duration = Duration::from_secs(1);
+
+/// The key that signs checkpoints of the chain head, and the log's name.
+#[derive(Clone)]
+pub struct CheckpointSigner {
+    pub key: ed25519_dalek::SigningKey,
+    pub origin: String,
+}
 
 /// The records service: the store, the decision log and the route cache.
 #[derive(Clone)]
@@ -62,10 +77,13 @@ pub struct Records {
     pub store: Store,
     pub log: DecisionLog,
     /// Keep request bodies in the decision log.
-    pub log_requests: bool,
+    log_requests: bool,
     /// Monitoring schedule intervals.
     pub intervals: schedule::Intervals,
     routes: Arc<RwLock<HashMap<String, (Route, Instant)>>>,
+    signer: Option<Arc<CheckpointSigner>>,
+    /// How far past the service's clock an observation's window may end.
+    clock_skew_ms: i64,
 }
 
 impl Records {
@@ -81,7 +99,22 @@ impl Records {
             log_requests,
             intervals,
             routes: Arc::new(RwLock::new(HashMap::new())),
+            signer: None,
+            clock_skew_ms: transitions::DEFAULT_CLOCK_SKEW_MS,
         }
+    }
+
+    /// Refuses observations whose window ends more than `ms` after the
+    /// service's clock.
+    pub fn with_clock_skew(mut self, ms: i64) -> Self {
+        self.clock_skew_ms = ms;
+        self
+    }
+
+    /// Signs checkpoints with `signer` ([`Records::checkpoint`]).
+    pub fn with_checkpoints(mut self, signer: CheckpointSigner) -> Self {
+        self.signer = Some(Arc::new(signer));
+        self
     }
 
     fn cache_route(&self, route: &Route) {
@@ -109,7 +142,7 @@ impl Records {
             at: Timestamp::now().millis(),
             kind: envelope.decision.as_str().to_string(),
             outcome: envelope.outcome.as_str().to_string(),
-            codes: envelope.findings.iter().map(|f| f.code.clone()).collect(),
+            codes: envelope.codes(),
             bundle: envelope.policy.bundle.clone(),
             bundle_version: envelope.policy.version.clone(),
             bundle_digest: envelope.policy.digest.clone(),
@@ -119,7 +152,66 @@ impl Records {
                 .then(|| String::from_utf8_lossy(request_bytes).into_owned()),
             deployment_id: deployment_id.map(str::to_string),
             actor: actor.to_string(),
+            record: None,
         }
+    }
+
+    /// Signs the chain's current head, keeps the checkpoint and returns it
+    /// as a signed note; `None` when no checkpoint key is configured.
+    pub async fn checkpoint(&self) -> Result<Option<String>, RecordError> {
+        let Some(signer) = &self.signer else {
+            return Ok(None);
+        };
+        let (seq, hash) = chain::head(&self.store.pool).await?;
+        let cp = checkpoint::Checkpoint {
+            origin: signer.origin.clone(),
+            seq,
+            hash,
+            at: Timestamp::now(),
+        };
+        let note = cp.sign(&signer.key);
+        sqlx::query(
+            "INSERT INTO checkpoints (id, seq, hash, at, note) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(new_id())
+        .bind(cp.seq)
+        .bind(&cp.hash)
+        .bind(cp.at.millis())
+        .bind(&note)
+        .execute(&self.store.pool)
+        .await?;
+        Ok(Some(note))
+    }
+
+    /// Signs a checkpoint if the chain moved since the latest one.
+    pub async fn checkpoint_if_moved(&self) -> Result<bool, RecordError> {
+        let (seq, _) = chain::head(&self.store.pool).await?;
+        if self
+            .latest_checkpoint()
+            .await?
+            .is_some_and(|(s, _)| s == seq)
+        {
+            return Ok(false);
+        }
+        Ok(self.checkpoint().await?.is_some())
+    }
+
+    /// The latest stored checkpoint: (seq, signed note).
+    pub async fn latest_checkpoint(&self) -> Result<Option<(i64, String)>, RecordError> {
+        use sqlx::Row;
+        let row =
+            sqlx::query("SELECT seq, note FROM checkpoints ORDER BY at DESC, seq DESC LIMIT 1")
+                .fetch_optional(&self.store.pool)
+                .await?;
+        row.map(|r| Ok((r.try_get("seq")?, r.try_get("note")?)))
+            .transpose()
+    }
+
+    /// The checkpoint key's public half, if checkpoints are signed.
+    pub fn checkpoint_key(&self) -> Option<(String, ed25519_dalek::VerifyingKey)> {
+        self.signer
+            .as_ref()
+            .map(|s| (s.origin.clone(), s.key.verifying_key()))
     }
 }
 
@@ -129,7 +221,7 @@ pub fn new_id() -> String {
 }
 
 /// Record ids accepted from callers (systems): short and path-safe.
-pub fn check_id(what: &str, id: &str) -> Result<(), RecordError> {
+pub(crate) fn check_id(what: &str, id: &str) -> Result<(), RecordError> {
     let ok = !id.is_empty()
         && id.len() <= 128
         && id

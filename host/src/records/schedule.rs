@@ -6,7 +6,7 @@
 //! due time one interval on. A replica that dies holding claims loses them
 //! when the lease expires, and another replica takes them over.
 
-use sqlx::{Any, Row, Transaction};
+use sqlx::{AnyConnection, Row};
 
 use super::store::Leased;
 use super::{RecordError, Store};
@@ -43,7 +43,7 @@ pub struct Due {
 
 /// Schedules a new deployment's first evaluation.
 pub async fn insert(
-    tx: &mut Transaction<'_, Any>,
+    conn: &mut AnyConnection,
     deployment_id: &str,
     first_due: i64,
     intensive_until: i64,
@@ -52,7 +52,7 @@ pub async fn insert(
         .bind(deployment_id)
         .bind(first_due)
         .bind(intensive_until)
-        .execute(&mut **tx)
+        .execute(&mut *conn)
         .await?;
     Ok(())
 }

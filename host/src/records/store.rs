@@ -36,7 +36,12 @@ pub enum StoreError {
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_records.sql")),
     (2, include_str!("migrations/0002_monitoring.sql")),
+    (3, include_str!("migrations/0003_sealed_records.sql")),
 ];
+
+/// The migration after which every record row is committed to the chain:
+/// rows written before it are committed by it, once.
+const SEALED_RECORDS: i64 = 3;
 
 /// A connection pool plus its dialect.
 #[derive(Clone)]
@@ -136,6 +141,14 @@ impl Store {
                 for statement in statements(sql) {
                     tx.execute(statement.as_str()).await.map_err(mig)?;
                 }
+                if *version == SEALED_RECORDS {
+                    seal_existing_rows(&mut tx)
+                        .await
+                        .map_err(|e| StoreError::Migrate {
+                            version: *version,
+                            message: e.to_string(),
+                        })?;
+                }
                 sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
                     .bind(*version)
                     .bind(crate::decision::Timestamp::now().millis())
@@ -192,6 +205,23 @@ impl Store {
     }
 }
 
+/// Commits every existing record row to the chain, as the migration that
+/// introduced record entries.
+async fn seal_existing_rows(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<(), StoreError> {
+    let rows = super::ledger::all_rows(tx).await?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let now = crate::decision::Timestamp::now();
+    let entries: Vec<_> = rows
+        .iter()
+        .map(|r| super::ledger::entry(r, "stagegate-migration", now, None))
+        .collect();
+    let head = super::chain::lock(tx).await?;
+    super::chain::append(tx, head, &entries).await?;
+    Ok(())
+}
+
 /// A table whose rows replicas lease for a while (see [`Store::lease`]).
 pub struct Leased {
     pub table: &'static str,
@@ -203,6 +233,27 @@ pub struct Leased {
     pub candidates: &'static str,
     /// The columns the claim returns.
     pub returning: &'static str,
+}
+
+/// A JSON text column decoded into `T`; a column that no longer decodes is
+/// a corrupt record, named by its column.
+pub(crate) fn json_column<T: serde::de::DeserializeOwned>(
+    row: &AnyRow,
+    column: &str,
+) -> Result<T, StoreError> {
+    use sqlx::Row;
+    let text: String = row.try_get(column)?;
+    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+}
+
+/// A unique-constraint violation, in either dialect.
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => {
+            d.is_unique_violation() || d.message().contains("UNIQUE constraint failed")
+        }
+        _ => false,
+    }
 }
 
 /// Splits a migration into statements, dropping `--` comments.

@@ -10,46 +10,63 @@
 //! metrics, and keeps being retried.
 
 use hmac::{Hmac, Mac};
+use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::Sha256;
-use sqlx::{Any, Row, Transaction};
+use sqlx::{AnyConnection, Row};
 
+use super::model::{DeploymentStatus, Escalation, System};
 use super::store::Leased;
 use super::{RecordError, Records, Store, new_id};
-use crate::decision::Timestamp;
+use crate::decision::{Outcome, Timestamp};
 
-/// Events a receiver may subscribe to (default: all).
-pub const EVENTS: [&str; 5] = ["alert", "held", "rolled_back", "suspended", "gate_denied"];
+/// What a receiver is told about an escalation. `event_id` and `seq` are
+/// added per receiver when it is queued.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Notice {
+    pub event: Escalation,
+    pub system_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deployment_id: Option<String>,
+    pub release_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deployment_event_seq: Option<i64>,
+    pub at: Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<DeploymentStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traffic_percent: Option<f64>,
+    pub decision_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Outcome>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub codes: Option<Vec<String>>,
+    pub reason: Option<String>,
+    pub actor: String,
+    pub escalation_contact: Option<String>,
+}
 
-/// Queues `event` for every receiver of `system`, in the caller's
-/// transaction.
-pub async fn enqueue(
-    tx: &mut Transaction<'_, Any>,
-    system: &Value,
+/// Queues `notice` for every receiver of `system` that wants it, in the
+/// caller's transaction: the outbox row commits with the event it reports.
+pub(crate) async fn enqueue(
+    conn: &mut AnyConnection,
+    system: &System,
     stream: &str,
-    deployment_id: Option<&str>,
-    event: &str,
-    mut payload: Value,
+    notice: &Notice,
 ) -> Result<usize, RecordError> {
-    let hooks = system["webhooks"].as_array().cloned().unwrap_or_default();
     let now = Timestamp::now();
     let mut queued = 0;
-    for hook in hooks {
-        let Some(url) = hook["url"].as_str() else {
-            continue;
-        };
-        if let Some(filter) = hook["events"].as_array()
-            && !filter.iter().any(|e| e == event)
-        {
-            continue;
-        }
+    for hook in system.webhooks.iter().filter(|h| h.wants(notice.event)) {
         let seq: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) + 1 AS n FROM webhook_deliveries WHERE stream = $1 AND url = $2")
             .bind(stream)
-            .bind(url)
-            .fetch_one(&mut **tx)
+            .bind(&hook.url)
+            .fetch_one(&mut *conn)
             .await?
             .try_get("n")?;
         let id = new_id();
+        let mut payload = serde_json::to_value(notice).unwrap_or(Value::Null);
         payload["event_id"] = json!(id);
         payload["seq"] = json!(seq);
         sqlx::query(
@@ -59,18 +76,35 @@ pub async fn enqueue(
         .bind(&id)
         .bind(stream)
         .bind(seq)
-        .bind(system["id"].as_str().unwrap_or_default().to_string())
-        .bind(deployment_id.map(str::to_string))
-        .bind(url)
-        .bind(event)
+        .bind(&system.id)
+        .bind(notice.deployment_id.clone())
+        .bind(&hook.url)
+        .bind(notice.event.as_str())
         .bind(payload.to_string())
         .bind(now.millis())
         .bind(now.millis())
-        .execute(&mut **tx)
+        .execute(&mut *conn)
         .await?;
         queued += 1;
     }
     Ok(queued)
+}
+
+/// One escalation to one receiver, as the delivery log shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Delivery {
+    pub event_id: String,
+    pub seq: i64,
+    /// The receiver, without credentials or query string.
+    pub url: String,
+    pub event: String,
+    /// `pending` (retried until delivered) or `delivered`.
+    pub status: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub created_at: Timestamp,
+    pub delivered_at: Option<Timestamp>,
+    pub next_attempt_at: Timestamp,
 }
 
 /// A delivery claimed for sending.
@@ -211,16 +245,16 @@ impl Records {
         system_id: &str,
         url: &str,
     ) -> Result<Option<String>, RecordError> {
-        let doc = self.system_private(system_id).await?;
-        Ok(doc["webhooks"]
-            .as_array()
-            .and_then(|hooks| hooks.iter().find(|h| h["url"] == url))
-            .and_then(|h| h["secret"].as_str())
-            .map(str::to_string))
+        let system = self.system_private(system_id).await?;
+        Ok(system
+            .webhooks
+            .into_iter()
+            .find(|h| h.url == url)
+            .map(|h| h.secret))
     }
 
     /// The delivery log of a deployment.
-    pub async fn deliveries(&self, deployment_id: &str) -> Result<Vec<Value>, RecordError> {
+    pub async fn deliveries(&self, deployment_id: &str) -> Result<Vec<Delivery>, RecordError> {
         let rows = sqlx::query("SELECT id, seq, url, event, status, attempts, last_error, created_at, delivered_at, next_attempt_at FROM webhook_deliveries WHERE deployment_id = $1 ORDER BY url, seq")
             .bind(deployment_id)
             .fetch_all(&self.store.pool)
@@ -228,18 +262,19 @@ impl Records {
         rows.iter()
             .map(|r| {
                 let delivered: Option<i64> = r.try_get("delivered_at")?;
-                Ok(json!({
-                    "event_id": r.try_get::<String, _>("id")?,
-                    "seq": r.try_get::<i64, _>("seq")?,
-                    "url": r.try_get::<String, _>("url")?,
-                    "event": r.try_get::<String, _>("event")?,
-                    "status": r.try_get::<String, _>("status")?,
-                    "attempts": r.try_get::<i64, _>("attempts")?,
-                    "last_error": r.try_get::<Option<String>, _>("last_error")?,
-                    "created_at": Timestamp(r.try_get("created_at")?),
-                    "delivered_at": delivered.map(Timestamp),
-                    "next_attempt_at": Timestamp(r.try_get("next_attempt_at")?),
-                }))
+                let url: String = r.try_get("url")?;
+                Ok(Delivery {
+                    event_id: r.try_get("id")?,
+                    seq: r.try_get("seq")?,
+                    url: super::model::redact_url(&url),
+                    event: r.try_get("event")?,
+                    status: r.try_get("status")?,
+                    attempts: r.try_get("attempts")?,
+                    last_error: r.try_get("last_error")?,
+                    created_at: Timestamp(r.try_get("created_at")?),
+                    delivered_at: delivered.map(Timestamp),
+                    next_attempt_at: Timestamp(r.try_get("next_attempt_at")?),
+                })
             })
             .collect()
     }

@@ -53,6 +53,20 @@ pub struct RecordsConfig {
     pub durability: crate::records::Durability,
     /// Log entries waiting to be written before decisions wait (backpressure).
     pub queue: usize,
+    /// Ed25519 key that signs checkpoints of the decision log's head
+    /// (`stagegate keygen` format); created on first start when the file
+    /// does not exist. Default `DATA_DIR/log/checkpoint` (not beside the
+    /// bundle trust store: this key must never be trusted to sign bundles).
+    pub checkpoint_key: Option<PathBuf>,
+    /// Sign a checkpoint this often when the log moved (0: only on demand,
+    /// `GET /v1/log/checkpoint`).
+    pub checkpoint_interval_ms: u64,
+    /// The log's name in its checkpoints.
+    pub checkpoint_origin: String,
+    /// How far past the service's clock an observation's `window_end` may
+    /// be before the observation is refused (clock skew of metric
+    /// pipelines).
+    pub max_clock_skew_ms: u64,
 }
 
 impl Default for RecordsConfig {
@@ -63,6 +77,10 @@ impl Default for RecordsConfig {
             log_requests: false,
             durability: crate::records::Durability::Ack,
             queue: 8192,
+            checkpoint_key: None,
+            checkpoint_interval_ms: 60_000,
+            checkpoint_origin: "stagegate/decision-log".into(),
+            max_clock_skew_ms: 300_000,
         }
     }
 }
@@ -422,6 +440,14 @@ impl Config {
             normal_ms: ms(self.scheduler.interval_ms),
             lease_ms: ms(self.scheduler.lease_ms),
         }
+    }
+
+    /// The checkpoint signing key's file.
+    pub fn checkpoint_key(&self) -> PathBuf {
+        self.records
+            .checkpoint_key
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("log").join("checkpoint"))
     }
 
     /// The records database URL.

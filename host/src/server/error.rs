@@ -70,14 +70,33 @@ impl ApiError {
     }
 }
 
+/// A request refused before any policy or record saw it: a malformed body
+/// (not JSON, wrong types, missing fields) is 400, a well-formed body with
+/// a value outside its domain 422 — the same for every endpoint.
+impl From<crate::decision::RequestError> for ApiError {
+    fn from(e: crate::decision::RequestError) -> Self {
+        use crate::decision::RequestErrorKind;
+        let status = match e.kind {
+            RequestErrorKind::Malformed => StatusCode::BAD_REQUEST,
+            RequestErrorKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        ApiError::new(status, e.code(), e.message).at(e.path)
+    }
+}
+
 impl From<crate::records::RecordError> for ApiError {
     fn from(e: crate::records::RecordError) -> Self {
         use crate::records::RecordError as R;
         match e {
             R::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, "not_found", m),
             R::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            R::IdempotencyRace => ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "a concurrent request with the same Idempotency-Key is being answered; retry to read its answer",
+            ),
             R::Invalid { path, message } => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message).at(path)
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "request.invalid", message).at(path)
             }
             R::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", m),
             R::Denied { message, decision } => {
@@ -86,7 +105,6 @@ impl From<crate::records::RecordError> for ApiError {
                 err.decision = serde_json::to_value(&*decision).ok();
                 err
             }
-            R::Unavailable(m) => ApiError::unavailable("records_unavailable", m),
             R::Store(e) => {
                 tracing::error!(error = %e, "records store error");
                 ApiError::unavailable(

@@ -14,6 +14,7 @@ pub mod error;
 pub mod lane;
 pub mod metrics;
 pub mod monitor;
+pub mod pipeline;
 pub mod registry;
 pub mod routes;
 pub mod sources;
@@ -90,7 +91,9 @@ pub async fn prepare(config: &Config) -> Result<Arc<App>, ServeError> {
         config.records.queue,
     );
     let records =
-        crate::records::Records::new(store, log, config.records.log_requests, config.intervals());
+        crate::records::Records::new(store, log, config.records.log_requests, config.intervals())
+            .with_clock_skew(i64::try_from(config.records.max_clock_skew_ms).unwrap_or(i64::MAX))
+            .with_checkpoints(checkpoint_signer(config)?);
     let registry = tokio::task::block_in_place(|| prepare_registry(config))?;
     let app = Arc::new(App {
         metrics: registry.metrics().clone(),
@@ -103,6 +106,27 @@ pub async fn prepare(config: &Config) -> Result<Arc<App>, ServeError> {
     });
     monitor::start(&app, config);
     Ok(app)
+}
+
+/// The checkpoint key, created on first start (its public half beside it,
+/// for auditors).
+fn checkpoint_signer(config: &Config) -> Result<crate::records::CheckpointSigner, ServeError> {
+    let path = config.checkpoint_key();
+    let key = if path.exists() {
+        crate::bundle::keys::load_secret(&path)
+    } else {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| ServeError::Startup(format!("{}: {e}", dir.display())))?;
+        }
+        tracing::info!(key = %path.display(), "created the checkpoint signing key");
+        crate::bundle::keys::generate(&path).map(|(k, _)| k)
+    }
+    .map_err(|e| ServeError::Startup(format!("checkpoint key: {e}")))?;
+    Ok(crate::records::CheckpointSigner {
+        key,
+        origin: config.records.checkpoint_origin.clone(),
+    })
 }
 
 /// Builds the registry and loads every configured bundle: persisted copies
@@ -193,6 +217,8 @@ pub fn router(app: Arc<App>) -> Router {
             post(routes::records::release_acceptance),
         )
         .route("/v1/deployments", post(routes::records::create_deployment))
+        .route("/v1/log/checkpoint", get(routes::records::checkpoint))
+        .route("/v1/log/key", get(routes::records::checkpoint_key))
         .route("/v1/deployments/{id}", get(routes::records::get_deployment))
         .route("/v1/deployments/{id}/route", get(routes::records::route))
         .route("/v1/deployments/{id}/record", get(routes::records::record))

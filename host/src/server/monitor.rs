@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 
 use super::App;
 use super::config::Config;
-use crate::decision::Timestamp;
-use crate::records::{Actor, RecordError, schedule, webhooks};
+use super::pipeline::Pipeline;
+use crate::decision::{Outcome, Timestamp};
+use crate::records::{Actor, DeploymentStatus, RecordError, schedule, webhooks};
 
 /// Starts the scheduler and the deliverer (each if enabled).
 pub fn start(app: &Arc<App>, config: &Config) {
@@ -32,6 +33,18 @@ pub fn start(app: &Arc<App>, config: &Config) {
                 tokio::time::sleep(tick).await;
                 if let Err(e) = scheduler_pass(&app, &replica).await {
                     tracing::warn!(error = %e, "scheduler pass failed; retrying next tick");
+                }
+            }
+        });
+    }
+    if config.records.checkpoint_interval_ms > 0 {
+        let app = app.clone();
+        let every = Duration::from_millis(config.records.checkpoint_interval_ms);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if let Err(e) = app.records.checkpoint_if_moved().await {
+                    tracing::warn!(error = %e, "signing a checkpoint failed; retrying next interval");
                 }
             }
         });
@@ -65,7 +78,7 @@ pub async fn scheduler_pass(app: &App, replica: &str) -> Result<usize, RecordErr
         }
         for d in due {
             let started = Instant::now();
-            let Ok((_, active)) = app.registry.resolve(None) else {
+            let Ok(pipeline) = Pipeline::resolve(app, None) else {
                 // No policy to ask: leave the claim to expire and retry.
                 tracing::warn!(deployment = %d.deployment_id, "no active default bundle; scheduled evaluation postponed");
                 return Ok(evaluated);
@@ -75,21 +88,20 @@ pub async fn scheduler_pass(app: &App, replica: &str) -> Result<usize, RecordErr
                 title: None,
             };
             match records
-                .observe(&actor, &active.policy, &d.deployment_id, &[], true, None)
+                .observe(&pipeline, &actor, &d.deployment_id, &[], true, None)
                 .await
             {
-                Ok((_, body)) => {
+                Ok(t) => {
                     evaluated += 1;
                     app.metrics.scheduled(started.elapsed().as_secs_f64());
-                    let status = body["deployment"]["status"].as_str().unwrap_or_default();
-                    if status != crate::records::deployments::STATUS_ACTIVE {
+                    if t.deployment.status != DeploymentStatus::Active {
                         schedule::remove(&records.store, &d.deployment_id).await?;
                         continue;
                     }
-                    if let Some(outcome) = body["decision"]["outcome"].as_str()
-                        && outcome != "healthy"
+                    if let Some(decision) = &t.decision
+                        && decision.outcome != Outcome::Healthy
                     {
-                        tracing::info!(deployment = %d.deployment_id, decision_id = %body["decision"]["decision_id"].as_str().unwrap_or_default(), outcome, "scheduled monitoring evaluation");
+                        tracing::info!(deployment = %d.deployment_id, decision_id = %decision.decision_id, outcome = decision.outcome.as_str(), "scheduled monitoring evaluation");
                     }
                 }
                 Err(RecordError::NotFound(_)) => {

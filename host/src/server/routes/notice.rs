@@ -10,7 +10,7 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde::Serialize;
 use sqlx::Row;
 
 use crate::decision::Timestamp;
@@ -37,17 +37,51 @@ pub async fn notice(
     } else {
         Ok((
             [(header::CONTENT_TYPE, "application/json")],
-            notice.to_string(),
+            serde_json::to_string(&notice).unwrap_or_default(),
         )
             .into_response())
     }
 }
 
+/// Which release is live, at which stage, since when.
+#[derive(Debug, Clone, Serialize)]
+struct Operational {
+    in_operational_use: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deployment_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stage: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    traffic_percent: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stage_since: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deployed_since: Option<Timestamp>,
+}
+
+/// What users and operators are told.
+#[derive(Debug, Clone, Serialize)]
+struct Notice {
+    system_id: String,
+    name: Option<String>,
+    release: String,
+    release_id: String,
+    capabilities: Option<String>,
+    intended_use: Option<String>,
+    limitations: Vec<String>,
+    reliance_conditions: Option<String>,
+    published_at: Option<Timestamp>,
+    user_guidance: Option<String>,
+    human_oversight: bool,
+    escalation_contact: Option<String>,
+    operational: Operational,
+}
+
 /// The notice: the release in operational use (the newest active
 /// deployment's), or before any deployment the newest registered release.
-async fn build(app: &App, id: &str) -> Result<Value, RecordError> {
+async fn build(app: &App, id: &str) -> Result<Notice, RecordError> {
     let records = &app.records;
-    let system = records.system(id).await?;
+    let system = records.system(id).await?.system;
     let pool = &records.store.pool;
     let live = sqlx::query("SELECT id FROM deployments WHERE system_id = $1 AND status = 'active' ORDER BY deployed_at DESC, id DESC LIMIT 1")
         .bind(id)
@@ -58,9 +92,14 @@ async fn build(app: &App, id: &str) -> Result<Value, RecordError> {
             let d = records.deployment(&row.try_get::<String, _>("id")?).await?;
             (
                 d.release_id.clone(),
-                json!({"in_operational_use": true, "deployment_id": d.id, "stage": d.stage,
-                       "traffic_percent": d.traffic_percent, "stage_since": Timestamp(d.stage_entered_at),
-                       "deployed_since": Timestamp(d.deployed_at)}),
+                Operational {
+                    in_operational_use: true,
+                    deployment_id: Some(d.id),
+                    stage: Some(d.stage),
+                    traffic_percent: Some(d.traffic_percent),
+                    stage_since: Some(d.stage_entered_at),
+                    deployed_since: Some(d.deployed_at),
+                },
             )
         }
         None => {
@@ -69,31 +108,37 @@ async fn build(app: &App, id: &str) -> Result<Value, RecordError> {
                 .fetch_optional(pool)
                 .await?
                 .ok_or_else(|| RecordError::NotFound(format!("system '{id}' has no release to describe yet")))?;
-            (row.try_get("id")?, json!({"in_operational_use": false}))
+            (
+                row.try_get("id")?,
+                Operational {
+                    in_operational_use: false,
+                    deployment_id: None,
+                    stage: None,
+                    traffic_percent: None,
+                    stage_since: None,
+                    deployed_since: None,
+                },
+            )
         }
     };
-    let (_, release) = records.release(&release_id).await?;
-    let c = &release["communication"];
-    let contact = system
-        .get("escalation_contact")
-        .filter(|v| !v.is_null())
-        .cloned()
-        .unwrap_or_else(|| release["safeguards"]["escalation_path"].clone());
-    Ok(json!({
-        "system_id": id,
-        "name": system.get("name").cloned().unwrap_or(Value::Null),
-        "release": release["version"],
-        "release_id": release_id,
-        "capabilities": c["capabilities"],
-        "intended_use": c["intended_use"],
-        "limitations": c["limitations"],
-        "reliance_conditions": c["reliance_conditions"],
-        "published_at": c["published_at"],
-        "user_guidance": release["safeguards"]["user_guidance"],
-        "human_oversight": release["safeguards"]["human_oversight"],
-        "escalation_contact": contact,
-        "operational": operational,
-    }))
+    let release = records.release(&release_id).await?.release;
+    let c = release.communication.unwrap_or_default();
+    let safeguards = release.safeguards.unwrap_or_default();
+    Ok(Notice {
+        system_id: id.to_string(),
+        name: system.name,
+        release: release.version,
+        release_id,
+        capabilities: c.capabilities,
+        intended_use: c.intended_use,
+        limitations: c.limitations,
+        reliance_conditions: c.reliance_conditions,
+        published_at: c.published_at,
+        user_guidance: safeguards.user_guidance,
+        human_oversight: safeguards.human_oversight,
+        escalation_contact: system.escalation_contact.or(safeguards.escalation_path),
+        operational,
+    })
 }
 
 fn esc(s: &str) -> String {
@@ -103,39 +148,33 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => esc(s),
-        Value::Null => "not stated".into(),
-        other => esc(&other.to_string()),
-    }
+fn text(v: Option<&str>) -> String {
+    v.map_or_else(|| "not stated".into(), esc)
 }
 
 /// A plain page: semantic headings and lists, no script, readable by
 /// screen readers and in any browser.
-fn html(n: &Value) -> String {
-    let title = n["name"]
-        .as_str()
-        .or(n["system_id"].as_str())
-        .unwrap_or("AI system");
-    let limitations: String = n["limitations"]
-        .as_array()
-        .map(|l| l.iter().map(|x| format!("<li>{}</li>", text(x))).collect())
-        .unwrap_or_default();
-    let op = &n["operational"];
-    let status = if op["in_operational_use"] == true {
+fn html(n: &Notice) -> String {
+    let title = n.name.as_deref().unwrap_or(&n.system_id);
+    let limitations: String = n
+        .limitations
+        .iter()
+        .map(|x| format!("<li>{}</li>", esc(x)))
+        .collect();
+    let op = &n.operational;
+    let status = if op.in_operational_use {
         format!(
             "<p>Release <strong>{}</strong> is in operational use at stage <strong>{}</strong> ({}% of traffic) since {}; first deployed {}.</p>",
-            text(&n["release"]),
-            text(&op["stage"]),
-            text(&op["traffic_percent"]),
-            text(&op["stage_since"]),
-            text(&op["deployed_since"])
+            esc(&n.release),
+            text(op.stage.as_deref()),
+            op.traffic_percent.unwrap_or_default(),
+            text(op.stage_since.map(|t| t.to_string()).as_deref()),
+            text(op.deployed_since.map(|t| t.to_string()).as_deref())
         )
     } else {
         format!(
             "<p>Release <strong>{}</strong> is not yet in operational use.</p>",
-            text(&n["release"])
+            esc(&n.release)
         )
     };
     format!(
@@ -145,12 +184,12 @@ fn html(n: &Value) -> String {
 <h2>When you can rely on its outputs</h2>\n<p>{rel}</p>\n<h2>Guidance</h2>\n<p>{guide}</p>\n\
 <h2>If an output seems wrong or is disputed</h2>\n<p>Contact: {contact}</p>\n<p><small>Published {published}.</small></p>\n</main>\n</body>\n</html>\n",
         t = esc(title),
-        cap = text(&n["capabilities"]),
-        use_ = text(&n["intended_use"]),
+        cap = text(n.capabilities.as_deref()),
+        use_ = text(n.intended_use.as_deref()),
         lim = limitations,
-        rel = text(&n["reliance_conditions"]),
-        guide = text(&n["user_guidance"]),
-        contact = text(&n["escalation_contact"]),
-        published = text(&n["published_at"]),
+        rel = text(n.reliance_conditions.as_deref()),
+        guide = text(n.user_guidance.as_deref()),
+        contact = text(n.escalation_contact.as_deref()),
+        published = text(n.published_at.map(|t| t.to_string()).as_deref()),
     )
 }

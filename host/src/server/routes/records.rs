@@ -2,28 +2,36 @@
 //! acceptances, deployments and their transitions, the decision log and
 //! the auditor's export.
 //!
-//! Writes accept `Idempotency-Key` (a retry returns the first answer) and
-//! state changes accept `If-Match: <version>` (409 when the deployment
-//! moved on). Actors always come from the token.
+//! Handlers decode bodies into the records' typed inputs (a malformed body
+//! is 400, a well-formed invalid one 422, as for decisions), call the
+//! records service and choose the status. Writes accept `Idempotency-Key`
+//! (a retry returns the first answer) and state changes accept
+//! `If-Match: <version>` (409 when the deployment moved on). Actors always
+//! come from the token.
 
 use std::future::Future;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::Value;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
-use crate::decision::request::Observation;
+use crate::decision::decode::decode_as;
 use crate::records::idempotency::{self, IdempotencyKey};
-use crate::records::{Actor, RecordError};
+use crate::records::model::{
+    MisplacedReleaseFields, NewAcceptance, NewAuthorisation, NewDeployment, NewIntervention,
+    NewIssue, NewObservations, NewProgression, NewReview, NewSystem, ReleaseEvidence,
+};
+use crate::records::{Actor, Intervention, RecordError};
 use crate::server::App;
 use crate::server::auth::Caller;
 use crate::server::body;
 use crate::server::config::Role;
 use crate::server::error::ApiError;
-use crate::server::registry::Active;
+use crate::server::pipeline::Pipeline;
 
 /// Every role may read records; `auditor` exists for those who only read.
 const READERS: &[Role] = &[
@@ -41,14 +49,16 @@ fn actor(c: &Caller) -> Actor {
     }
 }
 
-fn json(status: u16, v: &Value) -> Response {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        v.to_string(),
-    )
-        .into_response()
+fn json<T: Serialize>(status: StatusCode, v: &T) -> Result<Response, ApiError> {
+    let body = serde_json::to_vec(v)
+        .map_err(|e| ApiError::internal(format!("encoding the answer: {e}")))?;
+    Ok((status, [(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// Decodes a body with the decision decoder's errors (JSON path, 400 for
+/// malformed, 422 for invalid).
+fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    Ok(decode_as(bytes)?)
 }
 
 fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
@@ -65,27 +75,29 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
     })
 }
 
-fn policy(app: &App) -> Result<Arc<Active>, ApiError> {
-    let (_, active) = app
-        .registry
-        .resolve(None)
-        .map_err(super::decisions::resolve_error)?;
-    Ok(active)
+/// The decision pipeline of the default bundle: what deployment
+/// transitions are decided by.
+fn pipeline(app: &App) -> Result<Pipeline, ApiError> {
+    Pipeline::resolve(app, None).map_err(super::decisions::resolve_error)
 }
 
 /// Runs a write with `Idempotency-Key` handling: a known key replays the
-/// stored answer; a new one is stored with the write.
-async fn idempotent<F, Fut>(
+/// stored answer; a new one is stored with the write; a concurrent
+/// request with the same key that commits first is answered with its
+/// answer.
+async fn idempotent<T, F, Fut>(
     app: &App,
     caller: &Caller,
     headers: &HeaderMap,
     what: &str,
     bytes: &[u8],
+    status: StatusCode,
     op: F,
 ) -> Result<Response, ApiError>
 where
+    T: Serialize,
     F: FnOnce(Option<IdempotencyKey>) -> Fut,
-    Fut: Future<Output = Result<(u16, Value), RecordError>>,
+    Fut: Future<Output = Result<T, RecordError>>,
 {
     let key = match headers.get("idempotency-key") {
         Some(v) => Some(IdempotencyKey::new(
@@ -96,29 +108,27 @@ where
         )?),
         None => None,
     };
+    let replay = |body: String| {
+        let mut res = (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+        res.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+        res
+    };
     if let Some(k) = &key
-        && let Some(replay) = idempotency::lookup(&app.records.store, k).await?
+        && let Some(body) = idempotency::lookup(&app.records.store, k).await?
     {
-        let mut res = json(
-            replay.status,
-            &serde_json::from_str(&replay.body).unwrap_or(Value::Null),
-        );
-        res.headers_mut().insert(
-            "idempotent-replayed",
-            header::HeaderValue::from_static("true"),
-        );
-        return Ok(res);
+        return Ok(replay(body));
     }
     match op(key.clone()).await {
-        Ok((status, body)) => Ok(json(status, &body)),
-        Err(RecordError::Conflict(m)) if key.is_some() => {
-            // Lost a race with the same key: answer what the winner stored.
-            match idempotency::lookup(&app.records.store, key.as_ref().expect("checked")).await? {
-                Some(replay) => Ok(json(
-                    replay.status,
-                    &serde_json::from_str(&replay.body).unwrap_or(Value::Null),
-                )),
-                None => Err(RecordError::Conflict(m).into()),
+        Ok(result) => json(status, &result),
+        Err(RecordError::IdempotencyRace) => {
+            let stored = match &key {
+                Some(k) => idempotency::lookup(&app.records.store, k).await?,
+                None => None,
+            };
+            match stored {
+                Some(body) => Ok(replay(body)),
+                None => Err(RecordError::IdempotencyRace.into()),
             }
         }
         Err(e) => Err(e.into()),
@@ -147,10 +157,9 @@ pub async fn create_system(
     b: Body,
 ) -> Result<Response, ApiError> {
     let (caller, bytes) = writer(&app, &headers, &[Role::Operator, Role::Approver], b).await?;
-    Ok(json(
-        201,
-        &app.records.register_system(&actor(&caller), &bytes).await?,
-    ))
+    let new: NewSystem = parse(&bytes)?;
+    let system = app.records.register_system(&actor(&caller), new).await?;
+    json(StatusCode::CREATED, &system)
 }
 
 pub async fn get_system(
@@ -159,7 +168,7 @@ pub async fn get_system(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     app.auth.caller(&headers)?.require(READERS)?;
-    Ok(json(200, &app.records.system(&id).await?))
+    json(StatusCode::OK, &app.records.system(&id).await?.system)
 }
 
 pub async fn create_release(
@@ -169,12 +178,13 @@ pub async fn create_release(
     b: Body,
 ) -> Result<Response, ApiError> {
     let (caller, bytes) = writer(&app, &headers, &[Role::Operator, Role::Approver], b).await?;
-    Ok(json(
-        201,
-        &app.records
-            .register_release(&actor(&caller), &system, &bytes)
-            .await?,
-    ))
+    let evidence: ReleaseEvidence = parse(&bytes)?;
+    let misplaced: MisplacedReleaseFields = parse(&bytes)?;
+    let release = app
+        .records
+        .register_release(&actor(&caller), &system, evidence, &misplaced)
+        .await?;
+    json(StatusCode::CREATED, &release)
 }
 
 pub async fn get_release(
@@ -183,11 +193,7 @@ pub async fn get_release(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     app.auth.caller(&headers)?.require(READERS)?;
-    let (system_id, doc) = app.records.release(&id).await?;
-    Ok(json(
-        200,
-        &serde_json::json!({"release_id": id, "system_id": system_id, "release": doc}),
-    ))
+    json(StatusCode::OK, &app.records.release(&id).await?)
 }
 
 pub async fn release_review(
@@ -197,12 +203,12 @@ pub async fn release_review(
     b: Body,
 ) -> Result<Response, ApiError> {
     let (caller, bytes) = writer(&app, &headers, &[Role::Approver], b).await?;
-    Ok(json(
-        201,
-        &app.records
-            .record_review(&actor(&caller), &id, None, &bytes)
-            .await?,
-    ))
+    let new: NewReview = parse(&bytes)?;
+    let review = app
+        .records
+        .record_review(&actor(&caller), &id, None, new)
+        .await?;
+    json(StatusCode::CREATED, &review)
 }
 
 pub async fn release_authorisation(
@@ -212,12 +218,17 @@ pub async fn release_authorisation(
     b: Body,
 ) -> Result<Response, ApiError> {
     let (caller, bytes) = writer(&app, &headers, &[Role::Approver], b).await?;
-    Ok(json(
-        201,
-        &app.records
-            .record_authorisation(&actor(&caller), &id, &bytes)
-            .await?,
-    ))
+    // An empty body authorises with none of the optional parts.
+    let new: NewAuthorisation = if bytes.iter().all(u8::is_ascii_whitespace) {
+        NewAuthorisation::default()
+    } else {
+        parse(&bytes)?
+    };
+    let auth = app
+        .records
+        .record_authorisation(&actor(&caller), &id, new)
+        .await?;
+    json(StatusCode::CREATED, &auth)
 }
 
 pub async fn release_acceptance(
@@ -227,12 +238,12 @@ pub async fn release_acceptance(
     b: Body,
 ) -> Result<Response, ApiError> {
     let (caller, bytes) = writer(&app, &headers, &[Role::Approver], b).await?;
-    Ok(json(
-        201,
-        &app.records
-            .record_acceptance(&actor(&caller), &id, &bytes)
-            .await?,
-    ))
+    let new: NewAcceptance = parse(&bytes)?;
+    let acceptance = app
+        .records
+        .record_acceptance(&actor(&caller), &id, new)
+        .await?;
+    json(StatusCode::CREATED, &acceptance)
 }
 
 pub async fn create_deployment(
@@ -241,16 +252,23 @@ pub async fn create_deployment(
     b: Body,
 ) -> Result<Response, ApiError> {
     let (caller, bytes) = writer(&app, &headers, &[Role::Operator], b).await?;
-    let active = policy(&app)?;
+    let new: NewDeployment = parse(&bytes)?;
+    let pipeline = pipeline(&app)?;
     let who = actor(&caller);
-    idempotent(&app, &caller, &headers, "POST /v1/deployments", &bytes, {
-        let (app, bytes) = (app.clone(), bytes.clone());
-        move |k| async move {
-            app.records
-                .create_deployment(&who, &active.policy, &bytes, k.as_ref())
+    let records = app.records.clone();
+    idempotent(
+        &app,
+        &caller,
+        &headers,
+        "POST /v1/deployments",
+        &bytes,
+        StatusCode::CREATED,
+        |k| async move {
+            records
+                .create_deployment(&pipeline, &who, new, k.as_ref())
                 .await
-        }
-    })
+        },
+    )
     .await
 }
 
@@ -261,12 +279,9 @@ pub async fn get_deployment(
 ) -> Result<Response, ApiError> {
     app.auth.caller(&headers)?.require(READERS)?;
     let view = app.records.deployment_view(&id).await?;
-    let mut res = json(200, &view);
-    if let Some(v) = view["version"].as_i64() {
-        res.headers_mut().insert(
-            header::ETAG,
-            header::HeaderValue::from_str(&format!("\"{v}\"")).expect("digits"),
-        );
+    let mut res = json(StatusCode::OK, &view)?;
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", view.deployment.version)) {
+        res.headers_mut().insert(header::ETAG, etag);
     }
     Ok(res)
 }
@@ -279,8 +294,7 @@ pub async fn route(
     app.auth
         .caller(&headers)?
         .require(&[Role::Gateway, Role::Auditor, Role::Operator])?;
-    let r = app.records.route(&id).await?;
-    Ok(json(200, &serde_json::to_value(r).unwrap_or(Value::Null)))
+    json(StatusCode::OK, &app.records.route(&id).await?)
 }
 
 pub async fn deployment_review(
@@ -290,13 +304,13 @@ pub async fn deployment_review(
     b: Body,
 ) -> Result<Response, ApiError> {
     let (caller, bytes) = writer(&app, &headers, &[Role::Approver], b).await?;
+    let new: NewReview = parse(&bytes)?;
     let d = app.records.deployment(&id).await?;
-    Ok(json(
-        201,
-        &app.records
-            .record_review(&actor(&caller), &d.release_id, Some(&id), &bytes)
-            .await?,
-    ))
+    let review = app
+        .records
+        .record_review(&actor(&caller), &d.release_id, Some(&id), new)
+        .await?;
+    json(StatusCode::CREATED, &review)
 }
 
 pub async fn progress(
@@ -307,17 +321,24 @@ pub async fn progress(
 ) -> Result<Response, ApiError> {
     let (caller, bytes) = writer(&app, &headers, &[Role::Approver], b).await?;
     let expected = if_match(&headers)?;
-    let active = policy(&app)?;
+    let new: NewProgression = parse(&bytes)?;
+    let pipeline = pipeline(&app)?;
     let who = actor(&caller);
     let what = format!("POST /v1/deployments/{id}/progressions");
-    idempotent(&app, &caller, &headers, &what, &bytes, {
-        let (app, bytes) = (app.clone(), bytes.clone());
-        move |k| async move {
-            app.records
-                .progress(&who, &active.policy, &id, &bytes, expected, k.as_ref())
+    let records = app.records.clone();
+    idempotent(
+        &app,
+        &caller,
+        &headers,
+        &what,
+        &bytes,
+        StatusCode::OK,
+        |k| async move {
+            records
+                .progress(&pipeline, &who, &id, new, expected, k.as_ref())
                 .await
-        }
-    })
+        },
+    )
     .await
 }
 
@@ -341,31 +362,32 @@ pub async fn observe(
 ) -> Result<Response, ApiError> {
     let axum::extract::Query(query) =
         query.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
-    #[derive(serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct B {
-        observations: Vec<Observation>,
-    }
     let (caller, bytes) = writer(&app, &headers, &[Role::Operator], b).await?;
-    let parsed: B = crate::records::evidence::parse(&bytes)?;
-    let active = policy(&app)?;
+    let new: NewObservations = parse(&bytes)?;
+    let pipeline = pipeline(&app)?;
     let who = actor(&caller);
     let what = format!("POST /v1/deployments/{id}/observations");
-    idempotent(&app, &caller, &headers, &what, &bytes, {
-        let app = app.clone();
-        move |k| async move {
-            app.records
+    let records = app.records.clone();
+    idempotent(
+        &app,
+        &caller,
+        &headers,
+        &what,
+        &bytes,
+        StatusCode::OK,
+        |k| async move {
+            records
                 .observe(
+                    &pipeline,
                     &who,
-                    &active.policy,
                     &id,
-                    &parsed.observations,
+                    &new.observations,
                     query.evaluate,
                     k.as_ref(),
                 )
                 .await
-        }
-    })
+        },
+    )
     .await
 }
 
@@ -376,12 +398,12 @@ pub async fn issue(
     b: Body,
 ) -> Result<Response, ApiError> {
     let (caller, bytes) = writer(&app, &headers, &[Role::Operator], b).await?;
-    Ok(json(
-        201,
-        &app.records
-            .record_issue(&actor(&caller), &id, &bytes)
-            .await?,
-    ))
+    let new: NewIssue = parse(&bytes)?;
+    let issue = app.records.record_issue(&actor(&caller), &id, new).await?;
+    json(
+        StatusCode::CREATED,
+        &serde_json::json!({ "material_issue": issue }),
+    )
 }
 
 async fn intervene(
@@ -389,23 +411,33 @@ async fn intervene(
     id: String,
     headers: HeaderMap,
     b: Body,
-    rollback: bool,
+    action: Intervention,
 ) -> Result<Response, ApiError> {
     let (caller, bytes) = writer(&app, &headers, &[Role::Operator], b).await?;
     let expected = if_match(&headers)?;
+    let new: NewIntervention = parse(&bytes)?;
     let who = actor(&caller);
+    let records = app.records.clone();
     let what = format!(
         "POST /v1/deployments/{id}/{}",
-        if rollback { "rollback" } else { "suspend" }
-    );
-    idempotent(&app, &caller, &headers, &what, &bytes, {
-        let (app, bytes) = (app.clone(), bytes.clone());
-        move |k| async move {
-            app.records
-                .intervene(&who, &id, rollback, &bytes, expected, k.as_ref())
-                .await
+        match action {
+            Intervention::Rollback => "rollback",
+            Intervention::Suspend => "suspend",
         }
-    })
+    );
+    idempotent(
+        &app,
+        &caller,
+        &headers,
+        &what,
+        &bytes,
+        StatusCode::OK,
+        |k| async move {
+            records
+                .intervene(&who, &id, action, new, expected, k.as_ref())
+                .await
+        },
+    )
     .await
 }
 
@@ -415,7 +447,7 @@ pub async fn rollback(
     headers: HeaderMap,
     b: Body,
 ) -> Result<Response, ApiError> {
-    intervene(app, id, headers, b, true).await
+    intervene(app, id, headers, b, Intervention::Rollback).await
 }
 
 pub async fn suspend(
@@ -424,7 +456,7 @@ pub async fn suspend(
     headers: HeaderMap,
     b: Body,
 ) -> Result<Response, ApiError> {
-    intervene(app, id, headers, b, false).await
+    intervene(app, id, headers, b, Intervention::Suspend).await
 }
 
 pub async fn record(
@@ -433,7 +465,7 @@ pub async fn record(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     app.auth.caller(&headers)?.require(&[Role::Auditor])?;
-    Ok(json(200, &app.records.export(&id).await?))
+    json(StatusCode::OK, &app.records.export(&id).await?)
 }
 
 pub async fn decision(
@@ -447,11 +479,7 @@ pub async fn decision(
         Role::Operator,
         Role::Approver,
     ])?;
-    let entry = app.records.decision_entry(&id).await?;
-    Ok(json(
-        200,
-        &serde_json::to_value(entry).unwrap_or(Value::Null),
-    ))
+    json(StatusCode::OK, &app.records.decision_entry(&id).await?)
 }
 
 pub async fn deliveries(
@@ -462,8 +490,57 @@ pub async fn deliveries(
     app.auth.caller(&headers)?.require(READERS)?;
     app.records.deployment(&id).await?;
     let list = app.records.deliveries(&id).await?;
-    Ok(json(
-        200,
+    json(
+        StatusCode::OK,
         &serde_json::json!({"deployment_id": id, "deliveries": list}),
-    ))
+    )
+}
+
+/// `GET /v1/log/checkpoint`: signs the chain's head now and answers the
+/// signed note (`text/plain`), for an auditor to keep outside the
+/// database.
+pub async fn checkpoint(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    app.auth
+        .caller(&headers)?
+        .require(&[Role::Auditor, Role::Operator])?;
+    match app.records.checkpoint().await? {
+        Some(note) => Ok((
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            note,
+        )
+            .into_response()),
+        None => Err(ApiError::not_found(
+            "checkpoints are not signed: configure records.checkpoint_key",
+        )),
+    }
+}
+
+/// `GET /v1/log/key`: the public key checkpoints are signed with, as PEM
+/// and as a signed-note verifier key.
+pub async fn checkpoint_key(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    app.auth.caller(&headers)?.require(READERS)?;
+    let Some((origin, key)) = app.records.checkpoint_key() else {
+        return Err(ApiError::not_found(
+            "checkpoints are not signed: configure records.checkpoint_key",
+        ));
+    };
+    use ed25519_dalek::pkcs8::EncodePublicKey;
+    let pem = key
+        .to_public_key_pem(Default::default())
+        .map_err(|e| ApiError::internal(format!("encoding the key: {e}")))?;
+    json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "origin": origin,
+            "public_key_pem": pem,
+            "verifier_key": crate::records::checkpoint::verifier_key(&origin, &key),
+        }),
+    )
 }
