@@ -1,4 +1,4 @@
-//! The `stagegate` command line (SPEC §5).
+//! The `stagegate` command line (README.md, "Command line").
 //!
 //! Exit codes are part of the interface: 0 success (whatever a decision's
 //! outcome), 1 a check failed (verification, a failing test), 2 bad input or
@@ -62,7 +62,7 @@ enum Command {
     Token(token::TokenArgs),
 }
 
-/// Exit codes of SPEC §5.
+/// Exit codes (docs/decisions.md#command-line-exit-codes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
     Success = 0,

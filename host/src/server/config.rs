@@ -181,7 +181,7 @@ pub struct BundleConfig {
     pub sign_with: Option<PathBuf>,
 }
 
-/// Roles of SPEC §6 and the records API.
+/// Roles a token may grant (README.md, "Access control").
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize,
 )]
