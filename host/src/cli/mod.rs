@@ -183,13 +183,13 @@ impl TrustArgs {
 #[derive(Debug, Clone, Args)]
 struct LimitArgs {
     /// Wall-clock budget of one policy call, in milliseconds
-    #[arg(long, value_name = "MS", default_value_t = 100)]
+    #[arg(long, value_name = "MS", default_value_t = Limits::default().deadline_ms())]
     deadline_ms: u64,
     /// Largest linear memory of one policy instance, in MiB
-    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    #[arg(long, value_name = "MIB", default_value_t = Limits::default().memory_mib())]
     memory_mib: usize,
     /// Reuse warm instances (`warm`) or make one per decision (`fresh`)
-    #[arg(long, default_value = "warm")]
+    #[arg(long, default_value_t = Isolation::default())]
     isolation: Isolation,
 }
 

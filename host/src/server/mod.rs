@@ -10,6 +10,8 @@
 pub mod auth;
 pub mod body;
 pub mod config;
+#[cfg(test)]
+mod config_example;
 pub mod error;
 pub mod lane;
 pub mod metrics;
