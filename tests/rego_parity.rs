@@ -3,7 +3,8 @@
 //! the comparison would be between different rules. Every gate test case
 //! of policies/iso42001 that is a well-formed request is run through both;
 //! outcomes and the codes of blocking and informational findings must match
-//! (the reference policy's additive warnings are not SPEC rules).
+//! (the reference policy's warnings, such as `plan.trigger_incomplete`, are
+//! not transcribed to Rego).
 
 mod support;
 

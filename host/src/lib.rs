@@ -3,8 +3,8 @@
 //! Compliance teams write the rules for when an AI release may go live and
 //! how it may widen its exposure as a policy, compile it to a sandboxed
 //! WebAssembly component, sign it and ship it as a versioned bundle. This
-//! crate loads verified bundles and answers decisions (SPEC §2) from the
-//! command line and over HTTP.
+//! crate loads verified bundles and answers decisions (docs/decisions.md)
+//! from the command line and over HTTP.
 //!
 //! - [`decision`]: requests, conversion to WIT, the response envelope;
 //! - [`policy`]: the wasmtime sandbox that runs policy components;

@@ -2,7 +2,8 @@
 //!
 //! Shared by the gate (each problem is its own finding) and progression
 //! (any problem means `progression.unauthorised`), so both apply exactly the
-//! same checks, as SPEC §3 requires.
+//! same checks: progression must not accept an authorisation the gate
+//! would refuse.
 
 use stagegate_sdk::text::{non_blank, present};
 use stagegate_sdk::time::{DAY_MS, rfc3339};

@@ -1,6 +1,6 @@
 //! The `gate` decision: may this release enter operational use, and in
-//! which first stage? One check per row of the SPEC §3 gate table; every
-//! failing check is reported.
+//! which first stage? One check per row of the gate table in
+//! docs/decisions.md#gate-rules; every failing check is reported.
 
 use stagegate_sdk::criteria::{describe, parts};
 use stagegate_sdk::text::{non_blank, present};

@@ -1,8 +1,10 @@
-//! The reference ISO/IEC 42001 deployment policy (SPEC §3).
+//! The reference ISO/IEC 42001 deployment policy
+//! (docs/decisions.md#the-reference-policy).
 //!
 //! Each decision is a module named after it (`gate`, `progression`,
-//! `monitoring`) whose checks read like the rule tables in the SPEC.
-//! Thresholds come from the bundle's `params.json` ([`params::Params`]).
+//! `monitoring`) whose checks read like the rule tables of
+//! docs/decisions.md. Thresholds come from the bundle's `params.json`
+//! ([`params::Params`]).
 //!
 //! The same rules compile twice: as the `wasm32-wasip2` component shipped in
 //! the bundle, and natively (as an rlib) for unit tests and the benchmark's
@@ -24,7 +26,7 @@ use stagegate_sdk::{
 
 use params::Params;
 
-/// Parameters set by `configure`; the SPEC defaults until then.
+/// Parameters set by `configure`; [`Params::default`] until then.
 static PARAMS: RwLock<Option<Params>> = RwLock::new(None);
 
 fn with_params<T>(f: impl FnOnce(&Params) -> T) -> Result<T, String> {

@@ -1,8 +1,9 @@
 //! The policy's thresholds, read from the bundle's `params.json`.
 //!
-//! Every key is optional and falls back to the SPEC §3 default; unknown keys
-//! are an error, because a misspelt threshold that silently keeps its default
-//! is exactly the kind of mistake an auditor would not catch.
+//! Every key is optional and falls back to its default ([`Params::default`],
+//! tabled in docs/decisions.md#parameters-per-risk-tier); unknown keys are
+//! an error, because a misspelt threshold that silently keeps its default is
+//! exactly the kind of mistake an auditor would not catch.
 
 use serde::Deserialize;
 use stagegate_sdk::tiers::Level;

@@ -1,9 +1,9 @@
 //! The `progression` decision: may the deployment widen its exposure from
 //! the current stage to the target stage?
 //!
-//! SPEC §3 orders the rows: a breached suspension trigger outranks a
-//! breached rollback trigger, which outranks every `hold` reason. All
-//! findings are reported whatever the outcome.
+//! The outcome is ranked (docs/decisions.md#progression-rules): a breached
+//! suspension trigger outranks a breached rollback trigger, which outranks
+//! every `hold` reason. All findings are reported whatever the outcome.
 
 use stagegate_sdk::criteria::{self, CriterionStatus, Observations, describe};
 use stagegate_sdk::text::{non_blank, same_identity};

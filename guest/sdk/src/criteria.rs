@@ -1,4 +1,5 @@
-//! Criteria, triggers and the observations they are judged on (SPEC §3).
+//! Criteria, triggers and the observations they are judged on
+//! (docs/decisions.md#observations-criteria-and-triggers).
 //!
 //! - Where several observations name one metric, the newest (`window_end`)
 //!   counts; an observation without `window_end` is older than any with one,

@@ -1,6 +1,6 @@
 //! Collecting findings and turning them into a decision.
 //!
-//! Rules report every failing check, not just the first (SPEC §3), so a rule
+//! Rules report every failing check, not just the first, so a rule
 //! never returns early: it adds a finding and goes on. The outcome is derived
 //! from the findings at the end, which keeps "a deny always carries at least
 //! one finding that says why" true by construction.

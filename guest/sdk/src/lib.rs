@@ -9,7 +9,7 @@
 //! - [`Findings`]: collect findings with a code, severity, JSON pointer and
 //!   message, and derive the outcome from them;
 //! - [`criteria`]: the newest observation per metric, whether a criterion is
-//!   met and whether a trigger is breached (SPEC §3 semantics);
+//!   met and whether a trigger is breached (as docs/decisions.md defines them);
 //! - [`tiers::PerTier`]: thresholds that vary by risk tier, read from
 //!   `params.json`;
 //! - [`time`]: hour/day arithmetic on the integer timestamps the host passes.

@@ -1,9 +1,10 @@
-# The reference policy's gate rules (SPEC §3), written in Rego for the
-# benchmark's comparison with regorus. `input` is the gate request as sent to
-# stagegate; `data.params` is the bundle's params.json. The decision is
-# `data.stagegate.gate.decision`: {outcome, findings: [{code, severity, path}],
-# first_stage}. A test (tests/rego_parity.rs) checks it gives the same outcome
-# and SPEC codes as the WebAssembly policy on every gate test case.
+# The reference policy's gate rules (docs/decisions.md#gate-rules), written
+# in Rego for the benchmark's comparison with regorus. `input` is the gate
+# request as sent to stagegate; `data.params` is the bundle's params.json.
+# The decision is `data.stagegate.gate.decision`: {outcome, findings: [{code,
+# severity, path}], first_stage}. A test (tests/rego_parity.rs) checks it
+# gives the same outcome and blocking and informational codes as the
+# WebAssembly policy on every gate test case.
 package stagegate.gate
 
 import rego.v1

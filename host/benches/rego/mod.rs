@@ -1,5 +1,6 @@
-//! The SPEC gate rules in Rego, evaluated by regorus: the benchmark's
-//! comparison point and the parity test's second opinion.
+//! The reference policy's gate rules (docs/decisions.md#gate-rules) in
+//! Rego, evaluated by regorus: the benchmark's comparison point and the
+//! parity test's second opinion.
 
 use regorus::{Engine, Value};
 

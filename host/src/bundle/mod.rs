@@ -1,4 +1,4 @@
-//! Signed policy bundles (DESIGN "Bundles are data, signed").
+//! Signed policy bundles (README.md, "Bundles"): data, verified before use.
 //!
 //! A bundle is one archive: `manifest.json` (name, version, WIT package,
 //! every file's SHA-256 and size), `policy.wasm`, `params.json`,

@@ -16,7 +16,7 @@ pub struct EvalArgs {
     /// Bundle file (or a policy directory, built unsigned for local work)
     #[arg(long, value_name = "FILE")]
     bundle: PathBuf,
-    /// Request JSON (SPEC §2); `-` reads standard input
+    /// Request JSON (docs/decisions.md#requests); `-` reads standard input
     #[arg(long, value_name = "FILE|-")]
     input: PathBuf,
     #[command(flatten)]

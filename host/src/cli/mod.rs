@@ -1,4 +1,4 @@
-//! The `stagegate` command line (SPEC §5).
+//! The `stagegate` command line (README.md, "Command line").
 //!
 //! Exit codes are part of the interface: 0 success (whatever a decision's
 //! outcome), 1 a check failed (verification, a failing test), 2 bad input or
@@ -62,7 +62,7 @@ enum Command {
     Token(token::TokenArgs),
 }
 
-/// Exit codes of SPEC §5.
+/// Exit codes (docs/decisions.md#command-line-exit-codes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
     Success = 0,
@@ -183,13 +183,13 @@ impl TrustArgs {
 #[derive(Debug, Clone, Args)]
 struct LimitArgs {
     /// Wall-clock budget of one policy call, in milliseconds
-    #[arg(long, value_name = "MS", default_value_t = 100)]
+    #[arg(long, value_name = "MS", default_value_t = Limits::default().deadline_ms())]
     deadline_ms: u64,
     /// Largest linear memory of one policy instance, in MiB
-    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    #[arg(long, value_name = "MIB", default_value_t = Limits::default().memory_mib())]
     memory_mib: usize,
     /// Reuse warm instances (`warm`) or make one per decision (`fresh`)
-    #[arg(long, default_value = "warm")]
+    #[arg(long, default_value_t = Isolation::default())]
     isolation: Isolation,
 }
 

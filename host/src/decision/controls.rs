@@ -1,5 +1,5 @@
 //! Control references cited by findings, from a bundle's `controls.json`
-//! (SPEC §4).
+//! (docs/decisions.md#control-references).
 //!
 //! The mapping is data, not code, so an organisation whose catalogue
 //! numbers AI system deployment A.6.2.5 rather than A.6.2.7 remaps it in

@@ -1,6 +1,6 @@
 //! From request bytes to a typed [`Request`], with errors that name the JSON
-//! path of the problem (SPEC §1): `/plan/stages/1/traffic_percent: expected
-//! a number, found string "5"`.
+//! path of the problem (docs/decisions.md#conventions):
+//! `/plan/stages/1/traffic_percent: expected a number, found string "5"`.
 //!
 //! The fast path decodes with plain serde_json. Only when that fails is the
 //! body decoded again through `serde_path_to_error` to locate the problem, so
@@ -83,7 +83,7 @@ pub fn decode_as<T: DeserializeOwned>(body: &[u8]) -> Result<T, RequestError> {
         ),
     })?;
     // serde also reads a struct from a JSON array, field by field in
-    // declaration order; a request is an object (SPEC §2), and an array
+    // declaration order; a request is a JSON object, and an array
     // body would otherwise be decoded positionally or refused with a
     // message about its first element.
     if text.trim_start().starts_with('[') {

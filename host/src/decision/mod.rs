@@ -1,5 +1,6 @@
-//! Decisions: the JSON requests of SPEC §2, their conversion to and from
-//! the WIT records a policy sees, and the response envelope.
+//! Decisions: the JSON requests (docs/decisions.md#requests), their
+//! conversion to and from the WIT records a policy sees, and the response
+//! envelope.
 
 pub mod controls;
 pub mod convert;
@@ -19,7 +20,7 @@ pub use request::Request;
 pub use timestamp::Timestamp;
 pub use verdict::{Envelope, Finding, FindingSeverity, Obligation, Outcome, PolicyRef, Verdict};
 
-/// The three decisions of SPEC §2.
+/// The three decisions (docs/decisions.md#the-three-decisions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DecisionKind {

@@ -1,11 +1,13 @@
-//! Decision requests as they arrive on the wire (SPEC §2), decoded by serde.
+//! Decision requests as they arrive on the wire (docs/decisions.md#requests),
+//! decoded by serde.
 //!
 //! The shapes mirror `wit/policy.wit`; conversion into the sandbox's typed
-//! records is in [`super::convert`]. SPEC §1 conventions live here:
-//! unknown fields are ignored; absent or `null` optional fields are missing
-//! (`Option` / empty list / `false`); `system.consequential` defaults to
-//! `true` when absent; only `now`, `system.id`, `system.risk_tier` and the
-//! per-decision required fields make a request malformed when absent.
+//! records is in [`super::convert`]. The conventions of
+//! docs/decisions.md#conventions live here: unknown fields are ignored;
+//! absent or `null` optional fields are missing (`Option` / empty list /
+//! `false`); `system.consequential` defaults to `true` when absent; only
+//! `now`, `system.id`, `system.risk_tier` and the per-decision required
+//! fields make a request malformed when absent.
 
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -247,7 +249,7 @@ pub struct MaterialIssue {
 /// Free-form evidence for custom policies, passed through as JSON text.
 pub type Extensions = Option<Box<serde_json::value::RawValue>>;
 
-/// SPEC §2.1.
+/// A gate request (docs/decisions.md#gate-request).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct GateRequest {
     pub now: Timestamp,
@@ -268,7 +270,7 @@ pub struct GateRequest {
     pub extensions: Extensions,
 }
 
-/// SPEC §2.2.
+/// A progression request (docs/decisions.md#progression-request).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct ProgressionRequest {
     pub now: Timestamp,
@@ -287,7 +289,7 @@ pub struct ProgressionRequest {
     pub extensions: Extensions,
 }
 
-/// SPEC §2.3.
+/// A monitoring request (docs/decisions.md#monitoring-request).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct MonitoringRequest {
     pub now: Timestamp,

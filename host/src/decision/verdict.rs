@@ -1,11 +1,13 @@
-//! What a policy decided, and the envelope it is returned in (SPEC §2).
+//! What a policy decided, and the envelope it is returned in
+//! (docs/decisions.md#the-response-envelope).
 
 use serde::{Deserialize, Serialize};
 
 use super::{DecisionKind, Timestamp};
 
 /// Every outcome of every decision; which ones a decision may return is
-/// fixed by SPEC §2 and enforced by the WIT enums.
+/// fixed per decision (docs/decisions.md#the-three-decisions) and enforced
+/// by the WIT enums.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
@@ -34,7 +36,7 @@ impl Outcome {
     }
 
     /// The outcome a decision takes when its policy cannot answer: never a
-    /// positive one (SPEC §6).
+    /// positive one (docs/decisions.md#failing-closed-policyerror).
     pub fn fail_closed(kind: DecisionKind) -> Outcome {
         match kind {
             DecisionKind::Gate => Outcome::Deny,
@@ -124,7 +126,7 @@ pub struct PolicyRef {
     pub digest: String,
 }
 
-/// The decision response (SPEC §2).
+/// The decision response (docs/decisions.md#the-response-envelope).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Envelope {
     pub decision_id: String,

@@ -1,4 +1,5 @@
-//! A policy serving decisions: from a typed request to the SPEC §2 envelope.
+//! A policy serving decisions: from a typed request to the response
+//! envelope (docs/decisions.md#the-response-envelope).
 
 use super::bindings::convert;
 use super::{LoadedPolicy, PolicyError};
@@ -63,8 +64,8 @@ impl ActivePolicy {
     }
 
     /// Asks the policy; a failure of the policy becomes the fail-closed
-    /// verdict of SPEC §6, so this never returns a positive outcome for a
-    /// policy that could not answer.
+    /// verdict (docs/decisions.md#failing-closed-policyerror), so this never
+    /// returns a positive outcome for a policy that could not answer.
     pub fn verdict(&self, request: Request) -> (Verdict, Option<PolicyError>) {
         let kind = request.kind();
         let result = match request {
@@ -127,7 +128,7 @@ impl ActivePolicy {
     }
 }
 
-/// Holds a policy to SPEC §2's promises, which the WIT types alone cannot:
+/// Holds a policy to the envelope's promises, which the WIT types alone cannot:
 /// a negative outcome carries at least one finding saying why, and a
 /// positive one carries no blocking finding. A policy that breaks them is
 /// failing, and fails closed like any other failure.

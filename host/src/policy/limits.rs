@@ -30,6 +30,9 @@ pub struct Limits {
     pub recycle_after_calls: u64,
 }
 
+/// The one place the sandbox's defaults are set: the server configuration
+/// (`[limits]`) and the command line's `--deadline-ms` / `--memory-mib` read
+/// theirs from here, and `examples/stagegate.toml` is tested against them.
 impl Default for Limits {
     fn default() -> Self {
         Limits {
@@ -40,6 +43,18 @@ impl Default for Limits {
             warm_per_bundle: 16,
             recycle_after_calls: 100_000,
         }
+    }
+}
+
+impl Limits {
+    /// The deadline in whole milliseconds, the unit settings give it in.
+    pub fn deadline_ms(&self) -> u64 {
+        u64::try_from(self.deadline.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The memory cap in whole MiB, the unit settings give it in.
+    pub fn memory_mib(&self) -> usize {
+        self.memory_bytes >> 20
     }
 }
 
@@ -56,6 +71,15 @@ pub enum Isolation {
     Fresh,
 }
 
+impl std::fmt::Display for Isolation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Isolation::Warm => "warm",
+            Isolation::Fresh => "fresh",
+        })
+    }
+}
+
 impl std::str::FromStr for Isolation {
     type Err = String;
 
@@ -66,6 +90,18 @@ impl std::str::FromStr for Isolation {
             other => Err(format!(
                 "unknown isolation '{other}': expected warm or fresh"
             )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn isolation_names_read_back_as_themselves() {
+        for i in [Isolation::Warm, Isolation::Fresh] {
+            assert_eq!(i.to_string().parse::<Isolation>(), Ok(i));
         }
     }
 }

@@ -199,7 +199,7 @@ pub struct BundleConfig {
     pub sign_with: Option<PathBuf>,
 }
 
-/// Roles of SPEC §6 and the records API.
+/// Roles a token may grant (README.md, "Access control").
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize,
 )]
@@ -280,14 +280,16 @@ impl Default for TrustConfig {
 
 impl Default for LimitsConfig {
     fn default() -> Self {
+        // The sandbox's own defaults live in `policy::Limits` alone.
+        let sandbox = crate::policy::Limits::default();
         LimitsConfig {
             body_bytes: 1 << 20,
             upload_bytes: 64 << 20,
-            decision_deadline_ms: 100,
-            memory_mib: 64,
+            decision_deadline_ms: sandbox.deadline_ms(),
+            memory_mib: sandbox.memory_mib(),
             concurrency: 256,
             request_timeout_ms: 10_000,
-            isolation: Isolation::Warm,
+            isolation: Isolation::default(),
             watch_interval_ms: 2_000,
         }
     }
@@ -458,18 +460,16 @@ impl Config {
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("stagegate.db").display()))
     }
 
-    /// The name of the default bundle: the one marked `default`, else the
-    /// only configured one.
+    /// The name of the default bundle among the configured ones, by
+    /// [`crate::server::registry::default_bundle`]'s rule.
     pub fn default_bundle(&self) -> Option<&str> {
-        self.bundles
-            .iter()
-            .find(|b| b.default)
-            .or(if self.bundles.len() == 1 {
-                self.bundles.first()
-            } else {
-                None
-            })
-            .map(|b| b.name.as_str())
+        crate::server::registry::default_bundle(
+            self.bundles
+                .iter()
+                .find(|b| b.default)
+                .map(|b| b.name.as_str()),
+            self.bundles.iter().map(|b| b.name.as_str()),
+        )
     }
 }
 

@@ -1,5 +1,6 @@
 //! API errors: `{"error": {"code", "message", "path"}}` with the right
-//! status (SPEC §6). Bad input is never a 500.
+//! status; the codes are listed in docs/decisions.md#http-errors. Bad input
+//! is never a 500.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};

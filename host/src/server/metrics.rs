@@ -85,7 +85,7 @@ impl BundleCounters {
     }
 }
 
-/// The outcomes each decision may return (SPEC §2).
+/// The outcomes each decision may return (docs/decisions.md#the-three-decisions).
 const OUTCOMES: [(DecisionKind, &[Outcome]); 3] = [
     (DecisionKind::Gate, &[Outcome::Allow, Outcome::Deny]),
     (

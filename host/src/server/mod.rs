@@ -1,4 +1,4 @@
-//! `stagegate serve`: the HTTP decision service (SPEC §6).
+//! `stagegate serve`: the HTTP decision service (README.md, "HTTP API").
 //!
 //! axum on tokio. Decisions run inline on the request's task: a warm
 //! policy call takes microseconds, less than handing it to another thread
@@ -10,6 +10,8 @@
 pub mod auth;
 pub mod body;
 pub mod config;
+#[cfg(test)]
+mod config_example;
 pub mod error;
 pub mod lane;
 pub mod metrics;

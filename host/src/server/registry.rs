@@ -197,6 +197,21 @@ pub struct Registry {
     slots_write: Mutex<()>,
 }
 
+/// Which bundle answers a decision that names none: the one marked as the
+/// default (`marked`), else the only bundle there is; among several with
+/// none marked there is no default, and a decision must name its bundle.
+/// The configuration and the registry both decide by this one rule.
+pub fn default_bundle<'a>(
+    marked: Option<&'a str>,
+    mut names: impl Iterator<Item = &'a str>,
+) -> Option<&'a str> {
+    if marked.is_some() {
+        return marked;
+    }
+    let only = names.next()?;
+    names.next().is_none().then_some(only)
+}
+
 /// Why a decision could not find a bundle to ask.
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveError {
@@ -261,13 +276,16 @@ impl Registry {
 
     /// The default bundle's name, if any.
     pub fn default_name(&self) -> Option<String> {
-        if let Some(d) = &self.settings.default_bundle {
-            return Some(d.clone());
-        }
         let slots = self.slots.load();
-        (slots.len() == 1)
-            .then(|| slots.keys().next().cloned())
-            .flatten()
+        self.default_among(&slots).map(str::to_string)
+    }
+
+    /// The default among `slots`: the configured one, else the only slot.
+    fn default_among<'a>(&'a self, slots: &'a BTreeMap<String, Arc<Slot>>) -> Option<&'a str> {
+        default_bundle(
+            self.settings.default_bundle.as_deref(),
+            slots.keys().map(String::as_str),
+        )
     }
 
     /// The active bundle a decision should use: `name`, or the default.
@@ -278,13 +296,7 @@ impl Registry {
                 .get(n)
                 .ok_or_else(|| ResolveError::Unknown(n.to_string()))?,
             None => {
-                let n = match &self.settings.default_bundle {
-                    Some(d) => d.as_str(),
-                    None if slots.len() == 1 => {
-                        slots.keys().next().map(String::as_str).unwrap_or_default()
-                    }
-                    None => return Err(ResolveError::NoDefault),
-                };
+                let n = self.default_among(&slots).ok_or(ResolveError::NoDefault)?;
                 slots
                     .get(n)
                     .ok_or_else(|| ResolveError::Inactive(n.to_string()))?
@@ -539,4 +551,18 @@ fn smoke(policy: &ActivePolicy) -> Result<(), Rejection> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_bundle;
+
+    #[test]
+    fn the_default_bundle_is_the_marked_one_else_the_only_one() {
+        let names = || ["a", "b"].into_iter();
+        assert_eq!(default_bundle(Some("b"), names()), Some("b"));
+        assert_eq!(default_bundle(None, ["a"].into_iter()), Some("a"));
+        assert_eq!(default_bundle(None, names()), None);
+        assert_eq!(default_bundle(None, std::iter::empty()), None);
+    }
 }

@@ -55,7 +55,7 @@ pub struct BundleList {
     default: Option<String>,
 }
 
-/// Active bundles (SPEC §6): any authenticated caller.
+/// Active bundles: any authenticated caller.
 pub async fn list(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
