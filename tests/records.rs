@@ -32,6 +32,8 @@ on_both_backends!(
     an_edited_log_row_is_named_by_audit_verify,
     every_kind_of_record_row_edited_by_hand_is_named_by_audit_verify,
     a_history_rewritten_with_recomputed_hashes_fails_the_signed_checkpoint,
+    concurrent_identical_requests_with_one_idempotency_key_get_one_answer,
+    a_future_dated_observation_is_refused_with_its_path_and_nothing_is_stored,
     a_crash_loses_no_acknowledged_write_and_leaves_every_state_explained,
 );
 
@@ -731,4 +733,88 @@ fn a_history_rewritten_with_recomputed_hashes_fails_the_signed_checkpoint(b: Bac
     let (code, out) = w.audit_verify_with(&args);
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("does not verify"), "{out}");
+}
+
+fn concurrent_identical_requests_with_one_idempotency_key_get_one_answer(b: Backend) {
+    let Some(w) = World::new(b, "") else { return };
+    let s = w.start();
+    let release = registered_release(&s, "2.3.0");
+    let body = json!({"release_id": release, "plan": support::records::plan()});
+    for round in 0..4 {
+        let key = format!("race-{round}");
+        let replies: Vec<_> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    let (s, body, key) = (&s, &body, &key);
+                    scope.spawn(move || {
+                        post(
+                            s,
+                            "ops",
+                            "/v1/deployments",
+                            body,
+                            &[("Idempotency-Key", key)],
+                        )
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for r in &replies {
+            assert_eq!(r.status, 201, "round {round}: {}", r.body);
+        }
+        let ids: std::collections::BTreeSet<String> = replies
+            .iter()
+            .map(|r| r.json()["deployment"]["id"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            ids.len(),
+            1,
+            "round {round}: one key acted more than once: {ids:?}"
+        );
+    }
+}
+
+fn a_future_dated_observation_is_refused_with_its_path_and_nothing_is_stored(b: Backend) {
+    let Some(w) = World::new(b, "") else { return };
+    let s = w.start();
+    let release = registered_release(&s, "2.3.0");
+    let d = deploy(&s, &release);
+    let r = post(
+        &s,
+        "ops",
+        &format!("/v1/deployments/{d}/observations"),
+        &json!({"observations": [
+            {"metric": "error_rate", "value": 0.01, "samples": 5000},
+            {"metric": "error_rate", "value": 0, "samples": 1000000, "window_end": "9999-12-31T00:00:00Z"}
+        ]}),
+        &[],
+    );
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(r.json()["error"]["path"], "/observations/1/window_end");
+    assert!(r.body.contains("in the future"), "{}", r.body);
+    let rec = get(&s, "audit", &format!("/v1/deployments/{d}/record")).json();
+    assert_eq!(rec["observations_recorded"], 0, "{rec:#}");
+    // Within the allowed clock skew an observation is taken.
+    let soon =
+        stagegate::decision::Timestamp(stagegate::decision::Timestamp::now().millis() + 60_000);
+    let r = observe_at(&s, &d, 0.01, &soon.to_string());
+    assert_eq!(r.status, 200, "{}", r.body);
+    // And a real breach after it still rolls the deployment back.
+    let r = observe(&s, &d, 0.9, 5000);
+    assert_eq!(r.json()["decision"]["outcome"], "rollback", "{}", r.body);
+}
+
+fn observe_at(
+    s: &support::server::Server,
+    d: &str,
+    rate: f64,
+    window_end: &str,
+) -> support::server::Reply {
+    post(
+        s,
+        "ops",
+        &format!("/v1/deployments/{d}/observations"),
+        &json!({"observations": [{"metric": "error_rate", "value": rate, "samples": 5000, "window_end": window_end}]}),
+        &[],
+    )
 }

@@ -63,7 +63,7 @@ fn main() {
         config.scheduler.interval_ms = 60_000;
         config.scheduler.lease_ms = 60_000;
         let app = stagegate::server::prepare(&config).await.unwrap();
-        let records = &app.records;
+        let records = app.records();
         let store = records.store.clone();
         let intervals = records.intervals;
         let pipeline = Pipeline::resolve(&app, None).unwrap();

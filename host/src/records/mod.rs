@@ -26,7 +26,7 @@ pub(crate) mod deployments;
 mod error;
 pub(crate) mod evidence;
 pub(crate) mod export;
-pub mod idempotency;
+pub(crate) mod idempotency;
 pub(crate) mod ledger;
 mod log;
 pub mod model;

@@ -8,18 +8,18 @@
 //! blocking threads so compilation never stalls decisions.
 
 pub mod auth;
-pub mod body;
+pub(crate) mod body;
 pub mod config;
 #[cfg(test)]
 mod config_example;
-pub mod error;
-pub mod lane;
-pub mod metrics;
-pub mod monitor;
+pub(crate) mod error;
+pub(crate) mod lane;
+pub(crate) mod metrics;
+pub(crate) mod monitor;
 pub mod pipeline;
-pub mod registry;
-pub mod routes;
-pub mod sources;
+pub(crate) mod registry;
+pub(crate) mod routes;
+pub(crate) mod sources;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -41,14 +41,21 @@ use registry::{Registry, RegistrySettings};
 
 /// Shared state of every handler.
 pub struct App {
-    pub registry: Arc<Registry>,
-    pub records: crate::records::Records,
-    pub auth: Auth,
-    pub metrics: Arc<Metrics>,
-    pub limits: LimitsConfig,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) records: crate::records::Records,
+    pub(crate) auth: Auth,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) limits: LimitsConfig,
     /// Log stateless decisions too.
-    pub log_decisions: bool,
+    pub(crate) log_decisions: bool,
     inflight: Arc<Semaphore>,
+}
+
+impl App {
+    /// The records service (for in-process use: benchmarks, tools).
+    pub fn records(&self) -> &crate::records::Records {
+        &self.records
+    }
 }
 
 /// A failure to start: reported before the port is bound.
