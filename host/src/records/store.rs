@@ -48,6 +48,9 @@ const SEALED_RECORDS: i64 = 3;
 pub struct Store {
     pub pool: AnyPool,
     pub dialect: Dialect,
+    /// Bumped by every committed write of this process: what caches of
+    /// records (the public notice) compare to know they are stale.
+    changes: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Store {
@@ -110,9 +113,24 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(|e| err(e.to_string()))?;
-        let store = Store { pool, dialect };
+        let store = Store {
+            pool,
+            dialect,
+            changes: Default::default(),
+        };
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// How many writes this process committed (see [`Store::changed`]).
+    pub fn changes(&self) -> u64 {
+        self.changes.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Records that a write committed.
+    pub(crate) fn changed(&self) {
+        self.changes
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {

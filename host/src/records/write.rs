@@ -17,6 +17,7 @@ use super::{RecordError, Store};
 use crate::decision::Timestamp;
 
 pub(crate) struct Write<'c> {
+    store: Store,
     tx: Transaction<'c, Any>,
     head: (i64, String),
     entries: Vec<LogEntry>,
@@ -42,6 +43,7 @@ impl Write<'static> {
             return Err(RecordError::IdempotencyRace);
         }
         Ok(Write {
+            store: store.clone(),
             tx,
             head,
             entries: Vec::new(),
@@ -112,8 +114,10 @@ impl Write<'_> {
             if is_unique_violation(&e) {
                 RecordError::IdempotencyRace
             } else {
-                e.into()
+                RecordError::from(e)
             }
-        })
+        })?;
+        self.store.changed();
+        Ok(())
     }
 }

@@ -67,19 +67,71 @@ pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-/// Refuses a request after reading (and discarding) up to 8 MiB of its
-/// body. hyper closes a connection whose request body was not read, and a
-/// client still sending a large upload then sees a reset instead of the
-/// 401 or 403 that explains the refusal; reading a bounded amount first
-/// lets the answer arrive.
+/// Refuses a request after reading and discarding up to 8 MiB of its
+/// body, a chunk at a time. hyper closes a connection whose request body
+/// was not read, and a client still sending a large upload then sees a
+/// reset instead of the 401 or 403 that explains the refusal; reading a
+/// bounded amount first lets the answer arrive. Nothing is kept: 64
+/// refused 8 MiB uploads at once cost 64 chunks, not 512 MiB.
 pub async fn refuse_after_drain(headers: &HeaderMap, body: Body, err: ApiError) -> ApiError {
-    const DRAIN: usize = 8 << 20;
+    use http_body_util::BodyExt;
+    const DRAIN: u64 = 8 << 20;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
+        .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n <= DRAIN) {
-        let _ = axum::body::to_bytes(body, DRAIN).await;
+        let mut body = body;
+        let mut seen = 0u64;
+        while seen <= DRAIN {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    seen += frame.data_ref().map_or(0, |d| d.len() as u64);
+                }
+                _ => break,
+            }
+        }
     }
     err
+}
+
+/// The content types a browser may send cross-site without asking first
+/// (a form post, `fetch` with `no-cors`). A write carrying one of them, or
+/// none, could come from any web page the operator visits.
+fn is_cors_simple(essence: &str) -> bool {
+    matches!(
+        essence,
+        "" | "application/x-www-form-urlencoded" | "multipart/form-data" | "text/plain"
+    )
+}
+
+fn essence(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// In open development mode (no tokens, so no `Authorization` header a
+/// web page would have to forge), a state-changing request must carry a
+/// content type a browser cannot send without a CORS preflight, which the
+/// service never grants: JSON for records, anything but a form type for
+/// bundle uploads.
+pub fn require_non_form(headers: &HeaderMap, open: bool) -> Result<(), ApiError> {
+    let essence = essence(headers);
+    if open && is_cors_simple(&essence) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!(
+                "without access tokens a write must say what it sends (content type '{essence}' is what a web form sends): use Content-Type: application/json, or application/octet-stream for a bundle"
+            ),
+        ));
+    }
+    Ok(())
 }

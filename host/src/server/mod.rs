@@ -48,6 +48,7 @@ pub struct App {
     pub(crate) limits: LimitsConfig,
     /// Log stateless decisions too.
     pub(crate) log_decisions: bool,
+    pub(crate) notices: routes::notice::NoticeCache,
     inflight: Arc<Semaphore>,
 }
 
@@ -111,6 +112,7 @@ pub async fn prepare(config: &Config) -> Result<Arc<App>, ServeError> {
         auth: Auth::new(&config.tokens),
         limits: config.limits.clone(),
         log_decisions: config.records.log_decisions,
+        notices: routes::notice::NoticeCache::new(),
         inflight: Arc::new(Semaphore::new(config.limits.concurrency)),
     });
     monitor::start(&app, config);
@@ -252,17 +254,21 @@ pub fn router(app: Arc<App>) -> Router {
             "/v1/deployments/{id}/suspend",
             post(routes::records::suspend),
         )
-        .layer(middleware::from_fn_with_state(app.clone(), admit));
-    Router::new()
-        .merge(api)
+        // Public routes pass the same gate: a flood of them must not
+        // starve the decisions (the notice is served from a cache, health
+        // and metrics from memory, so they rarely wait for a permit).
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
         // The notice to users is public: the people it informs hold no token.
         .route("/v1/systems/{id}/notice", get(routes::notice::notice))
         .route("/metrics", get(routes::health::metrics))
+        .layer(middleware::from_fn_with_state(app.clone(), admit));
+    Router::new()
+        .merge(api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(app.clone(), count_responses))
+        .layer(middleware::from_fn_with_state(app.clone(), loopback_host))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(app)
 }
@@ -277,6 +283,51 @@ async fn method_not_allowed() -> ApiError {
         "method_not_allowed",
         "method not allowed on this endpoint",
     )
+}
+
+/// In open development mode every caller has every role, so only this
+/// machine may call: besides listening on loopback, a request must name a
+/// loopback host. A web page on another origin that rebinds its own DNS
+/// name to 127.0.0.1 still sends that name in `Host`, and is refused.
+async fn loopback_host(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    if app.auth.is_open() {
+        let host = req
+            .headers()
+            .get(axum::http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri().host())
+            .unwrap_or_default();
+        if !is_loopback_host(host) {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "host_not_allowed",
+                format!(
+                    "without access tokens only loopback hosts may call (Host: {host}); configure [[tokens]] to serve other names"
+                ),
+            )
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// `localhost`, `127.x.y.z` or `[::1]`, with or without a port.
+fn is_loopback_host(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or_default()
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                h
+            } else {
+                host
+            }
+        })
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Admission: a permit per request in flight, or 503 at once; and the
@@ -309,6 +360,35 @@ async fn count_responses(State(app): State<Arc<App>>, req: Request, next: Next) 
     let res = next.run(req).await;
     app.metrics.response(res.status().as_u16());
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback_host;
+
+    #[test]
+    fn only_loopback_names_pass_the_open_mode_host_check() {
+        for ok in [
+            "localhost",
+            "localhost:8080",
+            "127.0.0.1:9",
+            "127.1.2.3",
+            "[::1]:8080",
+            "[::1]",
+        ] {
+            assert!(is_loopback_host(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example",
+            "evil.example:8080",
+            "10.0.0.1",
+            "",
+            "localhost.evil.example",
+            "[::2]:80",
+        ] {
+            assert!(!is_loopback_host(bad), "{bad}");
+        }
+    }
 }
 
 /// Without tokens the service is open to every caller, so it listens on

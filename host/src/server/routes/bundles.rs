@@ -131,6 +131,9 @@ pub async fn upload(
         Ok(c) => c,
         Err(e) => return Err(body::refuse_after_drain(&headers, request_body, e).await),
     };
+    if let Err(e) = body::require_non_form(&headers, app.auth.is_open()) {
+        return Err(body::refuse_after_drain(&headers, request_body, e).await);
+    }
     crate::bundle::manifest::check_name(&name)
         .map_err(|e| ApiError::bad_request("bad_bundle_name", e))?;
     let Query(query) = query.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;

@@ -5,7 +5,9 @@
 //! stage, since when. JSON by default; a plain, accessible HTML page for
 //! `Accept: text/html`. Public: the people it informs hold no token.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, header};
@@ -18,12 +20,86 @@ use crate::records::RecordError;
 use crate::server::App;
 use crate::server::error::ApiError;
 
+/// Notices served from memory. The notice is public, so anyone can ask
+/// for it as often as they like: each one is built at most once per
+/// change of the records (and once a second, to see other replicas'
+/// changes), and at most one is built at a time, so a flood of notice
+/// requests — for real systems or made-up ones — can hold at most one
+/// database connection and never starves the decision log's writer.
+pub(crate) struct NoticeCache {
+    entries: std::sync::Mutex<HashMap<String, Cached>>,
+    build: tokio::sync::Semaphore,
+}
+
+#[derive(Clone)]
+struct Cached {
+    at: Instant,
+    changes: u64,
+    notice: Result<Arc<Notice>, String>,
+}
+
+/// How long a notice is served without looking at the records again.
+const FRESH_FOR: Duration = Duration::from_secs(1);
+/// Notices kept at most; beyond it the cache starts over.
+const CAPACITY: usize = 4096;
+
+impl NoticeCache {
+    pub(crate) fn new() -> Self {
+        NoticeCache {
+            entries: Default::default(),
+            build: tokio::sync::Semaphore::new(1),
+        }
+    }
+
+    fn fresh(&self, id: &str, changes: u64) -> Option<Result<Arc<Notice>, String>> {
+        let entries = self.entries.lock().ok()?;
+        let c = entries.get(id)?;
+        (c.changes == changes && c.at.elapsed() < FRESH_FOR).then(|| c.notice.clone())
+    }
+
+    async fn get(&self, app: &App, id: &str) -> Result<Arc<Notice>, ApiError> {
+        let not_found = |m: String| ApiError::not_found(m);
+        let changes = app.records.store.changes();
+        if let Some(hit) = self.fresh(id, changes) {
+            return hit.map_err(not_found);
+        }
+        let _permit = self
+            .build
+            .acquire()
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        // Built by the request that held the permit before us?
+        if let Some(hit) = self.fresh(id, changes) {
+            return hit.map_err(not_found);
+        }
+        let notice = match build(app, id).await {
+            Ok(n) => Ok(Arc::new(n)),
+            Err(RecordError::NotFound(m)) => Err(m),
+            Err(e) => return Err(e.into()),
+        };
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= CAPACITY {
+                entries.clear();
+            }
+            entries.insert(
+                id.to_string(),
+                Cached {
+                    at: Instant::now(),
+                    changes,
+                    notice: notice.clone(),
+                },
+            );
+        }
+        notice.map_err(not_found)
+    }
+}
+
 pub async fn notice(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let notice = build(&app, &id).await?;
+    let notice = app.notices.get(&app, &id).await?;
     let wants_html = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -37,7 +113,7 @@ pub async fn notice(
     } else {
         Ok((
             [(header::CONTENT_TYPE, "application/json")],
-            serde_json::to_string(&notice).unwrap_or_default(),
+            serde_json::to_string(&*notice).unwrap_or_default(),
         )
             .into_response())
     }

@@ -137,7 +137,8 @@ where
 
 /// The start every write shares, in the order its errors are reported:
 /// who is calling (401), whether one of `roles` may (403), then the JSON
-/// body (415, 413).
+/// body (415, 413). Nothing of the body is read before the caller is known
+/// to be allowed.
 async fn writer(
     app: &App,
     headers: &HeaderMap,
@@ -147,6 +148,7 @@ async fn writer(
     let caller = app.auth.caller(headers)?;
     caller.require(roles)?;
     body::require_json(headers)?;
+    body::require_non_form(headers, app.auth.is_open())?;
     let bytes = body::read(headers, b, app.limits.body_bytes).await?;
     Ok((caller, bytes))
 }
