@@ -13,11 +13,18 @@ use support::records::{Backend, World, deploy, get, observe, post, registered_re
 use support::wait_until;
 
 /// Fast schedule for tests: a 300 ms interval in the intensive period.
-const FAST: &str = "[scheduler]\nintensive_interval_ms = 300\ninterval_ms = 300\ntick_ms = 50\nlease_ms = 1000\n[webhooks]\ntick_ms = 50\n";
+const FAST: &str = "[scheduler]\nintensive_interval_ms = 300\ninterval_ms = 300\ntick_ms = 50\nlease_ms = 1000\n[webhooks]\ntick_ms = 50\nallow = [\"127.0.0.0/8\"]\n";
 
 /// A world whose high-tier silence limit is 1.2 s, so staleness shows in a test.
 fn world(b: Backend, extra: &str) -> Option<World> {
-    let w = World::new(b, &format!("{extra}\n"))?;
+    // The receivers run on loopback, which webhooks may reach only when
+    // allowed.
+    let allow = if extra.contains("[webhooks]") {
+        ""
+    } else {
+        "[webhooks]\nallow = [\"127.0.0.0/8\"]\n"
+    };
+    let w = World::new(b, &format!("{extra}\n{allow}"))?;
     let silence = json!({"max_silence_minutes": {"low": 0.02, "medium": 0.02, "high": 0.02, "critical": 0.02}});
     std::fs::write(
         w.d.path("ref.bundle"),
@@ -378,4 +385,118 @@ fn two_replicas_evaluate_each_deployment_once_per_interval_and_take_over_from_a_
             );
         }
     }
+}
+
+#[test]
+fn a_dead_receiver_does_not_delay_a_rollback_alert_to_a_healthy_one() {
+    let Some(w) = world(Backend::Sqlite, FAST) else {
+        return;
+    };
+    // A receiver that accepts connections and never answers: each delivery
+    // to it runs into the 10 s timeout.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}/hook", dead.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in dead.incoming().flatten() {
+            held.push(conn);
+        }
+    });
+    let healthy = Receiver::start();
+    let s = w.start();
+    let r = post(
+        &s,
+        "ops",
+        "/v1/systems",
+        &json!({
+            "id": "credit-scoring", "risk_tier": "high", "consequential": true,
+            "webhooks": [
+                {"url": dead_url, "secret": "0123456789abcdef0123"},
+                {"url": healthy.url, "secret": "0123456789abcdef0123"}
+            ]
+        }),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    // A backlog at the dead receiver: alerts of several deployments.
+    let release = registered_release(&s, "2.3.0");
+    for _ in 0..3 {
+        let d = deploy(&s, &release);
+        let v = observe(&s, &d, 0.03, 5000).json();
+        assert_eq!(v["decision"]["outcome"], "alert", "{v:#}");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let d = deploy(&s, &release);
+    let v = observe(&s, &d, 0.09, 5000).json();
+    assert_eq!(v["decision"]["outcome"], "rollback", "{v:#}");
+    let rolled_back = Instant::now();
+    let took = wait_until(
+        "the rollback alert at the healthy receiver",
+        Duration::from_secs(10),
+        || {
+            healthy
+                .accepted()
+                .iter()
+                .any(|r| r.body["event"] == "rolled_back" && r.body["deployment_id"] == d.as_str())
+        },
+    );
+    eprintln!(
+        "rollback alert delivered to the healthy receiver {took:?} after the rollback, beside a dead one"
+    );
+    assert!(
+        rolled_back.elapsed() < Duration::from_secs(2),
+        "the rollback alert took {took:?} behind a dead receiver"
+    );
+}
+
+#[test]
+fn receivers_on_internal_addresses_are_refused_unless_allowed() {
+    let Some(w) = World::new(Backend::Sqlite, "") else {
+        return;
+    };
+    let s = w.start();
+    for (i, url) in [
+        "http://127.0.0.1:9/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.0.0.7/hook",
+        "http://[::1]:9/hook",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let r = post(
+            &s,
+            "ops",
+            "/v1/systems",
+            &json!({"id": format!("s{i}"), "risk_tier": "low",
+                    "webhooks": [{"url": url, "secret": "0123456789abcdef0123"}]}),
+            &[],
+        );
+        assert_eq!(r.status, 422, "{url}: {}", r.body);
+        assert_eq!(r.json()["error"]["path"], "/webhooks/0/url");
+        assert!(r.body.contains("internal address"), "{}", r.body);
+    }
+    // Secrets are never shown back, and URLs lose their credentials.
+    let r = post(
+        &s,
+        "ops",
+        "/v1/systems",
+        &json!({"id": "public", "risk_tier": "low",
+                "webhooks": [{"url": "https://user:pw@8.8.8.8/hook?token=abc", "secret": "0123456789abcdef0123"}]}),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert!(
+        !r.body.contains("0123456789abcdef0123")
+            && !r.body.contains("pw@")
+            && !r.body.contains("abc"),
+        "{}",
+        r.body
+    );
+    let g = get(&s, "audit", "/v1/systems/public");
+    assert!(
+        !g.body.contains("0123456789abcdef0123") && !g.body.contains("token=abc"),
+        "{}",
+        g.body
+    );
 }

@@ -53,6 +53,8 @@ log_format = "json"
 dir = "$work/trust"
 [scheduler]
 intensive_interval_ms = 1000
+[webhooks]
+allow = ["127.0.0.0/8"]   # the receiver runs on this machine
 [[bundles]]
 name = "iso42001-reference"
 file = "$work/iso42001.bundle"

@@ -41,7 +41,14 @@ pub fn run(args: WebhookArgs) -> CliResult {
         "reason": "stagegate webhook test: a sample event, not a real one",
     })
     .to_string();
-    match webhooks::send(&url, &secret, &event_id, 1, &payload) {
+    // A test from the operator's own shell may reach any destination.
+    let anywhere = crate::records::destinations::Destinations::parse(&[
+        "0.0.0.0/0".to_string(),
+        "::/0".to_string(),
+    ])
+    .map_err(CliError::bad_input)?;
+    let timeout = std::time::Duration::from_secs(10);
+    match webhooks::send(&anywhere, timeout, &url, &secret, &event_id, 1, &payload) {
         Ok(status) => {
             println!("delivered {event_id} to {url}: HTTP {status}");
             Ok(Exit::Success)

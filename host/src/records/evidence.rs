@@ -59,7 +59,10 @@ pub struct AcceptanceRecorded {
     pub acceptance: Acceptance,
 }
 
-fn check_webhooks(hooks: &[Webhook]) -> Result<(), RecordError> {
+async fn check_webhooks(
+    hooks: &[Webhook],
+    destinations: &super::destinations::Destinations,
+) -> Result<(), RecordError> {
     if hooks.len() > MAX_WEBHOOKS {
         return Err(RecordError::invalid(
             "/webhooks",
@@ -82,6 +85,11 @@ fn check_webhooks(hooks: &[Webhook]) -> Result<(), RecordError> {
                 "expected an HMAC secret of at least 16 characters",
             ));
         }
+        let (d, url) = (destinations.clone(), h.url.clone());
+        tokio::task::spawn_blocking(move || d.resolve(&url))
+            .await
+            .map_err(|e| RecordError::invalid(format!("/webhooks/{i}/url"), e.to_string()))?
+            .map_err(|e| RecordError::invalid(format!("/webhooks/{i}/url"), e.0))?;
     }
     Ok(())
 }
@@ -94,7 +102,7 @@ impl Records {
         new: NewSystem,
     ) -> Result<SystemView, RecordError> {
         check_id("id", &new.id)?;
-        check_webhooks(&new.webhooks)?;
+        check_webhooks(&new.webhooks, &self.destinations).await?;
         let system = System {
             id: new.id,
             name: new.name,

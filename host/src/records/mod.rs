@@ -23,6 +23,7 @@ pub(crate) mod assemble;
 pub mod chain;
 pub mod checkpoint;
 pub(crate) mod deployments;
+pub mod destinations;
 mod error;
 pub(crate) mod evidence;
 pub(crate) mod export;
@@ -84,6 +85,8 @@ pub struct Records {
     signer: Option<Arc<CheckpointSigner>>,
     /// How far past the service's clock an observation's window may end.
     clock_skew_ms: i64,
+    /// Where escalation webhooks may point.
+    pub destinations: destinations::Destinations,
 }
 
 impl Records {
@@ -101,7 +104,15 @@ impl Records {
             routes: Arc::new(RwLock::new(HashMap::new())),
             signer: None,
             clock_skew_ms: transitions::DEFAULT_CLOCK_SKEW_MS,
+            destinations: Default::default(),
         }
+    }
+
+    /// Allows escalation webhooks to reach the internal destinations in
+    /// `destinations` (public ones are always allowed).
+    pub fn with_destinations(mut self, destinations: destinations::Destinations) -> Self {
+        self.destinations = destinations;
+        self
     }
 
     /// Refuses observations whose window ends more than `ms` after the

@@ -153,6 +153,18 @@ pub async fn claim(
         .collect()
 }
 
+/// Gives a claimed delivery back without an attempt (its receiver is busy
+/// with as many deliveries as it may have at once).
+pub async fn release(store: &Store, d: &Claimed) -> Result<(), RecordError> {
+    sqlx::query(
+        "UPDATE webhook_deliveries SET claimed_by = NULL, claimed_until = NULL WHERE id = $1",
+    )
+    .bind(&d.id)
+    .execute(&store.pool)
+    .await?;
+    Ok(())
+}
+
 /// Records the result of one attempt.
 pub async fn finish(
     store: &Store,
@@ -206,8 +218,10 @@ pub fn signature(secret: &str, unix_seconds: i64, body: &str) -> String {
 }
 
 /// Sends one payload (blocking): 2xx is delivered, anything else an error
-/// that is retried.
+/// that is retried (a refused destination too: the operator may allow it).
 pub fn send(
+    destinations: &super::destinations::Destinations,
+    timeout: std::time::Duration,
     url: &str,
     secret: &str,
     event_id: &str,
@@ -215,9 +229,12 @@ pub fn send(
     body: &str,
 ) -> Result<u16, String> {
     let now = Timestamp::now().millis() / 1000;
+    // Connects only to addresses the destination policy allows, resolved
+    // now; no redirects (a 3xx to an internal address is not followed).
     let agent = ureq::AgentBuilder::new()
-        .timeout(std::time::Duration::from_secs(10))
+        .timeout(timeout)
         .redirects(0)
+        .resolver(super::destinations::CheckedResolver(destinations.clone()))
         .build();
     let result = agent
         .post(url)

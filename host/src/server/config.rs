@@ -126,6 +126,17 @@ pub struct WebhooksConfig {
     pub tick_ms: u64,
     /// How long a claimed delivery is reserved for this replica.
     pub lease_ms: u64,
+    /// Internal destinations receivers may point at: CIDRs, addresses or
+    /// host names. Public addresses are always allowed; loopback, private
+    /// and link-local ones only when listed here.
+    pub allow: Vec<String>,
+    /// How long one delivery attempt may take.
+    pub timeout_ms: u64,
+    /// Deliveries in flight at once, across receivers.
+    pub concurrency: usize,
+    /// Deliveries in flight at once to one receiver: a slow or dead
+    /// receiver holds this many, never the others' turn.
+    pub per_receiver: usize,
 }
 
 impl Default for WebhooksConfig {
@@ -134,6 +145,10 @@ impl Default for WebhooksConfig {
             enabled: true,
             tick_ms: 250,
             lease_ms: 30_000,
+            allow: Vec::new(),
+            timeout_ms: 10_000,
+            concurrency: 32,
+            per_receiver: 2,
         }
     }
 }
@@ -347,6 +362,7 @@ impl Config {
 
     /// Checks what serde cannot: ranges, uniqueness, one source per bundle.
     pub fn validate(&self) -> Result<(), String> {
+        crate::records::destinations::Destinations::parse(&self.webhooks.allow)?;
         let l = &self.limits;
         for (name, value) in [
             ("limits.body_bytes", l.body_bytes as u64),
@@ -357,6 +373,9 @@ impl Config {
             ("limits.request_timeout_ms", l.request_timeout_ms),
             ("limits.watch_interval_ms", l.watch_interval_ms),
             ("records.queue", self.records.queue as u64),
+            ("webhooks.timeout_ms", self.webhooks.timeout_ms),
+            ("webhooks.concurrency", self.webhooks.concurrency as u64),
+            ("webhooks.per_receiver", self.webhooks.per_receiver as u64),
             (
                 "scheduler.intensive_interval_ms",
                 self.scheduler.intensive_interval_ms,

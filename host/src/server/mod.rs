@@ -103,7 +103,11 @@ pub async fn prepare(config: &Config) -> Result<Arc<App>, ServeError> {
     let records =
         crate::records::Records::new(store, log, config.records.log_requests, config.intervals())
             .with_clock_skew(i64::try_from(config.records.max_clock_skew_ms).unwrap_or(i64::MAX))
-            .with_checkpoints(checkpoint_signer(config)?);
+            .with_checkpoints(checkpoint_signer(config)?)
+            .with_destinations(
+                crate::records::destinations::Destinations::parse(&config.webhooks.allow)
+                    .map_err(ServeError::Config)?,
+            );
     let registry = tokio::task::block_in_place(|| prepare_registry(config))?;
     let app = Arc::new(App {
         metrics: registry.metrics().clone(),

@@ -9,8 +9,11 @@
 //! with the scheduler as actor. Several replicas share the work through
 //! leases in the database: each due deployment is claimed by exactly one.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
 
 use super::App;
 use super::config::Config;
@@ -52,11 +55,11 @@ pub fn start(app: &Arc<App>, config: &Config) {
     if config.webhooks.enabled {
         let app = app.clone();
         let tick = Duration::from_millis(config.webhooks.tick_ms);
-        let lease = i64::try_from(config.webhooks.lease_ms).unwrap_or(30_000);
+        let deliverer = Arc::new(Deliverer::new(&config.webhooks));
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(tick).await;
-                if let Err(e) = delivery_pass(&app, &replica, lease).await {
+                if let Err(e) = delivery_pass(&app, &deliverer, &replica).await {
                     tracing::warn!(error = %e, "webhook delivery pass failed; retrying next tick");
                 }
             }
@@ -125,38 +128,108 @@ pub async fn scheduler_pass(app: &App, replica: &str) -> Result<usize, RecordErr
     }
 }
 
-/// Sends every due webhook delivery this replica can claim.
-pub async fn delivery_pass(app: &App, replica: &str, lease_ms: i64) -> Result<usize, RecordError> {
-    let records = &app.records;
-    let now = Timestamp::now().millis();
-    let claimed = webhooks::claim(&records.store, replica, now, lease_ms, 50).await?;
-    let mut sent = 0;
-    for d in claimed {
-        let secret = records
-            .webhook_secret(&d.system_id, &d.url)
-            .await?
-            .unwrap_or_default();
-        let (url, payload, attempt) = (d.url.clone(), d.payload.clone(), d.attempts + 1);
-        let event_id = d.id.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            webhooks::send(&url, &secret, &event_id, attempt, &payload)
-        })
-        .await
-        .unwrap_or_else(|e| Err(e.to_string()));
-        match &result {
-            Ok(_) => {
-                sent += 1;
-                app.metrics.webhook(true);
-            }
-            Err(e) => {
-                app.metrics.webhook(false);
-                tracing::warn!(event_id = %d.id, url = %d.url, attempt, error = %e, "webhook delivery failed; will retry");
-            }
+/// Sends escalations concurrently: across receivers and deployments up to
+/// `concurrency` at once, to one receiver at most `per_receiver`. A dead
+/// receiver, or a backlog of old events failing at one, holds its own
+/// permits until its timeout, never another receiver's rollback alert.
+/// Order per (deployment, receiver) is kept by the claim, which only
+/// offers the oldest pending event of each.
+pub(crate) struct Deliverer {
+    all: Arc<Semaphore>,
+    per_receiver: usize,
+    receivers: std::sync::Mutex<HashMap<String, Arc<Semaphore>>>,
+    timeout: Duration,
+    lease_ms: i64,
+}
+
+impl Deliverer {
+    pub(crate) fn new(config: &super::config::WebhooksConfig) -> Self {
+        Deliverer {
+            all: Arc::new(Semaphore::new(config.concurrency.max(1))),
+            per_receiver: config.per_receiver.max(1),
+            receivers: Default::default(),
+            timeout: Duration::from_millis(config.timeout_ms),
+            lease_ms: i64::try_from(config.lease_ms).unwrap_or(30_000),
         }
-        webhooks::finish(&records.store, &d, result, Timestamp::now().millis()).await?;
     }
-    if let Ok(pending) = records.pending_deliveries().await {
-        app.metrics.webhooks_pending(pending);
+
+    fn receiver(&self, url: &str) -> Arc<Semaphore> {
+        let mut map = self.receivers.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(url.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.per_receiver)))
+            .clone()
     }
-    Ok(sent)
+}
+
+/// Starts sending every due webhook delivery this replica can claim and
+/// has permits for; returns how many were started.
+pub(crate) async fn delivery_pass(
+    app: &Arc<App>,
+    deliverer: &Arc<Deliverer>,
+    replica: &str,
+) -> Result<usize, RecordError> {
+    let records = &app.records;
+    let free = deliverer.all.available_permits();
+    if free > 0 {
+        let now = Timestamp::now().millis();
+        let limit = i64::try_from(free).unwrap_or(32);
+        let claimed =
+            webhooks::claim(&records.store, replica, now, deliverer.lease_ms, limit).await?;
+        let mut started = 0;
+        for d in claimed {
+            let (Ok(one), Ok(theirs)) = (
+                deliverer.all.clone().try_acquire_owned(),
+                deliverer.receiver(&d.url).try_acquire_owned(),
+            ) else {
+                webhooks::release(&records.store, &d).await?;
+                continue;
+            };
+            started += 1;
+            let (app, timeout) = (app.clone(), deliverer.timeout);
+            tokio::spawn(async move {
+                let _permits = (one, theirs);
+                if let Err(e) = deliver(&app, &d, timeout).await {
+                    tracing::warn!(event_id = %d.id, error = %e, "recording a webhook delivery failed; its claim expires and it is retried");
+                }
+            });
+        }
+        if let Ok(pending) = records.pending_deliveries().await {
+            app.metrics.webhooks_pending(pending);
+        }
+        return Ok(started);
+    }
+    Ok(0)
+}
+
+/// One attempt at one delivery, and its result recorded.
+async fn deliver(app: &App, d: &webhooks::Claimed, timeout: Duration) -> Result<(), RecordError> {
+    let records = &app.records;
+    let secret = records
+        .webhook_secret(&d.system_id, &d.url)
+        .await?
+        .unwrap_or_default();
+    let (url, payload, attempt) = (d.url.clone(), d.payload.clone(), d.attempts + 1);
+    let (event_id, destinations) = (d.id.clone(), records.destinations.clone());
+    let result = tokio::task::spawn_blocking(move || {
+        webhooks::send(
+            &destinations,
+            timeout,
+            &url,
+            &secret,
+            &event_id,
+            attempt,
+            &payload,
+        )
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()));
+    let receiver = crate::records::model::redact_url(&d.url);
+    match &result {
+        Ok(_) => app.metrics.webhook(true),
+        Err(e) => {
+            app.metrics.webhook(false);
+            tracing::warn!(event_id = %d.id, url = %receiver, attempt, error = %e, "webhook delivery failed; will retry");
+        }
+    }
+    webhooks::finish(&records.store, d, result, Timestamp::now().millis()).await
 }
