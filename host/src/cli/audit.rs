@@ -58,7 +58,7 @@ pub fn run(args: AuditArgs) -> CliResult {
         .build()
         .map_err(|e| CliError::failure(e.to_string()))?;
     rt.block_on(async move {
-        let store = Store::open(&url)
+        let store = crate::records::open_store(&url)
             .await
             .map_err(|e| CliError::failure(e.to_string()))?;
         match args.command {

@@ -30,6 +30,7 @@ pub(crate) mod export;
 pub(crate) mod idempotency;
 pub(crate) mod ledger;
 mod log;
+mod migrations;
 pub mod model;
 pub mod schedule;
 pub mod store;
@@ -224,6 +225,14 @@ impl Records {
             .as_ref()
             .map(|s| (s.origin.clone(), s.key.verifying_key()))
     }
+}
+
+/// Opens the records database at `url` (`sqlite://…` or `postgres://…`),
+/// creating and migrating it as needed.
+pub async fn open_store(url: &str) -> Result<Store, StoreError> {
+    let store = Store::connect(url).await?;
+    migrations::run(&store).await?;
+    Ok(store)
 }
 
 /// A new record id: a ULID, unique and sortable by creation time.

@@ -3,8 +3,8 @@
 //!
 //! One schema and one set of queries serve both through sqlx's `Any`
 //! driver: the SQL sticks to types and syntax the two share, with numbered
-//! parameters (`$1`, `$2`, … in order of appearance). Migrations are
-//! embedded and applied at start.
+//! parameters (`$1`, `$2`, … in order of appearance). The schema's
+//! migrations are in [`super::migrations`].
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -32,17 +32,6 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// Embedded migrations, applied in order, each once.
-const MIGRATIONS: &[(i64, &str)] = &[
-    (1, include_str!("migrations/0001_records.sql")),
-    (2, include_str!("migrations/0002_monitoring.sql")),
-    (3, include_str!("migrations/0003_sealed_records.sql")),
-];
-
-/// The migration after which every record row is committed to the chain:
-/// rows written before it are committed by it, once.
-const SEALED_RECORDS: i64 = 3;
-
 /// A connection pool plus its dialect.
 #[derive(Clone)]
 pub struct Store {
@@ -54,9 +43,11 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) and migrates the database at `url`:
-    /// `sqlite://path/to/file.db` or `postgres://user@host/db`.
-    pub async fn open(url: &str) -> Result<Store, StoreError> {
+    /// Connects to (creating if needed) the database at `url`:
+    /// `sqlite://path/to/file.db` or `postgres://user@host/db`. The schema
+    /// is the business of [`super::migrations`]; open a store for use with
+    /// [`super::open_store`].
+    pub(crate) async fn connect(url: &str) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let err = |message: String| StoreError::Connect {
             url: redact(url),
@@ -118,7 +109,6 @@ impl Store {
             dialect,
             changes: Default::default(),
         };
-        store.migrate().await?;
         Ok(store)
     }
 
@@ -131,58 +121,6 @@ impl Store {
     pub(crate) fn changed(&self) {
         self.changes
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-    }
-
-    async fn migrate(&self) -> Result<(), StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
-            .await?;
-        if self.dialect == Dialect::Postgres {
-            // Replicas starting together migrate one at a time.
-            conn.execute("SELECT pg_advisory_lock(424242)").await?;
-        }
-        let result = async {
-            for (version, sql) in MIGRATIONS {
-                let applied: Option<(i64,)> =
-                    sqlx::query_as("SELECT version FROM schema_migrations WHERE version = $1")
-                        .bind(*version)
-                        .fetch_optional(&mut *conn)
-                        .await?;
-                if applied.is_some() {
-                    continue;
-                }
-                let mig = |e: sqlx::Error| StoreError::Migrate {
-                    version: *version,
-                    message: e.to_string(),
-                };
-                let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(mig)?;
-                for statement in statements(sql) {
-                    tx.execute(statement.as_str()).await.map_err(mig)?;
-                }
-                if *version == SEALED_RECORDS {
-                    seal_existing_rows(&mut tx)
-                        .await
-                        .map_err(|e| StoreError::Migrate {
-                            version: *version,
-                            message: e.to_string(),
-                        })?;
-                }
-                sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
-                    .bind(*version)
-                    .bind(crate::decision::Timestamp::now().millis())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(mig)?;
-                tx.commit().await.map_err(mig)?;
-                tracing::info!(version, "applied records migration");
-            }
-            Ok::<(), StoreError>(())
-        }
-        .await;
-        if self.dialect == Dialect::Postgres {
-            let _ = conn.execute("SELECT pg_advisory_unlock(424242)").await;
-        }
-        result
     }
 
     /// Leases up to `limit` rows of `queue` to `replica` until
@@ -223,23 +161,6 @@ impl Store {
     }
 }
 
-/// Commits every existing record row to the chain, as the migration that
-/// introduced record entries.
-async fn seal_existing_rows(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<(), StoreError> {
-    let rows = super::ledger::all_rows(tx).await?;
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let now = crate::decision::Timestamp::now();
-    let entries: Vec<_> = rows
-        .iter()
-        .map(|r| super::ledger::entry(r, "stagegate-migration", now, None))
-        .collect();
-    let head = super::chain::lock(tx).await?;
-    super::chain::append(tx, head, &entries).await?;
-    Ok(())
-}
-
 /// A table whose rows replicas lease for a while (see [`Store::lease`]).
 pub struct Leased {
     pub table: &'static str,
@@ -274,20 +195,6 @@ pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
     }
 }
 
-/// Splits a migration into statements, dropping `--` comments.
-fn statements(sql: &str) -> Vec<String> {
-    let text: String = sql
-        .lines()
-        .map(|l| l.split("--").next().unwrap_or_default())
-        .collect::<Vec<_>>()
-        .join("\n");
-    text.split(';')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
 /// A URL without its password, for messages.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.find('@')) {
@@ -313,14 +220,5 @@ mod tests {
             "postgres://sg:***@db/sg"
         );
         assert_eq!(redact("sqlite://data/x.db"), "sqlite://data/x.db");
-    }
-
-    #[test]
-    fn migrations_split_into_statements_without_comments() {
-        let s = statements("-- a\nCREATE TABLE a (x TEXT); -- b\nINSERT INTO a VALUES ('y');\n");
-        assert_eq!(
-            s,
-            vec!["CREATE TABLE a (x TEXT)", "INSERT INTO a VALUES ('y')"]
-        );
     }
 }

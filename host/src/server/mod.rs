@@ -91,7 +91,7 @@ pub fn init_logging(format: LogFormat) {
 /// configured bundle.
 pub async fn prepare(config: &Config) -> Result<Arc<App>, ServeError> {
     let url = config.database_url();
-    let store = crate::records::Store::open(&url)
+    let store = crate::records::open_store(&url)
         .await
         .map_err(|e| ServeError::Startup(format!("records: {e}")))?;
     tracing::info!(database = %crate::records::store::redact(&url), "records store open");
