@@ -103,6 +103,31 @@ fn check_version(d: &Deployment, if_match: Option<i64>) -> Result<(), RecordErro
     }
 }
 
+/// What a monitoring decision does to an active deployment: rollback and
+/// suspension stop it, an alert is recorded, healthy changes nothing.
+fn monitoring_change<'a>(d: &Deployment, envelope: &'a Envelope) -> Option<Change<'a>> {
+    let mut next = d.clone();
+    let event = match outcome_status(envelope.outcome) {
+        Some((status, event)) => {
+            next.status = status;
+            event
+        }
+        None if envelope.outcome == Outcome::Alert => EventKind::Alert,
+        None => return None,
+    };
+    Some(Change {
+        next,
+        event,
+        decision: Some(envelope),
+        reason: Some(envelope.summary()),
+        detail: EventDetail {
+            outcome: Some(envelope.outcome),
+            automatic: true,
+            ..EventDetail::default()
+        },
+    })
+}
+
 /// Under the lock: the deployment is still at the version the decision
 /// was made on, or the decision no longer applies.
 async fn still_at(w: &mut Write<'_>, decided_on: &Deployment) -> Result<(), RecordError> {
@@ -444,35 +469,8 @@ impl Records {
                 Err(e) => return Err(e),
             }
         };
-        let mut next = d.clone();
-        let event = match outcome_status(envelope.outcome) {
-            Some((status, event)) => {
-                next.status = status;
-                Some(event)
-            }
-            None if envelope.outcome == Outcome::Alert => Some(EventKind::Alert),
-            None => None,
-        };
-        let next = match event {
-            Some(event) => {
-                let detail = EventDetail {
-                    outcome: Some(envelope.outcome),
-                    automatic: true,
-                    ..EventDetail::default()
-                };
-                self.apply(
-                    &mut w,
-                    &d,
-                    Change {
-                        next,
-                        event,
-                        decision: Some(&envelope),
-                        reason: Some(envelope.summary()),
-                        detail,
-                    },
-                )
-                .await?
-            }
+        let next = match monitoring_change(&d, &envelope) {
+            Some(change) => self.apply(&mut w, &d, change).await?,
             None => d,
         };
         w.decision(entry);
