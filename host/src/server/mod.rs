@@ -91,7 +91,28 @@ pub async fn prepare(config: &Config) -> Result<Arc<App>, ServeError> {
     );
     let records =
         crate::records::Records::new(store, log, config.records.log_requests, config.intervals());
-    let registry = tokio::task::block_in_place(|| prepare_registry(config))?;
+    let (events, mut bundle_events) = tokio::sync::mpsc::unbounded_channel();
+    // The one subscriber to bundle events. Forced activations are logged
+    // here; they belong in the decision log's hash chain too.
+    tokio::spawn(async move {
+        while let Some(event) = bundle_events.recv().await {
+            match &event {
+                registry::BundleEvent::ForcedActivation(f) => {
+                    tracing::warn!(
+                        bundle = %f.bundle,
+                        actor = %f.actor,
+                        from_version = %f.from_version,
+                        to_version = %f.to_version,
+                        to_digest = %f.to_digest,
+                        reason = f.reason.as_deref().unwrap_or(""),
+                        "forced bundle activation"
+                    );
+                }
+            }
+            // TODO(records): append to chain
+        }
+    });
+    let registry = tokio::task::block_in_place(|| prepare_registry(config, events))?;
     let app = Arc::new(App {
         metrics: registry.metrics().clone(),
         registry,
@@ -108,7 +129,10 @@ pub async fn prepare(config: &Config) -> Result<Arc<App>, ServeError> {
 /// Builds the registry and loads every configured bundle: persisted copies
 /// first (so a restart serves the last good bundles even if no source is
 /// reachable), then development builds, then watched sources.
-fn prepare_registry(config: &Config) -> Result<Arc<Registry>, ServeError> {
+fn prepare_registry(
+    config: &Config,
+    events: tokio::sync::mpsc::UnboundedSender<registry::BundleEvent>,
+) -> Result<Arc<Registry>, ServeError> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| ServeError::Startup(format!("data_dir {}: {e}", config.data_dir.display())))?;
     let limits = crate::policy::Limits {
@@ -128,6 +152,9 @@ fn prepare_registry(config: &Config) -> Result<Arc<Registry>, ServeError> {
             isolation: config.limits.isolation,
             data_dir: config.data_dir.clone(),
             default_bundle: config.default_bundle().map(str::to_string),
+            default_is_first_activated: config.bundles.is_empty(),
+            cache: config.cache,
+            events: Some(events),
         },
         metrics.clone(),
     ));
