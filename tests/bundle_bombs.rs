@@ -99,7 +99,14 @@ fn bombs() -> &'static [(&'static str, Vec<u8>, &'static str)] {
 }
 
 /// Runs `stagegate ARGS` and returns its exit code, stderr and peak
-/// resident memory in KiB (from `wait4`'s resource usage).
+/// resident memory in KiB (from `wait4`'s resource usage). Linux carries
+/// the spawning process's high-water mark across `exec` into the child's
+/// `ru_maxrss`, so the figure is an upper bound: at least this test
+/// process's own peak at spawn time, which keeps the assertion sound.
+#[expect(
+    clippy::zombie_processes,
+    reason = "the child is reaped by wait4 below, which also reports its resource usage"
+)]
 fn run_measured(args: &[&str]) -> (i32, String, u64) {
     use std::io::Read;
     let mut child = std::process::Command::new(support::bin())
@@ -153,7 +160,7 @@ fn verify_refuses_every_bomb_within_256_mib() {
         assert_eq!(code, 1, "{what}: {stderr}");
         assert!(stderr.contains(says), "{what}: {stderr}");
         assert!(peak < PEAK_LIMIT_KIB, "{what}: verify peaked at {peak} KiB");
-        eprintln!("{what}: verify peak RSS {peak} KiB");
+        eprintln!("{what}: verify peak RSS at most {peak} KiB");
     }
 }
 

@@ -599,7 +599,9 @@ mod tests {
 
         /// One raw entry: type byte, name bytes, declared size, bytes of
         /// data actually present, GNU or ustar header, correct checksum.
-        fn entry() -> impl Strategy<Value = (u8, Vec<u8>, u64, usize, bool, bool)> {
+        type RawEntry = (u8, Vec<u8>, u64, usize, bool, bool);
+
+        fn entry() -> impl Strategy<Value = RawEntry> {
             (
                 prop_oneof![
                     Just(b'0'),
@@ -631,7 +633,7 @@ mod tests {
             )
         }
 
-        fn archive(entries: &[(u8, Vec<u8>, u64, usize, bool, bool)], end: bool) -> Vec<u8> {
+        fn archive(entries: &[RawEntry], end: bool) -> Vec<u8> {
             let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
             for (kind, name, declared, present, gnu, cksum) in entries {
                 let mut h = if *gnu {

@@ -695,7 +695,12 @@ impl Registry {
             digest: digest.clone(),
             forced: forced_over.is_some(),
         };
-        if floor.as_ref() != Some(&new_floor) {
+        // Rewritten only when it moves: a restart restoring the floor's own
+        // bundle keeps the record that it was forced.
+        if floor
+            .as_ref()
+            .is_none_or(|f| f.version != new_floor.version || f.digest != new_floor.digest)
+        {
             let json = serde_json::to_vec_pretty(&new_floor).unwrap_or_default();
             write_atomically(&self.floor_path(name), &json).map_err(Rejection::Persist)?;
         }
