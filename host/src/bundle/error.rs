@@ -18,8 +18,32 @@ pub enum BundleError {
     ArchiveTooLarge { size: u64, limit: u64 },
     #[error("archive member '{name}' is {size} bytes, over the {limit}-byte limit")]
     MemberTooLarge { name: String, size: u64, limit: u64 },
-    #[error("bundle archive has more than {0} members")]
-    TooManyMembers(usize),
+    #[error(
+        "bundle archive decompresses to more than {limit} bytes, the most its size limits allow; reading stopped there"
+    )]
+    DecompressedTooLarge { limit: u64 },
+    #[error(
+        "archive members together are {total} bytes by member '{name}', over the {limit}-byte limit"
+    )]
+    TotalTooLarge {
+        name: String,
+        total: u64,
+        limit: u64,
+    },
+    #[error("archive entry #{entry} ('{name}') is past the limit of {limit} members")]
+    TooManyMembers {
+        entry: usize,
+        name: String,
+        limit: usize,
+    },
+    #[error(
+        "archive entry #{entry} is a {kind} declaring {size} bytes; bundles never need tar extensions (member names are at most 100 characters), so they are refused unread"
+    )]
+    ExtensionEntry {
+        entry: usize,
+        kind: &'static str,
+        size: u64,
+    },
     #[error("archive member '{name}' is a {kind}; a bundle holds regular files only")]
     NotAFile { name: String, kind: String },
     #[error(

@@ -15,6 +15,7 @@ pub mod signatures;
 pub mod source;
 
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::Path;
 
 use ed25519_dalek::SigningKey;
@@ -27,6 +28,72 @@ pub use manifest::{FileEntry, Manifest};
 pub use signatures::{Signatures, Signer};
 
 use crate::decision::{Controls, PolicyRef};
+
+/// Why a file could not be read whole.
+#[derive(Debug)]
+pub enum BoundedReadError {
+    Io(std::io::Error),
+    /// The file holds more than the limit (`size` is what it declared, or
+    /// the limit plus one when it grew while being read).
+    TooLarge {
+        size: u64,
+        limit: u64,
+    },
+}
+
+impl std::fmt::Display for BoundedReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BoundedReadError::Io(e) => e.fmt(f),
+            BoundedReadError::TooLarge { size, limit } => {
+                write!(f, "{size} bytes, over the {limit}-byte limit")
+            }
+        }
+    }
+}
+
+/// A file that can say how large it is: `std` and `cap-std` files.
+pub trait KnownLen {
+    fn len_hint(&self) -> std::io::Result<u64>;
+}
+
+impl KnownLen for std::fs::File {
+    fn len_hint(&self) -> std::io::Result<u64> {
+        self.metadata().map(|m| m.len())
+    }
+}
+
+impl KnownLen for cap_std::fs::File {
+    fn len_hint(&self) -> std::io::Result<u64> {
+        self.metadata().map(|m| m.len())
+    }
+}
+
+/// Reads an opened file whole, refusing one larger than `limit` bytes:
+/// first by its size (no read at all), then by reading at most `limit + 1`
+/// bytes, so a file that grows (or a device that never ends) cannot make
+/// the reader allocate more than the limit.
+pub fn read_bounded(
+    mut file: impl Read + KnownLen,
+    limit: u64,
+) -> Result<Vec<u8>, BoundedReadError> {
+    let size = file.len_hint().map_err(BoundedReadError::Io)?;
+    if size > limit {
+        return Err(BoundedReadError::TooLarge { size, limit });
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    (&mut file)
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(BoundedReadError::Io)?;
+    if bytes.len() as u64 > limit {
+        return Err(BoundedReadError::TooLarge {
+            size: bytes.len() as u64,
+            limit,
+        });
+    }
+    Ok(bytes)
+}
 
 /// A bundle read into memory whose files match its manifest. Signatures
 /// are not yet checked: see [`Bundle::verify`].
@@ -114,14 +181,13 @@ impl Bundle {
 
     /// Reads a bundle file.
     pub fn read(path: &Path, limits: &ArchiveLimits) -> Result<Self, BundleError> {
-        let meta = std::fs::metadata(path).map_err(|e| BundleError::io(path, e))?;
-        if meta.len() > limits.max_archive_bytes {
-            return Err(BundleError::ArchiveTooLarge {
-                size: meta.len(),
-                limit: limits.max_archive_bytes,
-            });
-        }
-        let bytes = std::fs::read(path).map_err(|e| BundleError::io(path, e))?;
+        let file = std::fs::File::open(path).map_err(|e| BundleError::io(path, e))?;
+        let bytes = read_bounded(file, limits.max_archive_bytes).map_err(|e| match e {
+            BoundedReadError::Io(e) => BundleError::io(path, e),
+            BoundedReadError::TooLarge { size, limit } => {
+                BundleError::ArchiveTooLarge { size, limit }
+            }
+        })?;
         Self::from_bytes(&bytes, limits)
     }
 

@@ -23,9 +23,13 @@ use cap_std::ambient_authority;
 use cap_std::fs::Dir;
 use serde::Deserialize;
 
-use super::{Bundle, BundleError};
+use super::{ArchiveLimits, Bundle, BundleError, read_bounded};
 use crate::decision::Controls;
 use crate::policy::bindings::WIT_PACKAGE;
+
+/// Largest file that may become a bundle member: a larger one would only
+/// build a bundle that no reader accepts.
+const MEMBER_LIMIT: u64 = ArchiveLimits::DEFAULT.max_member_bytes;
 
 /// `bundle.toml`.
 #[derive(Debug, Clone, Deserialize)]
@@ -68,7 +72,10 @@ impl PolicySource {
         let dir =
             Dir::open_ambient_dir(path, ambient_authority()).map_err(|e| err(e.to_string()))?;
         let text = dir
-            .read_to_string("bundle.toml")
+            .open("bundle.toml")
+            .map_err(|e| e.to_string())
+            .and_then(|f| read_bounded(f, 1 << 20).map_err(|e| e.to_string()))
+            .and_then(|b| String::from_utf8(b).map_err(|e| e.to_string()))
             .map_err(|e| err(format!("bundle.toml: {e}")))?;
         let config: BundleToml =
             toml::from_str(&text).map_err(|e| err(format!("bundle.toml: {e}")))?;
@@ -95,10 +102,23 @@ impl PolicySource {
         }
     }
 
+    /// Reads a file inside the policy directory, refusing one larger than
+    /// a bundle member may be (checked by size before reading, and again
+    /// while reading).
+    fn read(&self, name: &Path) -> Result<Vec<u8>, BundleError> {
+        let file = self
+            .dir
+            .open(name)
+            .map_err(|e| self.err(format!("{}: {e}", name.display())))?;
+        read_bounded(file, MEMBER_LIMIT).map_err(|e| self.err(format!("{}: {e}", name.display())))
+    }
+
     /// Reads a file inside the policy directory, if it exists.
     fn read_optional(&self, name: &str) -> Result<Option<Vec<u8>>, BundleError> {
-        match self.dir.read(name) {
-            Ok(b) => Ok(Some(b)),
+        match self.dir.open(name) {
+            Ok(file) => read_bounded(file, MEMBER_LIMIT)
+                .map(Some)
+                .map_err(|e| self.err(format!("{name}: {e}"))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(self.err(format!("{name}: {e}"))),
         }
@@ -107,10 +127,7 @@ impl PolicySource {
     /// Builds (or reads) the component and returns its bytes.
     pub fn component(&self) -> Result<Vec<u8>, BundleError> {
         if let Some(wasm) = &self.config.component.wasm {
-            return self
-                .dir
-                .read(wasm)
-                .map_err(|e| self.err(format!("{}: {e}", wasm.display())));
+            return self.read(wasm);
         }
         let krate = self.config.component.krate.clone().unwrap_or_default();
         let profile = self
@@ -120,7 +137,11 @@ impl PolicySource {
             .as_deref()
             .unwrap_or("release");
         let artifact = cargo_build(&self.path.join(krate), profile)?;
-        std::fs::read(&artifact).map_err(|e| BundleError::io(&artifact, e))
+        let file = std::fs::File::open(&artifact).map_err(|e| BundleError::io(&artifact, e))?;
+        read_bounded(file, MEMBER_LIMIT).map_err(|e| BundleError::Source {
+            path: artifact.clone(),
+            message: e.to_string(),
+        })
     }
 
     /// Assembles the unsigned bundle: component, params and controls.
@@ -168,7 +189,12 @@ impl PolicySource {
             .into_iter()
             .map(|n| {
                 let bytes = tests
-                    .read(&n)
+                    .open(&n)
+                    .map_err(|e| e.to_string())
+                    .and_then(|f| {
+                        read_bounded(f, ArchiveLimits::default().max_archive_bytes)
+                            .map_err(|e| e.to_string())
+                    })
                     .map_err(|e| self.err(format!("tests/{n}: {e}")))?;
                 Ok((format!("tests/{n}"), bytes))
             })

@@ -30,6 +30,9 @@ pub fn run(args: ServeArgs) -> CliResult {
     if let Some(addr) = args.listen {
         config.listen = addr;
     }
+    config
+        .check_development_keys()
+        .map_err(|e| CliError::bad_input(format!("refusing to start: {e}")))?;
     if args.check {
         println!("configuration is valid");
         return Ok(Exit::Success);

@@ -168,6 +168,34 @@ impl Records {
         }
     }
 
+    /// A log entry for an event of the service that is not a decision (a
+    /// forced bundle downgrade): its kind, who, the bundle it concerns and
+    /// its full detail, always kept (it is small, and it is the record).
+    pub fn event_entry<T: serde::Serialize>(
+        &self,
+        kind: &str,
+        actor: &str,
+        (bundle, version, digest): (&str, &str, &str),
+        detail: &T,
+    ) -> chain::LogEntry {
+        let text = serde_json::to_string(detail).unwrap_or_default();
+        chain::LogEntry {
+            decision_id: new_id(),
+            at: Timestamp::now().millis(),
+            kind: kind.to_string(),
+            outcome: "recorded".into(),
+            codes: Vec::new(),
+            bundle: bundle.to_string(),
+            bundle_version: version.to_string(),
+            bundle_digest: digest.to_string(),
+            request_digest: format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes()))),
+            request: Some(text),
+            deployment_id: None,
+            actor: actor.to_string(),
+            record: None,
+        }
+    }
+
     /// Signs the chain's current head, keeps the checkpoint and returns it
     /// as a signed note; `None` when no checkpoint key is configured.
     pub async fn checkpoint(&self) -> Result<Option<String>, RecordError> {

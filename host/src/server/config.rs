@@ -20,6 +20,11 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Where state lives: active bundles, compiled-component cache, records.
     pub data_dir: PathBuf,
+    /// Keep compiled components in `DATA_DIR/cache/components` so that a
+    /// restart does not recompile. The cache holds native code that the
+    /// service runs as is; turn it off where `data_dir` cannot be kept
+    /// writable by this service alone.
+    pub cache: bool,
     /// `pretty` (for people) or `json` (for log pipelines).
     pub log_format: LogFormat,
     pub trust: TrustConfig,
@@ -230,6 +235,11 @@ pub enum Role {
     Approver,
     /// Posts observations, rolls back and suspends.
     Operator,
+    /// Overrides a bundle's version floor (`force=true` on an upload):
+    /// a downgrade, or other content under the same version. Kept apart
+    /// from `publisher` so that a leaked publishing token cannot roll a
+    /// policy back to an older, laxer signed version.
+    BundleAdmin,
 }
 
 impl Role {
@@ -240,15 +250,17 @@ impl Role {
             Role::Auditor => "auditor",
             Role::Approver => "approver",
             Role::Operator => "operator",
+            Role::BundleAdmin => "bundle_admin",
         }
     }
 
-    pub const ALL: [Role; 5] = [
+    pub const ALL: [Role; 6] = [
         Role::Publisher,
         Role::Gateway,
         Role::Auditor,
         Role::Approver,
         Role::Operator,
+        Role::BundleAdmin,
     ];
 }
 
@@ -272,6 +284,7 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("data"),
+            cache: true,
             log_format: LogFormat::Pretty,
             trust: TrustConfig::default(),
             limits: LimitsConfig::default(),
@@ -453,6 +466,45 @@ impl Config {
         Ok(())
     }
 
+    /// Refuses development signing on a service that other hosts can reach.
+    ///
+    /// `sign_with` keeps a secret key on the serving host (the embedded
+    /// configuration creates `data/keys/dev` and trusts `data/keys`). That
+    /// is fine on loopback; on any other address, whoever can read the key
+    /// file can sign a policy that production accepts. So a configuration
+    /// that listens beyond loopback must not trust a `sign_with` key: not
+    /// its directory, and not a copy of its public half.
+    pub fn check_development_keys(&self) -> Result<(), String> {
+        if self.listen.ip().is_loopback() {
+            return Ok(());
+        }
+        let canonical = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+        let trust_dir = canonical(&self.trust.dir);
+        for (i, b) in self.bundles.iter().enumerate() {
+            let Some(key) = &b.sign_with else { continue };
+            let key_dir = key.parent().filter(|d| !d.as_os_str().is_empty());
+            let in_trust_dir = canonical(key_dir.unwrap_or(Path::new("."))) == trust_dir;
+            let public = std::fs::read(crate::bundle::keys::public_path(key)).ok();
+            let copied = public.as_ref().is_some_and(|public| {
+                std::fs::read_dir(&self.trust.dir)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Result::ok)
+                    .any(|e| std::fs::read(e.path()).is_ok_and(|b| &b == public))
+            });
+            if in_trust_dir || copied {
+                return Err(format!(
+                    "listen = {} is not a loopback address, but the trust store {} trusts the development signing key {} (bundles[{i}].sign_with, bundle '{}'): whoever can read that key file could sign policies this service accepts. Serve bundles signed offline with a trust store that holds only their public keys, or listen on loopback for development",
+                    self.listen,
+                    self.trust.dir.display(),
+                    key.display(),
+                    b.name
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The monitoring schedule's intervals.
     pub fn intervals(&self) -> crate::records::schedule::Intervals {
         let ms = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
@@ -540,5 +592,92 @@ mod tests {
     fn a_deadline_beyond_the_request_timeout_is_refused() {
         let e = Config::parse("[limits]\ndecision_deadline_ms = 20000\n").unwrap_err();
         assert!(e.contains("request_timeout_ms"), "{e}");
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Lines that look like a configuration: known tables and keys,
+        /// plausible and implausible values, and noise.
+        fn line() -> impl Strategy<Value = String> {
+            let table = prop_oneof![
+                Just("[trust]"),
+                Just("[limits]"),
+                Just("[records]"),
+                Just("[scheduler]"),
+                Just("[webhooks]"),
+                Just("[[bundles]]"),
+                Just("[[tokens]]"),
+                Just("[unknown]"),
+            ]
+            .prop_map(str::to_string);
+            let key = prop_oneof![
+                Just("listen"),
+                Just("data_dir"),
+                Just("cache"),
+                Just("log_format"),
+                Just("dir"),
+                Just("min_signatures"),
+                Just("body_bytes"),
+                Just("memory_mib"),
+                Just("concurrency"),
+                Just("decision_deadline_ms"),
+                Just("request_timeout_ms"),
+                Just("isolation"),
+                Just("name"),
+                Just("default"),
+                Just("file"),
+                Just("build"),
+                Just("sign_with"),
+                Just("sha256"),
+                Just("roles"),
+                Just("durability"),
+                Just("queue"),
+                Just("enabled"),
+                Just("misspelt"),
+            ];
+            let value = prop_oneof![
+                any::<i64>().prop_map(|n| n.to_string()),
+                any::<bool>().prop_map(|b| b.to_string()),
+                "[a-z0-9_.:/-]{0,12}".prop_map(|s| format!("\"{s}\"")),
+                Just("[\"publisher\", \"bundle_admin\"]".to_string()),
+                Just("\"0.0.0.0:8080\"".to_string()),
+                Just(format!("\"{}\"", "a".repeat(64))),
+                "\\PC{0,8}",
+            ];
+            prop_oneof![
+                table,
+                (key, value).prop_map(|(k, v)| format!("{k} = {v}")),
+                "\\PC{0,20}",
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn arbitrary_configuration_text_never_panics_and_errors_name_file_and_place(
+                lines in proptest::collection::vec(line(), 0..16),
+            ) {
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("stagegate.toml");
+                std::fs::write(&path, lines.join("\n")).unwrap();
+                if let Err(e) = Config::load(&path) {
+                    let message = e.to_string();
+                    prop_assert!(message.starts_with(&format!("{}: ", path.display())), "{}", message);
+                    // Where: a TOML position, or the field (dotted, or an
+                    // indexed array entry) that validation refused.
+                    let names_place = message.contains(" line ")
+                        || message.contains("bundles[")
+                        || message.contains("tokens[")
+                        || message.contains("`default = true`")
+                        || ["limits.", "records.", "scheduler.", "webhooks.", "trust."]
+                            .iter()
+                            .any(|t| message.contains(t));
+                    prop_assert!(names_place, "{}", message);
+                }
+            }
+        }
     }
 }

@@ -108,7 +108,36 @@ pub async fn prepare(config: &Config) -> Result<Arc<App>, ServeError> {
                 crate::records::destinations::Destinations::parse(&config.webhooks.allow)
                     .map_err(ServeError::Config)?,
             );
-    let registry = tokio::task::block_in_place(|| prepare_registry(config))?;
+    let (events, mut bundle_events) = tokio::sync::mpsc::unbounded_channel();
+    // The one subscriber to bundle events: a forced activation goes into
+    // the decision log's hash chain (who, from which version to which,
+    // why), so an auditor sees every downgrade beside the decisions it
+    // changed.
+    let chain = records.clone();
+    tokio::spawn(async move {
+        while let Some(event) = bundle_events.recv().await {
+            let registry::BundleEvent::ForcedActivation(f) = &event;
+            tracing::warn!(
+                bundle = %f.bundle,
+                actor = %f.actor,
+                from_version = %f.from_version,
+                to_version = %f.to_version,
+                to_digest = %f.to_digest,
+                reason = f.reason.as_deref().unwrap_or(""),
+                "forced bundle activation"
+            );
+            let entry = chain.event_entry(
+                "bundle.forced_activation",
+                &f.actor,
+                (&f.bundle, &f.to_version, &f.to_digest),
+                &event,
+            );
+            if let Err(e) = chain.log.record(entry).await {
+                tracing::error!(bundle = %f.bundle, error = %e, "could not log a forced bundle activation");
+            }
+        }
+    });
+    let registry = tokio::task::block_in_place(|| prepare_registry(config, events))?;
     let app = Arc::new(App {
         metrics: registry.metrics().clone(),
         registry,
@@ -147,7 +176,10 @@ fn checkpoint_signer(config: &Config) -> Result<crate::records::CheckpointSigner
 /// Builds the registry and loads every configured bundle: persisted copies
 /// first (so a restart serves the last good bundles even if no source is
 /// reachable), then development builds, then watched sources.
-fn prepare_registry(config: &Config) -> Result<Arc<Registry>, ServeError> {
+fn prepare_registry(
+    config: &Config,
+    events: tokio::sync::mpsc::UnboundedSender<registry::BundleEvent>,
+) -> Result<Arc<Registry>, ServeError> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| ServeError::Startup(format!("data_dir {}: {e}", config.data_dir.display())))?;
     let limits = crate::policy::Limits {
@@ -167,6 +199,9 @@ fn prepare_registry(config: &Config) -> Result<Arc<Registry>, ServeError> {
             isolation: config.limits.isolation,
             data_dir: config.data_dir.clone(),
             default_bundle: config.default_bundle().map(str::to_string),
+            default_is_first_activated: config.bundles.is_empty(),
+            cache: config.cache,
+            events: Some(events),
         },
         metrics.clone(),
     ));

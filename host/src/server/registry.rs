@@ -7,7 +7,17 @@
 //! smoke-called once per decision kind, persisted, and only then swapped in
 //! atomically. Decisions already running keep the `Arc` of the bundle they
 //! started with. A rejected candidate changes nothing but the slot's status
-//! and the metrics.
+//! and the metrics, and a rejected candidate for a name that has no slot
+//! yet creates none: slots exist for configured bundles and for bundles
+//! that were activated at least once.
+//!
+//! Versions only move forward unless forced. Each name's *floor* (the
+//! version and digest of its last activation: the highest ever activated,
+//! or what a forced downgrade installed) is persisted beside the bundle in
+//! `DATA_DIR/bundles/NAME/floor.json`, so a restart, or the loss of the
+//! persisted bundle, cannot reopen the door to an older signed bundle.
+//! Versions compare by semver precedence: build metadata (`1.0.0+b`) does
+//! not make a version newer.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -71,16 +81,28 @@ pub enum Rejection {
     #[error("bundle is named '{found}', not '{expected}'")]
     WrongName { expected: String, found: String },
     #[error(
-        "version {candidate} is lower than the active {active}; upload with force=true to downgrade"
+        "version {candidate} is lower than {what} {floor}; upload with force=true (needs the bundle_admin role) to downgrade"
     )]
-    Downgrade { candidate: String, active: String },
+    Downgrade {
+        candidate: String,
+        floor: String,
+        what: &'static str,
+    },
     #[error(
-        "version {version} is already active with a different digest ({active_digest}); bump the version, or force=true"
+        "version {version} has the same precedence as {what} {floor} but a different digest (that one is {floor_digest}){note}; bump the version, or force=true (needs the bundle_admin role)"
     )]
     SameVersion {
         version: String,
-        active_digest: String,
+        floor: String,
+        floor_digest: String,
+        what: &'static str,
+        /// Why build metadata did not help, when it differs.
+        note: &'static str,
     },
+    #[error(
+        "the bundle's version floor cannot be read, so no version can be checked against it: {0}"
+    )]
+    Floor(String),
     #[error("{0}")]
     Load(#[from] LoadError),
     #[error("smoke call of {kind} failed: {message}")]
@@ -90,16 +112,17 @@ pub enum Rejection {
 }
 
 impl Rejection {
-    /// A short label for the status endpoint.
-    pub fn kind(&self) -> &'static str {
+    /// The stable error code of the refusal (the one table of them).
+    pub fn code(&self) -> &'static str {
         match self {
-            Rejection::Invalid(_) => "invalid",
-            Rejection::WrongName { .. } => "wrong_name",
-            Rejection::Downgrade { .. } => "downgrade",
-            Rejection::SameVersion { .. } => "same_version",
-            Rejection::Load(_) => "load",
-            Rejection::Smoke { .. } => "smoke",
-            Rejection::Persist(_) => "persist",
+            Rejection::Invalid(_) => "bundle_invalid",
+            Rejection::WrongName { .. } => "bundle_wrong_name",
+            Rejection::Downgrade { .. } => "bundle_downgrade",
+            Rejection::SameVersion { .. } => "bundle_same_version",
+            Rejection::Load(_) => "bundle_load_failed",
+            Rejection::Smoke { .. } => "bundle_smoke_failed",
+            Rejection::Persist(_) => "bundle_persist_failed",
+            Rejection::Floor(_) => "bundle_floor_unreadable",
         }
     }
 }
@@ -128,7 +151,7 @@ pub struct Slot {
     pub name: String,
     active: ArcSwapOption<Active>,
     /// Serialises candidates for this name; decisions never take it.
-    activation: Mutex<()>,
+    activation: Arc<Mutex<()>>,
     history: Mutex<VecDeque<Event>>,
     pub counters: BundleCounters,
     /// Inline or blocking execution of this bundle's decisions.
@@ -174,6 +197,47 @@ pub struct Activated {
     pub unchanged: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub previous_version: Option<String>,
+    /// The floor version that `force=true` overrode (a downgrade, or the
+    /// same precedence with other content), when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forced_over: Option<String>,
+    #[serde(skip)]
+    pub forced_over_digest: Option<String>,
+}
+
+/// Something that happened to a bundle that the service must account for
+/// beyond the slot's history (the decision log subscribes to these).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum BundleEvent {
+    /// `force=true` installed a version the floor would have refused.
+    ForcedActivation(ForcedActivation),
+}
+
+/// A forced activation: who forced which bundle from what to what, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ForcedActivation {
+    pub at: Timestamp,
+    pub bundle: String,
+    /// The uploader's name, or the source that forced it.
+    pub actor: String,
+    pub origin: Origin,
+    pub from_version: String,
+    pub from_digest: String,
+    pub to_version: String,
+    pub to_digest: String,
+    /// What the caller gave as the reason (`reason` query parameter or
+    /// `X-Reason` header), if anything.
+    pub reason: Option<String>,
+}
+
+/// The version floor of one bundle name, as persisted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+struct Floor {
+    version: semver::Version,
+    digest: String,
+    #[serde(default)]
+    forced: bool,
 }
 
 /// Settings the registry needs from the configuration.
@@ -182,7 +246,16 @@ pub struct RegistrySettings {
     pub min_signatures: usize,
     pub isolation: Isolation,
     pub data_dir: PathBuf,
+    /// The configured default bundle (marked `default`, or the only one
+    /// configured).
     pub default_bundle: Option<String>,
+    /// No bundle is configured: the first bundle ever activated in this
+    /// data directory becomes the default, and stays it.
+    pub default_is_first_activated: bool,
+    /// Keep compiled components on disk (`cache = false` turns it off).
+    pub cache: bool,
+    /// Receives [`BundleEvent`]s; `None` drops them.
+    pub events: Option<tokio::sync::mpsc::UnboundedSender<BundleEvent>>,
 }
 
 /// Every served bundle, by name.
@@ -195,6 +268,11 @@ pub struct Registry {
     /// Copy-on-write: decisions read it without a lock.
     slots: ArcSwap<BTreeMap<String, Arc<Slot>>>,
     slots_write: Mutex<()>,
+    /// Activation locks of names that have no slot yet: a candidate for a
+    /// new name is serialised without making the name visible.
+    pending: Mutex<BTreeMap<String, Arc<Mutex<()>>>>,
+    /// The default bundle's name, once known.
+    default: ArcSwapOption<String>,
 }
 
 /// Which bundle answers a decision that names none: the one marked as the
@@ -225,7 +303,18 @@ pub enum ResolveError {
 
 impl Registry {
     pub fn new(runtime: Runtime, settings: RegistrySettings, metrics: Arc<Metrics>) -> Self {
-        let cache = ComponentCache::new(settings.data_dir.join("cache/components"));
+        let cache = if settings.cache {
+            ComponentCache::new(settings.data_dir.join("cache/components"))
+        } else {
+            ComponentCache::disabled()
+        };
+        let default = match &settings.default_bundle {
+            Some(d) => Some(Arc::new(d.clone())),
+            None if settings.default_is_first_activated => {
+                read_default_file(&default_file(&settings.data_dir)).map(Arc::new)
+            }
+            None => None,
+        };
         Registry {
             runtime,
             cache,
@@ -234,19 +323,22 @@ impl Registry {
             metrics,
             slots: ArcSwap::from_pointee(BTreeMap::new()),
             slots_write: Mutex::new(()),
+            pending: Mutex::new(BTreeMap::new()),
+            default: ArcSwapOption::new(default),
         }
-    }
-
-    pub fn runtime(&self) -> &Runtime {
-        &self.runtime
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }
 
-    /// The slot for `name`, created if needed.
+    /// The slot for `name`, created if needed: for configured bundles.
+    /// Candidates for other names get a slot only once one is activated.
     pub fn slot(&self, name: &str) -> Arc<Slot> {
+        self.slot_with(name, Arc::new(Mutex::new(())))
+    }
+
+    fn slot_with(&self, name: &str, activation: Arc<Mutex<()>>) -> Arc<Slot> {
         if let Some(s) = self.slots.load().get(name) {
             return s.clone();
         }
@@ -258,7 +350,7 @@ impl Registry {
         let slot = Arc::new(Slot {
             name: name.to_string(),
             active: ArcSwapOption::empty(),
-            activation: Mutex::new(()),
+            activation,
             history: Mutex::new(VecDeque::new()),
             counters: self.metrics.bundle_counters(name),
             lane: super::lane::Lane::new(),
@@ -274,18 +366,13 @@ impl Registry {
         self.slots.load_full()
     }
 
-    /// The default bundle's name, if any.
+    /// The default bundle's name, if any: the configured one; else, when no
+    /// bundle is configured, the first ever activated in this data
+    /// directory (persisted, so neither a second bundle nor a restart
+    /// changes it). With several bundles configured and none marked
+    /// `default`, there is none.
     pub fn default_name(&self) -> Option<String> {
-        let slots = self.slots.load();
-        self.default_among(&slots).map(str::to_string)
-    }
-
-    /// The default among `slots`: the configured one, else the only slot.
-    fn default_among<'a>(&'a self, slots: &'a BTreeMap<String, Arc<Slot>>) -> Option<&'a str> {
-        default_bundle(
-            self.settings.default_bundle.as_deref(),
-            slots.keys().map(String::as_str),
-        )
+        self.default.load().as_deref().cloned()
     }
 
     /// The active bundle a decision should use: `name`, or the default.
@@ -296,10 +383,11 @@ impl Registry {
                 .get(n)
                 .ok_or_else(|| ResolveError::Unknown(n.to_string()))?,
             None => {
-                let n = self.default_among(&slots).ok_or(ResolveError::NoDefault)?;
+                let default = self.default.load();
+                let n = default.as_deref().ok_or(ResolveError::NoDefault)?;
                 slots
-                    .get(n)
-                    .ok_or_else(|| ResolveError::Inactive(n.to_string()))?
+                    .get(n.as_str())
+                    .ok_or_else(|| ResolveError::Inactive(n.clone()))?
             }
         };
         let active = slot
@@ -308,17 +396,35 @@ impl Registry {
         Ok((slot.clone(), active))
     }
 
-    /// At least one verified bundle is active.
-    pub fn ready(&self) -> bool {
-        self.slots.load().values().any(|s| s.active().is_some())
-    }
-
     fn persisted_path(&self, name: &str) -> PathBuf {
         self.settings
             .data_dir
             .join("bundles")
             .join(name)
             .join("active.bundle")
+    }
+
+    fn floor_path(&self, name: &str) -> PathBuf {
+        self.settings
+            .data_dir
+            .join("bundles")
+            .join(name)
+            .join("floor.json")
+    }
+
+    /// The persisted floor of `name`, if one was ever recorded. A floor
+    /// that exists but cannot be read refuses every candidate: failing
+    /// open would re-admit old versions.
+    fn floor(&self, name: &str) -> Result<Option<Floor>, Rejection> {
+        let path = self.floor_path(name);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Rejection::Floor(format!("{}: {e}", path.display()))),
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Rejection::Floor(format!("{}: {e}", path.display())))
     }
 
     /// Restores every bundle persisted by an earlier run, so a restart
@@ -337,9 +443,9 @@ impl Registry {
         names.sort();
         for name in names {
             let path = self.persisted_path(&name);
-            match std::fs::read(&path) {
+            match super::sources::read_candidate(&path) {
                 Ok(bytes) => {
-                    let _ = self.activate(&name, &bytes, Origin::Persisted, false);
+                    let _ = self.activate(&name, &bytes, Origin::Persisted, false, None);
                 }
                 Err(e) => {
                     tracing::error!(bundle = %name, path = %path.display(), error = %e, "cannot read persisted bundle")
@@ -350,23 +456,60 @@ impl Registry {
 
     /// Verifies, compiles, smoke-calls, persists and swaps in a candidate.
     /// Blocking (compilation takes a while): call it off the async runtime.
+    /// `reason` is the caller's account of a forced activation.
     pub fn activate(
         &self,
         name: &str,
         bytes: &[u8],
         origin: Origin,
         force: bool,
+        reason: Option<&str>,
     ) -> Result<Activated, Rejection> {
-        let slot = self.slot(name);
-        let _serial = slot.activation.lock().unwrap_or_else(|p| p.into_inner());
+        let lock = self.activation_lock(name);
+        let _serial = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = self.slots.load().get(name).cloned();
+        let previous = slot.as_ref().and_then(|s| s.active());
         let started = Instant::now();
         let mut seen: (Option<String>, Option<String>) = (None, None);
-        let result = self.try_activate(&slot, bytes, &origin, force, started, &mut seen);
-        match &result {
-            Ok(a) if a.unchanged => {}
-            Ok(a) => {
-                if force && a.previous_version.is_some() {
-                    tracing::warn!(bundle = %name, version = %a.version, previous = ?a.previous_version, origin = %origin, "bundle activated with force=true");
+        let result = self.try_activate(
+            name,
+            previous.as_ref(),
+            bytes,
+            &origin,
+            force,
+            started,
+            &mut seen,
+        );
+        match result {
+            Ok((a, None)) => Ok(a),
+            Ok((a, Some(active))) => {
+                let slot = slot.unwrap_or_else(|| {
+                    // Made visible under the pending map's lock, so that a
+                    // candidate arriving now finds either the slot or the
+                    // pending lock, which is the slot's.
+                    let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+                    let slot = self.slot_with(name, lock.clone());
+                    pending.remove(name);
+                    slot
+                });
+                slot.active.store(Some(active));
+                self.adopt_default(name);
+                if let Some(floor) = &a.forced_over {
+                    tracing::warn!(bundle = %name, version = %a.version, floor = %floor, origin = %origin, reason = reason.unwrap_or(""), "bundle activated with force=true below its version floor");
+                    self.emit(BundleEvent::ForcedActivation(ForcedActivation {
+                        at: Timestamp::now(),
+                        bundle: name.to_string(),
+                        actor: match &origin {
+                            Origin::Upload { by } => by.clone(),
+                            other => other.to_string(),
+                        },
+                        origin: origin.clone(),
+                        from_version: floor.clone(),
+                        from_digest: a.forced_over_digest.clone().unwrap_or_default(),
+                        to_version: a.version.clone(),
+                        to_digest: a.digest.clone(),
+                        reason: reason.map(str::to_string),
+                    }));
                 }
                 tracing::info!(bundle = %name, version = %a.version, digest = %a.digest, origin = %origin, millis = started.elapsed().as_millis() as u64, "bundle activated");
                 slot.record(Event {
@@ -375,71 +518,165 @@ impl Registry {
                     origin,
                     version: Some(a.version.clone()),
                     digest: Some(a.digest.clone()),
-                    reason: None,
+                    reason: reason.filter(|_| force).map(str::to_string),
                     forced: force,
                 });
+                Ok(a)
             }
             Err(e) => {
                 tracing::warn!(bundle = %name, origin = %origin, reason = %e, "bundle candidate rejected; the active version keeps serving");
-                self.metrics.activation_failed(name);
-                slot.record(Event {
-                    at: Timestamp::now(),
-                    event: "rejected",
-                    origin,
-                    version: seen.0,
-                    digest: seen.1,
-                    reason: Some(e.to_string()),
-                    forced: force,
-                });
+                match &slot {
+                    Some(slot) => {
+                        self.metrics.activation_failed(name);
+                        slot.record(Event {
+                            at: Timestamp::now(),
+                            event: "rejected",
+                            origin,
+                            version: seen.0,
+                            digest: seen.1,
+                            reason: Some(e.to_string()),
+                            forced: force,
+                        });
+                    }
+                    // No slot, no metric series: a refused name leaves no trace
+                    // but the log line.
+                    // The pending lock goes unless another candidate holds it.
+                    None => {
+                        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+                        if pending
+                            .get(name)
+                            .is_some_and(|l| Arc::ptr_eq(l, &lock) && Arc::strong_count(&lock) == 2)
+                        {
+                            pending.remove(name);
+                        }
+                    }
+                }
+                Err(e)
             }
         }
-        result
     }
 
+    /// The lock that serialises candidates for `name`: its slot's, or for
+    /// a name without a slot a pending one, which becomes the slot's if a
+    /// candidate is activated.
+    fn activation_lock(&self, name: &str) -> Arc<Mutex<()>> {
+        if let Some(s) = self.slots.load().get(name) {
+            return s.activation.clone();
+        }
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = self.slots.load().get(name) {
+            return s.activation.clone();
+        }
+        pending.entry(name.to_string()).or_default().clone()
+    }
+
+    fn emit(&self, event: BundleEvent) {
+        if let Some(tx) = &self.settings.events
+            && tx.send(event).is_err()
+        {
+            tracing::error!(
+                "bundle event subscriber is gone; a forced activation was not handed on"
+            );
+        }
+    }
+
+    /// With no configured default, the first bundle activated becomes the
+    /// default, persisted so that a restart keeps it.
+    fn adopt_default(&self, name: &str) {
+        if !self.settings.default_is_first_activated || self.default.load().is_some() {
+            return;
+        }
+        self.default.store(Some(Arc::new(name.to_string())));
+        let path = default_file(&self.settings.data_dir);
+        if let Err(e) = write_atomically(&path, name.as_bytes()) {
+            tracing::error!(path = %path.display(), error = %e, "cannot persist the default bundle's name; a restart may have no default");
+        }
+    }
+
+    /// Checks and loads a candidate; on success returns the outcome and, if
+    /// something changed, the new active bundle for the caller to swap in.
+    #[allow(clippy::too_many_arguments)]
     fn try_activate(
         &self,
-        slot: &Slot,
+        name: &str,
+        previous: Option<&Arc<Active>>,
         bytes: &[u8],
         origin: &Origin,
         force: bool,
         started: Instant,
         seen: &mut (Option<String>, Option<String>),
-    ) -> Result<Activated, Rejection> {
+    ) -> Result<(Activated, Option<Arc<Active>>), Rejection> {
         let bundle = Bundle::from_bytes(bytes, &self.archive_limits)?;
         let version = bundle.manifest.version.clone();
         let digest = bundle.digest();
         *seen = (Some(version.to_string()), Some(digest.clone()));
-        if bundle.manifest.name != slot.name {
+        if bundle.manifest.name != name {
             return Err(Rejection::WrongName {
-                expected: slot.name.clone(),
+                expected: name.to_string(),
                 found: bundle.manifest.name.clone(),
             });
         }
         let trust = TrustStore::load(&self.settings.trust_dir)?;
         let signers = bundle.verify(&trust, self.settings.min_signatures)?;
 
-        let previous = slot.active();
-        if let Some(p) = &previous {
-            if p.digest == digest {
-                return Ok(Activated {
-                    bundle: slot.name.clone(),
+        if let Some(p) = previous
+            && p.digest == digest
+        {
+            return Ok((
+                Activated {
+                    bundle: name.to_string(),
                     version: version.to_string(),
                     digest,
                     unchanged: true,
                     previous_version: Some(p.version.to_string()),
-                });
+                    forced_over: None,
+                    forced_over_digest: None,
+                },
+                None,
+            ));
+        }
+
+        // The floor: persisted, else (a data directory from before floors
+        // were kept) the active version.
+        let (floor, what) = match self.floor(name)? {
+            Some(f) if previous.is_some_and(|p| p.version == f.version && p.digest == f.digest) => {
+                (Some(f), "the active")
             }
-            if !force && version < p.version {
-                return Err(Rejection::Downgrade {
+            Some(f) => (Some(f), "the version floor (the last activated)"),
+            None => (
+                previous.map(|p| Floor {
+                    version: p.version.clone(),
+                    digest: p.digest.clone(),
+                    forced: p.forced,
+                }),
+                "the active",
+            ),
+        };
+        let mut forced_over = None;
+        if let Some(f) = &floor {
+            let refusal = match version.cmp_precedence(&f.version) {
+                std::cmp::Ordering::Less => Some(Rejection::Downgrade {
                     candidate: version.to_string(),
-                    active: p.version.to_string(),
-                });
-            }
-            if !force && version == p.version {
-                return Err(Rejection::SameVersion {
+                    floor: f.version.to_string(),
+                    what,
+                }),
+                std::cmp::Ordering::Equal if f.digest != digest => Some(Rejection::SameVersion {
                     version: version.to_string(),
-                    active_digest: p.digest.clone(),
-                });
+                    floor: f.version.to_string(),
+                    floor_digest: f.digest.clone(),
+                    what,
+                    note: if version.build != f.version.build {
+                        " (build metadata does not make a version newer)"
+                    } else {
+                        ""
+                    },
+                }),
+                _ => None,
+            };
+            match refusal {
+                Some(r) if !force => return Err(r),
+                Some(_) => forced_over = Some((f.version.to_string(), f.digest.clone())),
+                None => {}
             }
         }
 
@@ -457,8 +694,21 @@ impl Registry {
         )?;
         smoke(&policy)?;
         if !matches!(origin, Origin::Persisted) {
-            self.persist(&slot.name, bytes)
-                .map_err(Rejection::Persist)?;
+            self.persist(name, bytes).map_err(Rejection::Persist)?;
+        }
+        let new_floor = Floor {
+            version: version.clone(),
+            digest: digest.clone(),
+            forced: forced_over.is_some(),
+        };
+        // Rewritten only when it moves: a restart restoring the floor's own
+        // bundle keeps the record that it was forced.
+        if floor
+            .as_ref()
+            .is_none_or(|f| f.version != new_floor.version || f.digest != new_floor.digest)
+        {
+            let json = serde_json::to_vec_pretty(&new_floor).unwrap_or_default();
+            write_atomically(&self.floor_path(name), &json).map_err(Rejection::Persist)?;
         }
 
         let active = Arc::new(Active {
@@ -472,45 +722,70 @@ impl Registry {
             compiled,
             load_millis: started.elapsed().as_millis(),
         });
-        slot.active.store(Some(active));
         self.metrics.activated(
-            &slot.name,
+            name,
             &version.to_string(),
             &digest,
             previous
-                .as_ref()
                 .map(|p| (p.version.to_string(), p.digest.clone()))
                 .as_ref()
                 .map(|(v, d)| (v.as_str(), d.as_str())),
         );
-        Ok(Activated {
-            bundle: slot.name.clone(),
-            version: version.to_string(),
-            digest,
-            unchanged: false,
-            previous_version: previous.map(|p| p.version.to_string()),
-        })
+        let (forced_over, forced_over_digest) = forced_over.unzip();
+        Ok((
+            Activated {
+                bundle: name.to_string(),
+                version: version.to_string(),
+                digest,
+                unchanged: false,
+                previous_version: previous.map(|p| p.version.to_string()),
+                forced_over,
+                forced_over_digest,
+            },
+            Some(active),
+        ))
     }
 
     /// Writes the active bundle where [`Registry::restore_persisted`] finds
-    /// it: temporary file, fsync, rename, so a crash leaves the old or the
-    /// new bundle, never half of one.
+    /// it.
     fn persist(&self, name: &str, bytes: &[u8]) -> Result<(), String> {
-        use std::io::Write;
-        let path = self.persisted_path(name);
-        let dir = path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let tmp = path.with_extension("bundle.tmp");
-        let mut f = std::fs::File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
-        f.write_all(bytes)
-            .and_then(|_| f.sync_all())
-            .map_err(|e| format!("{}: {e}", tmp.display()))?;
-        std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        write_atomically(&self.persisted_path(name), bytes)
     }
+}
+
+/// Where the first-activated default's name is kept (outside `bundles/`,
+/// whose entries are bundle names).
+fn default_file(data_dir: &Path) -> PathBuf {
+    data_dir.join("default-bundle")
+}
+
+fn read_default_file(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let name = text.trim();
+    crate::bundle::manifest::check_name(name)
+        .map_err(|e| tracing::error!(path = %path.display(), error = %e, "ignoring the persisted default bundle"))
+        .ok()?;
+    Some(name.to_string())
+}
+
+/// Temporary file, fsync, rename, fsync of the directory: a crash leaves
+/// the old or the new contents, never half of them.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
+    let mut f = std::fs::File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 /// One call of each decision with a minimal request: a component that

@@ -24,6 +24,14 @@ fn stamp(path: &Path) -> Option<Stamp> {
     Some((m.modified().ok()?, m.len()))
 }
 
+/// Reads a candidate bundle file, refusing one larger than a bundle may be
+/// before reading it (and while reading, should it grow).
+pub fn read_candidate(path: &Path) -> Result<Vec<u8>, String> {
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    crate::bundle::read_bounded(file, ArchiveLimits::default().max_archive_bytes)
+        .map_err(|e| e.to_string())
+}
+
 /// Watches the file and directory sources of the configured bundles.
 pub struct Watcher {
     registry: Arc<Registry>,
@@ -67,12 +75,12 @@ impl Watcher {
         if !self.changed(file) {
             return;
         }
-        match std::fs::read(file) {
+        match read_candidate(file) {
             Ok(bytes) => {
                 let origin = Origin::File {
                     path: file.display().to_string(),
                 };
-                let _ = self.registry.activate(name, &bytes, origin, false);
+                let _ = self.registry.activate(name, &bytes, origin, false, None);
             }
             Err(e) => {
                 tracing::warn!(bundle = %name, path = %file.display(), error = %e, "cannot read bundle source")
@@ -93,27 +101,44 @@ impl Watcher {
             .filter(|p| p.extension().is_some_and(|x| x == "bundle") && p.is_file())
             .collect();
         paths.sort();
+        // Only versions are kept while ordering: holding every candidate's
+        // bytes at once would let a directory of large files exhaust memory.
         let mut candidates = Vec::new();
         for path in paths {
             if !self.changed(&path) {
                 continue;
             }
-            let Ok(bytes) = std::fs::read(&path) else {
-                continue;
+            let bytes = match read_candidate(&path) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(bundle = %name, path = %path.display(), error = %e, "cannot read bundle candidate");
+                    continue;
+                }
             };
             // Only the version is needed to order candidates; full
             // verification happens in `activate`.
             let version = Bundle::from_bytes(&bytes, &ArchiveLimits::default())
                 .ok()
                 .map(|b| b.manifest.version);
-            candidates.push((version, path, bytes));
+            candidates.push((version, path));
         }
         candidates.sort_by(|a, b| b.0.cmp(&a.0));
-        for (_, path, bytes) in candidates {
+        for (_, path) in candidates {
+            let bytes = match read_candidate(&path) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(bundle = %name, path = %path.display(), error = %e, "cannot read bundle candidate");
+                    continue;
+                }
+            };
             let origin = Origin::Dir {
                 path: path.display().to_string(),
             };
-            if self.registry.activate(name, &bytes, origin, false).is_ok() {
+            if self
+                .registry
+                .activate(name, &bytes, origin, false, None)
+                .is_ok()
+            {
                 break;
             }
         }
@@ -172,7 +197,13 @@ pub fn build_and_sign(
     // A development build replaces whatever is active, even at the same
     // version: the policy being edited is the point of building it.
     registry
-        .activate(name, &bytes, origin, true)
+        .activate(
+            name,
+            &bytes,
+            origin,
+            true,
+            Some("development build of the policy directory"),
+        )
         .map(|_| ())
         .map_err(|e| e.to_string())
 }

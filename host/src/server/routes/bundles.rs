@@ -112,7 +112,14 @@ pub async fn status(
 pub struct UploadQuery {
     #[serde(default)]
     force: bool,
+    /// Why a forced activation is needed: kept with the forced-activation
+    /// event. The `X-Reason` header says the same.
+    #[serde(default)]
+    reason: Option<String>,
 }
+
+/// The longest reason kept.
+const MAX_REASON: usize = 1024;
 
 /// Uploads a bundle version: verified, compiled, smoke-called, then
 /// swapped in. A rejected upload leaves the active version serving.
@@ -123,11 +130,28 @@ pub async fn upload(
     headers: HeaderMap,
     request_body: Body,
 ) -> Result<Json<crate::server::registry::Activated>, ApiError> {
+    // `force=true` overrides the version floor, which only a bundle
+    // administrator may do; the query is checked before the body is read.
+    let wants_force = matches!(&query, Ok(Query(q)) if q.force);
     let caller = match app
         .auth
         .caller(&headers)
-        .and_then(|c| c.require(&[Role::Publisher]).map(|_| c))
-    {
+        .and_then(|c| c.require(&[Role::Publisher, Role::BundleAdmin]).map(|_| c))
+        .and_then(|c| {
+            if wants_force {
+                c.require(&[Role::BundleAdmin]).map_err(|e| {
+                    ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "forbidden",
+                        format!(
+                            "{}; force=true overrides the bundle's version floor",
+                            e.message
+                        ),
+                    )
+                })?;
+            }
+            Ok(c)
+        }) {
         Ok(c) => c,
         Err(e) => return Err(body::refuse_after_drain(&headers, request_body, e).await),
     };
@@ -137,32 +161,43 @@ pub async fn upload(
     crate::bundle::manifest::check_name(&name)
         .map_err(|e| ApiError::bad_request("bad_bundle_name", e))?;
     let Query(query) = query.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
+    let reason = match query.reason.clone().or_else(|| {
+        headers
+            .get("x-reason")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    }) {
+        Some(r) if r.len() > MAX_REASON => {
+            return Err(ApiError::bad_request(
+                "bad_reason",
+                format!(
+                    "reason is {} bytes, over the {MAX_REASON}-byte limit",
+                    r.len()
+                ),
+            ));
+        }
+        Some(r) => Some(r.trim().to_string()).filter(|r| !r.is_empty()),
+        None => None,
+    };
     let bytes = body::read(&headers, request_body, app.limits.upload_bytes).await?;
     let registry = app.registry.clone();
     let origin = Origin::Upload {
         by: caller.name.clone(),
     };
-    let result =
-        tokio::task::spawn_blocking(move || registry.activate(&name, &bytes, origin, query.force))
-            .await
-            .map_err(|e| ApiError::internal(format!("activation task failed: {e}")))?;
+    let result = tokio::task::spawn_blocking(move || {
+        registry.activate(&name, &bytes, origin, query.force, reason.as_deref())
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("activation task failed: {e}")))?;
     match result {
         Ok(a) => Ok(Json(a)),
         Err(e) => {
             let status = match &e {
                 Rejection::Downgrade { .. } | Rejection::SameVersion { .. } => StatusCode::CONFLICT,
-                Rejection::Persist(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                Rejection::Persist(_) | Rejection::Floor(_) => StatusCode::INTERNAL_SERVER_ERROR,
                 _ => StatusCode::UNPROCESSABLE_ENTITY,
             };
-            let code = match &e {
-                Rejection::Invalid(_) => "bundle_invalid",
-                Rejection::WrongName { .. } => "bundle_wrong_name",
-                Rejection::Downgrade { .. } => "bundle_downgrade",
-                Rejection::SameVersion { .. } => "bundle_same_version",
-                Rejection::Load(_) => "bundle_load_failed",
-                Rejection::Smoke { .. } => "bundle_smoke_failed",
-                Rejection::Persist(_) => "bundle_persist_failed",
-            };
+            let code = e.code();
             Err(ApiError::new(status, code, e.to_string()))
         }
     }
