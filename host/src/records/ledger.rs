@@ -42,6 +42,16 @@ pub(crate) struct Table {
     pub columns: &'static [(&'static str, Kind)],
 }
 
+impl Table {
+    /// A stored row's cells, in column order.
+    fn read(&self, row: &AnyRow) -> Result<Vec<Cell>, sqlx::Error> {
+        self.columns
+            .iter()
+            .map(|(name, kind)| Cell::read(row, name, *kind))
+            .collect()
+    }
+}
+
 use Kind::{Int, Real, Text};
 
 pub(crate) const SYSTEMS: Table = Table {
@@ -393,11 +403,7 @@ pub(crate) async fn verify(pool: &sqlx::AnyPool) -> Result<Vec<Tampered>, StoreE
             let Some(last) = rows.last() else { break };
             after = last.try_get(table.key)?;
             for row in &rows {
-                let cells = table
-                    .columns
-                    .iter()
-                    .map(|(name, kind)| Cell::read(row, name, *kind))
-                    .collect::<Result<Vec<_>, _>>()?;
+                let cells = table.read(row)?;
                 let id: String = row.try_get(table.key)?;
                 let committed: Option<String> = row.try_get("committed")?;
                 let reason = match committed {
@@ -458,11 +464,7 @@ pub(crate) async fn all_rows(tx: &mut Transaction<'_, Any>) -> Result<Vec<RowVal
         .fetch_all(&mut **tx)
         .await?;
         for row in &rows {
-            let cells = table
-                .columns
-                .iter()
-                .map(|(name, kind)| Cell::read(row, name, *kind))
-                .collect::<Result<Vec<_>, _>>()?;
+            let cells = table.read(row)?;
             out.push(RowValues { table, cells });
         }
     }

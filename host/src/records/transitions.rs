@@ -275,11 +275,26 @@ impl Records {
             intensive_until.millis(),
         )
         .await?;
-        let result = Transition {
-            deployment: d,
-            decision: Some(envelope),
-            recorded: None,
-        };
+        self.done(
+            w,
+            idem,
+            Transition {
+                deployment: d,
+                decision: Some(envelope),
+                recorded: None,
+            },
+        )
+        .await
+    }
+
+    /// Commits a transition with its idempotent answer and updates the
+    /// route this replica serves from memory.
+    async fn done(
+        &self,
+        w: Write<'_>,
+        idem: Option<&IdempotencyKey>,
+        result: Transition,
+    ) -> Result<Transition, RecordError> {
         w.commit(idem, &result).await?;
         self.cache_route(&result.deployment.route());
         Ok(result)
@@ -397,14 +412,16 @@ impl Records {
             )
             .await?;
         w.decision(entry);
-        let result = Transition {
-            deployment: next,
-            decision: Some(envelope),
-            recorded: None,
-        };
-        w.commit(idem, &result).await?;
-        self.cache_route(&result.deployment.route());
-        Ok(result)
+        self.done(
+            w,
+            idem,
+            Transition {
+                deployment: next,
+                decision: Some(envelope),
+                recorded: None,
+            },
+        )
+        .await
     }
 
     /// Records observations and, when `evaluate`, runs the monitoring
@@ -460,8 +477,7 @@ impl Records {
                     decision: None,
                     recorded,
                 };
-                w.commit(idem, &result).await?;
-                return Ok(result);
+                return self.done(w, idem, result).await;
             };
             match still_at(&mut w, &d).await {
                 Ok(()) => break (w, d, envelope, entry),
@@ -479,9 +495,7 @@ impl Records {
             decision: Some(envelope),
             recorded,
         };
-        w.commit(idem, &result).await?;
-        self.cache_route(&result.deployment.route());
-        Ok(result)
+        self.done(w, idem, result).await
     }
 
     /// Checks a batch of observations and turns it into rows.
@@ -630,14 +644,16 @@ impl Records {
                 },
             )
             .await?;
-        let result = Transition {
-            deployment: next,
-            decision: None,
-            recorded: None,
-        };
-        w.commit(idem, &result).await?;
-        self.cache_route(&result.deployment.route());
-        Ok(result)
+        self.done(
+            w,
+            idem,
+            Transition {
+                deployment: next,
+                decision: None,
+                recorded: None,
+            },
+        )
+        .await
     }
 
     /// Writes the change if the stored version is still `current`'s, its

@@ -401,35 +401,6 @@ async fn count_responses(State(app): State<Arc<App>>, req: Request, next: Next) 
     res
 }
 
-#[cfg(test)]
-mod tests {
-    use super::is_loopback_host;
-
-    #[test]
-    fn only_loopback_names_pass_the_open_mode_host_check() {
-        for ok in [
-            "localhost",
-            "localhost:8080",
-            "127.0.0.1:9",
-            "127.1.2.3",
-            "[::1]:8080",
-            "[::1]",
-        ] {
-            assert!(is_loopback_host(ok), "{ok}");
-        }
-        for bad in [
-            "evil.example",
-            "evil.example:8080",
-            "10.0.0.1",
-            "",
-            "localhost.evil.example",
-            "[::2]:80",
-        ] {
-            assert!(!is_loopback_host(bad), "{bad}");
-        }
-    }
-}
-
 /// Without tokens the service is open to every caller, so it listens on
 /// loopback only, whatever the configuration asked for.
 pub fn effective_listen(config: &Config) -> SocketAddr {
@@ -500,4 +471,33 @@ async fn shutdown_signal() {
         _ = terminate => {},
     }
     tracing::info!("shutdown requested: no new connections, draining in-flight requests");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback_host;
+
+    #[test]
+    fn only_loopback_names_pass_the_open_mode_host_check() {
+        for ok in [
+            "localhost",
+            "localhost:8080",
+            "127.0.0.1:9",
+            "127.1.2.3",
+            "[::1]:8080",
+            "[::1]",
+        ] {
+            assert!(is_loopback_host(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example",
+            "evil.example:8080",
+            "10.0.0.1",
+            "",
+            "localhost.evil.example",
+            "[::2]:80",
+        ] {
+            assert!(!is_loopback_host(bad), "{bad}");
+        }
+    }
 }
