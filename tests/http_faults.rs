@@ -181,9 +181,13 @@ fn overload_is_answered_with_503_and_retry_after_instead_of_queueing() {
     assert_eq!(r.status, 503, "{}", r.body);
     assert_eq!(r.json()["error"]["code"], "overloaded");
     assert_eq!(r.header("retry-after"), Some("1"));
-    // Health stays outside the gate.
-    assert_eq!(s.get("/healthz", None).status, 200);
+    // Public routes pass the same gate: a flood of them cannot take the
+    // permits decisions need.
+    let r = s.get("/healthz", None);
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.json()["error"]["code"], "overloaded");
     assert_eq!(slow.join().unwrap().status, 200);
+    assert_eq!(s.get("/healthz", None).status, 200);
     assert_eq!(
         s.post_json("/v1/decisions/gate", None, &high_risk_gate())
             .status,
