@@ -6,12 +6,15 @@
 //! (`Option` / empty list / `false`); `system.consequential` defaults to
 //! `true` when absent; only `now`, `system.id`, `system.risk_tier` and the
 //! per-decision required fields make a request malformed when absent.
+//! Every list is bounded while it is decoded ([`super::limits`]).
 
 use serde::{Deserialize, Deserializer};
 
 use super::Timestamp;
+use super::limits::{bounded_list, bounded_optional_list};
 
-/// `null` and absence both mean the type's default (empty list, `false`).
+/// `null` and absence both mean the type's default (`false`). Lists use
+/// [`bounded_list`], which reads `null` the same way.
 fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
@@ -112,7 +115,7 @@ pub struct Verification {
     pub integration_required: bool,
     #[serde(default, deserialize_with = "nullable")]
     pub integration_tested: bool,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "bounded_list")]
     pub results: Vec<VerificationResult>,
 }
 
@@ -121,7 +124,7 @@ pub struct Review {
     pub reviewer: Option<String>,
     pub completed_at: Option<Timestamp>,
     pub outcome: Option<ReviewOutcome>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "bounded_list")]
     pub conditions: Vec<String>,
 }
 
@@ -131,8 +134,9 @@ pub struct Authorisation {
     pub role: Option<String>,
     pub authorised_at: Option<Timestamp>,
     pub expires_at: Option<Timestamp>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "bounded_list")]
     pub conditions: Vec<String>,
+    #[serde(default, deserialize_with = "bounded_optional_list")]
     pub scope: Option<Vec<String>>,
 }
 
@@ -166,7 +170,7 @@ pub struct Stage {
     pub traffic_percent: Option<f64>,
     pub population: Option<String>,
     pub min_duration_hours: Option<f64>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "bounded_list")]
     pub criteria: Vec<Criterion>,
 }
 
@@ -175,16 +179,16 @@ pub struct RollbackPlan {
     pub procedure: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
     pub tested: bool,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "bounded_list")]
     pub triggers: Vec<Criterion>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Plan {
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "bounded_list")]
     pub stages: Vec<Stage>,
     pub rollback: Option<RollbackPlan>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "bounded_list")]
     pub suspension_triggers: Vec<Criterion>,
 }
 
@@ -196,7 +200,7 @@ pub struct Safeguards {
     pub user_guidance: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
     pub autonomy_rationale_accepted: bool,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "bounded_list")]
     pub compensating_controls: Vec<String>,
 }
 
@@ -204,7 +208,7 @@ pub struct Safeguards {
 pub struct Communication {
     pub capabilities: Option<String>,
     pub intended_use: Option<String>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "bounded_list")]
     pub limitations: Vec<String>,
     pub reliance_conditions: Option<String>,
     pub published_at: Option<Timestamp>,
@@ -214,10 +218,10 @@ pub struct Communication {
 pub struct MonitoringSetup {
     #[serde(default, deserialize_with = "nullable")]
     pub activated: bool,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "bounded_list")]
     pub metrics: Vec<String>,
     pub intensive_period_hours: Option<f64>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "bounded_list")]
     pub contacts: Vec<String>,
 }
 
@@ -257,7 +261,7 @@ pub struct GateRequest {
     pub verification: Option<Verification>,
     pub review: Option<Review>,
     pub authorisation: Option<Authorisation>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "bounded_list")]
     pub deficiencies: Vec<Deficiency>,
     pub plan: Option<Plan>,
     pub safeguards: Option<Safeguards>,
@@ -277,9 +281,9 @@ pub struct ProgressionRequest {
     pub current_stage: String,
     pub target_stage: String,
     pub stage_entered_at: Timestamp,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "bounded_list")]
     pub observations: Vec<Observation>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "bounded_list")]
     pub material_issues: Vec<MaterialIssue>,
     pub review: Option<Review>,
     pub authorisation: Option<Authorisation>,
@@ -295,7 +299,7 @@ pub struct MonitoringRequest {
     pub plan: Plan,
     pub current_stage: String,
     pub deployed_at: Timestamp,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "bounded_list")]
     pub observations: Vec<Observation>,
     #[serde(default)]
     pub extensions: Extensions,

@@ -44,7 +44,7 @@ pub async fn decide(
     let bytes = body::read(&headers, request_body, app.limits.body_bytes).await?;
 
     let started = Instant::now();
-    let request = decision::decode(kind, &bytes).map_err(|e| {
+    let request = decision::decode_with(kind, &bytes, app.limits.decode()).map_err(|e| {
         let status = match e.kind {
             RequestErrorKind::Malformed => StatusCode::BAD_REQUEST,
             RequestErrorKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
