@@ -4,6 +4,8 @@
 pub mod controls;
 pub mod convert;
 pub mod decode;
+#[cfg(test)]
+mod decode_properties;
 pub mod limits;
 pub mod request;
 pub mod timestamp;
