@@ -335,6 +335,55 @@ impl Request {
         }
     }
 
+    /// How many list items the request holds, nested lists included: a
+    /// measure of the work it asks of a policy whose rules are O(n log n).
+    pub fn list_items(&self) -> usize {
+        fn criteria(list: &[Criterion]) -> usize {
+            list.len()
+        }
+        fn plan(p: &Plan) -> usize {
+            p.stages.len()
+                + p.stages
+                    .iter()
+                    .map(|s| criteria(&s.criteria))
+                    .sum::<usize>()
+                + p.rollback.as_ref().map_or(0, |r| criteria(&r.triggers))
+                + criteria(&p.suspension_triggers)
+        }
+        fn authorisation(a: &Option<Authorisation>) -> usize {
+            a.as_ref().map_or(0, |a| {
+                a.conditions.len() + a.scope.as_ref().map_or(0, Vec::len)
+            })
+        }
+        fn review(r: &Option<Review>) -> usize {
+            r.as_ref().map_or(0, |r| r.conditions.len())
+        }
+        match self {
+            Request::Gate(r) => {
+                r.plan.as_ref().map_or(0, plan)
+                    + r.verification.as_ref().map_or(0, |v| v.results.len())
+                    + review(&r.review)
+                    + authorisation(&r.authorisation)
+                    + r.deficiencies.len()
+                    + r.safeguards
+                        .as_ref()
+                        .map_or(0, |s| s.compensating_controls.len())
+                    + r.communication.as_ref().map_or(0, |c| c.limitations.len())
+                    + r.monitoring
+                        .as_ref()
+                        .map_or(0, |m| m.metrics.len() + m.contacts.len())
+            }
+            Request::Progression(r) => {
+                plan(&r.plan)
+                    + r.observations.len()
+                    + r.material_issues.len()
+                    + review(&r.review)
+                    + authorisation(&r.authorisation)
+            }
+            Request::Monitoring(r) => plan(&r.plan) + r.observations.len(),
+        }
+    }
+
     /// The system the request is about.
     pub fn system(&self) -> &System {
         match self {

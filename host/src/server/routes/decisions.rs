@@ -10,11 +10,12 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use crate::decision::{self, DecisionKind, RequestErrorKind};
+use crate::decision::{self, DecisionKind, Request, RequestError, RequestErrorKind};
 use crate::server::App;
 use crate::server::body;
 use crate::server::config::Role;
 use crate::server::error::ApiError;
+use crate::server::lane;
 use crate::server::registry::ResolveError;
 
 #[derive(Debug, Deserialize)]
@@ -44,19 +45,43 @@ pub async fn decide(
     let bytes = body::read(&headers, request_body, app.limits.body_bytes).await?;
 
     let started = Instant::now();
-    let request = decision::decode_with(kind, &bytes, app.limits.decode()).map_err(|e| {
-        let status = match e.kind {
-            RequestErrorKind::Malformed => StatusCode::BAD_REQUEST,
-            RequestErrorKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
-        };
-        ApiError::new(status, e.code(), e.message.clone()).at(e.path.clone())
-    })?;
-    let policy = active.clone();
-    let decided = slot
-        .lane
-        .run(move || policy.policy.decide(request))
-        .await
-        .map_err(|e| ApiError::internal(format!("decision task failed: {e}")))?;
+    // A heavy request must not hold an async worker nor mark the bundle
+    // slow for every other caller (see `lane`): a heavy body is decoded in
+    // the lane, a light one inline and then weighed by its list items. What
+    // grows with the request (the decision, its log entry, its JSON) is
+    // made in the lane too.
+    let limits = app.limits.decode();
+    let work = {
+        let (app, active, body, caller) = (
+            app.clone(),
+            active.clone(),
+            bytes.clone(),
+            caller.name.clone(),
+        );
+        move |request: Request| {
+            let decided = active.policy.decide(request);
+            let entry = app
+                .log_decisions
+                .then(|| app.records.entry(&decided.envelope, &body, &caller, None));
+            let json = serde_json::to_vec(&decided.envelope);
+            (decided, entry, json)
+        }
+    };
+    let (decided, entry, json) = if lane::is_heavy_body(bytes.len()) {
+        let body = bytes.clone();
+        slot.lane
+            .run(true, move || {
+                decision::decode_with(kind, &body, limits).map(work)
+            })
+            .await
+    } else {
+        let request = decision::decode_with(kind, &bytes, limits).map_err(refusal)?;
+        slot.lane
+            .run(lane::is_heavy_request(&request), move || Ok(work(request)))
+            .await
+    }
+    .map_err(|e| ApiError::internal(format!("decision task failed: {e}")))?
+    .map_err(refusal)?;
     let envelope = &decided.envelope;
     slot.counters.count(kind, envelope.outcome);
     if let Some(e) = &decided.error {
@@ -83,19 +108,26 @@ pub async fn decide(
     // The decision is answered only once it is in the log (or queued, per
     // `records.durability`); a log that cannot take it is a 503, never a
     // decision that leaves no record.
-    if app.log_decisions {
-        let entry = app.records.entry(envelope, &bytes, &caller.name, None);
+    if let Some(entry) = entry {
         app.records
             .log
             .record(entry)
             .await
             .map_err(|e| ApiError::unavailable("decision_log_unavailable", e.to_string()))?;
     }
-    let json = serde_json::to_vec(envelope)
-        .map_err(|e| ApiError::internal(format!("encoding the decision: {e}")))?;
+    let json = json.map_err(|e| ApiError::internal(format!("encoding the decision: {e}")))?;
     app.metrics
         .observe_latency(kind, started.elapsed().as_secs_f64());
     Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
+}
+
+/// A request the decoder refused: 400 if malformed, 422 if invalid.
+fn refusal(e: RequestError) -> ApiError {
+    let status = match e.kind {
+        RequestErrorKind::Malformed => StatusCode::BAD_REQUEST,
+        RequestErrorKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+    };
+    ApiError::new(status, e.code(), e.message.clone()).at(e.path.clone())
 }
 
 pub fn resolve_error(e: ResolveError) -> ApiError {
