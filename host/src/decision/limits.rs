@@ -147,7 +147,7 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for NullableBoundedSeq<T> {
     }
 }
 
-/// A list field: absent or `null` is empty (SPEC §1), longer than the
+/// A list field: absent or `null` is empty (see `request`), longer than the
 /// limit is refused. Use with `#[serde(default, deserialize_with = "…")]`.
 pub(crate) fn bounded_list<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
 where
