@@ -148,6 +148,19 @@ fn bad_requests_exit_2_naming_the_json_path() {
 }
 
 #[test]
+fn a_list_longer_than_the_default_bound_exits_2_naming_the_list() {
+    let sb = SignedBundle::new();
+    let mut long = high_risk_gate();
+    long["deficiencies"] = serde_json::Value::Array(vec![serde_json::json!({}); 1001]);
+    let (code, _, err) = eval(&sb, "gate", &long, &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("invalid request: /deficiencies: expected at most 1000 items, found 1001"),
+        "{err}"
+    );
+}
+
+#[test]
 fn progression_requires_its_stage_fields() {
     let sb = SignedBundle::new();
     let req = serde_json::json!({

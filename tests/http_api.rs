@@ -200,6 +200,23 @@ fn bad_input_gets_the_right_4xx_with_a_json_error_and_the_server_keeps_serving()
 }
 
 #[test]
+fn a_list_longer_than_the_configured_bound_is_a_422_naming_the_list() {
+    let d = deployment("[limits]\nmax_list_len = 3\n");
+    let s = d.start();
+    let mut long = high_risk_gate();
+    long["monitoring"]["metrics"] = json!(["a", "b", "c", "d"]);
+    let r = s.post_json("/v1/decisions/gate", None, &long);
+    assert_eq!(r.status, 422, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["error"]["code"], "request.invalid");
+    assert_eq!(v["error"]["path"], "/monitoring/metrics");
+    assert_eq!(v["error"]["message"], "expected at most 3 items, found 4");
+    long["monitoring"]["metrics"] = json!(["a", "b", "c"]);
+    let r = s.post_json("/v1/decisions/gate", None, &long);
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+#[test]
 fn tokens_map_to_roles_with_401_and_403_and_health_needs_none() {
     let (gateway, gateway_hash) = stagegate::server::auth::new_token();
     let (publisher, publisher_hash) = stagegate::server::auth::new_token();

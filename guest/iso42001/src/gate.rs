@@ -1,6 +1,12 @@
 //! The `gate` decision: may this release enter operational use, and in
 //! which first stage? One check per row of the gate table in
 //! docs/decisions.md#gate-rules; every failing check is reported.
+//!
+//! Cost: O(n log n) in the request's size. Every list is walked once; the
+//! only lookup across lists (is a trigger's or criterion's metric monitored?)
+//! goes through a `BTreeSet` of the monitored metrics.
+
+use std::collections::BTreeSet;
 
 use stagegate_sdk::criteria::{describe, parts};
 use stagegate_sdk::text::{non_blank, present};
@@ -476,8 +482,15 @@ fn monitoring(req: &GateRequest, params: &Params, f: &mut Findings) {
             "monitoring is not activated: it must run from the first minute of operational use",
         );
     }
-    let metrics: &[String] = m.map(|m| m.metrics.as_slice()).unwrap_or_default();
-    let covered = |metric: &str| metrics.iter().any(|m| m.trim() == metric);
+    // A set, not a scan per trigger and criterion: with both lists long that
+    // scan was quadratic in the request's size.
+    let metrics: BTreeSet<&str> = m
+        .map(|m| m.metrics.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|m| m.trim())
+        .collect();
+    let covered = |metric: &str| metrics.contains(metric);
     if let Some(plan) = &req.plan {
         let rollback = plan
             .rollback

@@ -5,10 +5,14 @@
 //! monitored metric that has not been observed recently raises
 //! `monitoring.stale`, because monitoring that has stopped looks exactly like
 //! a healthy system.
+//!
+//! Cost: O(n log n) in the request's size. Observations are indexed once
+//! (O(n log m)); each trigger and criterion is a map lookup, and the set of
+//! monitored metrics is a `BTreeSet`.
 
 use std::collections::BTreeSet;
 
-use stagegate_sdk::criteria::{self, CriterionStatus, Observations, describe};
+use stagegate_sdk::criteria::{self, CriterionStatus, FUTURE_OBSERVATION, Observations, describe};
 use stagegate_sdk::text::non_blank;
 use stagegate_sdk::time::{MINUTE_MS, hours, rfc3339};
 use stagegate_sdk::{
@@ -21,7 +25,9 @@ use crate::triggers::{self, Breach};
 /// Decides a monitoring request under `params`.
 pub fn decide(req: &MonitoringRequest, params: &Params) -> MonitoringDecision {
     let mut f = Findings::new();
-    let obs = Observations::new(&req.observations);
+    // Observations dated after `now` never count (see `stagegate_sdk::criteria`).
+    let obs = Observations::as_of(&req.observations, req.now);
+    obs.report_future(&mut f);
     let breach = triggers::check(&req.plan, &obs, &mut f);
     let tier = req.system.risk_tier;
 
@@ -123,10 +129,12 @@ pub fn decide(req: &MonitoringRequest, params: &Params) -> MonitoringDecision {
     }
 
     // Stale data and drift alert a human; they block nothing by themselves.
+    // A future-dated observation does not: it is ignored, and what it leaves
+    // unobserved is already `monitoring.stale` or `monitoring.criterion_drift`.
     let alert = f
         .findings()
         .iter()
-        .any(|x| x.severity != FindingSeverity::Info);
+        .any(|x| x.severity != FindingSeverity::Info && x.code != FUTURE_OBSERVATION);
     let outcome = match breach {
         Some(Breach::Suspend) => MonitoringOutcome::Suspend,
         Some(Breach::Rollback) => MonitoringOutcome::Rollback,

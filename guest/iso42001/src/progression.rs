@@ -4,6 +4,10 @@
 //! The outcome is ranked (docs/decisions.md#progression-rules): a breached
 //! suspension trigger outranks a breached rollback trigger, which outranks
 //! every `hold` reason. All findings are reported whatever the outcome.
+//!
+//! Cost: O(n log n) in the request's size. Observations are indexed once
+//! (O(n log m)); each trigger and criterion is a map lookup; stages,
+//! material issues and the authorisation's scope are each scanned once.
 
 use stagegate_sdk::criteria::{self, CriterionStatus, Observations, describe};
 use stagegate_sdk::text::{non_blank, same_identity};
@@ -20,7 +24,9 @@ use crate::triggers::{self, Breach};
 /// Decides a progression request under `params`.
 pub fn decide(req: &ProgressionRequest, params: &Params) -> ProgressionDecision {
     let mut f = Findings::new();
-    let obs = Observations::new(&req.observations);
+    // Observations dated after `now` never count (see `stagegate_sdk::criteria`).
+    let obs = Observations::as_of(&req.observations, req.now);
+    obs.report_future(&mut f);
     let breach = triggers::check(&req.plan, &obs, &mut f);
 
     let stage_index = |name: &str| {

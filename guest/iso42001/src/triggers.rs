@@ -1,6 +1,9 @@
 //! Rollback and suspension triggers: the plan's bad conditions, checked
 //! against the newest observation of each metric by both progression and
 //! monitoring.
+//!
+//! Cost: one O(log m) lookup per trigger in the observations index, so
+//! O(t log m) for t triggers — never a scan of the observations per trigger.
 
 use stagegate_sdk::criteria::{self, Observations, describe};
 use stagegate_sdk::{Findings, Plan};

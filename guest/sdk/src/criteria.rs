@@ -4,27 +4,52 @@
 //! - Where several observations name one metric, the newest (`window_end`)
 //!   counts; an observation without `window_end` is older than any with one,
 //!   and among equals the later one in the request wins.
+//! - An observation whose `window_end` is after the request's `now` never
+//!   counts: not for criteria, not for triggers, not as proof that a metric
+//!   is still watched. Otherwise one far-future value (a skewed clock, a
+//!   typo, or a hostile sender) would stay "the newest" forever and mask
+//!   every real observation after it. Such observations are reported with
+//!   the warning `observation.future` ([`Observations::report_future`]).
 //! - A criterion is *met* when `value op threshold` holds and, if it sets
 //!   `min_samples`, the observation has at least that many samples.
 //! - A trigger is *breached* when `value op threshold` holds for the metric's
 //!   newest observation. Triggers state the bad condition.
+//!
+//! Cost: indexing is O(n log m) for n observations of m metrics, and each
+//! criterion or trigger is one O(log m) lookup, so no rule built on this
+//! module is quadratic in the request's size.
 
 use std::collections::BTreeMap;
 
-use crate::{Comparison, Criterion, Observation, Timestamp, text};
+use crate::time::rfc3339;
+use crate::{Comparison, Criterion, Findings, Observation, Timestamp, text};
 
-/// The newest observation per metric.
-#[derive(Debug, Default)]
+/// The finding code of an observation dated after `now`.
+pub const FUTURE_OBSERVATION: &str = "observation.future";
+
+/// The newest observation per metric as of a request's `now`.
+#[derive(Debug)]
 pub struct Observations<'a> {
     newest: BTreeMap<&'a str, &'a Observation>,
+    /// Observations ignored because they end after `now`: (index in the
+    /// request, window end), in request order.
+    future: Vec<(usize, Timestamp)>,
+    now: Timestamp,
 }
 
 impl<'a> Observations<'a> {
-    /// Indexes observations by metric, keeping the newest of each.
-    /// Observations without a metric name cannot be attributed and are skipped.
-    pub fn new(observations: &'a [Observation]) -> Self {
+    /// Indexes observations by metric as of `now`, keeping the newest of
+    /// each. Observations without a metric name cannot be attributed and are
+    /// skipped; observations ending after `now` are set aside (see
+    /// [`Observations::future`]) and never count.
+    pub fn as_of(observations: &'a [Observation], now: Timestamp) -> Self {
         let mut newest: BTreeMap<&'a str, &'a Observation> = BTreeMap::new();
-        for obs in observations {
+        let mut future = Vec::new();
+        for (i, obs) in observations.iter().enumerate() {
+            if let Some(end) = obs.window_end.filter(|end| *end > now) {
+                future.push((i, end));
+                continue;
+            }
             let Some(metric) = text::non_blank(&obs.metric) else {
                 continue;
             };
@@ -35,17 +60,45 @@ impl<'a> Observations<'a> {
                 }
             }
         }
-        Self { newest }
+        Self {
+            newest,
+            future,
+            now,
+        }
     }
 
-    /// The newest observation of `metric`.
+    /// The newest observation of `metric` that ends no later than `now`.
     pub fn newest(&self, metric: &str) -> Option<&'a Observation> {
         self.newest.get(metric.trim()).copied()
     }
 
-    /// The newest `window_end` of `metric`, if it was observed with one.
+    /// The newest `window_end` of `metric`, if it was observed with one
+    /// (never after `now`).
     pub fn last_seen(&self, metric: &str) -> Option<Timestamp> {
         self.newest(metric).and_then(|o| o.window_end)
+    }
+
+    /// The observations that were ignored because their window ends after
+    /// `now`: (index in the request's `observations`, window end).
+    pub fn future(&self) -> &[(usize, Timestamp)] {
+        &self.future
+    }
+
+    /// Adds one warning `observation.future` per ignored observation, with
+    /// the JSON pointer of its `window_end`. A warning, not a block: the
+    /// observation simply does not count, and the rules decide on the rest.
+    pub fn report_future(&self, f: &mut Findings) {
+        for &(i, end) in &self.future {
+            f.warn(
+                FUTURE_OBSERVATION,
+                format!("/observations/{i}/window_end"),
+                format!(
+                    "observation window ends at {}, after now ({}): it is ignored until then",
+                    rfc3339(end),
+                    rfc3339(self.now)
+                ),
+            );
+        }
     }
 }
 
@@ -129,6 +182,10 @@ pub fn describe(c: &Criterion) -> String {
 mod tests {
     use super::*;
 
+    /// The request's `now` in these tests, after every window they use
+    /// unless a test says otherwise.
+    const NOW: Timestamp = 1_000;
+
     fn obs(metric: &str, value: f64, samples: u64, end: i64) -> Observation {
         Observation {
             metric: Some(metric.into()),
@@ -150,7 +207,7 @@ mod tests {
     #[test]
     fn the_newest_observation_of_a_metric_counts() {
         let list = vec![obs("err", 0.5, 10, 200), obs("err", 0.01, 10, 100)];
-        let o = Observations::new(&list);
+        let o = Observations::as_of(&list, NOW);
         assert_eq!(o.newest("err").and_then(|o| o.value), Some(0.5));
         assert_eq!(o.last_seen("err"), Some(200));
     }
@@ -158,7 +215,7 @@ mod tests {
     #[test]
     fn a_criterion_needs_enough_samples_to_be_met() {
         let list = vec![obs("err", 0.01, 10, 1)];
-        let o = Observations::new(&list);
+        let o = Observations::as_of(&list, NOW);
         let c = crit("err", Comparison::Le, 0.02, Some(1000));
         assert_eq!(
             status(&c, &o),
@@ -173,7 +230,7 @@ mod tests {
 
     #[test]
     fn unobserved_and_incomplete_criteria_are_not_met() {
-        let o = Observations::new(&[]);
+        let o = Observations::as_of(&[], NOW);
         assert_eq!(
             status(&crit("err", Comparison::Le, 0.02, None), &o),
             CriterionStatus::NoData
@@ -190,7 +247,7 @@ mod tests {
     #[test]
     fn a_trigger_fires_on_the_bad_condition_only() {
         let list = vec![obs("err", 0.06, 1, 1)];
-        let o = Observations::new(&list);
+        let o = Observations::as_of(&list, NOW);
         assert_eq!(
             breached(&crit("err", Comparison::Gt, 0.05, None), &o),
             Some(0.06)
@@ -199,6 +256,77 @@ mod tests {
         assert_eq!(
             breached(&crit("other", Comparison::Gt, 0.0, None), &o),
             None
+        );
+    }
+
+    #[test]
+    fn a_far_future_observation_is_never_the_newest() {
+        let list = vec![
+            obs("err", 0.9, 10, 900),
+            obs("err", 0.0, 1_000_000, i64::MAX),
+        ];
+        let o = Observations::as_of(&list, NOW);
+        assert_eq!(o.newest("err").and_then(|o| o.value), Some(0.9));
+        assert_eq!(o.last_seen("err"), Some(900));
+        assert_eq!(o.future(), &[(1, i64::MAX)]);
+    }
+
+    #[test]
+    fn a_future_observation_neither_meets_a_criterion_nor_hides_a_breach() {
+        let list = vec![obs("err", 0.001, 1_000_000, NOW + 1)];
+        let o = Observations::as_of(&list, NOW);
+        let c = crit("err", Comparison::Le, 0.02, None);
+        assert_eq!(status(&c, &o), CriterionStatus::NoData);
+        assert_eq!(o.last_seen("err"), None);
+
+        let list = vec![obs("err", 0.9, 10, NOW - 1), obs("err", 0.0, 10, NOW + 1)];
+        let o = Observations::as_of(&list, NOW);
+        let trigger = crit("err", Comparison::Gt, 0.05, None);
+        assert_eq!(breached(&trigger, &o), Some(0.9));
+    }
+
+    #[test]
+    fn an_observation_ending_exactly_at_now_counts() {
+        let list = vec![obs("err", 0.01, 10, NOW)];
+        let o = Observations::as_of(&list, NOW);
+        assert_eq!(o.last_seen("err"), Some(NOW));
+        assert!(o.future().is_empty());
+    }
+
+    #[test]
+    fn each_future_observation_is_reported_as_a_warning_at_its_window_end() {
+        let list = vec![
+            obs("err", 0.01, 10, NOW),
+            obs("err", 0.01, 10, NOW + 60_000),
+            obs("lat", 0.01, 10, NOW + 1),
+        ];
+        let o = Observations::as_of(&list, NOW);
+        let mut f = Findings::new();
+        o.report_future(&mut f);
+        let found: Vec<_> = f
+            .findings()
+            .iter()
+            .map(|x| (x.code.as_str(), x.severity, x.path.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                (
+                    FUTURE_OBSERVATION,
+                    crate::FindingSeverity::Warning,
+                    "/observations/1/window_end"
+                ),
+                (
+                    FUTURE_OBSERVATION,
+                    crate::FindingSeverity::Warning,
+                    "/observations/2/window_end"
+                ),
+            ]
+        );
+        let message = &f.findings()[0].message;
+        assert!(
+            message.contains(&rfc3339(NOW + 60_000)) && message.contains(&rfc3339(NOW)),
+            "{message}"
         );
     }
 }

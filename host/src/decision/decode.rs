@@ -11,6 +11,7 @@ use std::fmt;
 use serde::de::DeserializeOwned;
 
 use super::DecisionKind;
+use super::limits::{self, DecodeLimits};
 use super::request::{GateRequest, MonitoringRequest, Plan, ProgressionRequest, Request};
 
 /// Why a request was refused before any policy saw it.
@@ -27,7 +28,8 @@ pub struct RequestError {
 pub enum RequestErrorKind {
     /// Not JSON, wrong types, missing required fields (HTTP 400).
     Malformed,
-    /// Well-formed JSON with a value outside its domain (HTTP 422).
+    /// Well-formed JSON with a value outside its domain, or a list longer
+    /// than [`DecodeLimits::max_list_len`] (HTTP 422).
     Invalid,
 }
 
@@ -57,13 +59,29 @@ impl RequestError {
     }
 }
 
-/// Decodes and validates a request for `kind`.
+/// Decodes and validates a request for `kind` under the default
+/// [`DecodeLimits`].
 pub fn decode(kind: DecisionKind, body: &[u8]) -> Result<Request, RequestError> {
-    let request = match kind {
-        DecisionKind::Gate => Request::Gate(decode_as::<GateRequest>(body)?),
-        DecisionKind::Progression => Request::Progression(decode_as::<ProgressionRequest>(body)?),
-        DecisionKind::Monitoring => Request::Monitoring(decode_as::<MonitoringRequest>(body)?),
-    };
+    decode_with(kind, body, DecodeLimits::default())
+}
+
+/// Decodes and validates a request for `kind`; a list longer than
+/// `limits.max_list_len` is refused as invalid, naming its path.
+pub fn decode_with(
+    kind: DecisionKind,
+    body: &[u8],
+    limits: DecodeLimits,
+) -> Result<Request, RequestError> {
+    let request = limits::with_limits(limits, || {
+        let request = match kind {
+            DecisionKind::Gate => Request::Gate(decode_as::<GateRequest>(body)?),
+            DecisionKind::Progression => {
+                Request::Progression(decode_as::<ProgressionRequest>(body)?)
+            }
+            DecisionKind::Monitoring => Request::Monitoring(decode_as::<MonitoringRequest>(body)?),
+        };
+        Ok(request)
+    })?;
     validate(&request)?;
     Ok(request)
 }
@@ -93,6 +111,7 @@ pub fn decode_as<T: DeserializeOwned>(body: &[u8]) -> Result<T, RequestError> {
             message: "expected the request as a JSON object, found an array".into(),
         });
     }
+    limits::clear_refused();
     match serde_json::from_str::<T>(text) {
         Ok(v) => Ok(v),
         Err(_) => Err(locate::<T>(body)),
@@ -123,6 +142,9 @@ fn locate<T: DeserializeOwned>(body: &[u8]) -> RequestError {
             path: String::new(),
             message: format!("body is not valid JSON: {err}"),
         },
+        Category::Data if limits::refused() => {
+            RequestError::invalid(path, strip_position(&err.to_string()))
+        }
         Category::Data => {
             let raw = strip_position(&err.to_string());
             let (path, message) = match raw.strip_prefix("missing field `") {
@@ -380,5 +402,82 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.path, "/stage_entered_at");
+    }
+
+    fn monitoring_with_observations(items: &str) -> String {
+        format!(
+            r#"{{"now":"2026-11-26T12:00:00Z","system":{{"id":"s","risk_tier":"low"}},"plan":{{}},"current_stage":"a","deployed_at":"2026-11-26T12:00:00Z","observations":[{items}]}}"#
+        )
+    }
+
+    fn repeat(item: &str, n: usize) -> String {
+        vec![item; n].join(",")
+    }
+
+    #[test]
+    fn a_list_longer_than_the_limit_is_invalid_and_names_its_path() {
+        let body = monitoring_with_observations(&repeat(r#"{"metric":"e"}"#, 1001));
+        let e = decode(DecisionKind::Monitoring, body.as_bytes()).unwrap_err();
+        assert_eq!(e.kind, RequestErrorKind::Invalid);
+        assert_eq!(e.code(), "request.invalid");
+        assert_eq!(
+            e.to_string(),
+            "/observations: expected at most 1000 items, found 1001"
+        );
+        let body = monitoring_with_observations(&repeat(r#"{"metric":"e"}"#, 1000));
+        assert!(decode(DecisionKind::Monitoring, body.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn the_list_bound_applies_to_nested_lists_and_optional_ones() {
+        let limits = DecodeLimits { max_list_len: 2 };
+        let body = format!(r#"{MIN},"plan":{{"stages":[{{}},{{"criteria":[{{}},{{}},{{}}]}}]}}}}"#);
+        let e = decode_with(DecisionKind::Gate, body.as_bytes(), limits).unwrap_err();
+        assert_eq!(e.kind, RequestErrorKind::Invalid);
+        assert_eq!(e.path, "/plan/stages/1/criteria");
+        assert_eq!(e.message, "expected at most 2 items, found 3");
+
+        let body = format!(r#"{MIN},"authorisation":{{"scope":["a","b","c"]}}}}"#);
+        let e = decode_with(DecisionKind::Gate, body.as_bytes(), limits).unwrap_err();
+        assert_eq!(e.path, "/authorisation/scope");
+        let body = format!(r#"{MIN},"monitoring":{{"metrics":["a","b","c","d"]}}}}"#);
+        let e = decode_with(DecisionKind::Gate, body.as_bytes(), limits).unwrap_err();
+        assert_eq!(e.path, "/monitoring/metrics");
+        assert_eq!(e.message, "expected at most 2 items, found 4");
+        // The default bound is back for the next decode on this thread.
+        let body = format!(r#"{MIN},"monitoring":{{"metrics":["a","b","c","d"]}}}}"#);
+        assert!(decode(DecisionKind::Gate, body.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn items_past_the_bound_are_counted_not_decoded() {
+        // Were the items past the bound decoded, the string would be refused
+        // as "expected an object" at /observations/1001.
+        let items = format!(
+            r#"{},"not an observation",{}"#,
+            repeat("{}", 1001),
+            repeat("[]", 50_000)
+        );
+        let e = decode(
+            DecisionKind::Monitoring,
+            monitoring_with_observations(&items).as_bytes(),
+        )
+        .unwrap_err();
+        assert_eq!(e.kind, RequestErrorKind::Invalid);
+        assert_eq!(e.path, "/observations");
+        assert_eq!(e.message, "expected at most 1000 items, found 51002");
+    }
+
+    #[test]
+    fn a_list_of_the_wrong_type_is_still_malformed() {
+        let e = gate_err(&format!(r#"{MIN},"deficiencies":"none"}}"#));
+        assert_eq!(e.kind, RequestErrorKind::Malformed);
+        assert_eq!(e.path, "/deficiencies");
+        assert_eq!(e.message, r#"expected an array, found string "none""#);
+        // A refusal on this thread does not turn a later type error invalid.
+        let long = monitoring_with_observations(&repeat("{}", 1001));
+        assert!(decode(DecisionKind::Monitoring, long.as_bytes()).is_err());
+        let e = gate_err(&format!(r#"{MIN},"deficiencies":"none"}}"#));
+        assert_eq!(e.kind, RequestErrorKind::Malformed);
     }
 }

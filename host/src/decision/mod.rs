@@ -5,6 +5,9 @@
 pub mod controls;
 pub mod convert;
 pub mod decode;
+#[cfg(test)]
+mod decode_properties;
+pub mod limits;
 pub mod request;
 pub mod timestamp;
 pub mod verdict;
@@ -15,7 +18,8 @@ use std::str::FromStr;
 use serde::Serialize;
 
 pub use controls::Controls;
-pub use decode::{RequestError, RequestErrorKind, decode};
+pub use decode::{RequestError, RequestErrorKind, decode, decode_with};
+pub use limits::DecodeLimits;
 pub use request::Request;
 pub use timestamp::Timestamp;
 pub use verdict::{Envelope, Finding, FindingSeverity, Obligation, Outcome, PolicyRef, Verdict};

@@ -8,12 +8,15 @@
 //! `false`); `system.consequential` defaults to `true` when absent; only
 //! `now`, `system.id`, `system.risk_tier` and the per-decision required
 //! fields make a request malformed when absent.
+//! Every list is bounded while it is decoded ([`super::limits`]).
 
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::Timestamp;
+use super::limits::{bounded_list, bounded_optional_list};
 
-/// `null` and absence both mean the type's default (empty list, `false`).
+/// `null` and absence both mean the type's default (`false`). Lists use
+/// [`bounded_list`], which reads `null` the same way.
 fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
@@ -114,7 +117,7 @@ pub struct Verification {
     pub integration_required: bool,
     #[serde(default, deserialize_with = "nullable")]
     pub integration_tested: bool,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "bounded_list")]
     pub results: Vec<VerificationResult>,
 }
 
@@ -123,7 +126,7 @@ pub struct Review {
     pub reviewer: Option<String>,
     pub completed_at: Option<Timestamp>,
     pub outcome: Option<ReviewOutcome>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "bounded_list")]
     pub conditions: Vec<String>,
 }
 
@@ -133,8 +136,9 @@ pub struct Authorisation {
     pub role: Option<String>,
     pub authorised_at: Option<Timestamp>,
     pub expires_at: Option<Timestamp>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "bounded_list")]
     pub conditions: Vec<String>,
+    #[serde(default, deserialize_with = "bounded_optional_list")]
     pub scope: Option<Vec<String>>,
 }
 
@@ -168,7 +172,7 @@ pub struct Stage {
     pub traffic_percent: Option<f64>,
     pub population: Option<String>,
     pub min_duration_hours: Option<f64>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "bounded_list")]
     pub criteria: Vec<Criterion>,
 }
 
@@ -177,16 +181,16 @@ pub struct RollbackPlan {
     pub procedure: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
     pub tested: bool,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "bounded_list")]
     pub triggers: Vec<Criterion>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct Plan {
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "bounded_list")]
     pub stages: Vec<Stage>,
     pub rollback: Option<RollbackPlan>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "bounded_list")]
     pub suspension_triggers: Vec<Criterion>,
 }
 
@@ -198,7 +202,7 @@ pub struct Safeguards {
     pub user_guidance: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
     pub autonomy_rationale_accepted: bool,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "bounded_list")]
     pub compensating_controls: Vec<String>,
 }
 
@@ -206,7 +210,7 @@ pub struct Safeguards {
 pub struct Communication {
     pub capabilities: Option<String>,
     pub intended_use: Option<String>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "bounded_list")]
     pub limitations: Vec<String>,
     pub reliance_conditions: Option<String>,
     pub published_at: Option<Timestamp>,
@@ -216,10 +220,10 @@ pub struct Communication {
 pub struct MonitoringSetup {
     #[serde(default, deserialize_with = "nullable")]
     pub activated: bool,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "bounded_list")]
     pub metrics: Vec<String>,
     pub intensive_period_hours: Option<f64>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "bounded_list")]
     pub contacts: Vec<String>,
 }
 
@@ -259,7 +263,7 @@ pub struct GateRequest {
     pub verification: Option<Verification>,
     pub review: Option<Review>,
     pub authorisation: Option<Authorisation>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "bounded_list")]
     pub deficiencies: Vec<Deficiency>,
     pub plan: Option<Plan>,
     pub safeguards: Option<Safeguards>,
@@ -279,9 +283,9 @@ pub struct ProgressionRequest {
     pub current_stage: String,
     pub target_stage: String,
     pub stage_entered_at: Timestamp,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "bounded_list")]
     pub observations: Vec<Observation>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "bounded_list")]
     pub material_issues: Vec<MaterialIssue>,
     pub review: Option<Review>,
     pub authorisation: Option<Authorisation>,
@@ -297,7 +301,7 @@ pub struct MonitoringRequest {
     pub plan: Plan,
     pub current_stage: String,
     pub deployed_at: Timestamp,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "bounded_list")]
     pub observations: Vec<Observation>,
     #[serde(default)]
     pub extensions: Extensions,
@@ -345,5 +349,54 @@ impl Request {
         // Plain data (strings, numbers, timestamps, raw JSON already
         // validated): serialising it cannot fail.
         encoded.unwrap_or_default()
+    }
+
+    /// How many list items the request holds, nested lists included: a
+    /// measure of the work it asks of a policy whose rules are O(n log n).
+    pub fn list_items(&self) -> usize {
+        fn criteria(list: &[Criterion]) -> usize {
+            list.len()
+        }
+        fn plan(p: &Plan) -> usize {
+            p.stages.len()
+                + p.stages
+                    .iter()
+                    .map(|s| criteria(&s.criteria))
+                    .sum::<usize>()
+                + p.rollback.as_ref().map_or(0, |r| criteria(&r.triggers))
+                + criteria(&p.suspension_triggers)
+        }
+        fn authorisation(a: &Option<Authorisation>) -> usize {
+            a.as_ref().map_or(0, |a| {
+                a.conditions.len() + a.scope.as_ref().map_or(0, Vec::len)
+            })
+        }
+        fn review(r: &Option<Review>) -> usize {
+            r.as_ref().map_or(0, |r| r.conditions.len())
+        }
+        match self {
+            Request::Gate(r) => {
+                r.plan.as_ref().map_or(0, plan)
+                    + r.verification.as_ref().map_or(0, |v| v.results.len())
+                    + review(&r.review)
+                    + authorisation(&r.authorisation)
+                    + r.deficiencies.len()
+                    + r.safeguards
+                        .as_ref()
+                        .map_or(0, |s| s.compensating_controls.len())
+                    + r.communication.as_ref().map_or(0, |c| c.limitations.len())
+                    + r.monitoring
+                        .as_ref()
+                        .map_or(0, |m| m.metrics.len() + m.contacts.len())
+            }
+            Request::Progression(r) => {
+                plan(&r.plan)
+                    + r.observations.len()
+                    + r.material_issues.len()
+                    + review(&r.review)
+                    + authorisation(&r.authorisation)
+            }
+            Request::Monitoring(r) => plan(&r.plan) + r.observations.len(),
+        }
     }
 }

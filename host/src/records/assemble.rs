@@ -104,7 +104,7 @@ pub(crate) async fn progression(
         current_stage: d.stage.clone(),
         target_stage: target_stage.to_string(),
         stage_entered_at: d.stage_entered_at,
-        observations: newest_observations(conn, &d.id, Some(d.stage_entered_at)).await?,
+        observations: newest_observations(conn, &d.id, Some(d.stage_entered_at), now).await?,
         material_issues: material_issues(conn, &d.id).await?,
         review: latest::<Review>(conn, "reviews", "completed_at", Of::Deployment(&d.id))
             .await?
@@ -128,7 +128,7 @@ pub(crate) async fn monitoring(
         plan: d.plan.clone(),
         current_stage: d.stage.clone(),
         deployed_at: d.deployed_at,
-        observations: newest_observations(conn, &d.id, None).await?,
+        observations: newest_observations(conn, &d.id, None, now).await?,
         extensions: None,
     })
 }
@@ -136,9 +136,16 @@ pub(crate) async fn monitoring(
 /// Folds observations about to be recorded into the newest of each metric
 /// read from the records, as if they had been stored: a later or equal
 /// `window_end` wins (among equals, the one recorded last, and these are
-/// recorded after everything stored).
-pub(crate) fn merge_newest(newest: &mut Vec<Observation>, incoming: &[Observation]) {
-    for o in incoming {
+/// recorded after everything stored); one ending after `now` never does.
+pub(crate) fn merge_newest(
+    newest: &mut Vec<Observation>,
+    incoming: &[Observation],
+    now: Timestamp,
+) {
+    for o in incoming
+        .iter()
+        .filter(|o| o.window_end.is_none_or(|w| w <= now))
+    {
         match newest.iter_mut().find(|n| n.metric == o.metric) {
             Some(n) if n.window_end <= o.window_end => *n = o.clone(),
             Some(_) => {}
@@ -147,20 +154,25 @@ pub(crate) fn merge_newest(newest: &mut Vec<Observation>, incoming: &[Observatio
     }
 }
 
-/// The newest observation of each metric (optionally only those whose
-/// window ended at or after `since`), oldest recorded first among equals.
+/// The newest observation of each metric as of `now` (optionally only
+/// those whose window ended at or after `since`), oldest recorded first
+/// among equals. One whose window ends after `now` (within the clock skew
+/// the API allows) is not the newest yet: it would hide the real values
+/// until its time came.
 async fn newest_observations(
     conn: &mut AnyConnection,
     id: &str,
     since: Option<Timestamp>,
+    now: Timestamp,
 ) -> Result<Vec<Observation>, RecordError> {
     let rows = sqlx::query(
         "SELECT o.metric, o.value, o.samples, o.window_end FROM observations o \
-         JOIN (SELECT metric, MAX(window_end) AS w FROM observations WHERE deployment_id = $1 AND window_end >= $2 GROUP BY metric) m \
-         ON o.metric = m.metric AND o.window_end = m.w WHERE o.deployment_id = $3 ORDER BY o.metric, o.recorded_at",
+         JOIN (SELECT metric, MAX(window_end) AS w FROM observations WHERE deployment_id = $1 AND window_end >= $2 AND window_end <= $3 GROUP BY metric) m \
+         ON o.metric = m.metric AND o.window_end = m.w WHERE o.deployment_id = $4 ORDER BY o.metric, o.recorded_at",
     )
     .bind(id)
     .bind(since.map_or(i64::MIN, Timestamp::millis))
+    .bind(now.millis())
     .bind(id)
     .fetch_all(&mut *conn)
     .await?;

@@ -453,7 +453,11 @@ impl Records {
                 let (system, _, _) = system_row(&mut conn, &d.system_id).await?;
                 let mut request = assemble::monitoring(&mut conn, &system, &d, now).await?;
                 drop(conn);
-                assemble::merge_newest(&mut request.observations, &rows_as_observations(&rows));
+                assemble::merge_newest(
+                    &mut request.observations,
+                    &rows_as_observations(&rows),
+                    now,
+                );
                 Some(
                     self.decide(decide, Request::Monitoring(request), &actor.name, Some(id))
                         .await,

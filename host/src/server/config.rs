@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::decision::DecodeLimits;
 use crate::policy::Isolation;
 
 /// The whole configuration.
@@ -195,6 +196,8 @@ pub struct LimitsConfig {
     pub isolation: Isolation,
     /// How often bundle sources are checked for new versions.
     pub watch_interval_ms: u64,
+    /// Most items in any one list of a decision request (422 above).
+    pub max_list_len: usize,
 }
 
 /// One served bundle.
@@ -319,11 +322,19 @@ impl Default for LimitsConfig {
             request_timeout_ms: 10_000,
             isolation: Isolation::default(),
             watch_interval_ms: 2_000,
+            max_list_len: DecodeLimits::default().max_list_len,
         }
     }
 }
 
 impl LimitsConfig {
+    /// The limits decision requests are decoded under.
+    pub fn decode(&self) -> DecodeLimits {
+        DecodeLimits {
+            max_list_len: self.max_list_len,
+        }
+    }
+
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
     }
@@ -385,6 +396,7 @@ impl Config {
             ("limits.concurrency", l.concurrency as u64),
             ("limits.request_timeout_ms", l.request_timeout_ms),
             ("limits.watch_interval_ms", l.watch_interval_ms),
+            ("limits.max_list_len", l.max_list_len as u64),
             ("records.queue", self.records.queue as u64),
             ("webhooks.timeout_ms", self.webhooks.timeout_ms),
             ("webhooks.concurrency", self.webhooks.concurrency as u64),
@@ -592,6 +604,16 @@ mod tests {
     fn a_deadline_beyond_the_request_timeout_is_refused() {
         let e = Config::parse("[limits]\ndecision_deadline_ms = 20000\n").unwrap_err();
         assert!(e.contains("request_timeout_ms"), "{e}");
+    }
+
+    #[test]
+    fn the_list_bound_of_decision_requests_is_configurable() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.limits.decode(), DecodeLimits::default());
+        let c = Config::parse("[limits]\nmax_list_len = 50\n").unwrap();
+        assert_eq!(c.limits.decode().max_list_len, 50);
+        let e = Config::parse("[limits]\nmax_list_len = 0\n").unwrap_err();
+        assert!(e.contains("limits.max_list_len"), "{e}");
     }
 
     mod properties {

@@ -39,22 +39,31 @@ pub async fn decide(
     body::require_json(&headers)?;
     let pipeline = Pipeline::resolve(&app, query.bundle.as_deref()).map_err(resolve_error)?;
     let bytes = body::read(&headers, request_body, app.limits.body_bytes).await?;
-    let request = decision::decode(kind, &bytes)?;
-    let decided = pipeline.decide(request, &caller.name).await;
-    let envelope = &decided.envelope;
+    // The log entry and the JSON grow with the request: they are made
+    // where the decision runs (see `Pipeline::decide_body`).
+    let finish = {
+        let (app, body, caller) = (app.clone(), bytes.clone(), caller.name.clone());
+        move |d: &crate::policy::Decided| {
+            let entry = app
+                .log_decisions
+                .then(|| app.records.entry(&d.envelope, &body, &caller, None));
+            (entry, serde_json::to_vec(&d.envelope))
+        }
+    };
+    let (_, (entry, json)) = pipeline
+        .decide_body(kind, bytes, app.limits.decode(), &caller.name, finish)
+        .await?;
     // The decision is answered only once it is in the log (or queued, per
     // `records.durability`); a log that cannot take it is a 503, never a
     // decision that leaves no record.
-    if app.log_decisions {
-        let entry = app.records.entry(envelope, &bytes, &caller.name, None);
+    if let Some(entry) = entry {
         app.records
             .log
             .record(entry)
             .await
             .map_err(|e| ApiError::unavailable("decision_log_unavailable", e.to_string()))?;
     }
-    let json = serde_json::to_vec(envelope)
-        .map_err(|e| ApiError::internal(format!("encoding the decision: {e}")))?;
+    let json = json.map_err(|e| ApiError::internal(format!("encoding the decision: {e}")))?;
     Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
 }
 
