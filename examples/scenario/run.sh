@@ -73,7 +73,10 @@ DOE=$(token j.doe approver "Head of AI Risk")
 AUDIT=$(token audit auditor)
 "$bin" serve --config "$config" >/dev/null 2>"$work/server.log" &
 server=$!
-for _ in $(seq 1 100); do curl -sf "localhost:$port/readyz" >/dev/null && break; sleep 0.1; done
+# Ready once the bundle is verified and compiled: seconds on a busy machine.
+ready=""
+for _ in $(seq 1 600); do curl -sf "localhost:$port/readyz" >/dev/null && { ready=1; break; }; sleep 0.1; done
+[ -n "$ready" ] || { echo "the service did not become ready in 60 s:"; cat "$work/server.log"; exit 1; }
 api() { # api TOKEN METHOD PATH [JSON]
     curl -s -X "$2" "localhost:$port$3" -H "Authorization: Bearer $1" -H 'Content-Type: application/json' ${4:+-d "$4"}
 }

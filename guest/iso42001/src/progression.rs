@@ -21,14 +21,46 @@ use crate::authorisation::{self, ReviewGap};
 use crate::params::Params;
 use crate::triggers::{self, Breach};
 
-/// Decides a progression request under `params`.
+/// Decides a progression request under `params`: one function per group
+/// of rows of the progression table, in its order.
 pub fn decide(req: &ProgressionRequest, params: &Params) -> ProgressionDecision {
     let mut f = Findings::new();
     // Observations dated after `now` never count (see `stagegate_sdk::criteria`).
     let obs = Observations::as_of(&req.observations, req.now);
     obs.report_future(&mut f);
     let breach = triggers::check(&req.plan, &obs, &mut f);
+    let (current, target) = stages(req, &mut f);
+    if let Some(c) = current {
+        duration(req, c, &mut f);
+        criteria_of(req, c, &obs, &mut f);
+    }
+    material_issues(req, &mut f);
+    review(req, &mut f);
+    authorised(req, params, &mut f);
 
+    let outcome = match breach {
+        Some(Breach::Suspend) => ProgressionOutcome::Suspend,
+        Some(Breach::Rollback) => ProgressionOutcome::Rollback,
+        None if f.has_blocking() => ProgressionOutcome::Hold,
+        None => ProgressionOutcome::Promote,
+    };
+    let next = target.map(|t| &req.plan.stages[t]);
+    if let Some(a) = req.authorisation.as_ref() {
+        for c in &a.conditions {
+            f.oblige("authorisation.condition", c.clone(), a.expires_at);
+        }
+    }
+    f.into_progression(
+        outcome,
+        next.and_then(|s| non_blank(&s.name)).map(str::to_string),
+        next.and_then(|s| s.traffic_percent),
+        rollback_procedure(&req.plan),
+    )
+}
+
+/// `progression.unknown_stage`, `progression.out_of_order`: both stages
+/// are in the plan and the target is the next one. Returns their indexes.
+fn stages(req: &ProgressionRequest, f: &mut Findings) -> (Option<usize>, Option<usize>) {
     let stage_index = |name: &str| {
         req.plan
             .stages
@@ -69,66 +101,70 @@ pub fn decide(req: &ProgressionRequest, params: &Params) -> ProgressionDecision 
             ),
         );
     }
-    if let Some(c) = current {
-        let stage = &req.plan.stages[c];
-        let min_hours = stage.min_duration_hours.unwrap_or(0.0);
-        let until = req.stage_entered_at.saturating_add(hours(min_hours));
-        if req.now < until {
-            f.block(
-                "progression.too_early",
-                "/stage_entered_at",
-                format!(
-                    "stage '{}' must run at least {min_hours} hours; {:.1} have passed (earliest {})",
-                    req.current_stage,
-                    hours_between(req.stage_entered_at, req.now),
-                    rfc3339(until)
-                ),
-            );
-        }
-        for (j, c) in stage.criteria.iter().enumerate() {
-            let path = format!("/plan/stages/{}/criteria/{j}", current.unwrap_or_default());
-            match criteria::status(c, &obs) {
-                CriterionStatus::Met { .. } => {}
-                CriterionStatus::NoData => {
-                    f.block(
-                        "progression.no_data",
-                        path,
-                        format!("no observation for criterion '{}'", describe(c)),
-                    );
-                }
-                CriterionStatus::TooFewSamples {
-                    samples,
-                    min_samples,
-                } => {
-                    f.block(
-                        "progression.no_data",
-                        path,
-                        format!(
-                            "criterion '{}' needs {min_samples} samples, {samples} observed",
-                            describe(c)
-                        ),
-                    );
-                }
-                CriterionStatus::NotMet { value } => {
-                    f.block(
-                        "progression.criterion_failed",
-                        path,
-                        format!("criterion '{}' is not met: observed {value}", describe(c)),
-                    );
-                }
-                CriterionStatus::Incomplete => {
-                    f.block(
-                        "progression.criterion_failed",
-                        path,
-                        format!(
-                            "criterion '{}' lacks a metric, op or threshold and cannot be met",
-                            describe(c)
-                        ),
-                    );
-                }
-            }
-        }
+    (current, target)
+}
+
+/// `progression.too_early`: the current stage (index `c`) has run its
+/// minimum duration.
+fn duration(req: &ProgressionRequest, c: usize, f: &mut Findings) {
+    let min_hours = req.plan.stages[c].min_duration_hours.unwrap_or(0.0);
+    let until = req.stage_entered_at.saturating_add(hours(min_hours));
+    if req.now < until {
+        f.block(
+            "progression.too_early",
+            "/stage_entered_at",
+            format!(
+                "stage '{}' must run at least {min_hours} hours; {:.1} have passed (earliest {})",
+                req.current_stage,
+                hours_between(req.stage_entered_at, req.now),
+                rfc3339(until)
+            ),
+        );
     }
+}
+
+/// `progression.no_data`, `progression.criterion_failed`: every criterion
+/// of the current stage (index `c`) is met by the newest observations.
+fn criteria_of(req: &ProgressionRequest, c: usize, obs: &Observations, f: &mut Findings) {
+    for (j, criterion) in req.plan.stages[c].criteria.iter().enumerate() {
+        let path = format!("/plan/stages/{c}/criteria/{j}");
+        let (code, message) = match criteria::status(criterion, obs) {
+            CriterionStatus::Met { .. } => continue,
+            CriterionStatus::NoData => (
+                "progression.no_data",
+                format!("no observation for criterion '{}'", describe(criterion)),
+            ),
+            CriterionStatus::TooFewSamples {
+                samples,
+                min_samples,
+            } => (
+                "progression.no_data",
+                format!(
+                    "criterion '{}' needs {min_samples} samples, {samples} observed",
+                    describe(criterion)
+                ),
+            ),
+            CriterionStatus::NotMet { value } => (
+                "progression.criterion_failed",
+                format!(
+                    "criterion '{}' is not met: observed {value}",
+                    describe(criterion)
+                ),
+            ),
+            CriterionStatus::Incomplete => (
+                "progression.criterion_failed",
+                format!(
+                    "criterion '{}' lacks a metric, op or threshold and cannot be met",
+                    describe(criterion)
+                ),
+            ),
+        };
+        f.block(code, path, message);
+    }
+}
+
+/// `progression.material_issue`: no open issue of medium severity or more.
+fn material_issues(req: &ProgressionRequest, f: &mut Findings) {
     for (i, issue) in req.material_issues.iter().enumerate() {
         let severity = issue.severity.unwrap_or(Severity::Critical);
         if issue.status != Some(ItemStatus::Resolved) && severity.at_least(Severity::Medium) {
@@ -143,29 +179,42 @@ pub fn decide(req: &ProgressionRequest, params: &Params) -> ProgressionDecision 
             );
         }
     }
+}
+
+/// `progression.review_missing`: from medium risk up, a completed review
+/// that did not reject the progression.
+fn review(req: &ProgressionRequest, f: &mut Findings) {
     let tier = req.system.risk_tier;
-    if tier.at_least(RiskTier::Medium) {
-        match authorisation::review_gap(req.review.as_ref(), req.now) {
-            Some(ReviewGap::Missing) => {
-                f.block(
-                    "progression.review_missing",
-                    "/review",
-                    format!(
-                        "{} risk requires a completed review of this progression",
-                        tier.as_str()
-                    ),
-                );
-            }
-            Some(ReviewGap::Rejected) => {
-                f.block(
-                    "progression.review_missing",
-                    "/review/outcome",
-                    "the progression review rejected it",
-                );
-            }
-            None => {}
-        }
+    if !tier.at_least(RiskTier::Medium) {
+        return;
     }
+    match authorisation::review_gap(req.review.as_ref(), req.now) {
+        Some(ReviewGap::Missing) => {
+            f.block(
+                "progression.review_missing",
+                "/review",
+                format!(
+                    "{} risk requires a completed review of this progression",
+                    tier.as_str()
+                ),
+            );
+        }
+        Some(ReviewGap::Rejected) => {
+            f.block(
+                "progression.review_missing",
+                "/review/outcome",
+                "the progression review rejected it",
+            );
+        }
+        None => {}
+    }
+}
+
+/// `progression.unauthorised`, `progression.separation_of_duties`: a valid
+/// authorisation whose scope covers the target, given by someone other
+/// than the reviewer from high risk up.
+fn authorised(req: &ProgressionRequest, params: &Params, f: &mut Findings) {
+    let tier = req.system.risk_tier;
     let cx = authorisation::Context {
         now: req.now,
         tier,
@@ -210,25 +259,6 @@ pub fn decide(req: &ProgressionRequest, params: &Params) -> ProgressionDecision 
             ),
         );
     }
-
-    let outcome = match breach {
-        Some(Breach::Suspend) => ProgressionOutcome::Suspend,
-        Some(Breach::Rollback) => ProgressionOutcome::Rollback,
-        None if f.has_blocking() => ProgressionOutcome::Hold,
-        None => ProgressionOutcome::Promote,
-    };
-    let next = target.map(|t| &req.plan.stages[t]);
-    if let Some(a) = req.authorisation.as_ref() {
-        for c in &a.conditions {
-            f.oblige("authorisation.condition", c.clone(), a.expires_at);
-        }
-    }
-    f.into_progression(
-        outcome,
-        next.and_then(|s| non_blank(&s.name)).map(str::to_string),
-        next.and_then(|s| s.traffic_percent),
-        rollback_procedure(&req.plan),
-    )
 }
 
 /// The plan's rollback procedure, or a note that it has none.
