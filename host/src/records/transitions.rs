@@ -483,6 +483,12 @@ impl Records {
                 };
                 return self.done(w, idem, result).await;
             };
+            // A healthy answer changes nothing, so it stands whatever
+            // happened meanwhile; only a change needs the state it was
+            // decided on.
+            if envelope.outcome == Outcome::Healthy {
+                break (w, d, envelope, entry);
+            }
             match still_at(&mut w, &d).await {
                 Ok(()) => break (w, d, envelope, entry),
                 Err(RecordError::Conflict(_)) if attempts < 3 => continue,
