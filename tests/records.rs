@@ -34,6 +34,7 @@ on_both_backends!(
     a_history_rewritten_with_recomputed_hashes_fails_the_signed_checkpoint,
     concurrent_identical_requests_with_one_idempotency_key_get_one_answer,
     a_future_dated_observation_is_refused_with_its_path_and_nothing_is_stored,
+    a_deployment_record_proves_its_own_entries_without_rehashing_the_log,
     a_crash_loses_no_acknowledged_write_and_leaves_every_state_explained,
 );
 
@@ -817,4 +818,41 @@ fn observe_at(
         &json!({"observations": [{"metric": "error_rate", "value": rate, "samples": 5000, "window_end": window_end}]}),
         &[],
     )
+}
+
+fn a_deployment_record_proves_its_own_entries_without_rehashing_the_log(b: Backend) {
+    let Some(w) = World::new(b, "") else { return };
+    let s = w.start();
+    let token = support::records::token("gw");
+    let other = s
+        .post_json(
+            "/v1/decisions/gate",
+            Some(&token),
+            &support::high_risk_gate(),
+        )
+        .json()["decision_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let d = deploy(&s, &registered_release(&s, "2.3.0"));
+    observe(&s, &d, 0.01, 5000);
+    // An unrelated entry is altered: the whole log no longer verifies...
+    w.sql(&format!(
+        "UPDATE decision_log SET outcome = 'deny' WHERE decision_id = '{other}'"
+    ));
+    assert_eq!(w.audit_verify().0, 1);
+    // ...but the deployment's record is proved from its own entries and
+    // their neighbours, at a cost that does not grow with the log.
+    let rec = get(&s, "audit", &format!("/v1/deployments/{d}/record")).json();
+    assert_eq!(rec["chain"]["log_verified"], true, "{:#}", rec["chain"]);
+    let proof = rec["chain"]["proof"].as_array().unwrap();
+    assert!(proof.len() >= 3, "{proof:#?}");
+    assert!(proof.iter().all(|p| p["matches"] == true));
+    // Altering one of its own entries shows in its proof.
+    let first = proof[0]["decision_id"].as_str().unwrap().to_string();
+    w.sql(&format!(
+        "UPDATE decision_log SET actor = 'someone else' WHERE decision_id = '{first}'"
+    ));
+    let rec = get(&s, "audit", &format!("/v1/deployments/{d}/record")).json();
+    assert_eq!(rec["chain"]["log_verified"], false, "{:#}", rec["chain"]);
 }
