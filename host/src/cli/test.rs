@@ -214,7 +214,7 @@ fn check(policy: &ActivePolicy, case: &Case) -> Result<(), Vec<String>> {
 }
 
 fn compare(envelope: &Envelope, expect: &Expect) -> Result<(), Vec<String>> {
-    let actual: BTreeSet<&str> = envelope.findings.iter().map(|f| f.code.as_str()).collect();
+    let actual: BTreeSet<&str> = envelope.codes().collect();
     let mut problems = Vec::new();
     if let Some(want) = &expect.outcome
         && want != envelope.outcome.as_str()
@@ -248,7 +248,7 @@ fn compare(envelope: &Envelope, expect: &Expect) -> Result<(), Vec<String>> {
     if problems.is_empty() {
         return Ok(());
     }
-    let codes: Vec<&str> = envelope.findings.iter().map(|f| f.code.as_str()).collect();
+    let codes: Vec<&str> = envelope.codes().collect();
     problems.push(format!(
         "actual: outcome {}, codes [{}]",
         envelope.outcome.as_str(),

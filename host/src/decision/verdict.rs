@@ -107,11 +107,6 @@ impl Verdict {
         }
     }
 
-    /// The codes of the findings, in order.
-    pub fn codes(&self) -> impl Iterator<Item = &str> {
-        self.findings.iter().map(|f| f.code.as_str())
-    }
-
     /// This verdict is the host's fail-closed answer to a policy failure.
     pub fn is_policy_error(&self) -> bool {
         self.findings.iter().any(|f| f.code == "policy.error")
@@ -170,8 +165,8 @@ impl Envelope {
     }
 
     /// The codes of the findings, in order.
-    pub fn codes(&self) -> Vec<String> {
-        self.findings.iter().map(|f| f.code.clone()).collect()
+    pub fn codes(&self) -> impl Iterator<Item = &str> {
+        self.findings.iter().map(|f| f.code.as_str())
     }
 
     /// `outcome: code, code`: one line saying what was decided and why,
@@ -180,7 +175,7 @@ impl Envelope {
         if self.findings.is_empty() {
             self.outcome.as_str().to_string()
         } else {
-            let codes: Vec<&str> = self.findings.iter().map(|f| f.code.as_str()).collect();
+            let codes: Vec<&str> = self.codes().collect();
             format!("{}: {}", self.outcome.as_str(), codes.join(", "))
         }
     }

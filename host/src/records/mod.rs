@@ -154,7 +154,7 @@ impl Records {
             at: Timestamp::now().millis(),
             kind: envelope.decision.as_str().to_string(),
             outcome: envelope.outcome.as_str().to_string(),
-            codes: envelope.codes(),
+            codes: envelope.codes().map(str::to_string).collect(),
             bundle: envelope.policy.bundle.clone(),
             bundle_version: envelope.policy.version.clone(),
             bundle_digest: envelope.policy.digest.clone(),

@@ -321,7 +321,7 @@ impl Records {
             traffic_percent: None,
             decision_id: Some(envelope.decision_id.clone()),
             outcome: Some(envelope.outcome),
-            codes: Some(envelope.codes()),
+            codes: Some(envelope.codes().map(str::to_string).collect()),
             reason: None,
             actor: w.actor().to_string(),
             escalation_contact: system.escalation_contact.clone(),
@@ -332,7 +332,7 @@ impl Records {
         Err(RecordError::Denied {
             message: format!(
                 "the gate denied release '{release_id}': {}",
-                envelope.codes().join(", ")
+                envelope.codes().collect::<Vec<_>>().join(", ")
             ),
             decision: Box::new(envelope),
         })
