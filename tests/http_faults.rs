@@ -16,6 +16,17 @@ fn hostile_request(id: &str) -> serde_json::Value {
     json!({"now": "2026-11-26T12:00:00Z", "system": {"id": id, "risk_tier": "low"}})
 }
 
+/// The hostile fixture as a bundle signed by `d`'s trusted key.
+fn hostile_bytes(d: &Deployment) -> Vec<u8> {
+    d.bundle_from(
+        support::hostile_bundle(),
+        HOSTILE,
+        "0.1.0",
+        "stagegate:policy@1.0.0",
+        true,
+    )
+}
+
 /// Reference (default) plus the hostile fixture, uploaded on purpose.
 fn with_hostile(top: &str, limits: &str) -> (Deployment, Server) {
     let d = Deployment::with(
@@ -26,13 +37,7 @@ fn with_hostile(top: &str, limits: &str) -> (Deployment, Server) {
     );
     std::fs::write(d.path("ref.bundle"), d.reference("1.0.0")).unwrap();
     let s = d.start();
-    let hostile = d.bundle_from(
-        support::hostile_bundle(),
-        HOSTILE,
-        "0.1.0",
-        "stagegate:policy@1.0.0",
-        true,
-    );
+    let hostile = hostile_bytes(&d);
     let r = s.put_bundle(HOSTILE, None, &hostile, false);
     assert_eq!(r.status, 200, "{}", r.body);
     (d, s)
@@ -264,13 +269,7 @@ fn hostile_deployment(limits: &str, stage: &str) -> (Deployment, Server, String)
          [[bundles]]\nname = \"iso42001-reference\"\nfile = \"ref.bundle\"\n"
     ));
     std::fs::write(d.path("ref.bundle"), d.reference("1.0.0")).unwrap();
-    let hostile = d.bundle_from(
-        support::hostile_bundle(),
-        HOSTILE,
-        "0.1.0",
-        "stagegate:policy@1.0.0",
-        true,
-    );
+    let hostile = hostile_bytes(&d);
     std::fs::write(d.path("hostile.bundle"), hostile).unwrap();
     let s = d.start();
     let ok = |r: support::server::Reply| {
