@@ -82,6 +82,16 @@ pub fn decode_with(
         };
         Ok(request)
     })?;
+    let items = request.list_items();
+    if items > limits.max_total_items {
+        return Err(RequestError::invalid(
+            String::new(),
+            format!(
+                "the request holds {items} list items in all (stages, criteria, observations, ...), more than the {} allowed",
+                limits.max_total_items
+            ),
+        ));
+    }
     validate(&request)?;
     Ok(request)
 }
@@ -429,8 +439,39 @@ mod tests {
     }
 
     #[test]
+    fn nested_lists_each_within_bounds_are_refused_beyond_the_total() {
+        // 30 stages of 400 criteria: every list within 1,000, 12,030 items
+        // in all (the product is what a policy would have to walk).
+        let stage = format!(
+            r#"{{"name":"s","criteria":[{}]}}"#,
+            vec![r#"{"metric":"m"}"#; 400].join(",")
+        );
+        let body = format!(
+            r#"{MIN},"plan":{{"stages":[{}]}}}}"#,
+            vec![stage.as_str(); 30].join(",")
+        );
+        let e = decode(DecisionKind::Gate, body.as_bytes()).unwrap_err();
+        assert_eq!(e.kind, RequestErrorKind::Invalid);
+        assert_eq!(e.path, "");
+        assert!(e.message.contains("12030 list items"), "{}", e.message);
+        assert!(
+            e.message.contains("more than the 10000 allowed"),
+            "{}",
+            e.message
+        );
+        let roomy = DecodeLimits {
+            max_total_items: 20_000,
+            ..DecodeLimits::default()
+        };
+        assert!(decode_with(DecisionKind::Gate, body.as_bytes(), roomy).is_ok());
+    }
+
+    #[test]
     fn the_list_bound_applies_to_nested_lists_and_optional_ones() {
-        let limits = DecodeLimits { max_list_len: 2 };
+        let limits = DecodeLimits {
+            max_list_len: 2,
+            ..DecodeLimits::default()
+        };
         let body = format!(r#"{MIN},"plan":{{"stages":[{{}},{{"criteria":[{{}},{{}},{{}}]}}]}}}}"#);
         let e = decode_with(DecisionKind::Gate, body.as_bytes(), limits).unwrap_err();
         assert_eq!(e.kind, RequestErrorKind::Invalid);

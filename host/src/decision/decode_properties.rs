@@ -187,7 +187,13 @@ fn check_points_into(e: &RequestError, doc: &Value) -> Result<(), TestCaseError>
 /// tiny list bound (so list refusals are exercised too).
 fn decode_everywhere(body: &[u8], doc: Option<&Value>) -> Result<(), TestCaseError> {
     for kind in DecisionKind::ALL {
-        for limits in [DecodeLimits::default(), DecodeLimits { max_list_len: 2 }] {
+        for limits in [
+            DecodeLimits::default(),
+            DecodeLimits {
+                max_list_len: 2,
+                ..DecodeLimits::default()
+            },
+        ] {
             if let Err(e) = decode_with(kind, body, limits) {
                 check_refusal(&e)?;
                 if let Some(doc) = doc {

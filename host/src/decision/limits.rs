@@ -32,6 +32,10 @@ pub struct DecodeLimits {
     /// material issues, limitations, conditions, compensating controls,
     /// metrics, contacts, scope).
     pub max_list_len: usize,
+    /// Most list items the whole request may hold, nested lists included
+    /// (stages × criteria): each list may be within its bound while their
+    /// product is not.
+    pub max_total_items: usize,
 }
 
 /// The default of [`DecodeLimits::max_list_len`]: far above any real plan
@@ -39,10 +43,15 @@ pub struct DecodeLimits {
 /// policy (all O(n log n)) takes long on lists of this size.
 pub const DEFAULT_MAX_LIST_LEN: usize = 1_000;
 
+/// The default of [`DecodeLimits::max_total_items`]: a plan of 20 stages
+/// with 20 criteria each and a batch of observations is a few hundred.
+pub const DEFAULT_MAX_TOTAL_ITEMS: usize = 10_000;
+
 impl Default for DecodeLimits {
     fn default() -> Self {
         DecodeLimits {
             max_list_len: DEFAULT_MAX_LIST_LEN,
+            max_total_items: DEFAULT_MAX_TOTAL_ITEMS,
         }
     }
 }

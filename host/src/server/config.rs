@@ -198,6 +198,9 @@ pub struct LimitsConfig {
     pub watch_interval_ms: u64,
     /// Most items in any one list of a decision request (422 above).
     pub max_list_len: usize,
+    /// Most list items in a whole decision request, nested lists included
+    /// (422 above).
+    pub max_total_items: usize,
 }
 
 /// One served bundle.
@@ -323,6 +326,7 @@ impl Default for LimitsConfig {
             isolation: Isolation::default(),
             watch_interval_ms: 2_000,
             max_list_len: DecodeLimits::default().max_list_len,
+            max_total_items: DecodeLimits::default().max_total_items,
         }
     }
 }
@@ -332,6 +336,7 @@ impl LimitsConfig {
     pub fn decode(&self) -> DecodeLimits {
         DecodeLimits {
             max_list_len: self.max_list_len,
+            max_total_items: self.max_total_items,
         }
     }
 
@@ -397,6 +402,7 @@ impl Config {
             ("limits.request_timeout_ms", l.request_timeout_ms),
             ("limits.watch_interval_ms", l.watch_interval_ms),
             ("limits.max_list_len", l.max_list_len as u64),
+            ("limits.max_total_items", l.max_total_items as u64),
             ("records.queue", self.records.queue as u64),
             ("webhooks.timeout_ms", self.webhooks.timeout_ms),
             ("webhooks.concurrency", self.webhooks.concurrency as u64),
