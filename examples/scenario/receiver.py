@@ -5,7 +5,10 @@ Verifies each event's X-Stagegate-Signature (HMAC-SHA256 over "<t>.<body>"
 with the shared secret), ignores an event id it has already seen (the
 service delivers at least once), and prints one JSON line per new event.
 
-    python3 receiver.py PORT SECRET
+    python3 receiver.py PORT SECRET [PORT_FILE]
+
+PORT 0 takes any free port; with PORT_FILE the port listened on is written
+there once the receiver accepts connections.
 """
 import hashlib
 import hmac
@@ -38,4 +41,8 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
-HTTPServer(("127.0.0.1", PORT), Handler).serve_forever()
+server = HTTPServer(("127.0.0.1", PORT), Handler)
+if len(sys.argv) > 3:
+    with open(sys.argv[3], "w") as f:
+        f.write(str(server.server_address[1]))
+server.serve_forever()

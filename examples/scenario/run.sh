@@ -82,12 +82,16 @@ api() { # api TOKEN METHOD PATH [JSON]
 }
 
 step "An escalation receiver, and the system registered with it"
-python3 examples/scenario/receiver.py $((port + 1)) "scenario-secret-0123" > "$work/escalations.jsonl" 2>/dev/null &
+# Any free port: a fixed one may be taken on a busy machine, and a receiver
+# that cannot listen would only show as escalations that never arrive.
+python3 examples/scenario/receiver.py 0 "scenario-secret-0123" "$work/receiver.port" > "$work/escalations.jsonl" 2>"$work/receiver.log" &
 receiver=$!
-sleep 0.5
+for _ in $(seq 1 100); do [ -s "$work/receiver.port" ] && break; sleep 0.1; done
+[ -s "$work/receiver.port" ] || { echo "the receiver did not start:"; cat "$work/receiver.log"; exit 1; }
+receiver_port=$(cat "$work/receiver.port")
 r=$(api "$OPS" POST /v1/systems "{\"id\":\"credit-scoring\",\"name\":\"Credit scoring\",\"risk_tier\":\"high\",\"consequential\":true,
   \"escalation_contact\":\"risk desk on-call\",
-  \"webhooks\":[{\"url\":\"http://127.0.0.1:$((port + 1))/hook\",\"secret\":\"scenario-secret-0123\"}]}")
+  \"webhooks\":[{\"url\":\"http://127.0.0.1:$receiver_port/hook\",\"secret\":\"scenario-secret-0123\"}]}")
 expect "$r" '.system.id == "credit-scoring"'
 
 release() { # release VERSION: register with evidence, review, authorise, accept D-7
