@@ -56,6 +56,11 @@ pub struct Chained {
     pub hash: String,
 }
 
+/// `sha256:<hex>` of `bytes`: how the log names a request or a record row.
+pub(crate) fn digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
 /// The hash of an entry at `seq` following `prev_hash`.
 pub fn hash(seq: i64, entry: &LogEntry, prev_hash: &str) -> String {
     #[derive(Serialize)]

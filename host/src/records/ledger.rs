@@ -17,7 +17,6 @@
 //! so the three cannot disagree.
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
@@ -309,7 +308,7 @@ fn digest(table: &Table, cells: &[Cell]) -> String {
         row,
     })
     .unwrap_or_default();
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+    super::chain::digest(&bytes)
 }
 
 /// Inserts `row` in `tx`.

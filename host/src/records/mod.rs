@@ -43,8 +43,6 @@ use std::future::Future;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
-
 pub use error::RecordError;
 pub use log::{DecisionLog, Durability};
 pub use model::{Actor, DeploymentStatus, Route};
@@ -158,7 +156,7 @@ impl Records {
             bundle: envelope.policy.bundle.clone(),
             bundle_version: envelope.policy.version.clone(),
             bundle_digest: envelope.policy.digest.clone(),
-            request_digest: format!("sha256:{}", hex::encode(Sha256::digest(request_bytes))),
+            request_digest: chain::digest(request_bytes),
             request: self
                 .log_requests
                 .then(|| String::from_utf8_lossy(request_bytes).into_owned()),
@@ -188,7 +186,7 @@ impl Records {
             bundle: bundle.to_string(),
             bundle_version: version.to_string(),
             bundle_digest: digest.to_string(),
-            request_digest: format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes()))),
+            request_digest: chain::digest(text.as_bytes()),
             request: Some(text),
             deployment_id: None,
             actor: actor.to_string(),

@@ -142,30 +142,6 @@ async fn still_at(w: &mut Write<'_>, decided_on: &Deployment) -> Result<(), Reco
     }
 }
 
-/// Observation rows about to be written, as a request carries them.
-fn rows_as_observations(rows: &[RowValues]) -> Vec<Observation> {
-    use super::ledger::Cell;
-    rows.iter()
-        .filter_map(|r| match r.cells.as_slice() {
-            [
-                _,
-                _,
-                Cell::Text(Some(metric)),
-                Cell::Real(Some(value)),
-                Cell::Int(samples),
-                Cell::Int(Some(window_end)),
-                ..,
-            ] => Some(Observation {
-                metric: Some(metric.clone()),
-                value: Some(*value),
-                samples: samples.and_then(|s| u64::try_from(s).ok()),
-                window_end: Some(Timestamp(*window_end)),
-            }),
-            _ => None,
-        })
-        .collect()
-}
-
 fn require_active(d: &Deployment, what: &str) -> Result<(), RecordError> {
     if d.status == DeploymentStatus::Active {
         Ok(())
@@ -439,7 +415,10 @@ impl Records {
         idem: Option<&IdempotencyKey>,
     ) -> Result<Transition, RecordError> {
         let now = Timestamp::now();
-        let rows = self.observation_rows(actor, id, observations, now)?;
+        let (incoming, rows): (Vec<Observation>, Vec<RowValues>) = self
+            .observation_rows(actor, id, observations, now)?
+            .into_iter()
+            .unzip();
         let recorded = Some(observations.len());
         // A deployment that moves while the policy judges it (another
         // observation's rollback, an operator) is judged again on its new
@@ -453,11 +432,7 @@ impl Records {
                 let (system, _, _) = system_row(&mut conn, &d.system_id).await?;
                 let mut request = assemble::monitoring(&mut conn, &system, &d, now).await?;
                 drop(conn);
-                assemble::merge_newest(
-                    &mut request.observations,
-                    &rows_as_observations(&rows),
-                    now,
-                );
+                assemble::merge_newest(&mut request.observations, &incoming, now);
                 Some(
                     self.decide(decide, Request::Monitoring(request), &actor.name, Some(id))
                         .await,
@@ -508,14 +483,16 @@ impl Records {
         self.done(w, idem, result).await
     }
 
-    /// Checks a batch of observations and turns it into rows.
+    /// Checks a batch of observations and turns it into rows, each with
+    /// the observation as the monitoring request will see it once stored
+    /// (metric trimmed, a missing `window_end` meaning now).
     fn observation_rows(
         &self,
         actor: &Actor,
         id: &str,
         observations: &[Observation],
         now: Timestamp,
-    ) -> Result<Vec<RowValues>, RecordError> {
+    ) -> Result<Vec<(Observation, RowValues)>, RecordError> {
         if observations.len() > MAX_OBSERVATIONS {
             return Err(RecordError::invalid(
                 "/observations",
@@ -552,7 +529,13 @@ impl Records {
                         ),
                     ));
                 }
-                Ok(RowValues {
+                let stored = Observation {
+                    metric: Some(metric.to_string()),
+                    value: Some(value),
+                    samples: o.samples,
+                    window_end: Some(window_end),
+                };
+                let row = RowValues {
                     table: &ledger::OBSERVATIONS,
                     cells: vec![
                         new_id().into(),
@@ -566,7 +549,8 @@ impl Records {
                         now.into(),
                         actor.name.as_str().into(),
                     ],
-                })
+                };
+                Ok((stored, row))
             })
             .collect()
     }
