@@ -9,10 +9,13 @@
 //! - [`decision`]: requests, conversion to WIT, the response envelope;
 //! - [`policy`]: the wasmtime sandbox that runs policy components;
 //! - [`bundle`]: signed bundle archives, keys and the trust store;
+//! - [`attest`]: attested evidence in (DSSE, in-toto) and signed decision
+//!   receipts out;
 //! - [`records`]: deployment records and the hash-chained decision log;
 //! - [`server`]: the HTTP decision service;
 //! - [`cli`]: the `stagegate` command line.
 
+pub mod attest;
 pub mod bundle;
 pub mod cli;
 pub mod decision;

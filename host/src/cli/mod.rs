@@ -9,6 +9,7 @@ mod build;
 mod eval;
 mod inspect;
 mod keygen;
+mod receipt;
 mod serve;
 mod sign;
 mod test;
@@ -60,6 +61,8 @@ enum Command {
     Webhook(webhook::WebhookArgs),
     /// Create a bearer token and print the config entry (its hash) that grants it
     Token(token::TokenArgs),
+    /// Decision receipts: verify one offline
+    Receipt(receipt::ReceiptArgs),
 }
 
 /// Exit codes (docs/decisions.md#command-line-exit-codes).
@@ -126,6 +129,7 @@ pub fn main() -> ExitCode {
         Command::Token(a) => token::run(a),
         Command::Audit(a) => audit::run(a),
         Command::Webhook(a) => webhook::run(a),
+        Command::Receipt(a) => receipt::run(a),
     };
     match result {
         Ok(exit) => exit.into(),

@@ -153,8 +153,9 @@ impl Records {
         &self,
         actor: &Actor,
         system_id: &str,
-        evidence: ReleaseEvidence,
+        mut evidence: ReleaseEvidence,
         misplaced: &MisplacedReleaseFields,
+        attestations: &[Box<serde_json::value::RawValue>],
     ) -> Result<Release, RecordError> {
         if let Some(field) = misplaced.first() {
             return Err(RecordError::invalid(
@@ -178,6 +179,9 @@ impl Records {
                 "risk acceptances are recorded by their approver: POST /v1/releases/{id}/acceptances",
             ));
         }
+        // Signatures are checked before the write begins: it holds the
+        // chain lock.
+        let checked = super::attestations::check(&self.evidence, &mut evidence, attestations)?;
         let now = Timestamp::now();
         let mut w = Write::begin(&self.store, &actor.name, now, None).await?;
         let (system, _, _) = system_row(w.conn(), system_id).await?;
@@ -190,6 +194,7 @@ impl Records {
             release: evidence,
             created_at: now,
             created_by: actor.name.clone(),
+            attestations: checked.iter().map(|c| c.view.clone()).collect(),
         };
         let row = RowValues {
             table: &ledger::RELEASES,
@@ -207,14 +212,21 @@ impl Records {
             format!("release '{id}' is already registered")
         })
         .await?;
+        super::attestations::insert(&mut w, &release.release_id, &checked).await?;
         w.commit(None, &()).await?;
         Ok(release)
     }
 
-    /// A release and its evidence.
+    /// A release, its evidence and what was taken from its attestations.
     pub async fn release(&self, id: &str) -> Result<Release, RecordError> {
         let mut conn = self.store.pool.acquire().await?;
-        release_row(&mut conn, id).await
+        let mut release = release_row(&mut conn, id).await?;
+        release.attestations = super::attestations::of_release(&mut conn, id)
+            .await?
+            .into_iter()
+            .map(|a| a.view)
+            .collect();
+        Ok(release)
     }
 
     /// Records a review by the caller: of a release (before the gate) or of
@@ -436,5 +448,6 @@ pub(crate) async fn release_row(
         release: json_column(&row, "doc")?,
         created_at: Timestamp(row.try_get("created_at")?),
         created_by: row.try_get("created_by")?,
+        attestations: Vec::new(),
     })
 }

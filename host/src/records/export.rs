@@ -68,6 +68,10 @@ pub struct Export {
     pub deployment: Deployment,
     pub system: SystemView,
     pub release: Release,
+    /// The release's attestations, verbatim, with what was read from them.
+    pub attestations: Vec<super::attestations::StoredAttestation>,
+    /// The signed receipts of the release's `allow` and `promote` decisions.
+    pub receipts: Vec<super::attestations::StoredReceipt>,
     pub authorisations: Vec<Keyed<Authorisation>>,
     pub reviews: Vec<Keyed<Review>>,
     pub acceptances: Vec<Keyed<AcceptanceOf>>,
@@ -122,6 +126,11 @@ impl Records {
         .map(chain::from_row)
         .collect::<Result<_, _>>()?;
         let chain = self.proof(&entries).await?;
+        let attestations = {
+            let mut conn = pool.acquire().await?;
+            super::attestations::of_release(&mut conn, rid).await?
+        };
+        let receipts = self.receipts_of_release(rid).await?;
         Ok(Export {
             exported_at: Timestamp::now(),
             history: self.events(id).await?,
@@ -133,6 +142,8 @@ impl Records {
             deployment,
             system,
             release,
+            attestations,
+            receipts,
             authorisations,
             reviews,
             acceptances,

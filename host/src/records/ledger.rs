@@ -188,8 +188,40 @@ pub(crate) const MATERIAL_ISSUES: Table = Table {
     ],
 };
 
-/// Every table committed to the chain.
-pub(crate) const TABLES: [&Table; 9] = [
+pub(crate) const ATTESTATIONS: Table = Table {
+    name: "attestations",
+    key: "id",
+    columns: &[
+        ("id", Text),
+        ("release_id", Text),
+        ("position", Int),
+        ("keyid", Text),
+        ("predicate_type", Text),
+        ("statement_digest", Text),
+        ("envelope_digest", Text),
+        ("envelope", Text),
+        ("doc", Text),
+        ("created_at", Int),
+    ],
+};
+
+pub(crate) const RECEIPTS: Table = Table {
+    name: "receipts",
+    key: "decision_id",
+    columns: &[
+        ("decision_id", Text),
+        ("subject_digest", Text),
+        ("release_id", Text),
+        ("deployment_id", Text),
+        ("keyid", Text),
+        ("created_at", Int),
+        ("envelope", Text),
+    ],
+};
+
+/// The tables that existed when migration 3 committed the rows written
+/// before it; tables added later are committed from their first row.
+pub(crate) const TABLES_SEALED_BY_MIGRATION_3: [&Table; 9] = [
     &SYSTEMS,
     &RELEASES,
     &AUTHORISATIONS,
@@ -199,6 +231,21 @@ pub(crate) const TABLES: [&Table; 9] = [
     &EVENTS,
     &OBSERVATIONS,
     &MATERIAL_ISSUES,
+];
+
+/// Every table committed to the chain.
+pub(crate) const TABLES: [&Table; 11] = [
+    &SYSTEMS,
+    &RELEASES,
+    &AUTHORISATIONS,
+    &ACCEPTANCES,
+    &REVIEWS,
+    &DEPLOYMENTS,
+    &EVENTS,
+    &OBSERVATIONS,
+    &MATERIAL_ISSUES,
+    &ATTESTATIONS,
+    &RECEIPTS,
 ];
 
 /// One column's value.
@@ -447,12 +494,15 @@ pub(crate) async fn verify(pool: &sqlx::AnyPool) -> Result<Vec<Tampered>, StoreE
     Ok(found)
 }
 
-/// Reads every row of every committed table as [`RowValues`]: for
-/// committing rows written before the chain covered them (the migration
-/// that introduced this module).
-pub(crate) async fn all_rows(tx: &mut Transaction<'_, Any>) -> Result<Vec<RowValues>, sqlx::Error> {
+/// Reads every row of `tables` as [`RowValues`]: for committing rows
+/// written before the chain covered them (the migration that introduced
+/// this module).
+pub(crate) async fn all_rows(
+    tx: &mut Transaction<'_, Any>,
+    tables: &[&'static Table],
+) -> Result<Vec<RowValues>, sqlx::Error> {
     let mut out = Vec::new();
-    for table in TABLES {
+    for table in tables.iter().copied() {
         let columns: Vec<&str> = table.columns.iter().map(|(n, _)| *n).collect();
         let rows = sqlx::query(&format!(
             "SELECT {} FROM {} ORDER BY {}",

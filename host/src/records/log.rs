@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::chain::{self, LogEntry};
+use super::ledger::{self, RowValues};
 use super::store::Store;
 
 /// How long a decision waits for its log entry.
@@ -27,7 +28,10 @@ pub enum Durability {
 }
 
 struct Pending {
-    entry: LogEntry,
+    entries: Vec<LogEntry>,
+    /// Record rows written with the entries (a stateless gate's receipt);
+    /// `entries` holds the chain entries committing to them.
+    rows: Vec<RowValues>,
     done: Option<oneshot::Sender<Result<(), String>>>,
 }
 
@@ -57,12 +61,23 @@ impl DecisionLog {
     /// Records one entry: waits for its commit (`ack`) or its place in the
     /// queue (`queued`).
     pub async fn record(&self, entry: LogEntry) -> Result<(), LogError> {
+        self.record_all(vec![entry], Vec::new()).await
+    }
+
+    /// Records entries and inserts record rows in the same group commit:
+    /// `entries` must include the chain entry of each row.
+    pub(crate) async fn record_all(
+        &self,
+        entries: Vec<LogEntry>,
+        rows: Vec<RowValues>,
+    ) -> Result<(), LogError> {
         match self.durability {
             Durability::Ack => {
                 let (done, wait) = oneshot::channel();
                 self.tx
                     .send(Pending {
-                        entry,
+                        entries,
+                        rows,
                         done: Some(done),
                     })
                     .await
@@ -73,7 +88,11 @@ impl DecisionLog {
             }
             Durability::Queued => self
                 .tx
-                .send(Pending { entry, done: None })
+                .send(Pending {
+                    entries,
+                    rows,
+                    done: None,
+                })
                 .await
                 .map_err(|_| LogError("writer stopped".into())),
         }
@@ -89,14 +108,15 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Pending>) {
                 Err(_) => break,
             }
         }
-        let entries: Vec<LogEntry> = batch.iter().map(|p| p.entry.clone()).collect();
+        let entries: Vec<LogEntry> = batch.iter().flat_map(|p| p.entries.clone()).collect();
+        let rows: Vec<RowValues> = batch.iter().flat_map(|p| p.rows.clone()).collect();
         // A failed write is retried with backoff; meanwhile the channel
         // fills and decisions wait. Entries are never dropped.
         let mut delay = Duration::from_millis(10);
         let mut attempt = 0u32;
         let result = loop {
             attempt += 1;
-            match write(&store, &entries).await {
+            match write(&store, &entries, &rows).await {
                 Ok(()) => break Ok(()),
                 // Entries nobody waits for are retried for ever: with no
                 // caller left to tell, giving up would drop them silently.
@@ -119,9 +139,16 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Pending>) {
     }
 }
 
-async fn write(store: &Store, entries: &[LogEntry]) -> Result<(), super::store::StoreError> {
+async fn write(
+    store: &Store,
+    entries: &[LogEntry],
+    rows: &[RowValues],
+) -> Result<(), super::store::StoreError> {
     let mut tx = store.pool.begin().await?;
     let head = chain::lock(&mut tx).await?;
+    for row in rows {
+        ledger::insert(&mut tx, row).await?;
+    }
     chain::append(&mut tx, head, entries).await?;
     tx.commit().await?;
     Ok(())

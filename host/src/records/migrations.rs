@@ -10,6 +10,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_records.sql")),
     (2, include_str!("migrations/0002_monitoring.sql")),
     (3, include_str!("migrations/0003_sealed_records.sql")),
+    (5, include_str!("migrations/0005_attestations.sql")),
 ];
 
 /// The migration after which every record row is committed to the chain:
@@ -72,7 +73,7 @@ pub(crate) async fn run(store: &Store) -> Result<(), StoreError> {
 /// Commits every existing record row to the chain, as the migration that
 /// introduced record entries.
 async fn seal_existing_rows(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<(), StoreError> {
-    let rows = super::ledger::all_rows(tx).await?;
+    let rows = super::ledger::all_rows(tx, &super::ledger::TABLES_SEALED_BY_MIGRATION_3).await?;
     if rows.is_empty() {
         return Ok(());
     }

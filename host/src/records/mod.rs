@@ -9,6 +9,8 @@
 //!   decision log that also commits to every record row, its batched
 //!   writer, and signed checkpoints of its head;
 //! - [`evidence`]: systems, releases, reviews, authorisations, acceptances;
+//! - [`attestations`]: a release's verified attestations, and the signed
+//!   receipts of `allow` and `promote` decisions;
 //! - [`assemble`]: decision requests built from the records;
 //! - [`deployments`] and [`transitions`]: reading deployments, and the
 //!   lifecycle in which every transition is decided by the policy;
@@ -20,6 +22,7 @@
 //! typed results or a [`RecordError`]; the routes choose status codes.
 
 pub(crate) mod assemble;
+pub mod attestations;
 pub mod chain;
 pub mod checkpoint;
 pub(crate) mod deployments;
@@ -44,7 +47,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 pub use error::RecordError;
-pub use log::{DecisionLog, Durability};
+pub use log::{DecisionLog, Durability, LogError};
 pub use model::{Actor, DeploymentStatus, Route};
 pub use store::{Store, StoreError};
 pub use transitions::Intervention;
@@ -86,6 +89,10 @@ pub struct Records {
     clock_skew_ms: i64,
     /// Where escalation webhooks may point.
     pub destinations: destinations::Destinations,
+    /// Which keys may attest a release's evidence, and to what.
+    evidence: Arc<crate::attest::EvidenceTrust>,
+    /// The key receipts are signed with; none: no receipts.
+    receipts: Option<Arc<crate::attest::ReceiptSigner>>,
 }
 
 impl Records {
@@ -104,7 +111,21 @@ impl Records {
             signer: None,
             clock_skew_ms: transitions::DEFAULT_CLOCK_SKEW_MS,
             destinations: Default::default(),
+            evidence: Default::default(),
+            receipts: None,
         }
+    }
+
+    /// Verifies releases' attestations against `trust`.
+    pub fn with_evidence(mut self, trust: crate::attest::EvidenceTrust) -> Self {
+        self.evidence = Arc::new(trust);
+        self
+    }
+
+    /// Signs a receipt for every `allow` and `promote` with `signer`.
+    pub fn with_receipts(mut self, signer: Option<crate::attest::ReceiptSigner>) -> Self {
+        self.receipts = signer.map(Arc::new);
+        self
     }
 
     /// Allows escalation webhooks to reach the internal destinations in

@@ -311,6 +311,11 @@ pub struct Release {
     pub release: ReleaseEvidence,
     pub created_at: Timestamp,
     pub created_by: String,
+    /// The verified attestations the evidence took results and statements
+    /// from: for each, the attesting key, the predicate type and where
+    /// its evidence went (README.md, "Attested evidence").
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attestations: Vec<super::attestations::AttestationView>,
 }
 
 /// A review body.

@@ -231,6 +231,18 @@ impl Records {
             &detail,
         )
         .await?;
+        let inputs = super::attestations::inputs(w.conn(), &release.release_id).await?;
+        self.write_receipt(
+            &mut w,
+            &envelope,
+            super::attestations::ReceiptSubject {
+                artifact_digest: release.release.artifact_digest.as_deref(),
+                release_id: &release.release_id,
+                deployment_id: Some(&id),
+                inputs,
+            },
+        )
+        .await?;
         w.decision(super::chain::LogEntry {
             deployment_id: Some(id.clone()),
             ..entry
@@ -387,6 +399,21 @@ impl Records {
                 },
             )
             .await?;
+        if envelope.outcome == Outcome::Promote {
+            let release = release_row(w.conn(), &d.release_id).await?;
+            let inputs = super::attestations::inputs(w.conn(), &release.release_id).await?;
+            self.write_receipt(
+                &mut w,
+                &envelope,
+                super::attestations::ReceiptSubject {
+                    artifact_digest: release.release.artifact_digest.as_deref(),
+                    release_id: &release.release_id,
+                    deployment_id: Some(id),
+                    inputs,
+                },
+            )
+            .await?;
+        }
         w.decision(entry);
         self.done(
             w,

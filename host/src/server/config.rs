@@ -36,9 +36,51 @@ pub struct Config {
     pub records: RecordsConfig,
     pub scheduler: SchedulerConfig,
     pub webhooks: WebhooksConfig,
+    /// Which keys may attest a release's evidence (README.md, "Attested
+    /// evidence").
+    pub evidence: EvidenceConfig,
+    /// Signed receipts of `allow` and `promote` decisions (README.md,
+    /// "Decision receipts").
+    pub receipts: ReceiptsConfig,
     /// Bearer tokens. None configured: loopback only, every caller has
     /// every role (local development).
     pub tokens: Vec<TokenConfig>,
+}
+
+/// The evidence trust store: `[[evidence.keys]]`, each a public key and
+/// the predicate types it may attest.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvidenceConfig {
+    /// Refuse attestations whose predicate type stagegate does not map into
+    /// evidence (otherwise they are kept but used for nothing).
+    pub require_known_predicates: bool,
+    pub keys: Vec<crate::attest::trust::KeyConfig>,
+}
+
+/// Decision receipts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReceiptsConfig {
+    /// Sign a receipt for every `allow` and `promote`.
+    pub enabled: bool,
+    /// Ed25519 key (a `stagegate keygen` key) receipts are signed with;
+    /// created on first start when the file does not exist. Default
+    /// `DATA_DIR/keys/receipts/receipt` (a directory of its own, so the
+    /// bundle trust store never takes it for a policy signer).
+    pub key: Option<PathBuf>,
+    /// `verifier.id` in every receipt: this service.
+    pub verifier_id: String,
+}
+
+impl Default for ReceiptsConfig {
+    fn default() -> Self {
+        ReceiptsConfig {
+            enabled: true,
+            key: None,
+            verifier_id: "https://stagegate.dev/verifier".into(),
+        }
+    }
 }
 
 /// Deployment records and the decision log.
@@ -298,6 +340,8 @@ impl Default for Config {
             records: RecordsConfig::default(),
             scheduler: SchedulerConfig::default(),
             webhooks: WebhooksConfig::default(),
+            evidence: EvidenceConfig::default(),
+            receipts: ReceiptsConfig::default(),
             tokens: Vec::new(),
         }
     }
@@ -539,6 +583,14 @@ impl Config {
             .checkpoint_key
             .clone()
             .unwrap_or_else(|| self.data_dir.join("log").join("checkpoint"))
+    }
+
+    /// The receipt signing key's file.
+    pub fn receipt_key(&self) -> PathBuf {
+        self.receipts
+            .key
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("keys").join("receipts").join("receipt"))
     }
 
     /// The records database URL.

@@ -104,6 +104,8 @@ pub async fn prepare(config: &Config) -> Result<Arc<App>, ServeError> {
         crate::records::Records::new(store, log, config.records.log_requests, config.intervals())
             .with_clock_skew(i64::try_from(config.records.max_clock_skew_ms).unwrap_or(i64::MAX))
             .with_checkpoints(checkpoint_signer(config)?)
+            .with_evidence(evidence_trust(config)?)
+            .with_receipts(receipt_signer(config)?)
             .with_destinations(
                 crate::records::destinations::Destinations::parse(&config.webhooks.allow)
                     .map_err(ServeError::Config)?,
@@ -171,6 +173,33 @@ fn checkpoint_signer(config: &Config) -> Result<crate::records::CheckpointSigner
         key,
         origin: config.records.checkpoint_origin.clone(),
     })
+}
+
+/// The evidence trust store: `[[evidence.keys]]`, files relative to the
+/// working directory.
+fn evidence_trust(config: &Config) -> Result<crate::attest::EvidenceTrust, ServeError> {
+    crate::attest::EvidenceTrust::load(
+        &config.evidence.keys,
+        config.evidence.require_known_predicates,
+        std::path::Path::new(""),
+    )
+    .map_err(|e| ServeError::Config(format!("evidence: {e}")))
+}
+
+/// The receipt key, created on first start (its public half beside it);
+/// none when receipts are off.
+fn receipt_signer(config: &Config) -> Result<Option<crate::attest::ReceiptSigner>, ServeError> {
+    if !config.receipts.enabled {
+        return Ok(None);
+    }
+    let path = config.receipt_key();
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| ServeError::Startup(format!("{}: {e}", dir.display())))?;
+    }
+    crate::attest::ReceiptSigner::load_or_create(&path, &config.receipts.verifier_id)
+        .map(Some)
+        .map_err(|e| ServeError::Startup(format!("receipt key: {e}")))
 }
 
 /// Builds the registry and loads every configured bundle: persisted copies
@@ -269,6 +298,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/deployments", post(routes::records::create_deployment))
         .route("/v1/log/checkpoint", get(routes::records::checkpoint))
         .route("/v1/log/key", get(routes::records::checkpoint_key))
+        .route("/v1/decisions/{id}/receipt", get(routes::records::receipt))
+        .route("/v1/receipts/keys", get(routes::records::receipt_keys))
         .route("/v1/deployments/{id}", get(routes::records::get_deployment))
         .route("/v1/deployments/{id}/route", get(routes::records::route))
         .route("/v1/deployments/{id}/record", get(routes::records::record))

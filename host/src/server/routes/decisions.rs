@@ -50,19 +50,24 @@ pub async fn decide(
             (entry, serde_json::to_vec(&d.envelope))
         }
     };
-    let (_, (entry, json)) = pipeline
-        .decide_body(kind, bytes, app.limits.decode(), &caller.name, finish)
+    let (decided, (entry, json)) = pipeline
+        .decide_body(
+            kind,
+            bytes.clone(),
+            app.limits.decode(),
+            &caller.name,
+            finish,
+        )
         .await?;
     // The decision is answered only once it is in the log (or queued, per
     // `records.durability`); a log that cannot take it is a 503, never a
-    // decision that leaves no record.
-    if let Some(entry) = entry {
-        app.records
-            .log
-            .record(entry)
-            .await
-            .map_err(|e| ApiError::unavailable("decision_log_unavailable", e.to_string()))?;
-    }
+    // decision that leaves no record. A gate `allow` about an artifact
+    // gets its signed receipt in the same commit, so a caller holding an
+    // `allow` can always fetch it.
+    app.records
+        .log_stateless(&decided.envelope, entry, &bytes, &caller.name)
+        .await
+        .map_err(|e| ApiError::unavailable("decision_log_unavailable", e.to_string()))?;
     let json = json.map_err(|e| ApiError::internal(format!("encoding the decision: {e}")))?;
     Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
 }

@@ -182,11 +182,25 @@ pub async fn create_release(
     let (caller, bytes) = writer(&app, &headers, &[Role::Operator, Role::Approver], b).await?;
     let evidence: ReleaseEvidence = parse(&bytes)?;
     let misplaced: MisplacedReleaseFields = parse(&bytes)?;
+    let attested: ReleaseAttestations = parse(&bytes)?;
     let release = app
         .records
-        .register_release(&actor(&caller), &system, evidence, &misplaced)
+        .register_release(
+            &actor(&caller),
+            &system,
+            evidence,
+            &misplaced,
+            &attested.attestations,
+        )
         .await?;
     json(StatusCode::CREATED, &release)
+}
+
+/// A release body's `attestations`: DSSE envelopes, kept as sent.
+#[derive(serde::Deserialize)]
+struct ReleaseAttestations {
+    #[serde(default)]
+    attestations: Vec<Box<serde_json::value::RawValue>>,
 }
 
 pub async fn get_release(
@@ -544,5 +558,39 @@ pub async fn checkpoint_key(
             "public_key_pem": pem,
             "verifier_key": crate::records::checkpoint::verifier_key(&origin, &key),
         }),
+    )
+}
+
+/// `GET /v1/decisions/{id}/receipt`: the decision's signed receipt, a DSSE
+/// envelope (README.md, "Decision receipts").
+pub async fn receipt(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    app.auth.caller(&headers)?.require(&[
+        Role::Auditor,
+        Role::Gateway,
+        Role::Operator,
+        Role::Approver,
+    ])?;
+    let text = app.records.receipt(&id).await?;
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        text,
+    )
+        .into_response())
+}
+
+/// `GET /v1/receipts/keys`: the public keys receipts are signed with.
+pub async fn receipt_keys(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    app.auth.caller(&headers)?.require(READERS)?;
+    json(
+        StatusCode::OK,
+        &serde_json::json!({"keys": app.records.receipt_keys()}),
     )
 }

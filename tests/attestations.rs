@@ -1,0 +1,465 @@
+//! Attested evidence in and signed decision receipts out, tested against
+//! implementations stagegate did not write: attestations are made by
+//! securesystemslib's Ed25519 and ECDSA P-256 signers
+//! (`tests/interop/attestations.py`), receipts are checked by
+//! securesystemslib's DSSE verification and read by in-toto.
+//!
+//! Without python3, securesystemslib or in-toto these tests are skipped
+//! with a message, except under `CI`, where that is a failure.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{Value, json};
+use support::records::{Backend, World, get, plan, post, release_body};
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test] fn $name() { super::$name(super::Backend::Sqlite) })*
+        }
+        mod postgres {
+            $(#[test] fn $name() { super::$name(super::Backend::Postgres) })*
+        }
+    };
+}
+
+on_both_backends!(
+    attestations_signed_by_securesystemslib_become_the_releases_verified_evidence,
+    every_bad_attestation_is_refused_naming_it_and_nothing_is_stored,
+);
+
+const TEST_RESULT: &str = "https://in-toto.io/attestation/test-result/v0.1";
+const EVALUATION: &str = "https://stagegate.dev/attestation/evaluation/v1";
+const PROVENANCE: &str = "https://slsa.dev/provenance/v1";
+const CUSTOM: &str = "https://example.com/custom/v1";
+
+fn digest() -> String {
+    format!("sha256:{}", "5f2b0c7e".repeat(8))
+}
+
+fn script() -> PathBuf {
+    support::root().join("tests/interop/attestations.py")
+}
+
+/// Runs the interop script; `None` (skip) when python or its packages are
+/// missing outside CI.
+fn python(args: &[&str]) -> Option<std::process::Output> {
+    let out = Command::new("python3").arg(script()).args(args).output();
+    let missing = match &out {
+        Err(e) => Some(format!("python3: {e}")),
+        Ok(o) if o.status.code() == Some(3) => {
+            Some(String::from_utf8_lossy(&o.stderr).into_owned())
+        }
+        Ok(_) => None,
+    };
+    if let Some(why) = missing {
+        if std::env::var_os("CI").is_some() {
+            panic!(
+                "CI is set but the interop tests cannot run: {why} (pip install in-toto 'securesystemslib[crypto]')"
+            );
+        }
+        eprintln!("skipping: {why} (pip install in-toto 'securesystemslib[crypto]')");
+        return None;
+    }
+    out.ok()
+}
+
+/// Attestations and keys made by securesystemslib.
+struct Fixtures {
+    dir: tempfile::TempDir,
+    ed25519_keyid: String,
+    p256_keyid: String,
+}
+
+impl Fixtures {
+    fn make() -> Option<Fixtures> {
+        let dir = tempfile::tempdir().unwrap();
+        let out = python(&["make", &dir.path().display().to_string(), &digest()])?;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let keys: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("keys.json")).unwrap())
+                .unwrap();
+        Some(Fixtures {
+            ed25519_keyid: keys["ed25519"].as_str().unwrap().into(),
+            p256_keyid: keys["p256"].as_str().unwrap().into(),
+            dir,
+        })
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn envelope(&self, name: &str) -> Value {
+        serde_json::from_str(&std::fs::read_to_string(self.path(name)).unwrap()).unwrap()
+    }
+
+    /// The evidence trust store: the Ed25519 key (named by
+    /// securesystemslib's key id) attests test results and a custom
+    /// predicate; the P-256 key (default key id) evaluations and
+    /// provenance.
+    fn config(&self, require_known: bool) -> String {
+        format!(
+            "\n[evidence]\nrequire_known_predicates = {require_known}\n\
+             [[evidence.keys]]\nfile = \"{}\"\nkeyid = \"{}\"\npredicates = [\"{TEST_RESULT}\", \"{CUSTOM}\"]\n\
+             [[evidence.keys]]\nfile = \"{}\"\npredicates = [\"{EVALUATION}\", \"{PROVENANCE}\"]\n",
+            self.path("ed25519.pem").display(),
+            self.ed25519_keyid,
+            self.path("p256.pem").display(),
+        )
+    }
+}
+
+fn release_with(version: &str, attestations: Vec<Value>) -> Value {
+    let mut body = release_body(version);
+    body["artifact_digest"] = json!(digest());
+    body["attestations"] = json!(attestations);
+    body
+}
+
+fn register_system(s: &support::server::Server) {
+    let r = post(
+        s,
+        "ops",
+        "/v1/systems",
+        &json!({"id": "credit-scoring", "risk_tier": "high", "consequential": true,
+        "escalation_contact": "risk-desk on-call"}),
+        &[],
+    );
+    assert!(r.status == 201 || r.status == 409, "{}", r.body);
+}
+
+/// Review, authorisation and the acceptance of D-7, as the gate needs.
+fn approve(s: &support::server::Server, id: &str) {
+    for (who, path, body) in [
+        ("a.lee", "reviews", json!({"outcome": "approved"})),
+        ("j.doe", "authorisations", json!({})),
+        (
+            "j.doe",
+            "acceptances",
+            json!({"deficiency_id": "D-7", "rationale": "within tolerance, monitored"}),
+        ),
+    ] {
+        let r = post(s, who, &format!("/v1/releases/{id}/{path}"), &body, &[]);
+        assert_eq!(r.status, 201, "{path}: {}", r.body);
+    }
+}
+
+/// The value at a JSON pointer of the release.
+fn at<'a>(release: &'a Value, pointer: &str) -> &'a Value {
+    release["release"].pointer(pointer).unwrap_or(&Value::Null)
+}
+
+/// Checks a receipt with securesystemslib and in-toto; returns its
+/// statement.
+fn python_verifies_receipt(dir: &Path, receipt: &str, key: &Value) -> Value {
+    let receipt_file = dir.join("receipt.json");
+    let pem_file = dir.join("receipt.pem");
+    std::fs::write(&receipt_file, receipt).unwrap();
+    std::fs::write(&pem_file, key["public_key_pem"].as_str().unwrap()).unwrap();
+    let out = python(&[
+        "verify-receipt",
+        &receipt_file.display().to_string(),
+        &pem_file.display().to_string(),
+        key["keyid"].as_str().unwrap(),
+        &digest(),
+    ])
+    .expect("python was there a moment ago");
+    assert!(
+        out.status.success(),
+        "securesystemslib/in-toto refused the receipt: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn attestations_signed_by_securesystemslib_become_the_releases_verified_evidence(b: Backend) {
+    let Some(f) = Fixtures::make() else { return };
+    let Some(w) = World::new(b, &f.config(true)) else {
+        return;
+    };
+    let s = w.start();
+    register_system(&s);
+    let sent = vec![
+        f.envelope("test-result.json"),
+        f.envelope("evaluation.json"),
+        f.envelope("provenance.json"),
+    ];
+    let r = post(
+        &s,
+        "ops",
+        "/v1/systems/credit-scoring/releases",
+        &release_with("2.3.0", sent.clone()),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = "credit-scoring@2.3.0";
+    let shown = get(&s, "audit", &format!("/v1/releases/{id}")).json();
+    for release in [r.json(), shown] {
+        let a = release["attestations"].as_array().unwrap();
+        assert_eq!(a.len(), 3, "{release:#}");
+        // Ed25519 test result → a passed verification result, by its key.
+        assert_eq!(a[0]["keyid"], f.ed25519_keyid.as_str());
+        assert_eq!(a[0]["predicate_type"], TEST_RESULT);
+        let result = at(&release, a[0]["evidence"][0].as_str().unwrap());
+        assert_eq!(result["name"], "fairness-suite");
+        assert_eq!(result["passed"], true);
+        // P-256 evaluation → a result with its metric and threshold.
+        assert_eq!(a[1]["keyid"], f.p256_keyid.as_str());
+        assert_eq!(a[1]["predicate_type"], EVALUATION);
+        let result = at(&release, a[1]["evidence"][0].as_str().unwrap());
+        assert_eq!(result["name"], "accuracy");
+        assert_eq!(
+            (&result["metric"], &result["threshold"]),
+            (&json!(0.93), &json!(0.9))
+        );
+        assert_eq!(result["passed"], true);
+        // P-256 provenance → the supply chain, with builder and source.
+        assert_eq!(a[2]["predicate_type"], PROVENANCE);
+        assert_eq!(a[2]["evidence"][0], "/supply_chain");
+        assert_eq!(at(&release, "/supply_chain/controls_confirmed"), true);
+        assert_eq!(
+            a[2]["provenance"]["builder_id"],
+            "https://ci.example/builders/gpu-trainer"
+        );
+        assert_eq!(
+            a[2]["provenance"]["source"],
+            "git+https://git.example/credit@refs/tags/v2"
+        );
+    }
+
+    // The gate allows; its receipt verifies with securesystemslib.
+    approve(&s, id);
+    let r = post(
+        &s,
+        "ops",
+        "/v1/deployments",
+        &json!({"release_id": id, "plan": plan()}),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let created = r.json();
+    let deployment = created["deployment"]["id"].as_str().unwrap().to_string();
+    let decision = created["decision"]["decision_id"].as_str().unwrap();
+    let receipt = get(&s, "gw", &format!("/v1/decisions/{decision}/receipt"));
+    assert_eq!(receipt.status, 200, "{}", receipt.body);
+    let keys = get(&s, "audit", "/v1/receipts/keys").json();
+    let key = &keys["keys"][0];
+    let statement = python_verifies_receipt(f.dir.path(), &receipt.body, key);
+    let p = &statement["predicate"];
+    assert_eq!(p["verificationResult"], "PASSED");
+    assert_eq!(p["decision"]["id"], decision);
+    assert_eq!(p["policy"]["name"], "iso42001-reference");
+    let inputs = p["inputAttestations"].as_array().unwrap();
+    assert_eq!(inputs.len(), 3, "{p:#}");
+    // Each input is the SHA-256 of an attestation exactly as sent.
+    let export = get(&s, "audit", &format!("/v1/deployments/{deployment}/record")).json();
+    for (i, stored) in export["attestations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+    {
+        assert_eq!(stored["envelope"], sent[i], "attestation {i} kept verbatim");
+        assert_eq!(
+            inputs[i]["digest"]["sha256"],
+            stored["envelope_digest"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("sha256:")
+        );
+    }
+    assert_eq!(export["receipts"][0]["decision_id"], decision);
+
+    // The command line verifies the receipt offline, for this artifact only.
+    let trust = f.path("receipt-keys");
+    std::fs::create_dir_all(&trust).unwrap();
+    std::fs::write(
+        trust.join("stagegate.pub"),
+        key["public_key_pem"].as_str().unwrap(),
+    )
+    .unwrap();
+    let file = f.path("receipt.json");
+    let verify = |subject: &str| {
+        let out = support::run(
+            f.dir.path(),
+            &[
+                "receipt",
+                "verify",
+                &file.display().to_string(),
+                "--trust",
+                &trust.display().to_string(),
+                "--subject",
+                subject,
+            ],
+            None,
+        );
+        let (o, e) = support::text(&out);
+        (out.status.code(), format!("{o}{e}"))
+    };
+    let (code, text) = verify(&digest());
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains(decision), "{text}");
+    let (code, text) = verify(&format!("sha256:{}", "0".repeat(64)));
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("no subject has sha256 digest"), "{text}");
+
+    // A promotion gets its own receipt.
+    let v = support::records::observe(&s, &deployment, 0.01, 20_000).json();
+    assert_eq!(v["decision"]["outcome"], "healthy", "{v:#}");
+    let monitoring = v["decision"]["decision_id"].as_str().unwrap().to_string();
+    let r = post(
+        &s,
+        "a.lee",
+        &format!("/v1/deployments/{deployment}/reviews"),
+        &json!({"outcome": "approved", "target_stage": "regional"}),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let v = post(
+        &s,
+        "j.doe",
+        &format!("/v1/deployments/{deployment}/progressions"),
+        &json!({"target_stage": "regional", "authorisation": {"scope": ["regional"]}}),
+        &[],
+    )
+    .json();
+    assert_eq!(v["decision"]["outcome"], "promote", "{v:#}");
+    let promoted = v["decision"]["decision_id"].as_str().unwrap();
+    let receipt = get(&s, "gw", &format!("/v1/decisions/{promoted}/receipt"));
+    assert_eq!(receipt.status, 200, "{}", receipt.body);
+    let statement = python_verifies_receipt(f.dir.path(), &receipt.body, key);
+    assert_eq!(statement["predicate"]["decision"]["outcome"], "promote");
+    assert_eq!(statement["predicate"]["decision"]["stage"], "regional");
+    // A decision that is neither allow nor promote has no receipt.
+    assert_eq!(
+        get(&s, "gw", &format!("/v1/decisions/{monitoring}/receipt")).status,
+        404
+    );
+
+    // Attestation and receipt rows are in the chain like every record.
+    let (code, out) = w.audit_verify();
+    assert_eq!(code, 0, "{out}");
+    w.sql("UPDATE receipts SET keyid = 'someone-else'");
+    let (code, out) = w.audit_verify();
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("receipts"), "{out}");
+}
+
+fn every_bad_attestation_is_refused_naming_it_and_nothing_is_stored(b: Backend) {
+    let Some(f) = Fixtures::make() else { return };
+    let Some(w) = World::new(b, &f.config(true)) else {
+        return;
+    };
+    let s = w.start();
+    register_system(&s);
+    let good = f.envelope("test-result.json");
+    for (file, reason) in [
+        ("tampered.json", "does not verify"),
+        ("wrong-subject.json", "no subject has sha256 digest"),
+        ("untrusted.json", "signed by no trusted key"),
+        (
+            "not-allowed.json",
+            "is not allowed to attest predicate type",
+        ),
+        ("unknown-predicate.json", "unknown predicate type"),
+    ] {
+        // The bad one second: its index is named, and the good one before
+        // it is not stored either.
+        let r = post(
+            &s,
+            "ops",
+            "/v1/systems/credit-scoring/releases",
+            &release_with("2.3.0", vec![good.clone(), f.envelope(file)]),
+            &[],
+        );
+        assert_eq!(r.status, 422, "{file}: {}", r.body);
+        let e = &r.json()["error"];
+        assert_eq!(e["path"], "/attestations/1", "{file}: {e}");
+        let message = e["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("attestations[1]: "),
+            "{file}: {message}"
+        );
+        assert!(message.contains(reason), "{file}: {message}");
+        assert_eq!(
+            get(&s, "audit", "/v1/releases/credit-scoring@2.3.0").status,
+            404,
+            "{file}: nothing stored"
+        );
+    }
+    // Attestations without the artifact they are about are refused too.
+    let mut body = release_with("2.3.0", vec![good.clone()]);
+    body.as_object_mut().unwrap().remove("artifact_digest");
+    let r = post(&s, "ops", "/v1/systems/credit-scoring/releases", &body, &[]);
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(r.json()["error"]["path"], "/artifact_digest");
+    assert_eq!(
+        w.sql("DELETE FROM attestations"),
+        0,
+        "no attestation stored"
+    );
+}
+
+#[test]
+fn an_unknown_predicate_is_kept_unused_when_known_ones_are_not_required() {
+    let Some(f) = Fixtures::make() else { return };
+    let Some(w) = World::new(Backend::Sqlite, &f.config(false)) else {
+        return;
+    };
+    let s = w.start();
+    register_system(&s);
+    let r = post(
+        &s,
+        "ops",
+        "/v1/systems/credit-scoring/releases",
+        &release_with("2.3.0", vec![f.envelope("unknown-predicate.json")]),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let a = &r.json()["attestations"][0];
+    assert_eq!(a["predicate_type"], CUSTOM);
+    assert_eq!(a["evidence"], json!([]));
+}
+
+#[test]
+fn a_stateless_gate_allow_about_an_artifact_has_a_receipt_and_a_deny_has_none() {
+    let Some(w) = World::new(Backend::Sqlite, "") else {
+        return;
+    };
+    let s = w.start();
+    let allow = post(
+        &s,
+        "gw",
+        "/v1/decisions/gate",
+        &support::high_risk_gate(),
+        &[],
+    )
+    .json();
+    assert_eq!(allow["outcome"], "allow", "{allow:#}");
+    let id = allow["decision_id"].as_str().unwrap();
+    let receipt = get(&s, "gw", &format!("/v1/decisions/{id}/receipt"));
+    assert_eq!(receipt.status, 200, "{}", receipt.body);
+    let env: Value = serde_json::from_str(&receipt.body).unwrap();
+    assert_eq!(env["payloadType"], "application/vnd.in-toto+json");
+    let mut denied = support::high_risk_gate();
+    denied.as_object_mut().unwrap().remove("authorisation");
+    let deny = post(&s, "gw", "/v1/decisions/gate", &denied, &[]).json();
+    assert_eq!(deny["outcome"], "deny", "{deny:#}");
+    let id = deny["decision_id"].as_str().unwrap();
+    assert_eq!(
+        get(&s, "gw", &format!("/v1/decisions/{id}/receipt")).status,
+        404
+    );
+    // The receipt key was created on first start, in a directory the
+    // bundle trust store never reads.
+    assert!(w.d.path("data/keys/receipts/receipt").exists());
+    assert!(w.d.path("data/keys/receipts/receipt.pub").exists());
+}
