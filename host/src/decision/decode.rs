@@ -12,7 +12,9 @@ use serde::de::DeserializeOwned;
 
 use super::DecisionKind;
 use super::limits::{self, DecodeLimits};
-use super::request::{GateRequest, MonitoringRequest, Plan, ProgressionRequest, Request};
+use super::request::{
+    Attestation, GateRequest, MonitoringRequest, Plan, ProgressionRequest, Request,
+};
 
 /// Why a request was refused before any policy saw it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -244,6 +246,16 @@ pub(crate) fn validate(request: &Request) -> Result<(), RequestError> {
             if let Some(h) = r.monitoring.as_ref().and_then(|m| m.intensive_period_hours) {
                 non_negative(h, "/monitoring/intensive_period_hours".into())?;
             }
+            if let Some(v) = &r.verification {
+                for (i, result) in v.results.iter().enumerate() {
+                    if let Some(a) = &result.attestation {
+                        validate_attestation(a, &format!("/verification/results/{i}/attestation"))?;
+                    }
+                }
+            }
+            if let Some(a) = r.supply_chain.as_ref().and_then(|s| s.attestation.as_ref()) {
+                validate_attestation(a, "/supply_chain/attestation")?;
+            }
             Ok(())
         }
         Request::Progression(r) => validate_plan(&r.plan),
@@ -264,6 +276,36 @@ pub(crate) fn validate_plan(plan: &Plan) -> Result<(), RequestError> {
         if let Some(h) = stage.min_duration_hours {
             non_negative(h, format!("/plan/stages/{i}/min_duration_hours"))?;
         }
+    }
+    Ok(())
+}
+
+/// An attestation names a key, a predicate type and a statement digest in
+/// the form the records API produces (docs/decisions.md#attestations).
+fn validate_attestation(a: &Attestation, at: &str) -> Result<(), RequestError> {
+    if a.keyid.is_empty() {
+        return Err(RequestError::invalid(
+            format!("{at}/keyid"),
+            "expected a key id, found an empty string",
+        ));
+    }
+    if a.predicate_type.is_empty() {
+        return Err(RequestError::invalid(
+            format!("{at}/predicate_type"),
+            "expected a predicate type URI, found an empty string",
+        ));
+    }
+    let hex = a.statement_digest.strip_prefix("sha256:");
+    if !hex
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+    {
+        return Err(RequestError::invalid(
+            format!("{at}/statement_digest"),
+            format!(
+                "expected \"sha256:\" and 64 lowercase hex digits, found {:?}",
+                a.statement_digest
+            ),
+        ));
     }
     Ok(())
 }
@@ -520,5 +562,51 @@ mod tests {
         assert!(decode(DecisionKind::Monitoring, long.as_bytes()).is_err());
         let e = gate_err(&format!(r#"{MIN},"deficiencies":"none"}}"#));
         assert_eq!(e.kind, RequestErrorKind::Malformed);
+    }
+
+    const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn an_attestation_on_a_result_and_on_the_supply_chain_is_decoded() {
+        let att = format!(
+            r#"{{"keyid":"k1","predicate_type":"https://in-toto.io/attestation/test-result/v0.1","statement_digest":"{DIGEST}"}}"#
+        );
+        let body = format!(
+            r#"{MIN},"verification":{{"results":[{{"name":"a","passed":true,"attestation":{att}}},{{"name":"b","passed":true}}]}},"supply_chain":{{"third_party":true,"attestation":{att}}}}}"#
+        );
+        let Request::Gate(r) = decode(DecisionKind::Gate, body.as_bytes()).unwrap() else {
+            panic!("not a gate request")
+        };
+        let results = &r.verification.unwrap().results;
+        let a = results[0].attestation.as_ref().unwrap();
+        assert_eq!(a.keyid, "k1");
+        assert_eq!(a.statement_digest, DIGEST);
+        assert!(results[1].attestation.is_none(), "absent = not attested");
+        assert!(r.supply_chain.unwrap().attestation.is_some());
+        let null = format!(r#"{MIN},"supply_chain":{{"attestation":null}}}}"#);
+        assert!(decode(DecisionKind::Gate, null.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn an_incomplete_or_misformed_attestation_names_its_field() {
+        let e = gate_err(&format!(
+            r#"{MIN},"verification":{{"results":[{{}},{{"attestation":{{"predicate_type":"p","statement_digest":"{DIGEST}"}}}}]}}}}"#
+        ));
+        assert_eq!(e.kind, RequestErrorKind::Malformed);
+        assert_eq!(e.path, "/verification/results/1/attestation/keyid");
+        assert_eq!(e.message, "required field is missing");
+
+        let e = gate_err(&format!(
+            r#"{MIN},"supply_chain":{{"attestation":{{"keyid":"k","predicate_type":"p","statement_digest":"md5:00"}}}}}}"#
+        ));
+        assert_eq!(e.kind, RequestErrorKind::Invalid);
+        assert_eq!(e.path, "/supply_chain/attestation/statement_digest");
+        assert!(e.message.contains("64 lowercase hex"), "{}", e.message);
+
+        let e = gate_err(&format!(
+            r#"{MIN},"verification":{{"results":[{{"attestation":{{"keyid":"","predicate_type":"p","statement_digest":"{DIGEST}"}}}}]}}}}"#
+        ));
+        assert_eq!(e.kind, RequestErrorKind::Invalid);
+        assert_eq!(e.path, "/verification/results/0/attestation/keyid");
     }
 }

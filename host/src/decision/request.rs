@@ -107,6 +107,26 @@ pub struct VerificationResult {
     pub metric: Option<f64>,
     pub threshold: Option<f64>,
     pub evidence: Option<String>,
+    /// The signed statement this result was taken from; absent when the
+    /// result is only asserted (docs/decisions.md#attestations).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attestation: Option<Attestation>,
+}
+
+/// Who signed the evidence a field was taken from
+/// (docs/decisions.md#attestations): the host sets it after verifying a
+/// DSSE envelope over an in-toto Statement. All three fields are required
+/// when the object is present; its absence means "not attested".
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct Attestation {
+    /// The trusted key that signed the envelope.
+    pub keyid: String,
+    /// The in-toto predicate type of the statement
+    /// (e.g. `https://in-toto.io/attestation/test-result/v0.1`).
+    pub predicate_type: String,
+    /// `sha256:` and the lowercase hex SHA-256 of the statement (the DSSE
+    /// payload as signed).
+    pub statement_digest: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -233,6 +253,10 @@ pub struct SupplyChain {
     pub third_party: bool,
     #[serde(default, deserialize_with = "nullable")]
     pub controls_confirmed: bool,
+    /// The signed statement (e.g. SLSA provenance) the confirmation rests
+    /// on; absent when it is only asserted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attestation: Option<Attestation>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
