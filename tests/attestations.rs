@@ -211,6 +211,12 @@ fn attestations_signed_by_securesystemslib_become_the_releases_verified_evidence
         let result = at(&release, a[0]["evidence"][0].as_str().unwrap());
         assert_eq!(result["name"], "fairness-suite");
         assert_eq!(result["passed"], true);
+        // The result itself says who attested it: this reaches the policy.
+        assert_eq!(
+            result["attestation"],
+            json!({"keyid": f.ed25519_keyid, "predicate_type": TEST_RESULT,
+                   "statement_digest": a[0]["statement_digest"]})
+        );
         // P-256 evaluation → a result with its metric and threshold.
         assert_eq!(a[1]["keyid"], f.p256_keyid.as_str());
         assert_eq!(a[1]["predicate_type"], EVALUATION);
@@ -225,6 +231,14 @@ fn attestations_signed_by_securesystemslib_become_the_releases_verified_evidence
         assert_eq!(a[2]["predicate_type"], PROVENANCE);
         assert_eq!(a[2]["evidence"][0], "/supply_chain");
         assert_eq!(at(&release, "/supply_chain/controls_confirmed"), true);
+        assert_eq!(
+            at(&release, "/supply_chain/attestation/predicate_type"),
+            PROVENANCE
+        );
+        assert_eq!(
+            at(&release, "/supply_chain/attestation/keyid"),
+            f.p256_keyid.as_str()
+        );
         assert_eq!(
             a[2]["provenance"]["builder_id"],
             "https://ci.example/builders/gpu-trainer"
@@ -449,6 +463,33 @@ fn a_stateless_gate_allow_about_an_artifact_has_a_receipt_and_a_deny_has_none() 
     assert_eq!(receipt.status, 200, "{}", receipt.body);
     let env: Value = serde_json::from_str(&receipt.body).unwrap();
     assert_eq!(env["payloadType"], "application/vnd.in-toto+json");
+    // A stateless gate cites the attestations its request names.
+    let mut attested = support::high_risk_gate();
+    let cited = format!("sha256:{}", "c".repeat(64));
+    attested["verification"]["results"][0]["attestation"] =
+        json!({"keyid": "k1", "predicate_type": TEST_RESULT, "statement_digest": cited});
+    let allow = post(&s, "gw", "/v1/decisions/gate", &attested, &[]).json();
+    assert_eq!(allow["outcome"], "allow", "{allow:#}");
+    let id = allow["decision_id"].as_str().unwrap();
+    let receipt: Value =
+        serde_json::from_str(&get(&s, "gw", &format!("/v1/decisions/{id}/receipt")).body).unwrap();
+    let payload = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        receipt["payload"].as_str().unwrap(),
+    )
+    .unwrap();
+    let statement: Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(
+        statement["predicate"]["inputAttestations"],
+        json!([{"name": "/verification/results/0", "digest": {"sha256": "c".repeat(64)}}])
+    );
+    assert_eq!(
+        statement["subject"][0]["digest"]["sha256"],
+        support::high_risk_gate()["release"]["artifact_digest"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("sha256:")
+    );
     let mut denied = support::high_risk_gate();
     denied.as_object_mut().unwrap().remove("authorisation");
     let deny = post(&s, "gw", "/v1/decisions/gate", &denied, &[]).json();

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use super::AttestError;
 use super::statement::Statement;
-use crate::decision::request::{Comparison, VerificationResult};
+use crate::decision::request::{Attestation, Comparison, VerificationResult};
 
 pub const TEST_RESULT: &str = "https://in-toto.io/attestation/test-result/v0.1";
 pub const EVALUATION: &str = "https://stagegate.dev/attestation/evaluation/v1";
@@ -79,10 +79,12 @@ fn text(v: &Value, pointer: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Maps a verified statement; `evidence` is what the result's `evidence`
-/// field points at (the statement's digest).
-pub fn map(statement: &Statement, evidence: &str) -> Result<Attested, AttestError> {
+/// Maps a verified statement; `attestation` names who signed it, and is
+/// what a mapped result carries to the policy (its `evidence` is the
+/// statement's digest).
+pub fn map(statement: &Statement, attestation: &Attestation) -> Result<Attested, AttestError> {
     let p = &statement.predicate;
+    let evidence = attestation.statement_digest.as_str();
     match statement.predicate_type.as_str() {
         TEST_RESULT => {
             let result = text(p, "/result").ok_or_else(|| {
@@ -112,6 +114,7 @@ pub fn map(statement: &Statement, evidence: &str) -> Result<Attested, AttestErro
                 metric: None,
                 threshold: None,
                 evidence: Some(evidence.to_string()),
+                attestation: Some(attestation.clone()),
             }))
         }
         EVALUATION => {
@@ -141,6 +144,7 @@ pub fn map(statement: &Statement, evidence: &str) -> Result<Attested, AttestErro
                 metric: Some(e.value),
                 threshold: Some(e.threshold),
                 evidence: Some(evidence.to_string()),
+                attestation: Some(attestation.clone()),
             }))
         }
         SLSA_PROVENANCE => {
@@ -160,6 +164,14 @@ mod tests {
     use super::*;
     use crate::attest::statement::STATEMENT_V1;
 
+    fn by(predicate_type: &str) -> Attestation {
+        Attestation {
+            keyid: "k".into(),
+            predicate_type: predicate_type.into(),
+            statement_digest: format!("sha256:{}", "0".repeat(64)),
+        }
+    }
+
     fn statement(predicate_type: &str, predicate: Value) -> Statement {
         Statement {
             type_: STATEMENT_V1.into(),
@@ -177,17 +189,18 @@ mod tests {
                 serde_json::json!({"result": r, "configuration": [{"name": "fairness-suite"}]}),
             )
         };
-        let Attested::Result(ok) = map(&s("PASSED"), "sha256:x").unwrap() else {
+        let Attested::Result(ok) = map(&s("PASSED"), &by(TEST_RESULT)).unwrap() else {
             panic!()
         };
         assert!(ok.passed);
         assert_eq!(ok.name.as_deref(), Some("fairness-suite"));
-        let Attested::Result(warned) = map(&s("WARNED"), "sha256:x").unwrap() else {
+        assert_eq!(ok.attestation, Some(by(TEST_RESULT)));
+        let Attested::Result(warned) = map(&s("WARNED"), &by(TEST_RESULT)).unwrap() else {
             panic!()
         };
         assert!(!warned.passed);
         assert!(
-            map(&s("MAYBE"), "x")
+            map(&s("MAYBE"), &by(TEST_RESULT))
                 .unwrap_err()
                 .to_string()
                 .contains("MAYBE")
@@ -203,16 +216,16 @@ mod tests {
                     "comparison": cmp, "dataset": "holdout-2026", "samples": 5000}),
             )
         };
-        let Attested::Result(r) = map(&s(">="), "e").unwrap() else {
+        let Attested::Result(r) = map(&s(">="), &by(EVALUATION)).unwrap() else {
             panic!()
         };
         assert!(r.passed);
         assert_eq!((r.metric, r.threshold), (Some(0.93), Some(0.9)));
-        let Attested::Result(r) = map(&s("<"), "e").unwrap() else {
+        let Attested::Result(r) = map(&s("<"), &by(EVALUATION)).unwrap() else {
             panic!()
         };
         assert!(!r.passed);
-        let e = map(&s("~"), "e").unwrap_err();
+        let e = map(&s("~"), &by(EVALUATION)).unwrap_err();
         assert!(e.to_string().contains(EVALUATION), "{e}");
     }
 
@@ -223,7 +236,7 @@ mod tests {
             serde_json::json!({"buildDefinition": {"resolvedDependencies": [{"uri": "git+https://git.example/m@refs/tags/v1"}]},
                 "runDetails": {"builder": {"id": "https://ci.example/builder"}}}),
         );
-        let Attested::Provenance(got) = map(&p, "d").unwrap() else {
+        let Attested::Provenance(got) = map(&p, &by(SLSA_PROVENANCE)).unwrap() else {
             panic!("a provenance maps to the supply chain")
         };
         assert_eq!(
@@ -233,7 +246,11 @@ mod tests {
                 source: Some("git+https://git.example/m@refs/tags/v1".into()),
             }
         );
-        let e = map(&statement(SLSA_PROVENANCE, serde_json::json!({})), "d").unwrap_err();
+        let e = map(
+            &statement(SLSA_PROVENANCE, serde_json::json!({})),
+            &by(SLSA_PROVENANCE),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("builder.id"), "{e}");
     }
 }

@@ -25,6 +25,7 @@ use super::{RecordError, Records, new_id};
 use crate::attest::predicates::{self, Attested, Provenance};
 use crate::attest::receipt::{self, InputAttestation, ReceiptFacts};
 use crate::attest::{AttestError, Envelope, EvidenceTrust, PublicKey, ReceiptKey};
+use crate::decision::request::Attestation;
 use crate::decision::{Envelope as Decision, Outcome, Timestamp};
 
 /// Attestations one release may carry: each is verified while the caller
@@ -86,12 +87,35 @@ fn refused(i: usize, e: impl std::fmt::Display) -> RecordError {
     )
 }
 
+/// A release's evidence says "attested" only where stagegate verified the
+/// signature itself: an `attestation` typed into the body is refused.
+fn refuse_typed_attestations(evidence: &ReleaseEvidence) -> Result<(), RecordError> {
+    const WHY: &str = "set by stagegate from a verified attestation, never typed in: send the signed envelope in `attestations`";
+    if let Some(v) = &evidence.verification
+        && let Some(i) = v.results.iter().position(|r| r.attestation.is_some())
+    {
+        return Err(RecordError::invalid(
+            format!("/verification/results/{i}/attestation"),
+            WHY,
+        ));
+    }
+    if evidence
+        .supply_chain
+        .as_ref()
+        .is_some_and(|s| s.attestation.is_some())
+    {
+        return Err(RecordError::invalid("/supply_chain/attestation", WHY));
+    }
+    Ok(())
+}
+
 /// Verifies a new release's attestations and maps them into `evidence`.
 pub(crate) fn check(
     trust: &EvidenceTrust,
     evidence: &mut ReleaseEvidence,
     attestations: &[Box<RawValue>],
 ) -> Result<Vec<Checked>, RecordError> {
+    refuse_typed_attestations(evidence)?;
     if attestations.is_empty() {
         return Ok(Vec::new());
     }
@@ -126,8 +150,12 @@ pub(crate) fn check(
                 AttestError::UnknownPredicate(statement.predicate_type.clone()),
             ));
         }
-        let mapped =
-            predicates::map(statement, &verified.statement_digest).map_err(|e| refused(i, e))?;
+        let attestation = Attestation {
+            keyid: verified.keyid.clone(),
+            predicate_type: statement.predicate_type.clone(),
+            statement_digest: verified.statement_digest.clone(),
+        };
+        let mapped = predicates::map(statement, &attestation).map_err(|e| refused(i, e))?;
         let mut view = AttestationView {
             index: i,
             keyid: verified.keyid.clone(),
@@ -147,6 +175,7 @@ pub(crate) fn check(
             Attested::Provenance(p) => {
                 let s = evidence.supply_chain.get_or_insert_with(Default::default);
                 s.controls_confirmed = true;
+                s.attestation = Some(attestation);
                 view.evidence.push("/supply_chain".into());
                 view.provenance = Some(p);
             }
@@ -334,11 +363,40 @@ impl Records {
             artifact_digest: Option<String>,
         }
         #[derive(Deserialize)]
+        struct Attested {
+            attestation: Option<Attestation>,
+        }
+        #[derive(Deserialize)]
+        struct Verification {
+            #[serde(default)]
+            results: Vec<Attested>,
+        }
+        #[derive(Deserialize)]
         struct Subject {
             system: Option<Sys>,
             release: Option<Rel>,
+            verification: Option<Verification>,
+            supply_chain: Option<Attested>,
         }
         let s = serde_json::from_slice::<Subject>(request).ok()?;
+        // The attestations a stateless gate rested on are those its
+        // request names (the caller's word: stagegate saw no envelope).
+        let mut inputs: Vec<InputAttestation> = Vec::new();
+        let results = s.verification.map(|v| v.results).unwrap_or_default();
+        for (i, r) in results.into_iter().enumerate() {
+            if let Some(a) = r.attestation {
+                inputs.push(InputAttestation {
+                    name: format!("/verification/results/{i}"),
+                    digest: a.statement_digest,
+                });
+            }
+        }
+        if let Some(a) = s.supply_chain.and_then(|c| c.attestation) {
+            inputs.push(InputAttestation {
+                name: "/supply_chain".into(),
+                digest: a.statement_digest,
+            });
+        }
         let release = s.release?;
         let release_id = format!(
             "{}@{}",
@@ -351,7 +409,7 @@ impl Records {
                 artifact_digest: release.artifact_digest.as_deref(),
                 release_id: &release_id,
                 deployment_id: None,
-                inputs: Vec::new(),
+                inputs,
             },
             Timestamp::now(),
         )
