@@ -153,20 +153,20 @@ fn gate(c: &mut Criterion) {
                 use tower::ServiceExt;
                 let req = axum::http::Request::post("/v1/decisions/gate")
                     .header("content-type", "application/json")
+                    .header("host", "127.0.0.1")
                     .body(axum::body::Body::from(body))
                     .unwrap();
-                let res = router.oneshot(req).await.unwrap();
-                assert_eq!(res.status(), 200);
-                res
+                router.oneshot(req).await.unwrap()
             })
         };
         // The benchmark only means something if the gate allows.
         let res = call();
+        let status = res.status();
         let bytes = rt
             .block_on(axum::body::to_bytes(res.into_body(), 1 << 20))
             .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-        assert_eq!(v["outcome"], "allow", "{v}");
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        assert!(status == 200 && v["outcome"] == "allow", "{status}: {v}");
         g.bench_function(name, |b| b.iter(call));
     }
     g.finish();

@@ -207,11 +207,7 @@ impl EvidenceTrust {
             });
         };
         let statement = Statement::parse(&payload)?;
-        if !key
-            .predicates
-            .iter()
-            .any(|p| *p == statement.predicate_type)
-        {
+        if !key.predicates.contains(&statement.predicate_type) {
             return Err(AttestError::PredicateNotAllowed {
                 keyid: key.keyid.clone(),
                 predicate: statement.predicate_type.clone(),

@@ -517,3 +517,89 @@ pub(crate) async fn inputs(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attest::ReceiptSigner;
+    use crate::decision::{DecisionKind, PolicyRef, Verdict};
+
+    fn decision(outcome: Outcome) -> Decision {
+        Decision::new(
+            DecisionKind::Gate,
+            Verdict {
+                outcome,
+                findings: Vec::new(),
+                obligations: Vec::new(),
+                first_stage: Some("pilot".into()),
+                next_stage: None,
+                traffic_percent: None,
+                rollback_to: None,
+            },
+            PolicyRef {
+                bundle: "b".into(),
+                version: "1.0.0".into(),
+                digest: format!("sha256:{}", "0".repeat(64)),
+            },
+            Timestamp::now(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_receipt_is_found_for_its_artifact_only_while_it_verifies() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("r.db").display());
+        let store = super::super::open_store(&url).await.unwrap();
+        let log = super::super::DecisionLog::start(store.clone(), Default::default(), 16);
+        let intervals = crate::server::config::Config::default().intervals();
+        let records = Records::new(store, log, false, intervals).with_receipts(Some(
+            ReceiptSigner::new(ed25519_dalek::SigningKey::from_bytes(&[1; 32]), "test"),
+        ));
+        let digest = format!("sha256:{}", "ab".repeat(32));
+        let request = serde_json::json!({"system": {"id": "s"},
+            "release": {"version": "1", "artifact_digest": digest}})
+        .to_string();
+        let allow = decision(Outcome::Allow);
+        records
+            .log_stateless(&allow, None, request.as_bytes(), "gw")
+            .await
+            .unwrap();
+        // A deny gets no receipt.
+        let deny = decision(Outcome::Deny);
+        records
+            .log_stateless(&deny, None, request.as_bytes(), "gw")
+            .await
+            .unwrap();
+        assert!(records.receipt(&deny.decision_id).await.is_err());
+        assert_eq!(
+            records.verify_receipt_for_digest(&digest).await.unwrap(),
+            Some(allow.decision_id.clone())
+        );
+        let other = format!("sha256:{}", "cd".repeat(32));
+        assert_eq!(
+            records.verify_receipt_for_digest(&other).await.unwrap(),
+            None
+        );
+        assert!(records.verify_receipt_for_digest("latest").await.is_err());
+        // A stored receipt whose signature no longer verifies does not count.
+        let text = records.receipt(&allow.decision_id).await.unwrap();
+        let mut env: Envelope = serde_json::from_str(&text).unwrap();
+        env.signatures[0].sig = env.signatures[0].sig.replace(
+            env.signatures[0].sig.chars().nth(3).unwrap(),
+            if env.signatures[0].sig.chars().nth(3) == Some('A') {
+                "B"
+            } else {
+                "A"
+            },
+        );
+        sqlx::query("UPDATE receipts SET envelope = $1")
+            .bind(serde_json::to_string(&env).unwrap())
+            .execute(&records.store.pool)
+            .await
+            .unwrap();
+        assert_eq!(
+            records.verify_receipt_for_digest(&digest).await.unwrap(),
+            None
+        );
+    }
+}
