@@ -25,7 +25,7 @@ use serde::Deserialize;
 
 use super::{ArchiveLimits, Bundle, BundleError, read_bounded};
 use crate::decision::Controls;
-use crate::policy::bindings::WIT_PACKAGE;
+use crate::policy::bindings::{WIT_PACKAGE, package_of};
 
 /// Largest file that may become a bundle member: a larger one would only
 /// build a bundle that no reader accepts.
@@ -147,7 +147,13 @@ impl PolicySource {
     /// Assembles the unsigned bundle: component, params and controls.
     pub fn bundle(&self) -> Result<Bundle, BundleError> {
         let mut files = BTreeMap::new();
-        files.insert("policy.wasm".to_string(), self.component()?);
+        let component = self.component()?;
+        // The manifest names the WIT version the component exports, so a
+        // bundle built from a 1.0.0 component says 1.0.0. A component that
+        // exports none is recorded as the newest and refused, with the
+        // reason, when loaded.
+        let wit = package_of(&component).unwrap_or_else(|| WIT_PACKAGE.to_string());
+        files.insert("policy.wasm".to_string(), component);
         if let Some(params) = self.read_optional("params.json")? {
             serde_json::from_slice::<serde_json::Value>(&params)
                 .map_err(|e| self.err(format!("params.json is not JSON: {e}")))?;
@@ -160,7 +166,7 @@ impl PolicySource {
         Bundle::new(
             &self.config.name,
             self.config.version.clone(),
-            WIT_PACKAGE,
+            &wit,
             self.config.description.clone(),
             files,
         )

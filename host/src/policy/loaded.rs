@@ -7,13 +7,18 @@
 //! returned normally: a trapped store cannot be re-entered, and a policy
 //! that ran out of time or memory mid-call may have left its state
 //! inconsistent. Instances are also retired after a number of calls.
+//!
+//! The WIT version a component was built against is read once, when it is
+//! linked ([`WitVersion::of`]): the linked component and every instance made
+//! from it carry their version's bindings, so a decision pays one `match`
+//! for it, not a lookup.
 
 use std::sync::Mutex;
 
 use wasmtime::component::{Component, Linker};
 use wasmtime::{ResourceLimiter, Store, Trap};
 
-use super::bindings::{Policy, PolicyPre};
+use super::bindings::{WitVersion, v1_0, v1_1};
 use super::{Isolation, PolicyError, Runtime};
 
 /// Per-store state: only the memory limiter. No WASI context exists, so no
@@ -56,6 +61,34 @@ impl ResourceLimiter for MemoryLimiter {
     }
 }
 
+/// A component linked with the bindings of the WIT version it was built
+/// against.
+enum Pre {
+    V1_0(v1_0::PolicyPre<StoreState>),
+    V1_1(v1_1::PolicyPre<StoreState>),
+}
+
+/// An instance of a policy, through its version's bindings: what a decision
+/// matches on to convert the request into the records that version expects.
+pub enum Policy {
+    V1_0(v1_0::Policy),
+    V1_1(v1_1::Policy),
+}
+
+impl Policy {
+    /// `configure`, the same in every version.
+    fn configure(
+        &self,
+        store: &mut Store<StoreState>,
+        params: &str,
+    ) -> wasmtime::Result<Result<(), String>> {
+        match self {
+            Policy::V1_0(p) => p.stagegate_policy_evaluate().call_configure(store, params),
+            Policy::V1_1(p) => p.stagegate_policy_evaluate().call_configure(store, params),
+        }
+    }
+}
+
 struct Warm {
     store: Store<StoreState>,
     policy: Policy,
@@ -65,7 +98,7 @@ struct Warm {
 /// A policy component linked against the host, with its parameters.
 pub struct LoadedPolicy {
     runtime: Runtime,
-    pre: PolicyPre<StoreState>,
+    pre: Pre,
     params: String,
     isolation: Isolation,
     warm: Mutex<Vec<Warm>>,
@@ -74,14 +107,17 @@ pub struct LoadedPolicy {
 impl LoadedPolicy {
     /// Links `component` with no capabilities and proves it works: one
     /// instance is created and configured with `params` now, so a component
-    /// that does not implement the world, fails to instantiate or rejects its
-    /// parameters is refused here, at load, not at its first decision.
+    /// that does not implement the world, was built for a WIT version this
+    /// host does not run, fails to instantiate or rejects its parameters is
+    /// refused here, at load, not at its first decision.
     pub fn new(
         runtime: &Runtime,
         component: &Component,
         params: String,
         isolation: Isolation,
     ) -> Result<Self, PolicyError> {
+        let version =
+            WitVersion::of(runtime.engine(), component).map_err(PolicyError::Incompatible)?;
         let mut linker: Linker<StoreState> = Linker::new(runtime.engine());
         // A std wasm32-wasip2 guest imports wasi:cli and wasi:io even when it
         // never uses them. Every import becomes a function that traps: the
@@ -92,8 +128,17 @@ impl LoadedPolicy {
         let instance_pre = linker
             .instantiate_pre(component)
             .map_err(|e| PolicyError::Incompatible(format!("{e:#}")))?;
-        let pre = PolicyPre::new(instance_pre)
-            .map_err(|e| PolicyError::Incompatible(format!("{e:#}")))?;
+        let incompatible = |e: wasmtime::Error| {
+            PolicyError::Incompatible(format!("as {}: {e:#}", version.package()))
+        };
+        let pre = match version {
+            WitVersion::V1_0 => {
+                Pre::V1_0(v1_0::PolicyPre::new(instance_pre).map_err(incompatible)?)
+            }
+            WitVersion::V1_1 => {
+                Pre::V1_1(v1_1::PolicyPre::new(instance_pre).map_err(incompatible)?)
+            }
+        };
         let loaded = LoadedPolicy {
             runtime: runtime.clone(),
             pre,
@@ -108,6 +153,14 @@ impl LoadedPolicy {
 
     pub fn isolation(&self) -> Isolation {
         self.isolation
+    }
+
+    /// The WIT version the component was built against, read at load.
+    pub fn wit_version(&self) -> WitVersion {
+        match self.pre {
+            Pre::V1_0(_) => WitVersion::V1_0,
+            Pre::V1_1(_) => WitVersion::V1_1,
+        }
     }
 
     /// Warm instances currently pooled.
@@ -138,14 +191,12 @@ impl LoadedPolicy {
         let mut store = Store::new(self.runtime.engine(), state);
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(self.runtime.deadline_ticks());
-        let policy = self
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| self.classify(&store, e, PolicyError::Instantiate))?;
-        match policy
-            .stagegate_policy_evaluate()
-            .call_configure(&mut store, &self.params)
-        {
+        let policy = match &self.pre {
+            Pre::V1_0(pre) => pre.instantiate(&mut store).map(Policy::V1_0),
+            Pre::V1_1(pre) => pre.instantiate(&mut store).map(Policy::V1_1),
+        }
+        .map_err(|e| self.classify(&store, e, PolicyError::Instantiate))?;
+        match policy.configure(&mut store, &self.params) {
             Ok(Ok(())) => Ok(Warm {
                 store,
                 policy,

@@ -14,8 +14,9 @@ pub mod loaded;
 pub mod runtime;
 
 pub use active::{ActivePolicy, Decided, LoadError};
+pub use bindings::WitVersion;
 pub use cache::{CacheOutcome, ComponentCache};
 pub use error::PolicyError;
 pub use limits::{Isolation, Limits};
-pub use loaded::LoadedPolicy;
+pub use loaded::{LoadedPolicy, Policy};
 pub use runtime::Runtime;
