@@ -175,6 +175,33 @@ mod tests {
     }
 
     #[test]
+    fn the_1_1_conversion_passes_attestations_on_and_absence_stays_none() {
+        let digest = format!("sha256:{}", "ab".repeat(32));
+        let body = format!(
+            r#"{{"now":"2026-11-26T12:00:00Z","system":{{"id":"s","risk_tier":"high"}},
+              "verification":{{"results":[{{"name":"a","passed":true,"attestation":{{"keyid":"k","predicate_type":"p","statement_digest":"{digest}"}}}},{{"name":"b","passed":true}}]}},
+              "supply_chain":{{"third_party":true,"controls_confirmed":true,"attestation":{{"keyid":"k2","predicate_type":"https://slsa.dev/provenance/v1","statement_digest":"{digest}"}}}}}}"#
+        );
+        let crate::decision::Request::Gate(r) =
+            crate::decision::decode(crate::decision::DecisionKind::Gate, body.as_bytes()).unwrap()
+        else {
+            panic!("not a gate request")
+        };
+        let w = v1_1::convert::gate_request(r.clone());
+        let results = w.verification.unwrap().results;
+        let a = results[0].attestation.as_ref().unwrap();
+        assert_eq!((a.keyid.as_str(), a.predicate_type.as_str()), ("k", "p"));
+        assert_eq!(a.statement_digest, digest);
+        assert!(results[1].attestation.is_none());
+        let s = w.supply_chain.unwrap().attestation.unwrap();
+        assert_eq!(s.predicate_type, "https://slsa.dev/provenance/v1");
+        // 1.0.0 records have no such field; everything else arrives alike.
+        let old = v1_0::convert::gate_request(r);
+        assert_eq!(old.verification.unwrap().results.len(), 2);
+        assert!(old.supply_chain.unwrap().controls_confirmed);
+    }
+
+    #[test]
     fn a_newer_minor_or_another_major_is_refused_naming_found_and_supported() {
         let e = WitVersion::for_version(&v("1.2.0")).unwrap_err();
         assert!(e.contains("built for stagegate:policy@1.2.0"), "{e}");
