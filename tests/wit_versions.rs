@@ -15,6 +15,8 @@ use stagegate::decision::DecisionKind;
 use stagegate::policy::bindings::package_of;
 use stagegate::policy::{ActivePolicy, Isolation, Limits, Runtime, WitVersion};
 
+use support::server::Deployment;
+
 const FIXTURE: &str = "tests/fixtures/iso42001-1.0.0";
 
 /// The reference policy 1.0.0 as built before 1.1.0 (see its README).
@@ -326,4 +328,64 @@ fn building_a_bundle_records_the_wit_version_its_component_exports() {
         "a 1.0.0 component bundled today still says 1.0.0"
     );
     assert_eq!(package_of(b"not a component"), None);
+}
+
+#[test]
+fn one_server_serves_a_1_0_0_and_a_1_1_0_bundle_side_by_side_and_refuses_a_1_2_0_upload() {
+    let d = Deployment::new(
+        "[[bundles]]\nname = \"iso42001-reference\"\nfile = \"current.bundle\"\ndefault = true\n\
+         [[bundles]]\nname = \"iso42001-frozen\"\nfile = \"frozen.bundle\"\n",
+    );
+    std::fs::write(d.path("current.bundle"), d.reference("1.1.0")).unwrap();
+    let frozen = d.bundle_from(
+        &fixture_bundle(),
+        "iso42001-frozen",
+        "1.0.0",
+        "stagegate:policy@1.0.0",
+        true,
+    );
+    std::fs::write(d.path("frozen.bundle"), frozen).unwrap();
+    let s = d.start();
+
+    let attested = support::high_risk_gate();
+    let mut asserted = attested.clone();
+    for r in asserted["verification"]["results"].as_array_mut().unwrap() {
+        r.as_object_mut().unwrap().remove("attestation");
+    }
+    let ask = |bundle: &str, body: &Value| {
+        let r = s.post_json(&format!("/v1/decisions/gate?bundle={bundle}"), None, body);
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()
+    };
+    for body in [&attested, &asserted] {
+        let v = ask("iso42001-frozen", body);
+        assert_eq!(v["outcome"], "allow", "{v}");
+        assert_eq!(v["policy"]["version"], "1.0.0");
+    }
+    let v = ask("iso42001-reference", &attested);
+    assert_eq!(v["outcome"], "allow", "{v}");
+    assert_eq!(v["policy"]["version"], "1.1.0");
+    let v = ask("iso42001-reference", &asserted);
+    assert_eq!(v["outcome"], "deny", "{v}");
+    assert!(codes(&v).contains("verification.unattested"), "{v}");
+
+    let newer = {
+        let mut b = bundle_of(component_for("1.2.0"));
+        b.sign(&stagegate::bundle::keys::load_secret(&d.path("keys/dev")).unwrap());
+        b.to_bytes().unwrap()
+    };
+    let r = s.put_bundle("iso42001-reference", None, &newer, false);
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("stagegate:policy@1.2.0"), "{}", r.body);
+    assert!(
+        r.body
+            .contains("stagegate:policy@1.0.0 and stagegate:policy@1.1.0"),
+        "{}",
+        r.body
+    );
+    let v = ask("iso42001-reference", &attested);
+    assert_eq!(
+        v["policy"]["version"], "1.1.0",
+        "the active version keeps serving"
+    );
 }
