@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 
 use super::{CliError, CliResult, Exit};
+use crate::bundle::{ArchiveLimits, Bundle};
+use crate::decision::Controls;
 use crate::records::checkpoint::Checkpoint;
-use crate::records::{Records, Store, chain};
+use crate::records::{Records, Store, chain, oscal};
 use crate::server::config::Config;
 
 #[derive(Debug, Args)]
@@ -38,11 +40,26 @@ enum AuditCommand {
         #[arg(long, value_name = "FILE", requires = "checkpoint")]
         key: Option<PathBuf>,
     },
-    /// Print one deployment's complete record as JSON
+    /// Print one deployment's complete record as JSON, or as OSCAL
+    /// assessment results (docs/oscal.md)
     Export {
         /// Deployment id
         deployment: String,
+        /// `json` (stagegate's record) or `oscal` (OSCAL assessment results)
+        #[arg(long, value_enum, default_value_t = ExportFormat::Json)]
+        format: ExportFormat,
+        /// For `--format oscal`: the bundle file, or policy directory, whose
+        /// controls.json the findings are judged by (normally the bundle
+        /// that decided the deployment)
+        #[arg(long, value_name = "FILE|DIR")]
+        bundle: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ExportFormat {
+    Json,
+    Oscal,
 }
 
 pub fn run(args: AuditArgs) -> CliResult {
@@ -69,18 +86,65 @@ pub fn run(args: AuditArgs) -> CliResult {
                 };
                 verify(&store, checkpoint).await
             }
-            AuditCommand::Export { deployment } => {
+            AuditCommand::Export {
+                deployment,
+                format,
+                bundle,
+            } => {
+                // Read the control map before touching the records: a
+                // missing or bad bundle is the caller's mistake.
+                let controls = match (format, &bundle) {
+                    (ExportFormat::Oscal, None) => {
+                        return Err(CliError::bad_input(
+                            "--format oscal needs --bundle FILE|DIR: the bundle (or policy directory) whose controls.json the findings are judged by",
+                        ));
+                    }
+                    (ExportFormat::Oscal, Some(path)) => Some(controls_of(path)?),
+                    (ExportFormat::Json, _) => None,
+                };
                 let log = crate::records::DecisionLog::start(store.clone(), Default::default(), 16);
                 let records = Records::new(store, log, false, Config::default().intervals());
-                let doc = records
-                    .export(&deployment)
-                    .await
-                    .map_err(|e| CliError::failure(e.to_string()))?;
-                println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+                let failed = |e: crate::records::RecordError| CliError::failure(e.to_string());
+                match controls {
+                    None => {
+                        let doc = records.export(&deployment).await.map_err(failed)?;
+                        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+                    }
+                    Some(controls) => {
+                        let evidence = records.oscal_evidence(&deployment).await.map_err(failed)?;
+                        let doc = oscal::document(&evidence, &controls);
+                        let bytes =
+                            oscal::to_bytes(&doc).map_err(|e| CliError::failure(e.to_string()))?;
+                        use std::io::Write;
+                        std::io::stdout()
+                            .write_all(&bytes)
+                            .map_err(|e| CliError::failure(format!("writing the export: {e}")))?;
+                    }
+                }
                 Ok(Exit::Success)
             }
         }
     })
+}
+
+/// The control map of a bundle file, or of a policy directory's
+/// `controls.json` (none there: an empty map), without building anything.
+fn controls_of(path: &Path) -> Result<Controls, CliError> {
+    if path.is_dir() {
+        let file = path.join("controls.json");
+        match std::fs::read(&file) {
+            Ok(bytes) => Controls::parse(&bytes)
+                .map_err(|e| CliError::bad_input(format!("{}: {e}", file.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Controls::default()),
+            Err(e) => Err(CliError::bad_input(format!("{}: {e}", file.display()))),
+        }
+    } else {
+        let bundle = Bundle::read(path, &ArchiveLimits::default())
+            .map_err(|e| CliError::bad_input(format!("bundle {}: {e}", path.display())))?;
+        bundle
+            .controls()
+            .map_err(|e| CliError::bad_input(format!("bundle {}: {e}", path.display())))
+    }
 }
 
 /// Reads and checks a signed checkpoint against its key.
