@@ -733,6 +733,91 @@ mod tests {
         assert_eq!(a.as_bytes()[14], b'5', "{a}");
     }
 
+    fn decided(seq: i64, kind: &str, outcome: &str, codes: &[&str]) -> Chained {
+        Chained {
+            seq,
+            entry: crate::records::chain::LogEntry {
+                decision_id: format!("D{seq}"),
+                at: seq * 1000,
+                kind: kind.into(),
+                outcome: outcome.into(),
+                codes: codes.iter().map(|c| c.to_string()).collect(),
+                bundle: "b".into(),
+                bundle_version: "1.0.0".into(),
+                bundle_digest: "sha256:0".into(),
+                request_digest: "sha256:1".into(),
+                request: None,
+                deployment_id: Some("d".into()),
+                actor: "ops".into(),
+                record: None,
+            },
+            prev_hash: String::new(),
+            hash: String::new(),
+        }
+    }
+
+    fn states(decisions: &[Chained]) -> Vec<(String, State, Vec<String>)> {
+        let controls = Controls::parse(
+            br#"{"map": {"progression.": ["P"], "trigger.": ["M"], "risk.": ["R"]}}"#,
+        )
+        .unwrap();
+        let refs = controls.map.values().flatten().cloned().collect();
+        let ns = namespace();
+        findings(&ns, "d", decisions, &controls, &control_ids(&refs), &[])
+            .into_iter()
+            .map(|f| {
+                let codes = f
+                    .props
+                    .iter()
+                    .filter(|p| p.name == "decisive-code")
+                    .map(|p| p.value.clone())
+                    .collect();
+                (f.title, f.target.status.state, codes)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_control_fails_on_a_standing_negative_decision_citing_it_and_passes_once_superseded() {
+        let gate = decided(1, "gate", "allow", &["risk.note"]);
+        let held = decided(2, "progression", "hold", &["progression.too_early"]);
+        assert_eq!(
+            states(&[gate.clone(), held.clone()]),
+            [
+                ("M".to_string(), State::Satisfied, vec![]),
+                (
+                    "P".to_string(),
+                    State::NotSatisfied,
+                    vec!["progression.too_early".to_string()]
+                ),
+                // A code on a positive decision decides nothing.
+                ("R".to_string(), State::Satisfied, vec![]),
+            ]
+        );
+        // The hold is superseded by a promotion: satisfied again, while a
+        // rollback now fails the monitoring control.
+        let promoted = decided(3, "progression", "promote", &[]);
+        let rolled = decided(4, "monitoring", "rollback", &["trigger.rollback"]);
+        assert_eq!(
+            states(&[gate, held, promoted, rolled]),
+            [
+                (
+                    "M".to_string(),
+                    State::NotSatisfied,
+                    vec!["trigger.rollback".to_string()]
+                ),
+                ("P".to_string(), State::Satisfied, vec![]),
+                ("R".to_string(), State::Satisfied, vec![]),
+            ]
+        );
+        // Nothing decided: nothing is satisfied.
+        assert!(
+            states(&[])
+                .iter()
+                .all(|(_, s, _)| *s == State::NotSatisfied)
+        );
+    }
+
     #[test]
     fn property_values_are_one_trimmed_line_and_blank_ones_are_dropped() {
         assert_eq!(prop("n", "  a\n b ").unwrap().value, "a b");
