@@ -284,6 +284,29 @@ fn a_rolled_back_deployment_exports_valid_oscal_with_its_rollback_as_the_decisiv
         stdout == first.body,
         "the CLI's export differs from the API's"
     );
+    // Without --bundle, the configuration's bundle of the decisions' name.
+    let config = w.d.config().display().to_string();
+    let out = support::run(
+        w.d.dir.path(),
+        &[
+            "audit",
+            "export",
+            &d,
+            "--format",
+            "oscal",
+            "--config",
+            &config,
+            "--database",
+            &w.database,
+        ],
+        None,
+    );
+    let (stdout, stderr) = support::text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout == first.body,
+        "the export with the configured bundle differs"
+    );
 }
 
 fn unknown_deployments_are_404_and_unknown_formats_are_400_naming_the_parameter(b: Backend) {

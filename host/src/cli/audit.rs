@@ -49,8 +49,8 @@ enum AuditCommand {
         #[arg(long, value_enum, default_value_t = ExportFormat::Json)]
         format: ExportFormat,
         /// For `--format oscal`: the bundle file, or policy directory, whose
-        /// controls.json the findings are judged by (normally the bundle
-        /// that decided the deployment)
+        /// controls.json the findings are judged by (default: the `--config`
+        /// bundle that decided the deployment)
         #[arg(long, value_name = "FILE|DIR")]
         bundle: Option<PathBuf>,
     },
@@ -63,11 +63,16 @@ enum ExportFormat {
 }
 
 pub fn run(args: AuditArgs) -> CliResult {
-    let url = match (&args.database, &args.config) {
+    let config = match &args.config {
+        Some(path) => Some(
+            Config::load(path)
+                .map_err(|e| CliError::bad_input(format!("invalid configuration: {e}")))?,
+        ),
+        None => None,
+    };
+    let url = match (&args.database, &config) {
         (Some(url), _) => url.clone(),
-        (None, Some(path)) => Config::load(path)
-            .map_err(|e| CliError::bad_input(format!("invalid configuration: {e}")))?
-            .database_url(),
+        (None, Some(config)) => config.database_url(),
         (None, None) => Config::default().database_url(),
     };
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -91,27 +96,26 @@ pub fn run(args: AuditArgs) -> CliResult {
                 format,
                 bundle,
             } => {
-                // Read the control map before touching the records: a
-                // missing or bad bundle is the caller's mistake.
-                let controls = match (format, &bundle) {
-                    (ExportFormat::Oscal, None) => {
-                        return Err(CliError::bad_input(
-                            "--format oscal needs --bundle FILE|DIR: the bundle (or policy directory) whose controls.json the findings are judged by",
-                        ));
-                    }
+                // Read a named control map before touching the records: a
+                // bad bundle is the caller's mistake.
+                let named = match (format, &bundle) {
                     (ExportFormat::Oscal, Some(path)) => Some(controls_of(path)?),
-                    (ExportFormat::Json, _) => None,
+                    _ => None,
                 };
                 let log = crate::records::DecisionLog::start(store.clone(), Default::default(), 16);
                 let records = Records::new(store, log, false, Config::default().intervals());
                 let failed = |e: crate::records::RecordError| CliError::failure(e.to_string());
-                match controls {
-                    None => {
+                match format {
+                    ExportFormat::Json => {
                         let doc = records.export(&deployment).await.map_err(failed)?;
                         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
                     }
-                    Some(controls) => {
+                    ExportFormat::Oscal => {
                         let evidence = records.oscal_evidence(&deployment).await.map_err(failed)?;
+                        let controls = match named {
+                            Some(controls) => controls,
+                            None => configured_controls(config.as_ref(), &evidence)?,
+                        };
                         let doc = oscal::document(&evidence, &controls);
                         let bytes =
                             oscal::to_bytes(&doc).map_err(|e| CliError::failure(e.to_string()))?;
@@ -125,6 +129,65 @@ pub fn run(args: AuditArgs) -> CliResult {
             }
         }
     })
+}
+
+/// Without `--bundle`: the control map of the configured bundle that
+/// decided the deployment (`[[bundles]]` of `--config` with its name): its
+/// `file`, its `build` directory, or the bundle in its `dir` whose digest
+/// the decisions recorded.
+fn configured_controls(
+    config: Option<&Config>,
+    evidence: &oscal::Evidence,
+) -> Result<Controls, CliError> {
+    let need = |why: String| {
+        CliError::bad_input(format!(
+            "--format oscal needs --bundle FILE|DIR (the bundle or policy directory whose controls.json the findings are judged by): {why}"
+        ))
+    };
+    let Some(decided) = evidence.export.decisions.first().map(|c| &c.entry) else {
+        // Nothing was decided: no control map matters, every control is
+        // unassessed. Use none rather than guess one.
+        return Ok(Controls::default());
+    };
+    let Some(config) = config else {
+        return Err(need(format!(
+            "no --config names bundle '{}' that decided the deployment",
+            decided.bundle
+        )));
+    };
+    let Some(b) = config.bundles.iter().find(|b| b.name == decided.bundle) else {
+        return Err(need(format!(
+            "the configuration has no [[bundles]] entry named '{}', the bundle that decided the deployment",
+            decided.bundle
+        )));
+    };
+    if let Some(file) = &b.file {
+        return controls_of(file);
+    }
+    if let Some(dir) = &b.build {
+        return controls_of(dir);
+    }
+    if let Some(dir) = &b.dir {
+        let entries = std::fs::read_dir(dir)
+            .map_err(|e| CliError::bad_input(format!("{}: {e}", dir.display())))?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "bundle")
+                && let Ok(bundle) = Bundle::read(&path, &ArchiveLimits::default())
+                && bundle.digest() == decided.bundle_digest
+            {
+                return bundle
+                    .controls()
+                    .map_err(|e| CliError::bad_input(format!("bundle {}: {e}", path.display())));
+            }
+        }
+        return Err(need(format!(
+            "no bundle in {} has the digest {} the decisions recorded",
+            dir.display(),
+            decided.bundle_digest
+        )));
+    }
+    Err(need(format!("bundle '{}' has no source", decided.bundle)))
 }
 
 /// The control map of a bundle file, or of a policy directory's
