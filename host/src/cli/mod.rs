@@ -6,6 +6,7 @@
 
 mod audit;
 mod build;
+mod coverage;
 mod eval;
 mod inspect;
 mod keygen;

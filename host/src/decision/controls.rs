@@ -25,6 +25,10 @@ pub struct Controls {
     /// `"authorisation."` or `"policy.error"` → references.
     #[serde(default)]
     pub map: BTreeMap<String, Vec<String>>,
+    /// Every finding code the policy can raise: documentation, and what
+    /// `stagegate test --coverage` expects the test cases to produce.
+    #[serde(default)]
+    pub codes: Vec<String>,
 }
 
 impl Controls {

@@ -14,7 +14,8 @@
 //!   lifecycle in which every transition is decided by the policy;
 //! - [`schedule`], [`webhooks`]: monitoring from the first minute, and
 //!   escalations;
-//! - [`export`]: one document per deployment for auditors.
+//! - [`export`]: one document per deployment for auditors, and
+//!   [`oscal`]: the same record as OSCAL assessment results.
 //!
 //! Records never see HTTP: they take typed inputs ([`model`]) and return
 //! typed results or a [`RecordError`]; the routes choose status codes.
@@ -32,6 +33,7 @@ pub(crate) mod ledger;
 mod log;
 mod migrations;
 pub mod model;
+pub mod oscal;
 pub mod schedule;
 pub mod store;
 pub(crate) mod transitions;
