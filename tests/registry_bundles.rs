@@ -1,0 +1,548 @@
+//! Bundle distribution end to end: the real `stagegate` binary pulling
+//! from a real OCI registry (Debian's `docker-registry`, the CNCF
+//! distribution registry, on a loopback port) and from an HTTP server that
+//! counts its requests. Every pulled bundle goes through the same
+//! activation as an upload: these tests prove the source-specific parts
+//! (tags, digests, conditional requests, outages) around it.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use support::high_risk_gate;
+use support::oci_registry::Registry;
+use support::server::{Deployment, Server};
+
+const NAME: &str = "iso42001-reference";
+/// Short, so the tests run fast; the behaviour does not depend on it.
+const POLL_MS: u64 = 200;
+
+fn oci_deployment(reg: &Registry, sources: &str) -> Deployment {
+    Deployment::new(&format!(
+        "[limits]\nconcurrency = 512\n[sources]\n{sources}\n[[bundles]]\nname = \"{NAME}\"\ndefault = true\noci = \"{}/compliance/iso42001:1\"\nplain_http = true\npoll_interval_ms = {POLL_MS}\n",
+        reg.addr
+    ))
+}
+
+/// `stagegate push` of `bytes` to `repo_tag`; returns the manifest digest.
+fn push(d: &Deployment, reg: &Registry, bytes: &[u8], repo_tag: &str) -> String {
+    let file = d.path("push.bundle");
+    std::fs::write(&file, bytes).unwrap();
+    let out = support::run(
+        d.dir.path(),
+        &[
+            "push",
+            file.to_str().unwrap(),
+            &reg.reference(repo_tag),
+            "--plain-http",
+        ],
+        None,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "push failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("manifest "))
+        .expect("push prints the manifest digest")
+        .to_string()
+}
+
+fn decide(s: &Server) -> serde_json::Value {
+    s.post_json("/v1/decisions/gate", None, &high_risk_gate())
+        .json()
+}
+
+fn status(s: &Server) -> serde_json::Value {
+    s.get(&format!("/v1/bundles/{NAME}"), None).json()
+}
+
+fn active_version(s: &Server) -> Option<String> {
+    status(s)["active"]["version"].as_str().map(str::to_string)
+}
+
+/// The value of the metric line starting with `series` (labels included).
+fn metric(s: &Server, series: &str) -> f64 {
+    let text = s.get("/metrics", None).body;
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+}
+
+fn polls(s: &Server, result: &str) -> f64 {
+    metric(
+        s,
+        &format!("stagegate_bundle_source_polls_total{{bundle=\"{NAME}\",result=\"{result}\"}}"),
+    )
+}
+
+fn digest_of(bytes: &[u8]) -> String {
+    stagegate::bundle::Bundle::from_bytes(bytes, &Default::default())
+        .unwrap()
+        .digest()
+}
+
+#[test]
+fn a_pushed_bundle_is_pulled_verified_activated_and_an_unchanged_tag_costs_one_request_per_poll()
+{
+    let Some(reg) = Registry::start() else { return };
+    let d = oci_deployment(&reg, "");
+    let bytes = d.reference("1.0.0");
+    let manifest = push(&d, &reg, &bytes, "compliance/iso42001:1");
+    let s = d.start();
+    support::wait_until("the pushed bundle", Duration::from_secs(30), || {
+        active_version(&s).as_deref() == Some("1.0.0")
+    });
+    let v = decide(&s);
+    assert_eq!(v["outcome"], "allow", "{v:#}");
+    assert_eq!(v["policy"]["digest"], digest_of(&bytes));
+    let st = status(&s);
+    assert_eq!(st["active"]["origin"]["kind"], "oci", "{st:#}");
+    assert_eq!(st["active"]["origin"]["manifest_digest"], manifest);
+    let src = &st["source"];
+    assert_eq!(src["kind"], "oci");
+    assert_eq!(
+        src["location"],
+        format!("{}/compliance/iso42001:1", reg.addr)
+    );
+    assert_eq!(src["manifest_digest"], manifest);
+    assert_eq!(src["consecutive_failures"], 0);
+    assert_eq!(src["stale"], false);
+    assert!(src["next_poll_at"].is_string(), "{src:#}");
+    assert_eq!(polls(&s, "changed"), 1.0);
+    assert!(
+        metric(
+            &s,
+            &format!(
+                "stagegate_bundle_source_last_success_timestamp_seconds{{bundle=\"{NAME}\"}}"
+            )
+        ) > 1.7e9
+    );
+
+    // Unchanged polls: one conditional manifest request each, no blob.
+    let blob_gets = reg.requests("GET", "/blobs/");
+    let (polls_before, requests_before) = (polls(&s, "unchanged"), reg.all_requests());
+    std::thread::sleep(Duration::from_secs(3));
+    let (polls_after, requests_after) = (polls(&s, "unchanged"), reg.all_requests());
+    let (dp, dr) = (
+        polls_after - polls_before,
+        requests_after as f64 - requests_before as f64,
+    );
+    eprintln!(
+        "measured: {dp} unchanged polls in 3 s caused {dr} registry requests ({:.2} per poll); blob GETs {} -> {}",
+        dr / dp,
+        blob_gets,
+        reg.requests("GET", "/blobs/")
+    );
+    assert!(dp >= 8.0, "only {dp} polls in 3 s at {POLL_MS} ms");
+    assert!(
+        (dr - dp).abs() <= 1.0,
+        "{dp} unchanged polls made {dr} registry requests"
+    );
+    assert_eq!(
+        reg.requests("GET", "/blobs/"),
+        blob_gets,
+        "an unchanged tag downloaded a blob"
+    );
+
+    // `stagegate pull` fetches the same bytes, verified against the trust store.
+    let out = support::run(
+        d.dir.path(),
+        &[
+            "pull",
+            &reg.reference("compliance/iso42001:1"),
+            "--out",
+            "pulled.bundle",
+            "--plain-http",
+            "--trust",
+            "trust",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(std::fs::read(d.path("pulled.bundle")).unwrap(), bytes);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("verified"));
+}
+
+#[test]
+fn a_tag_moved_under_load_activates_within_a_poll_and_fails_no_request() {
+    let Some(reg) = Registry::start() else { return };
+    let d = oci_deployment(&reg, "");
+    push(&d, &reg, &d.reference("1.0.0"), "compliance/iso42001:1");
+    let s = d.start();
+    support::wait_until("1.0.0", Duration::from_secs(30), || {
+        active_version(&s).as_deref() == Some("1.0.0")
+    });
+    let body = serde_json::to_vec(&high_risk_gate()).unwrap();
+    let url = s.url("/v1/decisions/gate");
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(AtomicUsize::new(0));
+    let total = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::new(Mutex::new(std::collections::BTreeSet::new()));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, body, stop, failures, total, seen) = (
+                url.clone(),
+                body.clone(),
+                stop.clone(),
+                failures.clone(),
+                total.clone(),
+                seen.clone(),
+            );
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let r = support::server::send(
+                        &url,
+                        "POST",
+                        None,
+                        Some("application/json"),
+                        Some(&body),
+                    );
+                    total.fetch_add(1, Ordering::Relaxed);
+                    if r.status != 200 {
+                        failures.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    let v = r.json();
+                    seen.lock()
+                        .unwrap()
+                        .insert(v["policy"]["version"].as_str().unwrap_or("").to_string());
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    push(&d, &reg, &d.reference("1.1.0"), "compliance/iso42001:1");
+    let served = Instant::now();
+    support::wait_until("1.1.0 from the moved tag", Duration::from_secs(10), || {
+        active_version(&s).as_deref() == Some("1.1.0")
+    });
+    let took = served.elapsed();
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    let st = status(&s);
+    eprintln!(
+        "measured: tag move to activation {} ms (poll interval {POLL_MS} ms ±20 %, compiled cache hit: {}, load {} ms)",
+        took.as_millis(),
+        st["active"]["compiled_from_cache"],
+        st["active"]["load_millis"]
+    );
+    assert_eq!(st["active"]["compiled_from_cache"], true, "{st:#}");
+    assert!(
+        took < Duration::from_secs(2),
+        "activation took {took:?} after the registry served the new tag"
+    );
+    let total = total.load(Ordering::Relaxed);
+    assert_eq!(
+        failures.load(Ordering::Relaxed),
+        0,
+        "failed requests out of {total}"
+    );
+    assert!(total > 50, "the load generator sent only {total} requests");
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        ["1.0.0".to_string(), "1.1.0".to_string()].into(),
+        "every decision's version is the old or the new one, and both were seen"
+    );
+}
+
+#[test]
+fn older_same_version_unsigned_and_untrusted_bundles_under_the_tag_are_refused_and_the_active_one_serves()
+ {
+    let Some(reg) = Registry::start() else { return };
+    let d = oci_deployment(&reg, "");
+    push(&d, &reg, &d.reference("1.0.0"), "compliance/iso42001:1");
+    let s = d.start();
+    support::wait_until("1.0.0", Duration::from_secs(30), || {
+        active_version(&s).as_deref() == Some("1.0.0")
+    });
+    let before = decide(&s);
+    let untrusted = {
+        let other = d.path("other-key");
+        stagegate::bundle::keys::generate(&other).unwrap();
+        let mut b = stagegate::bundle::Bundle::from_bytes(
+            &d.bundle_from(
+                support::reference_bundle(),
+                NAME,
+                "1.1.0",
+                "stagegate:policy@1.0.0",
+                false,
+            ),
+            &Default::default(),
+        )
+        .unwrap();
+        b.sign(&stagegate::bundle::keys::load_secret(&other).unwrap());
+        b.to_bytes().unwrap()
+    };
+    let cases: [(&str, Vec<u8>, &str); 4] = [
+        ("older", d.reference("0.9.0"), "lower than"),
+        (
+            "same version, other content",
+            d.reference_with_params("1.0.0", serde_json::json!({"stagegate_test_marker": 1})),
+            "same precedence",
+        ),
+        (
+            "unsigned",
+            d.bundle_from(
+                support::reference_bundle(),
+                NAME,
+                "1.1.0",
+                "stagegate:policy@1.0.0",
+                false,
+            ),
+            "unsigned",
+        ),
+        ("untrusted signer", untrusted, "by trusted keys"),
+    ];
+    for (i, (what, bytes, reason)) in cases.into_iter().enumerate() {
+        let manifest = push(&d, &reg, &bytes, "compliance/iso42001:1");
+        support::wait_until(what, Duration::from_secs(10), || {
+            let st = status(&s);
+            st["history"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["event"] == "rejected")
+                .count()
+                == i + 1
+        });
+        let st = status(&s);
+        let rejection = &st["last_rejection"];
+        assert!(
+            rejection["reason"].as_str().unwrap().contains(reason),
+            "{what}: {st:#}"
+        );
+        assert_eq!(rejection["origin"]["kind"], "oci", "{what}");
+        assert_eq!(rejection["origin"]["manifest_digest"], manifest, "{what}");
+        assert_eq!(st["source"]["last_result"], "rejected", "{what}: {st:#}");
+        assert!(
+            st["source"]["last_error"]
+                .as_str()
+                .unwrap()
+                .contains(reason),
+            "{what}: {st:#}"
+        );
+        assert_eq!(st["active"]["version"], "1.0.0", "{what}");
+        let v = decide(&s);
+        assert_eq!(v["policy"], before["policy"], "{what} changed the policy");
+        assert_eq!(v["outcome"], before["outcome"]);
+    }
+    assert!(polls(&s, "rejected") >= 4.0);
+    assert_eq!(s.get("/readyz", None).status, 200);
+    // A good version under the tag is taken again.
+    push(&d, &reg, &d.reference("1.2.0"), "compliance/iso42001:1");
+    support::wait_until("1.2.0", Duration::from_secs(10), || {
+        active_version(&s).as_deref() == Some("1.2.0")
+    });
+}
+
+#[test]
+fn a_blob_corrupted_in_the_registry_storage_is_refused_by_its_digest() {
+    let Some(reg) = Registry::start() else { return };
+    let d = oci_deployment(&reg, "");
+    push(&d, &reg, &d.reference("1.0.0"), "compliance/iso42001:1");
+    let s = d.start();
+    support::wait_until("1.0.0", Duration::from_secs(30), || {
+        active_version(&s).as_deref() == Some("1.0.0")
+    });
+    // The new version's layer goes in under another tag, is corrupted in
+    // storage (same size), then tagged: the push finds the blob present
+    // and does not upload it again.
+    let newer = d.reference("1.1.0");
+    push(&d, &reg, &newer, "compliance/iso42001:staging");
+    let layer = stagegate::distribution::sha256_digest(&newer);
+    let path = reg.blob_path(&layer);
+    let mut stored = std::fs::read(&path).unwrap();
+    assert_eq!(stored, newer, "the registry stores the layer as pushed");
+    let n = stored.len() / 2;
+    stored[n] ^= 0xff;
+    std::fs::write(&path, &stored).unwrap();
+    push(&d, &reg, &newer, "compliance/iso42001:1");
+    support::wait_until("the refusal", Duration::from_secs(10), || {
+        status(&s)["last_rejection"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("digest mismatch"))
+    });
+    let st = status(&s);
+    assert!(
+        st["last_rejection"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains(&layer),
+        "{st:#}"
+    );
+    assert_eq!(st["active"]["version"], "1.0.0");
+    assert_eq!(decide(&s)["policy"]["version"], "1.0.0");
+    assert!(polls(&s, "rejected") >= 1.0);
+}
+
+#[test]
+fn with_the_registry_down_decisions_go_on_status_shows_backoff_and_a_restart_serves_the_persisted_bundle()
+ {
+    let Some(mut reg) = Registry::start() else { return };
+    let d = oci_deployment(&reg, "max_backoff_ms = 1000\nstale_after_ms = 1500\n");
+    let bytes = d.reference("1.3.0");
+    push(&d, &reg, &bytes, "compliance/iso42001:1");
+    let s = d.start();
+    support::wait_until("1.3.0", Duration::from_secs(30), || {
+        active_version(&s).as_deref() == Some("1.3.0")
+    });
+    reg.stop();
+    let started = Instant::now();
+    let mut answered = 0;
+    while started.elapsed() < Duration::from_secs(3) {
+        let v = decide(&s);
+        assert_eq!(v["outcome"], "allow", "{v:#}");
+        assert_eq!(v["policy"]["version"], "1.3.0");
+        answered += 1;
+    }
+    assert!(answered > 10);
+    let st = status(&s);
+    let src = &st["source"];
+    assert_eq!(src["last_result"], "error", "{st:#}");
+    assert!(
+        src["consecutive_failures"].as_u64().unwrap() >= 2,
+        "{src:#}"
+    );
+    let backoff = src["backoff_ms"].as_u64().expect("a backoff while failing");
+    assert!((100..=1000).contains(&backoff), "{src:#}");
+    assert!(
+        src["last_error"].as_str().unwrap().contains(&reg.addr),
+        "{src:#}"
+    );
+    assert_eq!(src["stale"], true, "no success for 3 s, stale_after 1.5 s");
+    assert_eq!(
+        metric(&s, &format!("stagegate_bundle_source_stale{{bundle=\"{NAME}\"}}")),
+        1.0
+    );
+    assert!(polls(&s, "error") >= 2.0);
+    assert_eq!(s.get("/readyz", None).status, 200);
+
+    // Restart with the registry still down: the persisted bundle serves at once.
+    s.kill();
+    let s = d.start();
+    let v = decide(&s);
+    assert_eq!(v["outcome"], "allow", "{v:#}");
+    assert_eq!(v["policy"]["version"], "1.3.0");
+    assert_eq!(v["policy"]["digest"], digest_of(&bytes));
+    assert_eq!(status(&s)["active"]["origin"]["kind"], "persisted");
+
+    // The registry returns: the source recovers without a new activation.
+    reg.restart();
+    support::wait_until("the source to recover", Duration::from_secs(10), || {
+        let src = status(&s)["source"].clone();
+        src["consecutive_failures"] == 0 && src["stale"] == false && src["last_result"] == "unchanged"
+    });
+    assert_eq!(active_version(&s).as_deref(), Some("1.3.0"));
+}
+
+/// A one-file HTTP server that answers `If-None-Match` with 304 and counts
+/// what it sent.
+struct CountingServer {
+    addr: String,
+    body: Arc<Mutex<Vec<u8>>>,
+    full: Arc<AtomicUsize>,
+    not_modified: Arc<AtomicUsize>,
+}
+
+impl CountingServer {
+    fn start(body: Vec<u8>) -> Self {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let body = Arc::new(Mutex::new(body));
+        let full = Arc::new(AtomicUsize::new(0));
+        let not_modified = Arc::new(AtomicUsize::new(0));
+        let (b, f, nm) = (body.clone(), full.clone(), not_modified.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut if_none_match = None;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some((k, v)) = line.split_once(':')
+                        && k.eq_ignore_ascii_case("if-none-match")
+                    {
+                        if_none_match = Some(v.trim().to_string());
+                    }
+                }
+                let bytes = b.lock().unwrap().clone();
+                let etag = format!("\"{}\"", stagegate::distribution::sha256_digest(&bytes));
+                if if_none_match.as_deref() == Some(etag.as_str()) {
+                    nm.fetch_add(1, Ordering::SeqCst);
+                    let _ = conn.write_all(
+                        format!("HTTP/1.1 304 Not Modified\r\nETag: {etag}\r\nConnection: close\r\n\r\n").as_bytes(),
+                    );
+                } else {
+                    f.fetch_add(1, Ordering::SeqCst);
+                    let _ = conn.write_all(
+                        format!(
+                            "HTTP/1.1 200 OK\r\nETag: {etag}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                            bytes.len()
+                        )
+                        .as_bytes(),
+                    );
+                    let _ = conn.write_all(&bytes);
+                }
+            }
+        });
+        CountingServer {
+            addr,
+            body,
+            full,
+            not_modified,
+        }
+    }
+}
+
+#[test]
+fn an_unchanged_bundle_on_an_http_source_costs_only_304s() {
+    let d = Deployment::new("");
+    let server = CountingServer::start(d.reference("1.0.0"));
+    std::fs::write(
+        d.config(),
+        std::fs::read_to_string(d.config()).unwrap()
+            + &format!(
+                "[[bundles]]\nname = \"{NAME}\"\ndefault = true\nurl = \"http://{}/iso42001.bundle\"\npoll_interval_ms = 100\n",
+                server.addr
+            ),
+    )
+    .unwrap();
+    let s = d.start();
+    support::wait_until("1.0.0 over HTTP", Duration::from_secs(30), || {
+        active_version(&s).as_deref() == Some("1.0.0")
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let (full, not_modified) = (
+        server.full.load(Ordering::SeqCst),
+        server.not_modified.load(Ordering::SeqCst),
+    );
+    eprintln!("measured: HTTP source, 2 s unchanged at 100 ms: {full} full download(s), {not_modified} 304s");
+    assert_eq!(full, 1, "the unchanged bundle was downloaded again");
+    assert!(not_modified >= 10, "only {not_modified} polls in 2 s");
+    let st = status(&s);
+    assert_eq!(st["source"]["kind"], "url");
+    assert!(st["source"]["etag"].as_str().unwrap().starts_with("\"sha256:"));
+    assert_eq!(st["active"]["origin"]["kind"], "url");
+    assert!(polls(&s, "unchanged") >= not_modified as f64 - 1.0);
+
+    // A new file is fetched once and activated.
+    *server.body.lock().unwrap() = d.reference("1.1.0");
+    support::wait_until("1.1.0 over HTTP", Duration::from_secs(10), || {
+        active_version(&s).as_deref() == Some("1.1.0")
+    });
+    assert_eq!(server.full.load(Ordering::SeqCst), 2);
+}
