@@ -88,8 +88,7 @@ fn digest_of(bytes: &[u8]) -> String {
 }
 
 #[test]
-fn a_pushed_bundle_is_pulled_verified_activated_and_an_unchanged_tag_costs_one_request_per_poll()
-{
+fn a_pushed_bundle_is_pulled_verified_activated_and_an_unchanged_tag_costs_one_request_per_poll() {
     let Some(reg) = Registry::start() else { return };
     let d = oci_deployment(&reg, "");
     let bytes = d.reference("1.0.0");
@@ -118,17 +117,18 @@ fn a_pushed_bundle_is_pulled_verified_activated_and_an_unchanged_tag_costs_one_r
     assert!(
         metric(
             &s,
-            &format!(
-                "stagegate_bundle_source_last_success_timestamp_seconds{{bundle=\"{NAME}\"}}"
-            )
+            &format!("stagegate_bundle_source_last_success_timestamp_seconds{{bundle=\"{NAME}\"}}")
         ) > 1.7e9
     );
 
     // Unchanged polls: one conditional manifest request each, no blob.
     let blob_gets = reg.requests("GET", "/blobs/");
-    let (polls_before, requests_before) = (polls(&s, "unchanged"), reg.all_requests());
+    let not_modified = || reg.requests("GET", "http.response.status=304");
+    let (polls_before, requests_before, nm_before) =
+        (polls(&s, "unchanged"), reg.all_requests(), not_modified());
     std::thread::sleep(Duration::from_secs(3));
-    let (polls_after, requests_after) = (polls(&s, "unchanged"), reg.all_requests());
+    let (polls_after, requests_after, nm_after) =
+        (polls(&s, "unchanged"), reg.all_requests(), not_modified());
     let (dp, dr) = (
         polls_after - polls_before,
         requests_after as f64 - requests_before as f64,
@@ -148,6 +148,12 @@ fn a_pushed_bundle_is_pulled_verified_activated_and_an_unchanged_tag_costs_one_r
         reg.requests("GET", "/blobs/"),
         blob_gets,
         "an unchanged tag downloaded a blob"
+    );
+    // Conditional: the registry answered 304, without the manifest body.
+    assert!(
+        ((nm_after - nm_before) as f64 - dr).abs() <= 1.0,
+        "{} of {dr} manifest requests were answered 304",
+        nm_after - nm_before
     );
 
     // `stagegate pull` fetches the same bytes, verified against the trust store.
@@ -218,11 +224,16 @@ fn a_tag_moved_under_load_activates_within_a_poll_and_fails_no_request() {
         .collect();
     std::thread::sleep(Duration::from_millis(300));
     push(&d, &reg, &d.reference("1.1.0"), "compliance/iso42001:1");
-    let served = Instant::now();
+    // The push returns once the registry serves the new manifest.
+    let served = stagegate::decision::Timestamp::now();
     support::wait_until("1.1.0 from the moved tag", Duration::from_secs(10), || {
         active_version(&s).as_deref() == Some("1.1.0")
     });
-    let took = served.elapsed();
+    let activated_at = stagegate::decision::Timestamp::parse(
+        status(&s)["active"]["activated_at"].as_str().unwrap(),
+    )
+    .unwrap();
+    let took = Duration::from_millis((activated_at.millis() - served.millis()).max(0) as u64);
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::Relaxed);
     for c in clients {
@@ -388,7 +399,9 @@ fn a_blob_corrupted_in_the_registry_storage_is_refused_by_its_digest() {
 #[test]
 fn with_the_registry_down_decisions_go_on_status_shows_backoff_and_a_restart_serves_the_persisted_bundle()
  {
-    let Some(mut reg) = Registry::start() else { return };
+    let Some(mut reg) = Registry::start() else {
+        return;
+    };
     let d = oci_deployment(&reg, "max_backoff_ms = 1000\nstale_after_ms = 1500\n");
     let bytes = d.reference("1.3.0");
     push(&d, &reg, &bytes, "compliance/iso42001:1");
@@ -421,7 +434,10 @@ fn with_the_registry_down_decisions_go_on_status_shows_backoff_and_a_restart_ser
     );
     assert_eq!(src["stale"], true, "no success for 3 s, stale_after 1.5 s");
     assert_eq!(
-        metric(&s, &format!("stagegate_bundle_source_stale{{bundle=\"{NAME}\"}}")),
+        metric(
+            &s,
+            &format!("stagegate_bundle_source_stale{{bundle=\"{NAME}\"}}")
+        ),
         1.0
     );
     assert!(polls(&s, "error") >= 2.0);
@@ -440,7 +456,9 @@ fn with_the_registry_down_decisions_go_on_status_shows_backoff_and_a_restart_ser
     reg.restart();
     support::wait_until("the source to recover", Duration::from_secs(10), || {
         let src = status(&s)["source"].clone();
-        src["consecutive_failures"] == 0 && src["stale"] == false && src["last_result"] == "unchanged"
+        src["consecutive_failures"] == 0
+            && src["stale"] == false
+            && src["last_result"] == "unchanged"
     });
     assert_eq!(active_version(&s).as_deref(), Some("1.3.0"));
 }
@@ -484,7 +502,10 @@ impl CountingServer {
                 if if_none_match.as_deref() == Some(etag.as_str()) {
                     nm.fetch_add(1, Ordering::SeqCst);
                     let _ = conn.write_all(
-                        format!("HTTP/1.1 304 Not Modified\r\nETag: {etag}\r\nConnection: close\r\n\r\n").as_bytes(),
+                        format!(
+                            "HTTP/1.1 304 Not Modified\r\nETag: {etag}\r\nConnection: close\r\n\r\n"
+                        )
+                        .as_bytes(),
                     );
                 } else {
                     f.fetch_add(1, Ordering::SeqCst);
@@ -530,12 +551,19 @@ fn an_unchanged_bundle_on_an_http_source_costs_only_304s() {
         server.full.load(Ordering::SeqCst),
         server.not_modified.load(Ordering::SeqCst),
     );
-    eprintln!("measured: HTTP source, 2 s unchanged at 100 ms: {full} full download(s), {not_modified} 304s");
+    eprintln!(
+        "measured: HTTP source, 2 s unchanged at 100 ms: {full} full download(s), {not_modified} 304s"
+    );
     assert_eq!(full, 1, "the unchanged bundle was downloaded again");
     assert!(not_modified >= 10, "only {not_modified} polls in 2 s");
     let st = status(&s);
     assert_eq!(st["source"]["kind"], "url");
-    assert!(st["source"]["etag"].as_str().unwrap().starts_with("\"sha256:"));
+    assert!(
+        st["source"]["etag"]
+            .as_str()
+            .unwrap()
+            .starts_with("\"sha256:")
+    );
     assert_eq!(st["active"]["origin"]["kind"], "url");
     assert!(polls(&s, "unchanged") >= not_modified as f64 - 1.0);
 
@@ -545,4 +573,232 @@ fn an_unchanged_bundle_on_an_http_source_costs_only_304s() {
         active_version(&s).as_deref() == Some("1.1.0")
     });
     assert_eq!(server.full.load(Ordering::SeqCst), 2);
+}
+
+/// `ci` / `stagegate-test`, bcrypt (the only htpasswd format the registry
+/// reads), hashed once with Python's `bcrypt` at cost 4.
+const HTPASSWD: &str = "ci:$2b$04$cQMaXOEuz0uvg0a1PSasqelvFf1wtESECP2NCttOCiMH.ie.lmCR2";
+
+#[test]
+fn a_registry_that_wants_basic_auth_is_reached_with_the_docker_config_login_and_refused_without() {
+    use base64::Engine;
+    let Some(reg) = Registry::start_with(Some(HTPASSWD)) else {
+        return;
+    };
+    let d = Deployment::new("");
+    let auth = base64::engine::general_purpose::STANDARD.encode("ci:stagegate-test");
+    std::fs::write(
+        d.path("docker-config.json"),
+        format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, reg.addr),
+    )
+    .unwrap();
+    let bytes = d.reference("1.0.0");
+    std::fs::write(d.path("push.bundle"), &bytes).unwrap();
+    let reference = reg.reference("compliance/iso42001:1");
+    // With no login for the registry the push is refused by its 401.
+    std::fs::write(d.path("empty.json"), r#"{"auths":{}}"#).unwrap();
+    let out = support::run(
+        d.dir.path(),
+        &[
+            "push",
+            "push.bundle",
+            &reference,
+            "--plain-http",
+            "--docker-config",
+            "empty.json",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("401") && err.contains("none are configured"),
+        "{err}"
+    );
+    let out = support::run(
+        d.dir.path(),
+        &[
+            "push",
+            "push.bundle",
+            &reference,
+            "--plain-http",
+            "--docker-config",
+            "docker-config.json",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{out:?}");
+
+    let base = std::fs::read_to_string(d.config()).unwrap();
+    let entry = |extra: &str| {
+        format!(
+            "{base}[[bundles]]\nname = \"{NAME}\"\ndefault = true\noci = \"{}/compliance/iso42001:1\"\nplain_http = true\npoll_interval_ms = {POLL_MS}\n{extra}\n",
+            reg.addr
+        )
+    };
+    // A service without the login reports the refusal and activates nothing.
+    std::fs::write(d.config(), entry("docker_config = \"empty.json\"")).unwrap();
+    let s = d.start();
+    support::wait_until("a failed poll", Duration::from_secs(10), || {
+        status(&s)["source"]["last_result"] == "error"
+    });
+    let st = status(&s);
+    assert!(
+        st["source"]["last_error"].as_str().unwrap().contains("401"),
+        "{st:#}"
+    );
+    assert!(active_version(&s).is_none());
+    assert_eq!(s.get("/readyz", None).status, 503);
+    s.kill();
+    // With it, the bundle is pulled.
+    std::fs::write(d.config(), entry("docker_config = \"docker-config.json\"")).unwrap();
+    let s = d.start();
+    support::wait_until("1.0.0 with credentials", Duration::from_secs(30), || {
+        active_version(&s).as_deref() == Some("1.0.0")
+    });
+    assert_eq!(decide(&s)["policy"]["digest"], digest_of(&bytes));
+}
+
+/// A registry that hands out tokens (`WWW-Authenticate: Bearer`) from a
+/// token endpoint that wants basic credentials, serving one bundle.
+struct TokenRegistry {
+    addr: String,
+    token_requests: Arc<AtomicUsize>,
+}
+
+impl TokenRegistry {
+    fn start(bundle: Vec<u8>) -> Self {
+        use base64::Engine;
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let token_requests = Arc::new(AtomicUsize::new(0));
+        let counter = token_requests.clone();
+        let layer = stagegate::distribution::sha256_digest(&bundle);
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "artifactType": "application/vnd.stagegate.bundle.v1",
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": stagegate::distribution::sha256_digest(b"{}"), "size": 2},
+            "layers": [{"mediaType": "application/vnd.stagegate.bundle.v1.tar+gzip", "digest": layer, "size": bundle.len()}],
+        }))
+        .unwrap();
+        let realm = format!("http://{addr}/token");
+        let basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("ci:stagegate-test")
+        );
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut request_line = String::new();
+                let _ = reader.read_line(&mut request_line);
+                let mut authorization = String::new();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some((k, v)) = line.split_once(':')
+                        && k.eq_ignore_ascii_case("authorization")
+                    {
+                        authorization = v.trim().to_string();
+                    }
+                }
+                let path = request_line
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or("")
+                    .to_string();
+                let (status, extra, body): (&str, String, Vec<u8>) = if path.starts_with("/token?")
+                {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    if authorization == basic
+                        && path.contains("scope=repository%3Acompliance%2Fiso42001%3Apull")
+                        && path.contains("service=fake")
+                    {
+                        ("200 OK", String::new(), br#"{"token":"t0k3n"}"#.to_vec())
+                    } else {
+                        ("401 Unauthorized", String::new(), Vec::new())
+                    }
+                } else if authorization != "Bearer t0k3n" {
+                    (
+                        "401 Unauthorized",
+                        format!(
+                            "WWW-Authenticate: Bearer realm=\"{realm}\",service=\"fake\",scope=\"repository:compliance/iso42001:pull\"\r\n"
+                        ),
+                        Vec::new(),
+                    )
+                } else if path == "/v2/compliance/iso42001/manifests/1" {
+                    (
+                        "200 OK",
+                        "Content-Type: application/vnd.oci.image.manifest.v1+json\r\n".into(),
+                        manifest.clone(),
+                    )
+                } else if path == format!("/v2/compliance/iso42001/blobs/{layer}") {
+                    ("200 OK", String::new(), bundle.clone())
+                } else {
+                    ("404 Not Found", String::new(), Vec::new())
+                };
+                let _ = conn.write_all(
+                    format!(
+                        "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    )
+                    .as_bytes(),
+                );
+                let _ = conn.write_all(&body);
+            }
+        });
+        TokenRegistry {
+            addr,
+            token_requests,
+        }
+    }
+}
+
+#[test]
+fn a_registry_token_is_fetched_from_the_bearer_challenge_with_basic_credentials() {
+    let d = Deployment::new("");
+    let bytes = d.reference("1.0.0");
+    let reg = TokenRegistry::start(bytes.clone());
+    std::fs::write(d.path("login"), "ci:stagegate-test\n").unwrap();
+    let out = support::run(
+        d.dir.path(),
+        &[
+            "pull",
+            &format!("oci://{}/compliance/iso42001:1", reg.addr),
+            "--out",
+            "pulled.bundle",
+            "--plain-http",
+            "--basic-auth-file",
+            "login",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(std::fs::read(d.path("pulled.bundle")).unwrap(), bytes);
+    // One token for the manifest and the blob: the session keeps it.
+    assert_eq!(reg.token_requests.load(Ordering::SeqCst), 1);
+
+    // Wrong credentials: the token service refuses, and pull says so.
+    std::fs::write(d.path("login"), "ci:wrong\n").unwrap();
+    let out = support::run(
+        d.dir.path(),
+        &[
+            "pull",
+            &format!("oci://{}/compliance/iso42001:1", reg.addr),
+            "--out",
+            "again.bundle",
+            "--plain-http",
+            "--basic-auth-file",
+            "login",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/token") && err.contains("401"), "{err}");
+    assert!(!d.path("again.bundle").exists());
 }

@@ -39,11 +39,20 @@ pub struct Registry {
     child: Option<Child>,
     /// Every log line (one per request at `info`).
     logs: Arc<Mutex<Vec<String>>>,
+    /// An htpasswd line (`USER:BCRYPT`): the registry then wants basic
+    /// authentication.
+    htpasswd: Option<String>,
 }
 
 impl Registry {
     /// Starts a registry on a free loopback port, or None to skip.
     pub fn start() -> Option<Registry> {
+        Self::start_with(None)
+    }
+
+    /// Starts a registry that wants basic authentication by `htpasswd`
+    /// (`USER:BCRYPT-HASH`), or None to skip.
+    pub fn start_with(htpasswd: Option<&str>) -> Option<Registry> {
         let binary = binary()?;
         let storage = tempfile::tempdir().unwrap();
         let port = {
@@ -56,6 +65,7 @@ impl Registry {
             addr: format!("127.0.0.1:{port}"),
             child: None,
             logs: Arc::new(Mutex::new(Vec::new())),
+            htpasswd: htpasswd.map(str::to_string),
         };
         r.restart();
         Some(r)
@@ -63,15 +73,20 @@ impl Registry {
 
     fn config(&self) -> PathBuf {
         let path = self.storage.path().join("config.yml");
-        std::fs::write(
-            &path,
-            format!(
-                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {}\n",
-                self.storage.path().join("data").display(),
-                self.addr
-            ),
-        )
-        .unwrap();
+        let mut yaml = format!(
+            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {}\n",
+            self.storage.path().join("data").display(),
+            self.addr
+        );
+        if let Some(line) = &self.htpasswd {
+            let file = self.storage.path().join("htpasswd");
+            std::fs::write(&file, format!("{line}\n")).unwrap();
+            yaml.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: stagegate-test\n    path: {}\n",
+                file.display()
+            ));
+        }
+        std::fs::write(&path, yaml).unwrap();
         path
     }
 
@@ -96,8 +111,14 @@ impl Registry {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let r = super::server::send(&format!("http://{}/v2/", self.addr), "GET", None, None, None);
-            if r.status == 200 {
+            let r = super::server::send(
+                &format!("http://{}/v2/", self.addr),
+                "GET",
+                None,
+                None,
+                None,
+            );
+            if r.status == 200 || (r.status == 401 && self.htpasswd.is_some()) {
                 return;
             }
             assert!(

@@ -106,7 +106,10 @@ pub fn push(args: PushArgs) -> CliResult {
     let version = bundle.manifest.version.to_string();
     let annotations = [
         ("org.opencontainers.image.title".to_string(), name.clone()),
-        ("org.opencontainers.image.version".to_string(), version.clone()),
+        (
+            "org.opencontainers.image.version".to_string(),
+            version.clone(),
+        ),
         ("dev.stagegate.bundle.digest".to_string(), bundle.digest()),
     ]
     .into();
@@ -139,7 +142,9 @@ pub fn pull(args: PullArgs) -> CliResult {
     let resolved = match client.resolve(None).map_err(fetch_error)? {
         Resolution::Manifest(r) => r,
         Resolution::Unchanged => {
-            return Err(CliError::failure("the registry answered 304 to an unconditional request"));
+            return Err(CliError::failure(
+                "the registry answered 304 to an unconditional request",
+            ));
         }
     };
     let limits = ArchiveLimits::default();

@@ -246,12 +246,21 @@ impl Poller {
         }))
     }
 
-    /// Polls at once, then forever; never returns.
+    /// Polls forever on a thread of its own: at once when the bundle has
+    /// no active version yet; otherwise (the persisted copy is serving)
+    /// after a random part of the interval, so a fleet restarted together
+    /// does not ask the registry all at the same moment.
     fn spawn(mut self) -> Result<(), String> {
         let name = self.name.clone();
         std::thread::Builder::new()
             .name(format!("stagegate-source-{}", self.name))
             .spawn(move || {
+                if self.slot.active().is_some() {
+                    let first = self
+                        .interval
+                        .mul_f64(rand::thread_rng().gen_range(0.0..1.0));
+                    self.sleep(first);
+                }
                 loop {
                     let wait = self.poll();
                     self.sleep(wait);
