@@ -3,7 +3,8 @@
 //! storage in a temporary directory.
 //!
 //! When the binary is missing the tests that need it are skipped on a
-//! developer machine, and fail under `CI` (where `.ci/run` installs it).
+//! developer machine, and fail under `CI` or `STAGEGATE_REQUIRE_REGISTRY`
+//! (which `.ci/run` sets after installing it).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -21,7 +22,8 @@ pub fn binary() -> Option<PathBuf> {
     if let Some(found) = candidates.into_iter().flatten().find(|p| p.is_file()) {
         return Some(found);
     }
-    if std::env::var_os("CI").is_some() {
+    if std::env::var_os("CI").is_some() || std::env::var_os("STAGEGATE_REQUIRE_REGISTRY").is_some()
+    {
         panic!(
             "docker-registry is not installed (apt-get install docker-registry); CI must run the registry tests"
         );

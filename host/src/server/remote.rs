@@ -485,6 +485,48 @@ mod tests {
         }
     }
 
+    /// The registry load of a fleet, simulated with the real wait
+    /// function: `n` instances polling every `interval`; the peak count of
+    /// polls in any tenth of an interval, over intervals `from..to`, for a
+    /// fleet whose first polls are at `first(i)`.
+    fn peak_per_tenth(n: usize, from: u32, to: u32, first: impl Fn(usize) -> f64) -> (f64, usize) {
+        let interval = Duration::from_secs(1);
+        let buckets = (to * 10) as usize;
+        let mut counts = vec![0usize; buckets];
+        for i in 0..n {
+            let mut t = first(i);
+            while t < f64::from(to) {
+                let b = (t * 10.0) as usize;
+                counts[b] += 1;
+                t += next_wait(interval, Duration::from_secs(60), 0).as_secs_f64();
+            }
+        }
+        let window = &counts[(from * 10) as usize..];
+        let mean = window.iter().sum::<usize>() as f64 / window.len() as f64;
+        (mean, window.iter().copied().max().unwrap_or(0))
+    }
+
+    #[test]
+    fn jitter_spreads_a_fleet_that_starts_in_step() {
+        let n = 1000;
+        // Restarted together with persisted bundles: first poll at a
+        // random point of the first interval.
+        let (mean, peak) = peak_per_tenth(n, 0, 20, |_| rand::thread_rng().gen_range(0.0..1.0));
+        eprintln!(
+            "computed: {n} instances, persisted start: {mean:.0} polls per tenth of an interval on average, peak {peak}"
+        );
+        assert!((peak as f64) < mean * 2.0, "{peak} vs {mean}");
+        // New instances with nothing to serve poll at once: one burst of
+        // n, then jitter spreads them out.
+        let (mean, peak_early) = peak_per_tenth(n, 1, 5, |_| 0.0);
+        let (_, peak_late) = peak_per_tenth(n, 10, 20, |_| 0.0);
+        eprintln!(
+            "computed: {n} instances, cold start in step: peak {peak_early} per tenth in intervals 1-5, {peak_late} in intervals 10-20 (mean {mean:.0})"
+        );
+        assert!((peak_late as f64) < mean * 2.0, "{peak_late} vs {mean}");
+        assert!(peak_late < peak_early);
+    }
+
     #[test]
     fn failures_back_off_exponentially_up_to_the_ceiling() {
         let i = Duration::from_millis(1000);
