@@ -537,7 +537,7 @@ fn an_unchanged_bundle_on_an_http_source_costs_only_304s() {
         d.config(),
         std::fs::read_to_string(d.config()).unwrap()
             + &format!(
-                "[[bundles]]\nname = \"{NAME}\"\ndefault = true\nurl = \"http://{}/iso42001.bundle\"\npoll_interval_ms = 100\n",
+                "[[bundles]]\nname = \"{NAME}\"\ndefault = true\nurl = \"http://{}/iso42001.bundle?sig=s3cr3t\"\npoll_interval_ms = 100\n",
                 server.addr
             ),
     )
@@ -558,6 +558,11 @@ fn an_unchanged_bundle_on_an_http_source_costs_only_304s() {
     assert!(not_modified >= 10, "only {not_modified} polls in 2 s");
     let st = status(&s);
     assert_eq!(st["source"]["kind"], "url");
+    assert_eq!(
+        st["source"]["location"],
+        format!("http://{}/iso42001.bundle?sig=***", server.addr)
+    );
+    assert!(!st.to_string().contains("s3cr3t"), "{st:#}");
     assert!(
         st["source"]["etag"]
             .as_str()
@@ -573,6 +578,7 @@ fn an_unchanged_bundle_on_an_http_source_costs_only_304s() {
         active_version(&s).as_deref() == Some("1.1.0")
     });
     assert_eq!(server.full.load(Ordering::SeqCst), 2);
+    assert!(!s.logs().contains("s3cr3t"), "a credential reached the log");
 }
 
 /// `ci` / `stagegate-test`, bcrypt (the only htpasswd format the registry

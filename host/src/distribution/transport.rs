@@ -64,7 +64,7 @@ fn tls_with_ca(path: &std::path::Path) -> Result<rustls::ClientConfig, FetchErro
 /// Turns a ureq failure into a [`FetchError`], keeping a short excerpt of
 /// an error body (registries explain refusals there).
 pub fn error_of(url: &str, e: ureq::Error) -> FetchError {
-    let url = super::redact_url(url);
+    let redacted = super::redact_url(url);
     match e {
         ureq::Error::Status(status, resp) => {
             let mut body = String::new();
@@ -72,7 +72,7 @@ pub fn error_of(url: &str, e: ureq::Error) -> FetchError {
             let _ = resp.into_reader().take(512).read_to_string(&mut body);
             let body = body.trim();
             FetchError::Status {
-                url,
+                url: redacted,
                 status,
                 message: if body.is_empty() {
                     String::new()
@@ -81,9 +81,10 @@ pub fn error_of(url: &str, e: ureq::Error) -> FetchError {
                 },
             }
         }
+        // ureq's message names the URL it was given: redacted too.
         other => FetchError::Transport {
-            url,
-            message: other.to_string(),
+            message: other.to_string().replace(url, &redacted),
+            url: redacted,
         },
     }
 }
