@@ -389,18 +389,20 @@ impl Client {
             Session::Token { scope: s, token } if s == scope => Some(format!("Bearer {token}")),
             Session::Token { .. } => None,
         };
-        match self.once(method, url, headers, body, auth.as_deref()) {
-            Err(ureq::Error::Status(401, resp)) => {
-                let challenge = resp.header("www-authenticate").unwrap_or("").to_string();
-                let (session, auth) = self.answer(&challenge, scope, url)?;
-                if let Ok(mut s) = self.session.lock() {
-                    *s = session;
-                }
-                self.once(method, url, headers, body, Some(&auth))
-                    .map_err(|e| transport::error_of(url, e))
-            }
-            other => other.map_err(|e| transport::error_of(url, e)),
+        let first = match self.once(method, url, headers, body, auth.as_deref()) {
+            Ok(resp) => return Ok(resp),
+            Err(e) => *e,
+        };
+        let ureq::Error::Status(401, resp) = first else {
+            return Err(transport::error_of(url, first));
+        };
+        let challenge = resp.header("www-authenticate").unwrap_or("").to_string();
+        let (session, auth) = self.answer(&challenge, scope, url)?;
+        if let Ok(mut s) = self.session.lock() {
+            *s = session;
         }
+        self.once(method, url, headers, body, Some(&auth))
+            .map_err(|e| transport::error_of(url, *e))
     }
 
     fn once(
@@ -410,7 +412,7 @@ impl Client {
         headers: &[(&str, String)],
         body: Option<&[u8]>,
         auth: Option<&str>,
-    ) -> Result<ureq::Response, ureq::Error> {
+    ) -> Result<ureq::Response, Box<ureq::Error>> {
         let mut req = self.agent.request(method, url);
         for (k, v) in headers {
             req = req.set(k, v);
@@ -422,6 +424,7 @@ impl Client {
             Some(b) => req.send_bytes(b),
             None => req.call(),
         }
+        .map_err(Box::new)
     }
 
     /// The login for this registry: configured basic credentials, else the
