@@ -463,8 +463,9 @@ fn with_the_registry_down_decisions_go_on_status_shows_backoff_and_a_restart_ser
     assert_eq!(active_version(&s).as_deref(), Some("1.3.0"));
 }
 
-/// A one-file HTTP server that answers `If-None-Match` with 304 and counts
-/// what it sent.
+/// A one-file HTTP server that answers a matching `If-None-Match` (or,
+/// when it sends `Last-Modified` instead of an `ETag`,
+/// `If-Modified-Since`) with 304, and counts what it sent.
 struct CountingServer {
     addr: String,
     body: Arc<Mutex<Vec<u8>>>,
@@ -472,8 +473,15 @@ struct CountingServer {
     not_modified: Arc<AtomicUsize>,
 }
 
+/// Which validator the counting server sends.
+#[derive(Clone, Copy)]
+enum Validator {
+    ETag,
+    LastModified,
+}
+
 impl CountingServer {
-    fn start(body: Vec<u8>) -> Self {
+    fn start(body: Vec<u8>, validator: Validator) -> Self {
         use std::io::{BufRead, BufReader, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
@@ -485,33 +493,44 @@ impl CountingServer {
             for conn in listener.incoming() {
                 let Ok(mut conn) = conn else { continue };
                 let mut reader = BufReader::new(conn.try_clone().unwrap());
-                let mut if_none_match = None;
+                let (mut if_none_match, mut if_modified_since) = (None, None);
                 loop {
                     let mut line = String::new();
                     if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
                         break;
                     }
-                    if let Some((k, v)) = line.split_once(':')
-                        && k.eq_ignore_ascii_case("if-none-match")
-                    {
-                        if_none_match = Some(v.trim().to_string());
+                    if let Some((k, v)) = line.split_once(':') {
+                        if k.eq_ignore_ascii_case("if-none-match") {
+                            if_none_match = Some(v.trim().to_string());
+                        } else if k.eq_ignore_ascii_case("if-modified-since") {
+                            if_modified_since = Some(v.trim().to_string());
+                        }
                     }
                 }
                 let bytes = b.lock().unwrap().clone();
-                let etag = format!("\"{}\"", stagegate::distribution::sha256_digest(&bytes));
-                if if_none_match.as_deref() == Some(etag.as_str()) {
+                let digest = stagegate::distribution::sha256_digest(&bytes);
+                // A stand-in date per content: a new file has a new date.
+                let (header, current, asked) = match validator {
+                    Validator::ETag => ("ETag", format!("\"{digest}\""), if_none_match),
+                    Validator::LastModified => (
+                        "Last-Modified",
+                        format!(
+                            "Thu, 26 Nov 2026 {:02}:00:00 GMT",
+                            digest.as_bytes()[7] % 24
+                        ),
+                        if_modified_since,
+                    ),
+                };
+                if asked.as_deref() == Some(current.as_str()) {
                     nm.fetch_add(1, Ordering::SeqCst);
                     let _ = conn.write_all(
-                        format!(
-                            "HTTP/1.1 304 Not Modified\r\nETag: {etag}\r\nConnection: close\r\n\r\n"
-                        )
-                        .as_bytes(),
+                        format!("HTTP/1.1 304 Not Modified\r\n{header}: {current}\r\nConnection: close\r\n\r\n").as_bytes(),
                     );
                 } else {
                     f.fetch_add(1, Ordering::SeqCst);
                     let _ = conn.write_all(
                         format!(
-                            "HTTP/1.1 200 OK\r\nETag: {etag}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                            "HTTP/1.1 200 OK\r\n{header}: {current}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                             bytes.len()
                         )
                         .as_bytes(),
@@ -532,7 +551,7 @@ impl CountingServer {
 #[test]
 fn an_unchanged_bundle_on_an_http_source_costs_only_304s() {
     let d = Deployment::new("");
-    let server = CountingServer::start(d.reference("1.0.0"));
+    let server = CountingServer::start(d.reference("1.0.0"), Validator::ETag);
     std::fs::write(
         d.config(),
         std::fs::read_to_string(d.config()).unwrap()
@@ -807,4 +826,36 @@ fn a_registry_token_is_fetched_from_the_bearer_challenge_with_basic_credentials(
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/token") && err.contains("401"), "{err}");
     assert!(!d.path("again.bundle").exists());
+}
+
+#[test]
+fn an_http_source_without_etag_is_asked_with_if_modified_since() {
+    let d = Deployment::new("");
+    let server = CountingServer::start(d.reference("1.0.0"), Validator::LastModified);
+    std::fs::write(
+        d.config(),
+        std::fs::read_to_string(d.config()).unwrap()
+            + &format!(
+                "[[bundles]]\nname = \"{NAME}\"\ndefault = true\nurl = \"http://{}/iso42001.bundle\"\npoll_interval_ms = 100\n",
+                server.addr
+            ),
+    )
+    .unwrap();
+    let s = d.start();
+    support::wait_until("1.0.0 over HTTP", Duration::from_secs(30), || {
+        active_version(&s).as_deref() == Some("1.0.0")
+    });
+    support::wait_until("304s", Duration::from_secs(10), || {
+        server.not_modified.load(Ordering::SeqCst) >= 5
+    });
+    assert_eq!(server.full.load(Ordering::SeqCst), 1);
+    let st = status(&s);
+    assert!(
+        st["source"]["last_modified"]
+            .as_str()
+            .unwrap()
+            .ends_with("GMT"),
+        "{st:#}"
+    );
+    assert!(st["source"].get("etag").is_none(), "{st:#}");
 }
