@@ -859,3 +859,123 @@ fn an_http_source_without_etag_is_asked_with_if_modified_since() {
     );
     assert!(st["source"].get("etag").is_none(), "{st:#}");
 }
+
+/// An HTTPS server for one file, with the test CA's certificate for
+/// 127.0.0.1 (`tests/support/tls/`).
+fn https_server(body: Vec<u8>) -> String {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use std::io::{Read, Write};
+    let dir = support::root().join("tests/support/tls");
+    let certs: Vec<CertificateDer> = CertificateDer::pem_file_iter(dir.join("server.pem"))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).unwrap();
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap(),
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { continue };
+            let (config, body) = (config.clone(), body.clone());
+            std::thread::spawn(move || {
+                let tls = rustls::ServerConnection::new(config).unwrap();
+                let mut stream = rustls::StreamOwned::new(tls, conn);
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match stream.read(&mut byte) {
+                        Ok(1) => head.push(byte[0]),
+                        // A client that refused the certificate hangs up.
+                        _ => return,
+                    }
+                }
+                let _ = stream.write_all(
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    )
+                    .as_bytes(),
+                );
+                let _ = stream.write_all(&body);
+                stream.conn.send_close_notify();
+                let _ = stream.flush();
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_private_https_server_is_trusted_through_ca_file_and_refused_without() {
+    let d = Deployment::new("");
+    let addr = https_server(d.reference("1.0.0"));
+    let ca = support::root().join("tests/support/tls/ca.pem");
+    let base = std::fs::read_to_string(d.config()).unwrap();
+    let entry = |extra: &str| {
+        format!(
+            "{base}[[bundles]]\nname = \"{NAME}\"\ndefault = true\nurl = \"https://{addr}/iso42001.bundle\"\npoll_interval_ms = 200\n{extra}\n"
+        )
+    };
+    // The web PKI roots do not know the private CA.
+    std::fs::write(d.config(), entry("")).unwrap();
+    let s = d.start();
+    support::wait_until("a failed poll", Duration::from_secs(10), || {
+        status(&s)["source"]["last_result"] == "error"
+    });
+    let st = status(&s);
+    assert!(
+        st["source"]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("UnknownIssuer"),
+        "{st:#}"
+    );
+    assert!(active_version(&s).is_none());
+    s.kill();
+    // With ca_file it is trusted.
+    std::fs::write(
+        d.config(),
+        entry(&format!("ca_file = \"{}\"", ca.display())),
+    )
+    .unwrap();
+    let s = d.start();
+    support::wait_until("1.0.0 over HTTPS", Duration::from_secs(30), || {
+        active_version(&s).as_deref() == Some("1.0.0")
+    });
+    // And a CA file that holds no certificate stops the service at start.
+    std::fs::write(d.path("empty.pem"), "").unwrap();
+    s.kill();
+    std::fs::write(
+        d.config(),
+        entry(&format!("ca_file = \"{}\"", d.path("empty.pem").display())),
+    )
+    .unwrap();
+    let out = support::run(
+        d.dir.path(),
+        &[
+            "serve",
+            "--config",
+            d.config().to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("empty.pem") && err.contains("no PEM certificate"),
+        "{err}"
+    );
+}

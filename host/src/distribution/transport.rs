@@ -26,6 +26,14 @@ impl Default for TransportOptions {
     }
 }
 
+impl TransportOptions {
+    /// Whether an agent can be built (the CA file holds certificates):
+    /// for checking a configuration before serving.
+    pub fn check(&self) -> Result<(), FetchError> {
+        agent(self).map(|_| ())
+    }
+}
+
 /// Builds the agent. Redirects are followed (registries may send blob
 /// reads to storage); ureq drops `Authorization` on a redirect, so
 /// credentials never reach the storage host.

@@ -726,6 +726,23 @@ impl Config {
         Ok(())
     }
 
+    /// Checks what remote bundle sources read from files at start: each
+    /// `ca_file` must hold PEM certificates. (Credentials are read at
+    /// each poll, so that they can be rotated.)
+    pub fn check_sources(&self) -> Result<(), String> {
+        for (i, b) in self.bundles.iter().enumerate() {
+            if b.ca_file.is_some() {
+                crate::distribution::TransportOptions {
+                    ca_file: b.ca_file.clone(),
+                    ..Default::default()
+                }
+                .check()
+                .map_err(|e| format!("bundles[{i}] ('{}'): {e}", b.name))?;
+            }
+        }
+        Ok(())
+    }
+
     /// The monitoring schedule's intervals.
     pub fn intervals(&self) -> crate::records::schedule::Intervals {
         let ms = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
