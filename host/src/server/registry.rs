@@ -52,7 +52,10 @@ pub enum Origin {
     /// the tag named.
     Oci {
         reference: String,
-        manifest_digest: String,
+        /// Absent when the manifest itself was refused before its digest
+        /// could be trusted.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        manifest_digest: Option<String>,
     },
 }
 
@@ -67,8 +70,12 @@ impl std::fmt::Display for Origin {
             Origin::Url { url } => write!(f, "url {url}"),
             Origin::Oci {
                 reference,
-                manifest_digest,
-            } => write!(f, "oci {reference} ({manifest_digest})"),
+                manifest_digest: Some(d),
+            } => write!(f, "oci {reference} ({d})"),
+            Origin::Oci {
+                reference,
+                manifest_digest: None,
+            } => write!(f, "oci {reference}"),
         }
     }
 }

@@ -164,6 +164,8 @@ pub struct Poller {
     stale_after: Duration,
     cursor: Cursor,
     failures: u32,
+    /// When polling began: staleness counts from here until a success.
+    started: Timestamp,
 }
 
 /// Starts a poller thread for every bundle with a `url` or `oci` source.
@@ -243,6 +245,7 @@ impl Poller {
             stale_after,
             cursor: Cursor::default(),
             failures: 0,
+            started: Timestamp::now(),
         }))
     }
 
@@ -291,7 +294,7 @@ impl Poller {
 
     fn until_stale(&self) -> Option<Duration> {
         let status = self.slot.source_status()?;
-        let since = status.last_success_at.map(|t| t.millis())?;
+        let since = status.last_success_at.unwrap_or(self.started).millis();
         let deadline = since + self.stale_after.as_millis() as i64 + 1;
         let left = deadline - Timestamp::now().millis();
         Some(Duration::from_millis(left.max(0) as u64))
@@ -409,7 +412,7 @@ impl Poller {
             Err(e) if e.is_rejection() => {
                 let origin = Origin::Oci {
                     reference: self.location.clone(),
-                    manifest_digest: String::new(),
+                    manifest_digest: None,
                 };
                 self.registry.refuse(&self.name, origin, e.to_string());
                 return (PollResult::Rejected, Some(e.to_string()));
@@ -423,7 +426,7 @@ impl Poller {
         }
         let origin = Origin::Oci {
             reference: self.location.clone(),
-            manifest_digest: resolved.digest.clone(),
+            manifest_digest: Some(resolved.digest.clone()),
         };
         let bytes = match client.fetch_blob(&resolved.layer, Self::limit()) {
             Ok(b) => b,
