@@ -471,6 +471,8 @@ struct CountingServer {
     body: Arc<Mutex<Vec<u8>>>,
     full: Arc<AtomicUsize>,
     not_modified: Arc<AtomicUsize>,
+    /// The `Authorization` header of the last request.
+    authorization: Arc<Mutex<Option<String>>>,
 }
 
 /// Which validator the counting server sends.
@@ -488,7 +490,13 @@ impl CountingServer {
         let body = Arc::new(Mutex::new(body));
         let full = Arc::new(AtomicUsize::new(0));
         let not_modified = Arc::new(AtomicUsize::new(0));
-        let (b, f, nm) = (body.clone(), full.clone(), not_modified.clone());
+        let authorization = Arc::new(Mutex::new(None));
+        let (b, f, nm, auth) = (
+            body.clone(),
+            full.clone(),
+            not_modified.clone(),
+            authorization.clone(),
+        );
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(mut conn) = conn else { continue };
@@ -504,6 +512,8 @@ impl CountingServer {
                             if_none_match = Some(v.trim().to_string());
                         } else if k.eq_ignore_ascii_case("if-modified-since") {
                             if_modified_since = Some(v.trim().to_string());
+                        } else if k.eq_ignore_ascii_case("authorization") {
+                            *auth.lock().unwrap() = Some(v.trim().to_string());
                         }
                     }
                 }
@@ -544,6 +554,7 @@ impl CountingServer {
             body,
             full,
             not_modified,
+            authorization,
         }
     }
 }
@@ -556,15 +567,20 @@ fn an_unchanged_bundle_on_an_http_source_costs_only_304s() {
         d.config(),
         std::fs::read_to_string(d.config()).unwrap()
             + &format!(
-                "[[bundles]]\nname = \"{NAME}\"\ndefault = true\nurl = \"http://{}/iso42001.bundle?sig=s3cr3t\"\npoll_interval_ms = 100\n",
+                "[[bundles]]\nname = \"{NAME}\"\ndefault = true\nurl = \"http://{}/iso42001.bundle?sig=s3cr3t\"\npoll_interval_ms = 100\nbearer_token_file = \"token\"\n",
                 server.addr
             ),
     )
     .unwrap();
+    std::fs::write(d.path("token"), "first-token\n").unwrap();
     let s = d.start();
     support::wait_until("1.0.0 over HTTP", Duration::from_secs(30), || {
         active_version(&s).as_deref() == Some("1.0.0")
     });
+    assert_eq!(
+        server.authorization.lock().unwrap().as_deref(),
+        Some("Bearer first-token")
+    );
     std::thread::sleep(Duration::from_secs(2));
     let (full, not_modified) = (
         server.full.load(Ordering::SeqCst),
@@ -590,6 +606,12 @@ fn an_unchanged_bundle_on_an_http_source_costs_only_304s() {
     );
     assert_eq!(st["active"]["origin"]["kind"], "url");
     assert!(polls(&s, "unchanged") >= not_modified as f64 - 1.0);
+
+    // A rotated token is used from the next poll, without a restart.
+    std::fs::write(d.path("token"), "second-token\n").unwrap();
+    support::wait_until("the rotated token", Duration::from_secs(5), || {
+        server.authorization.lock().unwrap().as_deref() == Some("Bearer second-token")
+    });
 
     // A new file is fetched once and activated.
     *server.body.lock().unwrap() = d.reference("1.1.0");
