@@ -9,6 +9,7 @@
 //! - [`decision`]: requests, conversion to WIT, the response envelope;
 //! - [`policy`]: the wasmtime sandbox that runs policy components;
 //! - [`bundle`]: signed bundle archives, keys and the trust store;
+//! - [`distribution`]: fetching and publishing bundles (HTTP(S), OCI registries);
 //! - [`records`]: deployment records and the hash-chained decision log;
 //! - [`server`]: the HTTP decision service;
 //! - [`cli`]: the `stagegate` command line.
@@ -16,6 +17,7 @@
 pub mod bundle;
 pub mod cli;
 pub mod decision;
+pub mod distribution;
 pub mod policy;
 pub mod records;
 pub mod server;

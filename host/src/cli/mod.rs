@@ -10,6 +10,7 @@ mod coverage;
 mod eval;
 mod inspect;
 mod keygen;
+mod registry;
 mod serve;
 mod sign;
 mod test;
@@ -61,6 +62,10 @@ enum Command {
     Webhook(webhook::WebhookArgs),
     /// Create a bearer token and print the config entry (its hash) that grants it
     Token(token::TokenArgs),
+    /// Publish a bundle file to an OCI registry: stagegate push FILE oci://HOST/REPO:TAG
+    Push(registry::PushArgs),
+    /// Fetch a bundle from an OCI registry into a file: stagegate pull oci://HOST/REPO:TAG --out FILE
+    Pull(registry::PullArgs),
 }
 
 /// Exit codes (docs/decisions.md#command-line-exit-codes).
@@ -127,6 +132,8 @@ pub fn main() -> ExitCode {
         Command::Token(a) => token::run(a),
         Command::Audit(a) => audit::run(a),
         Command::Webhook(a) => webhook::run(a),
+        Command::Push(a) => registry::push(a),
+        Command::Pull(a) => registry::pull(a),
     };
     match result {
         Ok(exit) => exit.into(),

@@ -33,6 +33,9 @@ pub fn run(args: ServeArgs) -> CliResult {
     config
         .check_development_keys()
         .map_err(|e| CliError::bad_input(format!("refusing to start: {e}")))?;
+    config
+        .check_sources()
+        .map_err(|e| CliError::bad_input(format!("invalid configuration: {e}")))?;
     if args.check {
         println!("configuration is valid");
         return Ok(Exit::Success);

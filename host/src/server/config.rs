@@ -36,6 +36,9 @@ pub struct Config {
     pub records: RecordsConfig,
     pub scheduler: SchedulerConfig,
     pub webhooks: WebhooksConfig,
+    /// Polling of remote bundle sources (`url`, `oci`): defaults each
+    /// `[[bundles]]` entry may override.
+    pub sources: SourcesConfig,
     /// Bearer tokens. None configured: loopback only, every caller has
     /// every role (local development).
     pub tokens: Vec<TokenConfig>,
@@ -159,6 +162,35 @@ impl Default for WebhooksConfig {
     }
 }
 
+/// How remote bundle sources (`url`, `oci`) are polled (README.md,
+/// "Distributing bundles").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourcesConfig {
+    /// Between polls of a healthy source; each wait is drawn uniformly
+    /// from 80–120 % of it, so a fleet started together spreads out.
+    pub poll_interval_ms: u64,
+    /// Longest wait after failures: the wait doubles from the poll interval
+    /// with each consecutive failure, up to this, with jitter (50–100 %).
+    pub max_backoff_ms: u64,
+    /// A source without a successful poll for this long is flagged stale
+    /// in status and metrics (the active bundle keeps serving).
+    pub stale_after_ms: u64,
+    /// Budget of one request to a source.
+    pub timeout_ms: u64,
+}
+
+impl Default for SourcesConfig {
+    fn default() -> Self {
+        SourcesConfig {
+            poll_interval_ms: 30_000,
+            max_backoff_ms: 300_000,
+            stale_after_ms: 600_000,
+            timeout_ms: 30_000,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogFormat {
@@ -223,6 +255,163 @@ pub struct BundleConfig {
     /// …and sign it with this key (created if missing).
     #[serde(default)]
     pub sign_with: Option<PathBuf>,
+    /// An HTTP(S) URL of a bundle file, polled with conditional requests.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// An OCI registry reference `HOST/REPOSITORY:TAG`, polled.
+    #[serde(default)]
+    pub oci: Option<String>,
+    /// Overrides `[sources] poll_interval_ms` for this bundle.
+    #[serde(default)]
+    pub poll_interval_ms: Option<u64>,
+    /// Overrides `[sources] stale_after_ms` for this bundle.
+    #[serde(default)]
+    pub stale_after_ms: Option<u64>,
+    /// `oci`: speak plain HTTP to the registry (loopback only, unless
+    /// `allow_insecure`).
+    #[serde(default)]
+    pub plain_http: bool,
+    /// Allow plain HTTP (`http://` URLs, `plain_http`) to hosts other than
+    /// this machine.
+    #[serde(default)]
+    pub allow_insecure: bool,
+    /// PEM CA certificates trusted for this source's TLS, instead of the
+    /// built-in web PKI roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// `url`: a file holding a bearer token.
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
+    /// `url`: an environment variable holding a bearer token.
+    #[serde(default)]
+    pub bearer_token_env: Option<String>,
+    /// A file holding `USER:PASSWORD` (HTTP basic; for `oci`, the
+    /// registry login).
+    #[serde(default)]
+    pub basic_auth_file: Option<PathBuf>,
+    /// An environment variable holding `USER:PASSWORD`.
+    #[serde(default)]
+    pub basic_auth_env: Option<String>,
+    /// `oci`: a Docker `config.json` to take the registry login from
+    /// (default `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`).
+    #[serde(default)]
+    pub docker_config: Option<PathBuf>,
+}
+
+impl BundleConfig {
+    /// An entry with only a name (no source).
+    pub fn named(name: &str) -> Self {
+        BundleConfig {
+            name: name.to_string(),
+            default: false,
+            file: None,
+            dir: None,
+            build: None,
+            sign_with: None,
+            url: None,
+            oci: None,
+            poll_interval_ms: None,
+            stale_after_ms: None,
+            plain_http: false,
+            allow_insecure: false,
+            ca_file: None,
+            bearer_token_file: None,
+            bearer_token_env: None,
+            basic_auth_file: None,
+            basic_auth_env: None,
+            docker_config: None,
+        }
+    }
+
+    /// The settings of remote sources: only with `url` or `oci`, each
+    /// where it applies, at most one credential, plain HTTP only where
+    /// allowed.
+    fn check_remote(&self) -> Result<(), String> {
+        let remote = self.url.is_some() || self.oci.is_some();
+        let only_remote = [
+            ("poll_interval_ms", self.poll_interval_ms.is_some()),
+            ("stale_after_ms", self.stale_after_ms.is_some()),
+            ("allow_insecure", self.allow_insecure),
+            ("ca_file", self.ca_file.is_some()),
+            ("basic_auth_file", self.basic_auth_file.is_some()),
+            ("basic_auth_env", self.basic_auth_env.is_some()),
+        ];
+        let only_url = [
+            ("bearer_token_file", self.bearer_token_file.is_some()),
+            ("bearer_token_env", self.bearer_token_env.is_some()),
+        ];
+        let only_oci = [
+            ("plain_http", self.plain_http),
+            ("docker_config", self.docker_config.is_some()),
+        ];
+        for (key, set) in only_remote {
+            if set && !remote {
+                return Err(format!("`{key}` only applies to `url` or `oci` sources"));
+            }
+        }
+        for (key, set) in only_url {
+            if set && self.url.is_none() {
+                return Err(format!("`{key}` only applies to a `url` source"));
+            }
+        }
+        for (key, set) in only_oci {
+            if set && self.oci.is_none() {
+                return Err(format!("`{key}` only applies to an `oci` source"));
+            }
+        }
+        for (key, v) in [
+            ("poll_interval_ms", self.poll_interval_ms),
+            ("stale_after_ms", self.stale_after_ms),
+        ] {
+            if v == Some(0) {
+                return Err(format!("`{key}` must be greater than 0"));
+            }
+        }
+        let credentials = [
+            self.bearer_token_file.is_some(),
+            self.bearer_token_env.is_some(),
+            self.basic_auth_file.is_some(),
+            self.basic_auth_env.is_some(),
+        ]
+        .iter()
+        .filter(|x| **x)
+        .count();
+        if credentials > 1 {
+            return Err("give at most one of `bearer_token_file`, `bearer_token_env`, `basic_auth_file`, `basic_auth_env`".into());
+        }
+        if let Some(url) = &self.url {
+            crate::distribution::http::check_url(url, self.allow_insecure)
+                .map_err(|e| format!("url: {e}"))?;
+        }
+        if let Some(oci) = &self.oci {
+            let r: crate::distribution::oci::Reference =
+                oci.parse().map_err(|e| format!("oci: {e}"))?;
+            crate::distribution::oci::check_plain_http(
+                &r.registry,
+                self.plain_http,
+                self.allow_insecure,
+            )
+            .map_err(|e| format!("oci: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// The credential configured for a remote source, if any.
+    pub fn credential(&self) -> Option<crate::distribution::credentials::Credential> {
+        use crate::distribution::credentials::{Credential, SecretSource};
+        if let Some(p) = &self.bearer_token_file {
+            return Some(Credential::Bearer(SecretSource::File(p.clone())));
+        }
+        if let Some(v) = &self.bearer_token_env {
+            return Some(Credential::Bearer(SecretSource::Env(v.clone())));
+        }
+        if let Some(p) = &self.basic_auth_file {
+            return Some(Credential::Basic(SecretSource::File(p.clone())));
+        }
+        self.basic_auth_env
+            .as_ref()
+            .map(|v| Credential::Basic(SecretSource::Env(v.clone())))
+    }
 }
 
 /// Roles a token may grant (README.md, "Access control").
@@ -298,6 +487,7 @@ impl Default for Config {
             records: RecordsConfig::default(),
             scheduler: SchedulerConfig::default(),
             webhooks: WebhooksConfig::default(),
+            sources: SourcesConfig::default(),
             tokens: Vec::new(),
         }
     }
@@ -367,6 +557,7 @@ impl Config {
                 dir: None,
                 build: Some(PathBuf::from("policies/iso42001")),
                 sign_with: Some(PathBuf::from("data/keys/dev")),
+                ..BundleConfig::named("iso42001-reference")
             }],
             ..Config::default()
         }
@@ -417,6 +608,10 @@ impl Config {
             ("webhooks.tick_ms", self.webhooks.tick_ms),
             ("webhooks.lease_ms", self.webhooks.lease_ms),
             ("trust.min_signatures", self.trust.min_signatures as u64),
+            ("sources.poll_interval_ms", self.sources.poll_interval_ms),
+            ("sources.max_backoff_ms", self.sources.max_backoff_ms),
+            ("sources.stale_after_ms", self.sources.stale_after_ms),
+            ("sources.timeout_ms", self.sources.timeout_ms),
         ] {
             if value == 0 {
                 return Err(format!("{name} must be greater than 0"));
@@ -441,16 +636,24 @@ impl Config {
                     b.name
                 ));
             }
-            let sources = [b.file.is_some(), b.dir.is_some(), b.build.is_some()]
-                .iter()
-                .filter(|x| **x)
-                .count();
+            let sources = [
+                b.file.is_some(),
+                b.dir.is_some(),
+                b.build.is_some(),
+                b.url.is_some(),
+                b.oci.is_some(),
+            ]
+            .iter()
+            .filter(|x| **x)
+            .count();
             if sources > 1 {
                 return Err(format!(
-                    "bundles[{i}] ('{}'): give at most one of `file`, `dir`, `build`",
+                    "bundles[{i}] ('{}'): give at most one of `file`, `dir`, `build`, `url`, `oci`",
                     b.name
                 ));
             }
+            b.check_remote()
+                .map_err(|e| format!("bundles[{i}] ('{}'): {e}", b.name))?;
             if b.sign_with.is_some() && b.build.is_none() {
                 return Err(format!(
                     "bundles[{i}] ('{}'): `sign_with` only applies to `build`",
@@ -523,6 +726,23 @@ impl Config {
         Ok(())
     }
 
+    /// Checks what remote bundle sources read from files at start: each
+    /// `ca_file` must hold PEM certificates. (Credentials are read at
+    /// each poll, so that they can be rotated.)
+    pub fn check_sources(&self) -> Result<(), String> {
+        for (i, b) in self.bundles.iter().enumerate() {
+            if b.ca_file.is_some() {
+                crate::distribution::TransportOptions {
+                    ca_file: b.ca_file.clone(),
+                    ..Default::default()
+                }
+                .check()
+                .map_err(|e| format!("bundles[{i}] ('{}'): {e}", b.name))?;
+            }
+        }
+        Ok(())
+    }
+
     /// The monitoring schedule's intervals.
     pub fn intervals(&self) -> crate::records::schedule::Intervals {
         let ms = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
@@ -588,6 +808,40 @@ mod tests {
     }
 
     #[test]
+    fn remote_source_settings_are_checked_where_they_apply() {
+        let entry = |body: &str| Config::parse(&format!("[[bundles]]\nname = \"a\"\n{body}\n"));
+        assert!(entry("oci = \"127.0.0.1:5000/c/a:1\"\nplain_http = true").is_ok());
+        let e = entry("oci = \"registry.example.com/c/a:1\"\nplain_http = true").unwrap_err();
+        assert!(
+            e.contains("bundles[0]") && e.contains("allow_insecure"),
+            "{e}"
+        );
+        assert!(
+            entry("oci = \"registry.example.com/c/a:1\"\nplain_http = true\nallow_insecure = true")
+                .is_ok()
+        );
+        let e = entry("url = \"https://u:p@example.com/a.bundle\"").unwrap_err();
+        assert!(e.contains("file or environment variable"), "{e}");
+        let e = entry("file = \"a.bundle\"\npoll_interval_ms = 10").unwrap_err();
+        assert!(e.contains("poll_interval_ms"), "{e}");
+        let e = entry("url = \"https://example.com/a\"\nplain_http = true").unwrap_err();
+        assert!(
+            e.contains("`plain_http` only applies to an `oci` source"),
+            "{e}"
+        );
+        let e = entry("oci = \"127.0.0.1:5000/c/a:1\"\nbearer_token_env = \"T\"").unwrap_err();
+        assert!(e.contains("bearer_token_env"), "{e}");
+        let e = entry(
+            "url = \"https://example.com/a\"\nbearer_token_env = \"T\"\nbasic_auth_env = \"B\"",
+        )
+        .unwrap_err();
+        assert!(e.contains("at most one of"), "{e}");
+        let e =
+            entry("url = \"https://example.com/a\"\noci = \"127.0.0.1:5000/c/a:1\"").unwrap_err();
+        assert!(e.contains("at most one of"), "{e}");
+    }
+
+    #[test]
     fn a_token_given_in_clear_is_refused() {
         let e = Config::parse(
             "[[tokens]]\nname = \"ci\"\nsha256 = \"hunter2\"\nroles = [\"gateway\"]\n",
@@ -635,6 +889,7 @@ mod tests {
                 Just("[records]"),
                 Just("[scheduler]"),
                 Just("[webhooks]"),
+                Just("[sources]"),
                 Just("[[bundles]]"),
                 Just("[[tokens]]"),
                 Just("[unknown]"),
@@ -700,7 +955,7 @@ mod tests {
                         || message.contains("bundles[")
                         || message.contains("tokens[")
                         || message.contains("`default = true`")
-                        || ["limits.", "records.", "scheduler.", "webhooks.", "trust."]
+                        || ["limits.", "records.", "scheduler.", "webhooks.", "trust.", "sources."]
                             .iter()
                             .any(|t| message.contains(t));
                     prop_assert!(names_place, "{}", message);

@@ -60,6 +60,15 @@ pub struct Metrics {
     scheduled: Histogram,
     webhook_results: Family<ResultLabels, Counter>,
     webhooks_pending: Gauge,
+    source_polls: Family<PollLabels, Counter>,
+    source_last_success: Family<BundleLabels, Gauge>,
+    source_stale: Family<BundleLabels, Gauge>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct PollLabels {
+    bundle: String,
+    result: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -195,7 +204,28 @@ impl Metrics {
             "Escalation webhook deliveries not yet delivered (retried until they are)",
             webhooks_pending.clone(),
         );
+        let source_polls = Family::<PollLabels, Counter>::default();
+        registry.register(
+            "bundle_source_polls",
+            "Polls of remote bundle sources by result: changed (a new version activated), unchanged, error (the source could not be asked), rejected (it offered a bundle that was refused)",
+            source_polls.clone(),
+        );
+        let source_last_success = Family::<BundleLabels, Gauge>::default();
+        registry.register(
+            "bundle_source_last_success_timestamp_seconds",
+            "When a remote bundle source last answered with an acceptable bundle (changed or unchanged), Unix seconds",
+            source_last_success.clone(),
+        );
+        let source_stale = Family::<BundleLabels, Gauge>::default();
+        registry.register(
+            "bundle_source_stale",
+            "1 while a remote bundle source has had no successful poll for longer than stale_after_ms",
+            source_stale.clone(),
+        );
         Metrics {
+            source_polls,
+            source_last_success,
+            source_stale,
             scheduled,
             webhook_results,
             webhooks_pending,
@@ -303,6 +333,44 @@ impl Metrics {
 
     pub fn webhooks_pending(&self, n: i64) {
         self.webhooks_pending.set(n);
+    }
+
+    /// One poll of `bundle`'s remote source ended with `result`
+    /// (`changed|unchanged|error|rejected`).
+    pub fn source_poll(&self, bundle: &str, result: &'static str) {
+        self.source_polls
+            .get_or_create(&PollLabels {
+                bundle: bundle.to_string(),
+                result,
+            })
+            .inc();
+    }
+
+    /// Makes every poll-result series of `bundle` exist (at 0).
+    pub fn source_registered(&self, bundle: &str, results: &[&'static str]) {
+        for result in results {
+            let _ = self.source_polls.get_or_create(&PollLabels {
+                bundle: bundle.to_string(),
+                result,
+            });
+        }
+        self.source_stale(bundle, false);
+    }
+
+    pub fn source_success(&self, bundle: &str, unix_seconds: i64) {
+        self.source_last_success
+            .get_or_create(&BundleLabels {
+                bundle: bundle.to_string(),
+            })
+            .set(unix_seconds);
+    }
+
+    pub fn source_stale(&self, bundle: &str, stale: bool) {
+        self.source_stale
+            .get_or_create(&BundleLabels {
+                bundle: bundle.to_string(),
+            })
+            .set(i64::from(stale));
     }
 
     /// The Prometheus text exposition.

@@ -18,6 +18,7 @@ pub(crate) mod metrics;
 pub(crate) mod monitor;
 pub mod pipeline;
 pub(crate) mod registry;
+pub(crate) mod remote;
 pub(crate) mod routes;
 pub(crate) mod sources;
 
@@ -224,6 +225,9 @@ fn prepare_registry(
     let mut watcher = sources::Watcher::new(registry.clone(), config.bundles.clone());
     watcher.poll();
     watcher.spawn(Duration::from_millis(config.limits.watch_interval_ms));
+    // Remote sources poll on their own threads: a registry that is down
+    // must not hold up start, which already serves the persisted bundles.
+    remote::start(&registry, &config.bundles, &config.sources).map_err(ServeError::Config)?;
     Ok(registry)
 }
 

@@ -46,6 +46,17 @@ pub enum Origin {
     Build { path: String },
     /// Uploaded over HTTP by a publisher.
     Upload { by: String },
+    /// Pulled from a polled HTTP(S) URL (credentials redacted).
+    Url { url: String },
+    /// Pulled from an OCI registry: the reference polled and the manifest
+    /// the tag named.
+    Oci {
+        reference: String,
+        /// Absent when the manifest itself was refused before its digest
+        /// could be trusted.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        manifest_digest: Option<String>,
+    },
 }
 
 impl std::fmt::Display for Origin {
@@ -56,6 +67,15 @@ impl std::fmt::Display for Origin {
             Origin::Dir { path } => write!(f, "directory entry {path}"),
             Origin::Build { path } => write!(f, "build of {path}"),
             Origin::Upload { by } => write!(f, "upload by {by}"),
+            Origin::Url { url } => write!(f, "url {url}"),
+            Origin::Oci {
+                reference,
+                manifest_digest: Some(d),
+            } => write!(f, "oci {reference} ({d})"),
+            Origin::Oci {
+                reference,
+                manifest_digest: None,
+            } => write!(f, "oci {reference}"),
         }
     }
 }
@@ -156,6 +176,8 @@ pub struct Slot {
     pub counters: BundleCounters,
     /// Inline or blocking execution of this bundle's decisions.
     pub lane: super::lane::Lane,
+    /// The polled remote source (`url`, `oci`), if the bundle has one.
+    source: Mutex<Option<super::remote::SourceState>>,
 }
 
 impl Slot {
@@ -175,6 +197,21 @@ impl Slot {
             .lock()
             .ok()
             .and_then(|h| h.iter().rev().find(|e| e.event == "rejected").cloned())
+    }
+
+    /// The remote source's status, if the bundle has one.
+    pub fn source_status(&self) -> Option<super::remote::SourceStatus> {
+        self.source
+            .lock()
+            .ok()
+            .and_then(|s| s.as_ref().map(super::remote::SourceState::status))
+    }
+
+    /// Updates the remote source's state.
+    pub(crate) fn update_source(&self, f: impl FnOnce(&mut Option<super::remote::SourceState>)) {
+        if let Ok(mut s) = self.source.lock() {
+            f(&mut s);
+        }
     }
 
     fn record(&self, event: Event) {
@@ -354,6 +391,7 @@ impl Registry {
             history: Mutex::new(VecDeque::new()),
             counters: self.metrics.bundle_counters(name),
             lane: super::lane::Lane::new(),
+            source: Mutex::new(None),
         });
         let mut next = (*current).clone();
         next.insert(name.to_string(), slot.clone());
@@ -553,6 +591,26 @@ impl Registry {
                 }
                 Err(e)
             }
+        }
+    }
+
+    /// Records a candidate that was refused before it could be offered to
+    /// [`Registry::activate`] (a pulled blob whose digest does not match,
+    /// a manifest of another artifact): in the slot's history and the
+    /// rejection metric, like any other refusal.
+    pub fn refuse(&self, name: &str, origin: Origin, reason: String) {
+        tracing::warn!(bundle = %name, origin = %origin, reason = %reason, "bundle candidate rejected; the active version keeps serving");
+        if let Some(slot) = self.slots.load().get(name) {
+            self.metrics.activation_failed(name);
+            slot.record(Event {
+                at: Timestamp::now(),
+                event: "rejected",
+                origin,
+                version: None,
+                digest: None,
+                reason: Some(reason),
+                forced: false,
+            });
         }
     }
 
