@@ -38,6 +38,7 @@ mod log;
 mod migrations;
 pub mod model;
 pub mod refs;
+mod reports;
 pub mod schedule;
 pub mod store;
 pub(crate) mod transitions;

@@ -296,6 +296,15 @@ pub fn router(app: Arc<App>) -> Router {
             "/v1/deployments/{id}/evaluations/monitoring",
             get(routes::evaluations::monitoring),
         )
+        // Rollout controllers (docs/integrations.md).
+        .route(
+            "/v1/integrations/argo-rollouts/analysis",
+            get(routes::integrations::argo::analysis),
+        )
+        .route(
+            "/v1/integrations/flagger/{hook}",
+            post(routes::integrations::flagger::hook),
+        )
         .route(
             "/v1/deployments/{id}/rollback",
             post(routes::records::rollback),
