@@ -473,3 +473,160 @@ fn bad_controller_input_is_a_clear_4xx_never_a_5xx(b: Backend) {
     );
     assert!(!s.logs().contains("panicked"), "{}", s.logs());
 }
+
+/// The value of `key: value` on a trimmed YAML line, unquoted.
+fn yaml_value<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let rest = line.trim().trim_start_matches("- ").strip_prefix(key)?;
+    let v = rest.strip_prefix(':')?.trim();
+    Some(v.trim_matches('"'))
+}
+
+fn example(rel: &str) -> String {
+    std::fs::read_to_string(support::root().join("examples").join(rel))
+        .unwrap_or_else(|e| panic!("examples/{rel}: {e}"))
+}
+
+/// Argo's phase for a measured value, as `utils/evaluate/evaluate.go`
+/// decides it from the template's two conditions (each of the form
+/// `result == "X"` in the shipped template).
+fn argo_phase(success: &str, failure: &str, result: &str) -> &'static str {
+    let holds = |cond: &str| {
+        let expected = cond
+            .strip_prefix("result == ")
+            .unwrap_or_else(|| panic!("unexpected condition {cond}"))
+            .trim_matches('"');
+        expected == result
+    };
+    match (holds(success), holds(failure)) {
+        (_, true) => "Failed",
+        (true, false) => "Successful",
+        (false, false) => "Inconclusive",
+    }
+}
+
+/// The shipped manifests, read as the controllers read them: every URL,
+/// header, jsonPath and condition of the Argo templates and every hook of
+/// the Flagger Canary is exercised against a running server.
+#[test]
+fn the_shipped_examples_drive_stagegate_as_the_controllers_would() {
+    let w = World::new(Backend::Sqlite, "").unwrap();
+    let s = w.start();
+    let release = registered_release(&s, "2.3.0");
+    let r = post(
+        &s,
+        "ops",
+        "/v1/deployments",
+        &json!({"release_id": release, "plan": plan(),
+                "refs": {"kubernetes": format!("{NAMESPACE}/{NAME}")}}),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let d = r.json()["deployment"]["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        observe(&s, &d, 0.01, 20_000).json()["decision"]["outcome"],
+        "healthy"
+    );
+    let service = "http://stagegate.stagegate.svc:8080";
+    let base = s.url("");
+
+    // Argo Rollouts: the two templates and the Rollout's step weights.
+    let templates = example("argo-rollouts/analysis-templates.yaml");
+    let rollout = example("argo-rollouts/rollout.yaml");
+    assert!(rollout.contains("fieldPath: metadata.annotations['stagegate.dev/deployment']"));
+    assert!(rollout.contains("stagegate.dev/deployment: "));
+    let weights: Vec<String> = rollout
+        .lines()
+        .zip(rollout.lines().skip(1))
+        .filter(|(a, _)| yaml_value(a, "name") == Some("weight"))
+        .filter_map(|(_, b)| yaml_value(b, "value").map(str::to_string))
+        .collect();
+    assert_eq!(weights, ["5", "25", "100"]);
+    let field = |key: &str| -> Vec<String> {
+        templates
+            .lines()
+            .filter_map(|l| yaml_value(l, key).map(str::to_string))
+            .collect()
+    };
+    let (urls, paths) = (field("url"), field("jsonPath"));
+    let (success, failure) = (field("successCondition"), field("failureCondition"));
+    assert_eq!(urls.len(), 2);
+    assert_eq!(paths, ["{$.result}", "{$.result}"]);
+    assert!(
+        field("value")
+            .iter()
+            .all(|v| v == "Bearer {{args.stagegate-token}}")
+    );
+    let measure = |template: usize, weight: &str| -> &'static str {
+        let url = urls[template]
+            .replace(service, base.trim_end_matches('/'))
+            .replace("{{args.deployment}}", &d)
+            .replace("{{args.weight}}", weight);
+        let r = support::server::send(&url, "GET", Some(&token("gw")), None, None);
+        assert_eq!(r.status, 200, "{url}: {}", r.body);
+        let result = r.json()["result"].as_str().unwrap().to_string();
+        argo_phase(&success[template], &failure[template], &result)
+    };
+    let steps: Vec<&str> = weights.iter().map(|w| measure(0, w)).collect();
+    assert_eq!(steps, ["Successful", "Inconclusive", "Inconclusive"]);
+    assert_eq!(measure(1, ""), "Successful");
+
+    // Flagger: every hook type of canary.yaml, with its metadata.
+    let canary = example("flagger/canary.yaml");
+    let mut hooks: Vec<(String, String)> = Vec::new();
+    let mut kind = String::new();
+    for line in canary.lines() {
+        if let Some(t) = yaml_value(line, "type") {
+            kind = t.to_string();
+        }
+        if let Some(u) = yaml_value(line, "url") {
+            hooks.push((kind.clone(), u.replace(service, base.trim_end_matches('/'))));
+        }
+    }
+    let mut types: Vec<&str> = hooks.iter().map(|(t, _)| t.as_str()).collect();
+    types.sort();
+    assert_eq!(
+        types,
+        [
+            "confirm-promotion",
+            "confirm-rollout",
+            "confirm-traffic-increase",
+            "event",
+            "post-rollout",
+            "pre-rollout",
+            "rollback",
+            "rollout"
+        ]
+    );
+    assert_eq!(
+        canary
+            .matches("token: \"REPLACE-WITH-A-GATEWAY-TOKEN\"")
+            .count(),
+        8
+    );
+    let mut statuses: Vec<(String, u16)> = hooks
+        .iter()
+        .map(|(t, url)| {
+            // The token travels in the metadata, as the example wires it.
+            let payload = flagger_payload(t, json!({"token": token("gw")}));
+            let bytes = serde_json::to_vec(&payload).unwrap();
+            let r =
+                support::server::send(url, "POST", None, Some("application/json"), Some(&bytes));
+            (t.clone(), r.status)
+        })
+        .collect();
+    statuses.sort();
+    let expected: Vec<(String, u16)> = [
+        ("confirm-promotion", 403),
+        ("confirm-rollout", 200),
+        ("confirm-traffic-increase", 200),
+        ("event", 200),
+        ("post-rollout", 200),
+        ("pre-rollout", 200),
+        ("rollback", 409),
+        ("rollout", 200),
+    ]
+    .into_iter()
+    .map(|(h, c)| (h.to_string(), c))
+    .collect();
+    assert_eq!(statuses, expected);
+}
