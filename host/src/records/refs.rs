@@ -54,7 +54,7 @@ impl DeploymentSelector {
     }
 
     /// From an adapter's query: exactly one of `deployment` (an id) and
-    /// `reference` (`NAMESPACE/NAME`); `what` names them in errors.
+    /// `reference` (`NAMESPACE/NAME`); errors name the query parameter.
     pub fn from_query(
         deployment: Option<&str>,
         reference: Option<&str>,
