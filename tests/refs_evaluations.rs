@@ -7,7 +7,9 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::records::{Backend, World, get, observe, plan, post, registered_release};
+use support::records::{
+    Backend, World, get, observe, plan, post, registered_release, release_body,
+};
 
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
@@ -23,6 +25,7 @@ macro_rules! on_both_backends {
 on_both_backends!(
     a_ref_resolves_to_the_newest_deployment_and_the_older_is_superseded_at_full_exposure,
     malformed_refs_are_refused_naming_the_field,
+    a_deployment_created_at_its_plans_only_stage_supersedes_at_once,
     read_only_evaluations_change_nothing_and_are_logged_read_only,
     evaluations_refuse_bad_input_with_a_clear_4xx,
 );
@@ -297,4 +300,69 @@ fn evaluations_refuse_bad_input_with_a_clear_4xx(b: Backend) {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(ev("gw", "monitoring").status, 200);
     assert_eq!(ev("gw", "progression?target_stage=regional").status, 409);
+}
+
+/// A low-risk system's release (one stage may expose everything), with
+/// its review, authorisation and the acceptance of D-7.
+fn low_risk_release(s: &support::server::Server, version: &str) -> String {
+    let r = post(
+        s,
+        "ops",
+        "/v1/systems",
+        &json!({"id": "faq-bot", "risk_tier": "low"}),
+        &[],
+    );
+    assert!(r.status == 201 || r.status == 409, "{}", r.body);
+    let r = post(
+        s,
+        "ops",
+        "/v1/systems/faq-bot/releases",
+        &release_body(version),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = format!("faq-bot@{version}");
+    for (who, what, body) in [
+        ("a.lee", "reviews", json!({"outcome": "approved"})),
+        ("j.doe", "authorisations", json!({})),
+        (
+            "j.doe",
+            "acceptances",
+            json!({"deficiency_id": "D-7", "rationale": "monitored"}),
+        ),
+    ] {
+        let r = post(s, who, &format!("/v1/releases/{id}/{what}"), &body, &[]);
+        assert_eq!(r.status, 201, "{what}: {}", r.body);
+    }
+    id
+}
+
+fn a_deployment_created_at_its_plans_only_stage_supersedes_at_once(b: Backend) {
+    let Some(w) = World::new(b, "") else { return };
+    let s = w.start();
+    let mut one_stage = plan();
+    let last = one_stage["stages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    one_stage["stages"] = json!([last]);
+    let deploy = |release: &str| {
+        let r = post(
+            &s,
+            "ops",
+            "/v1/deployments",
+            &json!({"release_id": release, "plan": one_stage, "refs": {"kubernetes": "support/faq-bot"}}),
+            &[],
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.json()["deployment"]["id"].as_str().unwrap().to_string()
+    };
+    let d1 = deploy(&low_risk_release(&s, "1.0.0"));
+    assert_eq!(events(&s, &d1), ["created"]);
+    let d2 = deploy(&low_risk_release(&s, "1.1.0"));
+    assert_eq!(events(&s, &d1), ["created", "superseded"]);
+    assert_eq!(events(&s, &d2), ["created"]);
+    assert_eq!(view(&s, &d1)["status"], "active");
 }

@@ -221,6 +221,11 @@ impl Records {
         })
         .await?;
         super::refs::index(&mut w, &d).await?;
+        // A plan whose first stage is its last exposes everything at once:
+        // older deployments holding the same refs are superseded now.
+        if !d.refs.is_empty() && d.last_stage() == Some(d.stage.trim()) {
+            self.supersede_older(&mut w, &d).await?;
+        }
         let detail = EventDetail {
             obligations: envelope.obligations.clone(),
             ..EventDetail::default()
