@@ -18,6 +18,7 @@ pub mod bundle;
 pub mod cli;
 pub mod decision;
 pub mod distribution;
+pub mod integrations;
 pub mod policy;
 pub mod records;
 pub mod server;

@@ -270,7 +270,10 @@ pub fn router(app: Arc<App>) -> Router {
             "/v1/releases/{id}/acceptances",
             post(routes::records::release_acceptance),
         )
-        .route("/v1/deployments", post(routes::records::create_deployment))
+        .route(
+            "/v1/deployments",
+            post(routes::records::create_deployment).get(routes::evaluations::find),
+        )
         .route("/v1/log/checkpoint", get(routes::records::checkpoint))
         .route("/v1/log/key", get(routes::records::checkpoint_key))
         .route("/v1/deployments/{id}", get(routes::records::get_deployment))
@@ -289,6 +292,23 @@ pub fn router(app: Arc<App>) -> Router {
             post(routes::records::observe),
         )
         .route("/v1/deployments/{id}/issues", post(routes::records::issue))
+        .route(
+            "/v1/deployments/{id}/evaluations/progression",
+            get(routes::evaluations::progression),
+        )
+        .route(
+            "/v1/deployments/{id}/evaluations/monitoring",
+            get(routes::evaluations::monitoring),
+        )
+        // Rollout controllers (docs/integrations.md).
+        .route(
+            "/v1/integrations/argo-rollouts/analysis",
+            get(routes::integrations::argo::analysis),
+        )
+        .route(
+            "/v1/integrations/flagger/{hook}",
+            post(routes::integrations::flagger::hook),
+        )
         .route(
             "/v1/deployments/{id}/rollback",
             post(routes::records::rollback),

@@ -2,6 +2,8 @@
 
 pub mod bundles;
 pub mod decisions;
+pub mod evaluations;
 pub mod health;
+pub mod integrations;
 pub mod notice;
 pub mod records;
