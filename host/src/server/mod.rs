@@ -294,6 +294,11 @@ pub fn router(app: Arc<App>) -> Router {
             "/v1/deployments/{id}/suspend",
             post(routes::records::suspend),
         )
+        // A Kubernetes ValidatingAdmissionWebhook (gateway role).
+        .route(
+            "/v1/integrations/kubernetes/admission",
+            post(routes::admission::review),
+        )
         // Public routes pass the same gate: a flood of them must not
         // starve the decisions (the notice is served from a cache, health
         // and metrics from memory, so they rarely wait for a permit).
