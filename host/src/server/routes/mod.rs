@@ -3,6 +3,7 @@
 pub mod admission;
 pub mod bundles;
 pub mod decisions;
+pub mod evaluations;
 pub mod health;
 pub mod notice;
 pub mod records;
