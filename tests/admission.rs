@@ -291,6 +291,9 @@ fn admission_answers_follow_the_deployment_from_pilot_through_promotion_to_rollb
     let client = ca.client();
     let release = registered_release_with(&s, "2.3.0", json!({"artifact_digest": DIGEST}));
     let id = deploy(&s, &release);
+    // Healthy observations: the monitoring policy has nothing to warn of.
+    let v = observe(&s, &id, 0.01, 20_000).json();
+    assert_eq!(v["decision"]["outcome"], "healthy", "{v:#}");
     let by_id = format!("deployment={id}");
     let mut n = 0;
     let mut uid = || {
@@ -376,7 +379,10 @@ fn admission_answers_follow_the_deployment_from_pilot_through_promotion_to_rollb
     assert_eq!(logged["outcome"], "denied");
     assert_eq!(
         logged["codes"],
-        json!(["admission.digest_mismatch", "admission.traffic_not_enforced"])
+        json!([
+            "admission.digest_mismatch",
+            "admission.traffic_not_enforced"
+        ])
     );
 
     // The right artifact in a Deployment: allowed, with a warning that a
@@ -542,6 +548,31 @@ fn admission_answers_follow_the_deployment_from_pilot_through_promotion_to_rollb
     );
     assert!(!a.allowed, "{}", a.message);
 
+    // Monitoring raises an alert: the object is still admitted, and whoever
+    // changes it sees the monitoring policy's warnings.
+    let v = observe(&s, &id, 0.03, 3000).json();
+    assert_eq!(v["decision"]["outcome"], "alert", "{v:#}");
+    let a = admit(
+        &client,
+        &addr,
+        &review(
+            &uid(),
+            "UPDATE",
+            "serving.kserve.io",
+            "InferenceService",
+            inference_service(&by_id, DIGEST, Some(25)),
+        ),
+    );
+    assert!(a.allowed, "{}", a.message);
+    assert!(
+        !a.warnings.is_empty()
+            && a.warnings
+                .iter()
+                .all(|w| w.starts_with("stagegate: monitoring: ")),
+        "{:?}",
+        a.warnings
+    );
+
     // A breach rolls the deployment back: nothing of it is admitted.
     let v = observe(&s, &id, 0.08, 3000).json();
     assert_eq!(v["deployment"]["status"], "rolled_back", "{v:#}");
@@ -590,6 +621,53 @@ fn admission_answers_follow_the_deployment_from_pilot_through_promotion_to_rollb
     drop(s);
     let (code, out) = w.world.audit_verify();
     assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn an_annotated_system_resolves_by_the_objects_ref_first_then_to_its_newest_active_deployment() {
+    let ca = Ca::new("admission test CA");
+    let w = TlsWorld::new(&ca);
+    let (s, addr) = w.start();
+    let client = ca.client();
+    let release = registered_release_with(&s, "2.3.0", json!({"artifact_digest": DIGEST}));
+    let r = post(
+        &s,
+        "ops",
+        "/v1/deployments",
+        &json!({"release_id": release, "plan": support::records::plan(),
+            "refs": {"kubernetes": "credit/credit-scoring"}}),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let with_ref = r.json()["deployment"]["id"].as_str().unwrap().to_string();
+    let newest = deploy(&s, &release);
+    assert_ne!(with_ref, newest);
+
+    let named = |name: &str, system: &str| {
+        let mut object = inference_service(&format!("system={system}"), DIGEST, Some(5));
+        object["metadata"]["name"] = json!(name);
+        review(
+            "ref-1",
+            "CREATE",
+            "serving.kserve.io",
+            "InferenceService",
+            object,
+        )
+    };
+    let a = admit(&client, &addr, &named("credit-scoring", "credit-scoring"));
+    assert!(a.allowed && a.message.contains(&with_ref), "{}", a.message);
+    let a = admit(&client, &addr, &named("fraud-model", "credit-scoring"));
+    assert!(a.allowed && a.message.contains(&newest), "{}", a.message);
+    let a = admit(&client, &addr, &named("credit-scoring", "fraud-detection"));
+    assert!(!a.allowed);
+    assert!(
+        a.message.contains("says 'fraud-detection'"),
+        "{}",
+        a.message
+    );
+    let a = admit(&client, &addr, &named("fraud-model", "fraud-detection"));
+    assert!(!a.allowed);
+    assert!(a.message.contains("no active deployment"), "{}", a.message);
 }
 
 #[test]

@@ -24,13 +24,15 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use crate::decision::verdict::FindingSeverity;
 use crate::records::chain::LogEntry;
 use crate::records::model::Deployment;
-use crate::records::{DeploymentStatus, RecordError};
+use crate::records::{DeploymentSelector, DeploymentStatus, RecordError};
 use crate::server::App;
 use crate::server::body;
 use crate::server::config::Role;
 use crate::server::error::ApiError;
+use crate::server::pipeline::Pipeline;
 
 /// The only review version served (the webhook's `admissionReviewVersions`).
 pub const API_VERSION: &str = "admission.k8s.io/v1";
@@ -52,23 +54,23 @@ pub(crate) enum Severity {
 /// One reason in an answer.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Finding {
-    pub code: &'static str,
+    pub code: String,
     pub severity: Severity,
     pub message: String,
 }
 
 impl Finding {
-    fn deny(code: &'static str, message: impl Into<String>) -> Self {
+    fn deny(code: &str, message: impl Into<String>) -> Self {
         Finding {
-            code,
+            code: code.into(),
             severity: Severity::Deny,
             message: message.into(),
         }
     }
 
-    fn warn(code: &'static str, message: impl Into<String>) -> Self {
+    fn warn(code: &str, message: impl Into<String>) -> Self {
         Finding {
-            code,
+            code: code.into(),
             severity: Severity::Warn,
             message: message.into(),
         }
@@ -90,8 +92,8 @@ pub async fn review(
     })?;
     let request = envelope(&review)?;
     let uid = request.uid.to_string();
-    let answer = decide(&app, &request).await;
-    let mut codes: Vec<String> = answer.findings.iter().map(|f| f.code.to_string()).collect();
+    let answer = decide(&app, &request, &caller.name).await;
+    let mut codes: Vec<String> = answer.findings.iter().map(|f| f.code.clone()).collect();
     if request.dry_run {
         codes.push("admission.dry_run".into());
     }
@@ -117,6 +119,8 @@ pub async fn review(
             deployment_id: answer.deployment.as_ref().map(|d| d.id.clone()),
             actor: caller.name.clone(),
             record: None,
+            // An admission answer changes nothing but the log.
+            read_only: true,
         };
         let id = entry.decision_id.clone();
         if let Err(e) = app.records.log.record(entry).await {
@@ -154,6 +158,10 @@ pub(crate) struct Request<'a> {
     /// `request.kind`: the group and kind of the object.
     pub group: &'a str,
     pub kind: &'a str,
+    /// `request.namespace` and `request.name` (else the object's): the
+    /// `kubernetes` ref `NAMESPACE/NAME`.
+    pub namespace: &'a str,
+    pub name: &'a str,
     pub object: Option<&'a Value>,
     pub old_object: Option<&'a Value>,
     pub dry_run: bool,
@@ -216,6 +224,14 @@ fn envelope(review: &Value) -> Result<Request<'_>, ApiError> {
             "" => text(object.and_then(|o| o.get("kind"))),
             k => k,
         },
+        namespace: match text(request.get("namespace")) {
+            "" => text(object.and_then(|o| o.pointer("/metadata/namespace"))),
+            ns => ns,
+        },
+        name: match text(request.get("name")) {
+            "" => text(object.and_then(|o| o.pointer("/metadata/name"))),
+            name => name,
+        },
         object,
         old_object: request.get("oldObject").filter(|o| !o.is_null()),
         dry_run: request.get("dryRun").and_then(Value::as_bool) == Some(true),
@@ -253,7 +269,7 @@ impl Answer {
 }
 
 /// The rules (README.md, "Kubernetes admission").
-async fn decide(app: &App, request: &Request<'_>) -> Answer {
+async fn decide(app: &App, request: &Request<'_>, actor: &str) -> Answer {
     if !matches!(request.operation, "CREATE" | "UPDATE") {
         return Answer::not_concerned();
     }
@@ -272,7 +288,7 @@ async fn decide(app: &App, request: &Request<'_>) -> Answer {
     if by_id.is_none() && by_system.is_none() {
         return Answer::not_concerned();
     }
-    let deployment = match resolve(app, by_id, by_system).await {
+    let deployment = match resolve(app, request, by_id, by_system).await {
         Ok(d) => d,
         Err(finding) => return Answer::refused(finding),
     };
@@ -299,7 +315,8 @@ async fn decide(app: &App, request: &Request<'_>) -> Answer {
             };
         }
     };
-    let findings = check_object(request, object, &deployment, digest.as_deref());
+    let mut findings = check_object(request, object, &deployment, digest.as_deref());
+    findings.extend(monitoring_warnings(app, &deployment, actor).await);
     Answer {
         opted_in: true,
         deployment: Some(deployment),
@@ -307,32 +324,48 @@ async fn decide(app: &App, request: &Request<'_>) -> Answer {
     }
 }
 
-/// The deployment an annotated object belongs to.
+/// The deployment an annotated object belongs to: the one named by
+/// `stagegate.dev/deployment`; else the newest deployment holding the ref
+/// `kubernetes: NAMESPACE/NAME` of the object; else the newest active
+/// deployment of the system named by `stagegate.dev/system`.
 async fn resolve(
     app: &App,
+    request: &Request<'_>,
     by_id: Option<&str>,
     by_system: Option<&str>,
 ) -> Result<Deployment, Finding> {
-    if let Some(id) = by_id {
-        let d = app.records.deployment(id).await.map_err(|e| match e {
-            RecordError::NotFound(_) => Finding::deny(
-                "admission.unknown_deployment",
-                format!("annotation {DEPLOYMENT_ANNOTATION}: no deployment '{id}' in stagegate's records"),
+    let agrees = |d: Deployment, how: &str| match by_system {
+        Some(system) if system != d.system_id => Err(Finding::deny(
+            "admission.annotations_disagree",
+            format!(
+                "{how} is deployment '{}' of system '{}', but {SYSTEM_ANNOTATION} says '{system}'",
+                d.id, d.system_id
             ),
-            e => records_unavailable(&e),
-        })?;
-        if let Some(system) = by_system
-            && system != d.system_id
-        {
-            return Err(Finding::deny(
-                "admission.annotations_disagree",
-                format!(
-                    "annotation {DEPLOYMENT_ANNOTATION}: deployment '{id}' belongs to system '{}', but {SYSTEM_ANNOTATION} says '{system}'",
-                    d.system_id
+        )),
+        _ => Ok(d),
+    };
+    if let Some(id) = by_id {
+        let d = app
+            .records
+            .find_deployment(&DeploymentSelector::Id(id.to_string()))
+            .await
+            .map_err(|e| match e {
+                RecordError::NotFound(_) => Finding::deny(
+                    "admission.unknown_deployment",
+                    format!("annotation {DEPLOYMENT_ANNOTATION}: no deployment '{id}' in stagegate's records"),
                 ),
-            ));
+                e => records_unavailable(&e),
+            })?;
+        return agrees(d, &format!("annotation {DEPLOYMENT_ANNOTATION}: '{id}'"));
+    }
+    let reference = format!("{}/{}", request.namespace, request.name);
+    // An object without a usable name (generateName on CREATE) has no ref.
+    if let Ok(selector) = DeploymentSelector::kubernetes(&reference) {
+        match app.records.find_deployment(&selector).await {
+            Ok(d) => return agrees(d, &format!("ref kubernetes={reference}")),
+            Err(RecordError::NotFound(_)) => {}
+            Err(e) => return Err(records_unavailable(&e)),
         }
-        return Ok(d);
     }
     let system = by_system.unwrap_or_default();
     match app.records.newest_active_of_system(system).await {
@@ -340,10 +373,44 @@ async fn resolve(
         Ok(None) => Err(Finding::deny(
             "admission.no_active_deployment",
             format!(
-                "annotation {SYSTEM_ANNOTATION}: system '{system}' has no active deployment; create one (POST /v1/deployments) once its gate allows"
+                "annotation {SYSTEM_ANNOTATION}: system '{system}' has no active deployment, and no deployment holds the ref kubernetes={reference}; create one (POST /v1/deployments) once its gate allows"
             ),
         )),
         Err(e) => Err(records_unavailable(&e)),
+    }
+}
+
+/// The monitoring policy's warnings about the deployment now (a read-only
+/// evaluation, logged as such): returned as admission warnings, so whoever
+/// changes the object sees them. They never refuse the object; an
+/// evaluation that cannot run is itself a warning.
+async fn monitoring_warnings(app: &App, deployment: &Deployment, actor: &str) -> Vec<Finding> {
+    let pipeline = match Pipeline::resolve(app, None) {
+        Ok(p) => p,
+        Err(e) => {
+            return vec![Finding::warn(
+                "admission.monitoring_unavailable",
+                format!("the monitoring policy could not be asked: {e}"),
+            )];
+        }
+    };
+    let selector = DeploymentSelector::Id(deployment.id.clone());
+    match app
+        .records
+        .evaluate_monitoring(&pipeline, actor, &selector)
+        .await
+    {
+        Ok(evaluation) => evaluation
+            .decision
+            .findings
+            .iter()
+            .filter(|f| f.severity == FindingSeverity::Warning)
+            .map(|f| Finding::warn(&f.code, format!("monitoring: {}", f.message)))
+            .collect(),
+        Err(e) => vec![Finding::warn(
+            "admission.monitoring_unavailable",
+            format!("the monitoring policy could not be asked: {e}"),
+        )],
     }
 }
 
@@ -590,7 +657,7 @@ mod tests {
     }
 
     fn codes(f: &[Finding]) -> Vec<&str> {
-        f.iter().map(|f| f.code).collect()
+        f.iter().map(|f| f.code.as_str()).collect()
     }
 
     #[test]
