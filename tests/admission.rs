@@ -63,20 +63,25 @@ impl Ca {
 
     /// An HTTPS agent that trusts this CA and nothing else.
     fn client(&self) -> ureq::Agent {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.cert.der().clone()).unwrap();
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        ureq::AgentBuilder::new()
-            .tls_config(Arc::new(config))
-            .timeout(Duration::from_secs(30))
-            .build()
+        client_trusting(self.cert.der().clone())
     }
+}
+
+/// An HTTPS agent that trusts `ca` and nothing else.
+fn client_trusting(ca: rustls::pki_types::CertificateDer<'static>) -> ureq::Agent {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    ureq::AgentBuilder::new()
+        .tls_config(Arc::new(config))
+        .timeout(Duration::from_secs(30))
+        .build()
 }
 
 /// A records world whose server also listens with TLS, on a certificate
@@ -89,10 +94,15 @@ struct TlsWorld {
 
 impl TlsWorld {
     fn new(ca: &Ca) -> TlsWorld {
+        let (c, k) = ca.server_pair();
+        Self::with_pair(&c, &k)
+    }
+
+    /// A world serving the certificate `c` with its key `k` (PEM).
+    fn with_pair(c: &str, k: &str) -> TlsWorld {
         let world = World::new(Backend::Sqlite, "").expect("SQLite is always available");
         let (cert, key) = (world.d.path("tls/tls.crt"), world.d.path("tls/tls.key"));
         std::fs::create_dir_all(world.d.path("tls")).unwrap();
-        let (c, k) = ca.server_pair();
         std::fs::write(&cert, c).unwrap();
         std::fs::write(&key, k).unwrap();
         let config = std::fs::read_to_string(world.d.config()).unwrap();
@@ -823,4 +833,86 @@ fn a_missing_or_mismatched_certificate_stops_the_start_naming_the_file() {
 
 fn display(p: &Path) -> String {
     p.display().to_string()
+}
+
+/// The documents of a YAML file as JSON (PyYAML: Debian's python3-yaml).
+fn yaml_documents(path: &Path) -> Vec<Value> {
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg("import sys, json, yaml; json.dump(list(yaml.safe_load_all(open(sys.argv[1]))), sys.stdout)")
+        .arg(path)
+        .output()
+        .expect("running python3 (with PyYAML, Debian's python3-yaml) to read the example manifests");
+    assert!(
+        out.status.success(),
+        "reading {} needs python3 with PyYAML (python3-yaml): {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn the_shipped_certificate_script_and_manifests_work_against_a_running_server() {
+    let examples = support::root().join("examples/kubernetes");
+    let certs = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("bash")
+        .arg(examples.join("make-certs.sh"))
+        .arg(certs.path())
+        .env("EXTRA_SANS", "IP:127.0.0.1")
+        .output()
+        .expect("running examples/kubernetes/make-certs.sh (needs bash and openssl)");
+    let (o, e) = support::text(&out);
+    assert!(out.status.success(), "make-certs.sh failed:\n{o}\n{e}");
+    let read = |name: &str| std::fs::read_to_string(certs.path().join(name)).unwrap();
+
+    // The webhook configuration, with the script's CA as its caBundle.
+    let webhook = &yaml_documents(&certs.path().join("webhook.yaml"))[0];
+    assert_eq!(webhook["kind"], "ValidatingWebhookConfiguration");
+    let hook = &webhook["webhooks"][0];
+    assert_eq!(hook["sideEffects"], "None");
+    assert_eq!(hook["failurePolicy"], "Fail");
+    assert_eq!(hook["admissionReviewVersions"], json!(["v1"]));
+    assert!(
+        hook["timeoutSeconds"]
+            .as_u64()
+            .is_some_and(|t| (1..=30).contains(&t))
+    );
+    assert!(hook["namespaceSelector"]["matchLabels"].is_object());
+    assert_eq!(hook["clientConfig"]["service"]["path"], ADMISSION);
+    use base64::Engine;
+    let bundle = base64::engine::general_purpose::STANDARD
+        .decode(hook["clientConfig"]["caBundle"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(String::from_utf8(bundle).unwrap(), read("ca.crt"));
+
+    // stagegate serves the script's certificate; a client trusting only
+    // the script's CA is admitted.
+    let w = TlsWorld::with_pair(&read("tls.crt"), &read("tls.key"));
+    let (s, addr) = w.start();
+    use rustls::pki_types::pem::PemObject;
+    let ca = rustls::pki_types::CertificateDer::from_pem_slice(read("ca.crt").as_bytes()).unwrap();
+    let client = client_trusting(ca);
+    let release = registered_release_with(&s, "2.3.0", json!({"artifact_digest": DIGEST}));
+    let id = deploy(&s, &release);
+    observe(&s, &id, 0.01, 20_000);
+
+    // The example objects, as the API server would send them.
+    for (file, group, warnings) in [
+        ("inferenceservice.yaml", "serving.kserve.io", 0),
+        ("deployment.yaml", "apps", 1),
+    ] {
+        let object = yaml_documents(&examples.join(file)).remove(0);
+        let kind = object["kind"].as_str().unwrap().to_string();
+        let a = admit(
+            &client,
+            &addr,
+            &review(file, "CREATE", group, &kind, object),
+        );
+        assert!(a.allowed, "{file}: {}", a.message);
+        assert!(a.message.contains(&id), "{file}: {}", a.message);
+        assert_eq!(a.warnings.len(), warnings, "{file}: {:?}", a.warnings);
+    }
+    let sample = yaml_documents(&examples.join("apiserver-admission.yaml"));
+    assert_eq!(sample[0]["kind"], "AdmissionConfiguration");
 }
