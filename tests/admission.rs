@@ -94,13 +94,22 @@ struct TlsWorld {
 
 impl TlsWorld {
     fn new(ca: &Ca) -> TlsWorld {
+        Self::on(Backend::Sqlite, ca).expect("SQLite is always available")
+    }
+
+    /// On `backend`; None when PostgreSQL is not available and not required.
+    fn on(backend: Backend, ca: &Ca) -> Option<TlsWorld> {
         let (c, k) = ca.server_pair();
-        Self::with_pair(&c, &k)
+        Self::with_pair_on(backend, &c, &k)
     }
 
     /// A world serving the certificate `c` with its key `k` (PEM).
     fn with_pair(c: &str, k: &str) -> TlsWorld {
-        let world = World::new(Backend::Sqlite, "").expect("SQLite is always available");
+        Self::with_pair_on(Backend::Sqlite, c, k).expect("SQLite is always available")
+    }
+
+    fn with_pair_on(backend: Backend, c: &str, k: &str) -> Option<TlsWorld> {
+        let world = World::new(backend, "")?;
         let (cert, key) = (world.d.path("tls/tls.crt"), world.d.path("tls/tls.key"));
         std::fs::create_dir_all(world.d.path("tls")).unwrap();
         std::fs::write(&cert, c).unwrap();
@@ -115,7 +124,7 @@ impl TlsWorld {
             ),
         )
         .unwrap();
-        TlsWorld { world, cert, key }
+        Some(TlsWorld { world, cert, key })
     }
 
     /// Starts the server; returns it with its TLS address.
@@ -295,8 +304,19 @@ fn promote(s: &Server, id: &str, target: &str) {
 
 #[test]
 fn admission_answers_follow_the_deployment_from_pilot_through_promotion_to_rollback() {
+    the_story(Backend::Sqlite);
+}
+
+#[test]
+fn admission_answers_follow_the_deployment_from_pilot_through_promotion_to_rollback_on_postgres() {
+    the_story(Backend::Postgres);
+}
+
+fn the_story(backend: Backend) {
     let ca = Ca::new("admission test CA");
-    let w = TlsWorld::new(&ca);
+    let Some(w) = TlsWorld::on(backend, &ca) else {
+        return;
+    };
     let (s, addr) = w.start();
     let client = ca.client();
     let release = registered_release_with(&s, "2.3.0", json!({"artifact_digest": DIGEST}));
