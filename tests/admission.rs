@@ -647,6 +647,17 @@ fn the_story(backend: Backend) {
     );
     assert!(a.allowed);
 
+    // Counted: every answer, by result.
+    let metrics = s.get("/metrics", None).body;
+    for result in ["allowed", "denied", "not_annotated"] {
+        assert!(
+            metrics.contains(&format!(
+                "stagegate_admissions_total{{result=\"{result}\"}}"
+            )),
+            "{metrics}"
+        );
+    }
+
     // The decision log still verifies with the admission entries in it.
     drop(s);
     let (code, out) = w.world.audit_verify();

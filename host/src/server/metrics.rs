@@ -60,6 +60,7 @@ pub struct Metrics {
     scheduled: Histogram,
     webhook_results: Family<ResultLabels, Counter>,
     webhooks_pending: Gauge,
+    admissions: Family<ResultLabels, Counter>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -195,7 +196,14 @@ impl Metrics {
             "Escalation webhook deliveries not yet delivered (retried until they are)",
             webhooks_pending.clone(),
         );
+        let admissions = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "admissions",
+            "Kubernetes admission reviews answered: allowed, denied, or not_annotated (not stagegate's to judge)",
+            admissions.clone(),
+        );
         Metrics {
+            admissions,
             scheduled,
             webhook_results,
             webhooks_pending,
@@ -297,6 +305,13 @@ impl Metrics {
     pub fn webhook(&self, delivered: bool) {
         let result = if delivered { "delivered" } else { "failed" };
         self.webhook_results
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+
+    /// An admission review answered: `allowed`, `denied` or `not_annotated`.
+    pub fn admission(&self, result: &'static str) {
+        self.admissions
             .get_or_create(&ResultLabels { result })
             .inc();
     }

@@ -83,8 +83,16 @@ pub async fn review(
     headers: HeaderMap,
     request_body: Body,
 ) -> Result<Response, ApiError> {
-    let caller = app.auth.caller(&headers)?;
-    caller.require(&[Role::Gateway])?;
+    // A refusal is answered after the body is read (bounded): the client
+    // then sees the 401 or 403, not a reset connection.
+    let caller = match app
+        .auth
+        .caller(&headers)
+        .and_then(|c| c.require(&[Role::Gateway]).map(|()| c))
+    {
+        Ok(c) => c,
+        Err(e) => return Err(body::refuse_after_drain(&headers, request_body, e).await),
+    };
     body::require_json(&headers)?;
     let bytes = body::read(&headers, request_body, app.limits.body_bytes).await?;
     let review: Value = serde_json::from_slice(&bytes).map_err(|e| {
@@ -93,6 +101,12 @@ pub async fn review(
     let request = envelope(&review)?;
     let uid = request.uid.to_string();
     let answer = decide(&app, &request, &caller.name).await;
+    app.metrics
+        .admission(match (answer.opted_in, answer.allowed()) {
+            (false, _) => "not_annotated",
+            (true, true) => "allowed",
+            (true, false) => "denied",
+        });
     let mut codes: Vec<String> = answer.findings.iter().map(|f| f.code.clone()).collect();
     if request.dry_run {
         codes.push("admission.dry_run".into());
