@@ -513,28 +513,46 @@ pub(crate) fn check_object(
     findings
 }
 
-/// Whether an analysis (a step's `analysis` or `prePromotionAnalysis`)
-/// consults stagegate: one of its templates is named `stagegate` or
-/// `stagegate-…`.
-pub(crate) fn consults_stagegate(analysis: Option<&Value>) -> bool {
-    analysis
-        .and_then(|a| a.get("templates"))
-        .and_then(Value::as_array)
-        .is_some_and(|ts| {
-            ts.iter().any(|t| {
-                t.get("templateName")
-                    .and_then(Value::as_str)
-                    .is_some_and(|n| n == "stagegate" || n.starts_with("stagegate-"))
-            })
-        })
+/// The weight an analysis (a step's `analysis` or `prePromotionAnalysis`)
+/// asks stagegate to authorise: one of its templates is named `stagegate`
+/// or `stagegate-…` and its arg `weight` is a literal number (Argo passes
+/// it to stagegate's analysis endpoint, which answers `successful` only
+/// when the authorised stage allows that much). Without a `weight` the
+/// analysis is a background check of monitoring, not of the stage.
+pub(crate) fn stagegate_weight(analysis: Option<&Value>) -> Option<f64> {
+    let analysis = analysis?;
+    let consults = analysis
+        .get("templates")
+        .and_then(Value::as_array)?
+        .iter()
+        .any(|t| {
+            t.get("templateName")
+                .and_then(Value::as_str)
+                .is_some_and(|n| n == "stagegate" || n.starts_with("stagegate-"))
+        });
+    if !consults {
+        return None;
+    }
+    let value = analysis
+        .get("args")
+        .and_then(Value::as_array)?
+        .iter()
+        .find(|a| a.get("name").and_then(Value::as_str) == Some("weight"))?
+        .get("value")?;
+    match value {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
 }
 
 /// A Rollout may raise the canary's weight above the authorised stage only
-/// right after asking stagegate: every `setWeight` above the stage's
-/// percent needs an analysis step that consults stagegate since the
-/// previous `setWeight`. After its last step a canary goes to 100%, and a
-/// blue-green Rollout switches all traffic on promotion; both count as a
-/// weight of 100 (for blue-green, `prePromotionAnalysis` is the analysis).
+/// right after asking stagegate for that weight: every `setWeight: W` above
+/// the stage's percent needs, since the previous `setWeight`, an analysis
+/// step with a stagegate template whose `weight` arg is at least W. After
+/// its last step a canary goes to 100 %, and a blue-green Rollout switches
+/// all traffic on promotion; both count as a weight of 100 (for blue-green,
+/// `prePromotionAnalysis` is the analysis).
 pub(crate) fn rollout_findings(spec: &Value, allowed: f64, stage: &str) -> Vec<Finding> {
     let mut findings = Vec::new();
     let strategy = spec.get("strategy").unwrap_or(&Value::Null);
@@ -544,35 +562,39 @@ pub(crate) fn rollout_findings(spec: &Value, allowed: f64, stage: &str) -> Vec<F
             .get("steps")
             .and_then(Value::as_array)
             .unwrap_or(&empty);
-        let mut consulted = false;
+        // The highest weight stagegate was asked about since the last
+        // setWeight, and the weight the canary is at.
+        let mut asked: f64 = 0.0;
+        let mut weight: f64 = 0.0;
         for (i, step) in steps.iter().enumerate() {
-            if consults_stagegate(step.get("analysis")) {
-                consulted = true;
+            if let Some(w) = stagegate_weight(step.get("analysis")) {
+                asked = asked.max(w);
             }
-            let Some(weight) = step.get("setWeight") else {
+            let Some(set) = step.get("setWeight") else {
                 continue;
             };
-            let w = weight.as_f64().unwrap_or(f64::INFINITY);
-            if w > allowed && !consulted {
+            let w = set.as_f64().unwrap_or(f64::INFINITY);
+            if w > allowed && asked < w {
                 findings.push(Finding::deny(
                     "admission.rollout_weight_exceeds_stage",
-                    format!("spec.strategy.canary.steps[{i}].setWeight is {weight}, above the {allowed}% of stage {stage}, with no stagegate analysis step before it"),
+                    format!("spec.strategy.canary.steps[{i}].setWeight is {set}, above the {allowed}% of stage {stage}, and no stagegate analysis step with weight {set} or more comes before it"),
                 ));
             }
-            consulted = false;
+            weight = w;
+            asked = 0.0;
         }
-        if allowed < 100.0 && !consulted {
+        if weight < 100.0 && allowed < 100.0 && asked < 100.0 {
             findings.push(Finding::deny(
                 "admission.rollout_weight_exceeds_stage",
-                format!("after its last step the Rollout sends 100% of traffic to the new version, above the {allowed}% of stage {stage}; end spec.strategy.canary.steps with a stagegate analysis step"),
+                format!("after its last step the Rollout sends 100% of traffic to the new version, above the {allowed}% of stage {stage}; end spec.strategy.canary.steps with a stagegate analysis step with weight 100, or a setWeight: 100 that has one"),
             ));
         }
     } else if strategy.get("blueGreen").is_some() && allowed < 100.0 {
         let analysis = strategy.pointer("/blueGreen/prePromotionAnalysis");
-        if !consults_stagegate(analysis) {
+        if stagegate_weight(analysis).is_none_or(|w| w < 100.0) {
             findings.push(Finding::deny(
                 "admission.rollout_weight_exceeds_stage",
-                format!("a blue-green promotion sends 100% of traffic to the new version, above the {allowed}% of stage {stage}; add a stagegate template to spec.strategy.blueGreen.prePromotionAnalysis"),
+                format!("a blue-green promotion sends 100% of traffic to the new version, above the {allowed}% of stage {stage}; add a stagegate template with weight 100 to spec.strategy.blueGreen.prePromotionAnalysis"),
             ));
         }
     }
@@ -674,37 +696,57 @@ mod tests {
         f.iter().map(|f| f.code.as_str()).collect()
     }
 
+    fn asks(template: &str, weight: Value) -> Value {
+        json!({"analysis": {"templates": [{"templateName": template}],
+            "args": [{"name": "deployment", "value": "d"}, {"name": "weight", "value": weight}]}})
+    }
+
     #[test]
-    fn a_rollout_within_the_stage_ending_on_a_stagegate_analysis_is_allowed() {
+    fn a_rollout_that_asks_stagegate_before_each_weight_above_the_stage_is_allowed() {
         let spec = steps(json!([
             {"setWeight": 5}, {"pause": {"duration": "1h"}},
-            {"analysis": {"templates": [{"templateName": "stagegate"}], "args": [{"name": "weight", "value": "25"}]}},
-            {"setWeight": 25},
-            {"analysis": {"templates": [{"templateName": "stagegate-weight"}]}},
+            asks("stagegate", json!("25")), {"pause": {}}, {"setWeight": 25},
+            asks("stagegate-step", json!(100)),
+        ]));
+        assert!(rollout_findings(&spec, 5.0, "pilot").is_empty());
+        // The shape of examples/argo-rollouts: ask, then set, up to 100.
+        let spec = steps(json!([
+            asks("stagegate-step", json!("5")), {"setWeight": 5}, {"pause": {"duration": "72h"}},
+            asks("stagegate-step", json!("25")), {"setWeight": 25},
+            asks("stagegate-step", json!("100")), {"setWeight": 100},
         ]));
         assert!(rollout_findings(&spec, 5.0, "pilot").is_empty());
     }
 
     #[test]
-    fn a_set_weight_above_the_stage_without_a_stagegate_analysis_since_the_last_weight_is_refused()
-    {
+    fn a_set_weight_above_the_stage_needs_a_stagegate_analysis_for_that_weight_since_the_last_weight()
+     {
         let spec = steps(json!([
-            {"analysis": {"templates": [{"templateName": "stagegate"}]}},
+            asks("stagegate", json!("50")),
             {"setWeight": 25},
             {"setWeight": 50},
-            {"analysis": {"templates": [{"templateName": "stagegate"}]}},
+            asks("stagegate", json!("25")),
+            {"setWeight": 75},
+            asks("stagegate", json!("100")),
         ]));
         let f = rollout_findings(&spec, 25.0, "regional");
-        assert_eq!(codes(&f), ["admission.rollout_weight_exceeds_stage"]);
+        assert_eq!(
+            codes(&f),
+            ["admission.rollout_weight_exceeds_stage"; 2],
+            "{f:?}"
+        );
         assert!(f[0].message.contains("steps[2].setWeight is 50"), "{f:?}");
+        assert!(f[1].message.contains("steps[4].setWeight is 75"), "{f:?}");
     }
 
     #[test]
-    fn another_analysis_template_does_not_count_and_the_implicit_final_100_percent_is_checked() {
+    fn other_templates_and_stagegate_analyses_without_a_weight_do_not_count() {
         let spec = steps(json!([
             {"setWeight": 5},
-            {"analysis": {"templates": [{"templateName": "success-rate"}]}},
+            {"analysis": {"templates": [{"templateName": "success-rate"}],
+                "args": [{"name": "weight", "value": "25"}]}},
             {"setWeight": 25},
+            {"analysis": {"templates": [{"templateName": "stagegate-background"}]}},
         ]));
         let f = rollout_findings(&spec, 5.0, "pilot");
         assert_eq!(f.len(), 2, "{f:?}");
@@ -714,12 +756,15 @@ mod tests {
     }
 
     #[test]
-    fn a_blue_green_rollout_needs_a_stagegate_pre_promotion_analysis_below_full_exposure() {
+    fn a_blue_green_rollout_needs_a_stagegate_pre_promotion_analysis_for_100_below_full_exposure() {
         let bare = json!({"strategy": {"blueGreen": {"activeService": "a"}}});
         assert_eq!(rollout_findings(&bare, 25.0, "regional").len(), 1);
         let gated = json!({"strategy": {"blueGreen": {"activeService": "a",
-            "prePromotionAnalysis": {"templates": [{"templateName": "stagegate"}]}}}});
+            "prePromotionAnalysis": asks("stagegate", json!("100"))["analysis"]}}});
         assert!(rollout_findings(&gated, 25.0, "regional").is_empty());
+        let low = json!({"strategy": {"blueGreen": {"activeService": "a",
+            "prePromotionAnalysis": asks("stagegate", json!("25"))["analysis"]}}});
+        assert_eq!(rollout_findings(&low, 25.0, "regional").len(), 1);
     }
 
     #[test]
