@@ -255,6 +255,16 @@ pub fn plan() -> Value {
 /// Registers the system and release `version` with a review, an
 /// authorisation and the acceptance of D-7; returns the release id.
 pub fn registered_release(s: &Server, version: &str) -> String {
+    registered_release_with(s, version, json!({}))
+}
+
+/// Like [`registered_release`], with the top-level keys of `extra` (an
+/// `artifact_digest`, say) added to the release evidence.
+pub fn registered_release_with(s: &Server, version: &str, extra: Value) -> String {
+    let mut release = release_body(version);
+    if let (Some(r), Some(extra)) = (release.as_object_mut(), extra.as_object()) {
+        r.extend(extra.clone());
+    }
     let r = post(
         s,
         "ops",
@@ -268,7 +278,7 @@ pub fn registered_release(s: &Server, version: &str) -> String {
         s,
         "ops",
         "/v1/systems/credit-scoring/releases",
-        &release_body(version),
+        &release,
         &[],
     );
     assert_eq!(r.status, 201, "{}", r.body);

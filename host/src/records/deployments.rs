@@ -83,6 +83,22 @@ impl Records {
         deployment_row(&mut conn, id).await
     }
 
+    /// The newest active deployment of a system (by deployment time), if
+    /// any: what an admission request that names only the system is about.
+    pub async fn newest_active_of_system(
+        &self,
+        system_id: &str,
+    ) -> Result<Option<Deployment>, RecordError> {
+        let row = sqlx::query(&format!(
+            "{SELECT} WHERE system_id = $1 AND status = $2 ORDER BY deployed_at DESC, id DESC LIMIT 1"
+        ))
+        .bind(system_id)
+        .bind(DeploymentStatus::Active.as_str())
+        .fetch_optional(&self.store.pool)
+        .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
     /// The route a gateway applies, from memory when fresh.
     pub async fn route(&self, id: &str) -> Result<Route, RecordError> {
         if let Some(r) = self.cached_route(id) {

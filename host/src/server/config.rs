@@ -19,6 +19,11 @@ use crate::policy::Isolation;
 pub struct Config {
     /// Address to listen on. Without access tokens only loopback is used.
     pub listen: SocketAddr,
+    /// A second, HTTPS address serving the same API (certificate and key
+    /// in `[tls]`). Without access tokens only loopback is used.
+    pub listen_tls: Option<SocketAddr>,
+    /// The HTTPS listener's certificate and key.
+    pub tls: TlsConfig,
     /// Where state lives: active bundles, compiled-component cache, records.
     pub data_dir: PathBuf,
     /// Keep compiled components in `DATA_DIR/cache/components` so that a
@@ -42,6 +47,27 @@ pub struct Config {
     /// Bearer tokens. None configured: loopback only, every caller has
     /// every role (local development).
     pub tokens: Vec<TokenConfig>,
+}
+
+/// The HTTPS listener's certificate chain and private key (PEM files),
+/// re-read when their contents change (every `limits.watch_interval_ms`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// The server certificate, then any intermediates.
+    pub certificate: Option<PathBuf>,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    /// The files, when both are configured.
+    pub fn files(&self) -> Option<crate::server::tls::TlsFiles> {
+        Some(crate::server::tls::TlsFiles {
+            certificate: self.certificate.clone()?,
+            key: self.key.clone()?,
+        })
+    }
 }
 
 /// Deployment records and the decision log.
@@ -478,6 +504,8 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            listen_tls: None,
+            tls: TlsConfig::default(),
             data_dir: PathBuf::from("data"),
             cache: true,
             log_format: LogFormat::Pretty,
@@ -661,6 +689,21 @@ impl Config {
                 ));
             }
         }
+        match (
+            self.listen_tls,
+            self.tls.certificate.is_some(),
+            self.tls.key.is_some(),
+        ) {
+            (Some(_), true, true) | (None, false, false) => {}
+            (Some(_), _, _) => {
+                return Err("listen_tls needs both tls.certificate and tls.key (PEM files)".into());
+            }
+            (None, _, _) => {
+                return Err(
+                    "tls.certificate and tls.key are used only with listen_tls; set listen_tls or remove them".into(),
+                );
+            }
+        }
         if self.bundles.iter().filter(|b| b.default).count() > 1 {
             return Err("more than one bundle is marked `default = true`".into());
         }
@@ -696,7 +739,7 @@ impl Config {
     /// that listens beyond loopback must not trust a `sign_with` key: not
     /// its directory, and not a copy of its public half.
     pub fn check_development_keys(&self) -> Result<(), String> {
-        if self.listen.ip().is_loopback() {
+        if self.listen.ip().is_loopback() && self.listen_tls.is_none_or(|a| a.ip().is_loopback()) {
             return Ok(());
         }
         let canonical = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());

@@ -63,6 +63,7 @@ pub struct Metrics {
     source_polls: Family<PollLabels, Counter>,
     source_last_success: Family<BundleLabels, Gauge>,
     source_stale: Family<BundleLabels, Gauge>,
+    admissions: Family<ResultLabels, Counter>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -222,10 +223,17 @@ impl Metrics {
             "1 while a remote bundle source has had no successful poll for longer than stale_after_ms",
             source_stale.clone(),
         );
+        let admissions = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "admissions",
+            "Kubernetes admission reviews answered: allowed, denied, or not_annotated (not stagegate's to judge)",
+            admissions.clone(),
+        );
         Metrics {
             source_polls,
             source_last_success,
             source_stale,
+            admissions,
             scheduled,
             webhook_results,
             webhooks_pending,
@@ -327,6 +335,13 @@ impl Metrics {
     pub fn webhook(&self, delivered: bool) {
         let result = if delivered { "delivered" } else { "failed" };
         self.webhook_results
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+
+    /// An admission review answered: `allowed`, `denied` or `not_annotated`.
+    pub fn admission(&self, result: &'static str) {
+        self.admissions
             .get_or_create(&ResultLabels { result })
             .inc();
     }

@@ -21,6 +21,7 @@ pub(crate) mod registry;
 pub(crate) mod remote;
 pub(crate) mod routes;
 pub(crate) mod sources;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -317,6 +318,11 @@ pub fn router(app: Arc<App>) -> Router {
             "/v1/deployments/{id}/suspend",
             post(routes::records::suspend),
         )
+        // A Kubernetes ValidatingAdmissionWebhook (gateway role).
+        .route(
+            "/v1/integrations/kubernetes/admission",
+            post(routes::admission::review),
+        )
         // Public routes pass the same gate: a flood of them must not
         // starve the decisions (the notice is served from a cache, health
         // and metrics from memory, so they rarely wait for a permit).
@@ -428,10 +434,14 @@ async fn count_responses(State(app): State<Arc<App>>, req: Request, next: Next) 
 /// Without tokens the service is open to every caller, so it listens on
 /// loopback only, whatever the configuration asked for.
 pub fn effective_listen(config: &Config) -> SocketAddr {
-    if config.tokens.is_empty() && !config.listen.ip().is_loopback() {
-        let addr = SocketAddr::from(([127, 0, 0, 1], config.listen.port()));
+    loopback_unless_tokens(config, config.listen)
+}
+
+fn loopback_unless_tokens(config: &Config, listen: SocketAddr) -> SocketAddr {
+    if config.tokens.is_empty() && !listen.ip().is_loopback() {
+        let addr = SocketAddr::from(([127, 0, 0, 1], listen.port()));
         tracing::warn!(
-            requested = %config.listen,
+            requested = %listen,
             listening = %addr,
             "no access tokens configured: listening on loopback only; configure [[tokens]] to serve other hosts"
         );
@@ -442,11 +452,20 @@ pub fn effective_listen(config: &Config) -> SocketAddr {
             "no access tokens configured: open development mode, every local caller has every role"
         );
     }
-    config.listen
+    listen
 }
 
-/// Runs the service until SIGINT or SIGTERM, then drains in-flight requests.
+/// Runs the service until SIGINT or SIGTERM, then drains in-flight requests
+/// (on both listeners when `listen_tls` is set).
 pub async fn serve(config: Config) -> Result<(), ServeError> {
+    // The certificate is checked before anything is opened or bound.
+    let certificates = match config.tls.files().filter(|_| config.listen_tls.is_some()) {
+        Some(files) => Some(
+            tls::Certificates::load(files)
+                .map_err(|e| ServeError::Config(format!("invalid configuration: {e}")))?,
+        ),
+        None => None,
+    };
     let app = prepare(&config).await?;
     let addr = effective_listen(&config);
     let listener = tokio::net::TcpListener::bind(addr)
@@ -455,6 +474,32 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let local = listener
         .local_addr()
         .map_err(|e| ServeError::Startup(e.to_string()))?;
+    // Both listeners are bound before the service says it listens.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let tls_server = match (config.listen_tls, certificates) {
+        (Some(requested), Some(certificates)) => {
+            let addr = loopback_unless_tokens(&config, requested);
+            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                ServeError::Startup(format!("cannot listen on {addr} (listen_tls): {e}"))
+            })?;
+            let tls_local = listener
+                .local_addr()
+                .map_err(|e| ServeError::Startup(e.to_string()))?;
+            certificates.watch(Duration::from_millis(config.limits.watch_interval_ms));
+            tracing::info!(address = %tls_local, certificate = %certificates.files().certificate.display(), "TLS listener ready");
+            let mut stopped = stopped.clone();
+            Some(tokio::spawn(tls::serve(
+                listener,
+                router(app.clone()),
+                certificates,
+                config.limits.request_timeout(),
+                async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                },
+            )))
+        }
+        _ => None,
+    };
     let active: Vec<String> = app
         .registry
         .slots()
@@ -467,10 +512,20 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             "no bundle is active: /readyz answers 503 and decisions 503 until one is uploaded or its source appears"
         );
     }
-    axum::serve(listener, router(app))
-        .with_graceful_shutdown(shutdown_signal())
+    let mut plain_stopped = stopped.clone();
+    let plain = axum::serve(listener, router(app)).with_graceful_shutdown(async move {
+        let _ = plain_stopped.wait_for(|s| *s).await;
+    });
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    plain
         .await
         .map_err(|e| ServeError::Startup(e.to_string()))?;
+    if let Some(tls_server) = tls_server {
+        let _ = tls_server.await;
+    }
     tracing::info!("stopped: in-flight requests drained");
     Ok(())
 }
