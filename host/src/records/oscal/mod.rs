@@ -614,9 +614,13 @@ fn findings(
     ids: &BTreeMap<String, String>,
     seen: &[Seen],
 ) -> Vec<Finding> {
-    // The standing decision of each kind: the latest one.
+    // The standing decision of each kind: the latest one that decided a
+    // transition. Read-only evaluations (what rollout controllers and the
+    // admission webhook ask) change nothing, so they do not decide a
+    // control's status: a controller polling every minute would otherwise
+    // flip it back and forth.
     let mut standing: BTreeMap<&str, &Chained> = BTreeMap::new();
-    for c in decisions {
+    for c in decisions.iter().filter(|c| !c.entry.read_only) {
         standing.insert(c.entry.kind.as_str(), c);
     }
     ids.iter()
@@ -748,6 +752,7 @@ mod tests {
                 request_digest: "sha256:1".into(),
                 request: None,
                 deployment_id: Some("d".into()),
+                read_only: false,
                 actor: "ops".into(),
                 record: None,
             },
