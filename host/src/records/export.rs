@@ -175,7 +175,7 @@ impl Records {
 
 /// Rows of a records table for one release or deployment, each with its
 /// id and deployment.
-async fn keyed<T>(
+pub(crate) async fn keyed<T>(
     pool: &sqlx::AnyPool,
     sql: &str,
     key: &str,

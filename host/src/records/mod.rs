@@ -14,7 +14,8 @@
 //!   lifecycle in which every transition is decided by the policy;
 //! - [`schedule`], [`webhooks`]: monitoring from the first minute, and
 //!   escalations;
-//! - [`export`]: one document per deployment for auditors.
+//! - [`export`]: one document per deployment for auditors;
+//! - [`console`]: the read queries of the auditor's console.
 //!
 //! Records never see HTTP: they take typed inputs ([`model`]) and return
 //! typed results or a [`RecordError`]; the routes choose status codes.
@@ -22,6 +23,7 @@
 pub(crate) mod assemble;
 pub mod chain;
 pub mod checkpoint;
+pub mod console;
 pub(crate) mod deployments;
 pub mod destinations;
 mod error;
