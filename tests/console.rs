@@ -116,21 +116,26 @@ fn a_secure_cookie_is_marked_secure_when_configured() {
 }
 
 #[test]
-fn pages_without_a_session_answer_401_with_the_sign_in_form() {
+fn pages_without_a_session_send_the_browser_to_the_sign_in_form() {
     let (_w, s) = world("");
     for path in [
         "/ui",
         "/ui/decisions",
         "/ui/systems/credit-scoring",
+        "/ui/deployments/01J00000000000000000000000",
         "/ui/nowhere",
     ] {
         let r = page(&s, path, None);
-        assert_eq!(r.status, 401, "{path}: {}", r.body);
-        assert!(r.body.contains("action=\"/ui/sign-in\""), "{path}");
-        assert!(r.body.contains("Sign in to see the records"), "{path}");
+        assert_eq!(r.status, 303, "{path}: {}", r.body);
+        assert_eq!(r.header("location"), Some("/ui/sign-in"), "{path}");
+        assert!(!r.body.contains("credit-scoring"), "{path}: nothing shown");
     }
     let r = page(&s, "/ui", Some("sg_session=made-up"));
-    assert_eq!(r.status, 401);
+    assert_eq!(r.status, 303);
+    let r = page(&s, "/ui/sign-in", None);
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("action=\"/ui/sign-in\""));
+    assert!(r.body.contains("Sign in to see the records"));
 }
 
 #[test]
@@ -160,7 +165,10 @@ fn an_expired_session_shows_the_sign_in_page_saying_so() {
     assert_eq!(page(&s, "/ui", Some(&cookie)).status, 200);
     std::thread::sleep(Duration::from_millis(1_300));
     let r = page(&s, "/ui", Some(&cookie));
-    assert_eq!(r.status, 401);
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("location"), Some("/ui/sign-in?expired=1"));
+    assert!(r.header("set-cookie").unwrap().contains("Max-Age=0"));
+    let r = page(&s, "/ui/sign-in?expired=1", None);
     assert!(r.body.contains("session has expired"), "{}", r.body);
 }
 
@@ -179,7 +187,8 @@ fn signing_out_needs_the_session_csrf_token_and_revokes_the_session() {
     assert_eq!(r.status, 303);
     assert!(r.header("set-cookie").unwrap().contains("Max-Age=0"));
     let r = page(&s, "/ui", Some(&cookie));
-    assert_eq!(r.status, 401, "the session is revoked on the server");
+    assert_eq!(r.status, 303, "the session is revoked on the server");
+    assert_eq!(r.header("location"), Some("/ui/sign-in"));
 }
 
 #[test]

@@ -60,8 +60,9 @@ def main():
 
         page.on("request", watch)
 
-        # Not signed in: the sign-in form.
+        # Not signed in: sent to the sign-in form.
         page.goto(f"{BASE}/ui")
+        assert page.url == f"{BASE}/ui/sign-in", page.url
         expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
 
         # Sign in with the keyboard: type the token, press Enter.
@@ -115,7 +116,10 @@ def main():
         page.get_by_role("button", name="Sign out").click()
         expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
         response = page.goto(f"{BASE}/ui/deployments/{DEPLOYMENT}")
-        assert response.status == 401, response.status
+        refused = response.request.redirected_from
+        assert refused is not None and refused.url.endswith(DEPLOYMENT), refused
+        assert refused.response().status == 303, refused.response().status
+        assert page.url == f"{BASE}/ui/sign-in", page.url
         expect(page.get_by_text("Sign in to see the records")).to_be_visible()
         assert page.locator("svg").count() == 0
 

@@ -77,6 +77,7 @@ pub(crate) fn routes(app: Arc<App>) -> Router<Arc<App>> {
         .route("/ui/decisions", get(pages::decisions))
         .route("/ui/decisions/{id}", get(pages::decision))
         .route("/ui/console.css", get(stylesheet))
+        .route("/ui/favicon.svg", get(favicon))
         .route("/ui/{*rest}", get(unknown_page))
         .layer(middleware::from_fn_with_state(app, headers))
 }
@@ -118,6 +119,17 @@ async fn stylesheet() -> Response {
         .into_response()
 }
 
+async fn favicon() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "max-age=86400"),
+        ],
+        include_str!("../../../templates/console/favicon.svg"),
+    )
+        .into_response()
+}
+
 async fn unknown_page(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     match viewer(&app, &headers) {
         Ok(v) => Page::error(
@@ -140,8 +152,8 @@ fn session_id(headers: &HeaderMap) -> Option<&str> {
         .find_map(|h| session::cookie(h, COOKIE))
 }
 
-/// The viewer of a request, or the response that refuses it: the sign-in
-/// page (401) without a session, saying so when it expired.
+/// The viewer of a request, or the response that refuses it: a redirect
+/// to the sign-in form without a live session, saying so when it expired.
 pub(crate) fn viewer(app: &App, headers: &HeaderMap) -> Result<Viewer, Response> {
     if app.auth.is_open() {
         return Ok(Viewer {
@@ -160,25 +172,46 @@ pub(crate) fn viewer(app: &App, headers: &HeaderMap) -> Result<Viewer, Response>
             caller: s.caller.clone(),
             session: Some(s),
         }),
-        Err(Lookup::Expired) => Err(sign_in_page(
-            StatusCode::UNAUTHORIZED,
-            Some("Your session has expired. Sign in again to continue."),
-            app,
-        )),
-        Err(Lookup::Unknown) => Err(sign_in_page(
-            StatusCode::UNAUTHORIZED,
-            Some("Sign in to see the records."),
-            app,
-        )),
+        Err(Lookup::Expired) => Err(to_sign_in(app, "/ui/sign-in?expired=1")),
+        Err(Lookup::Unknown) => Err(to_sign_in(app, "/ui/sign-in")),
     }
+}
+
+/// A browser without a live session is sent to the sign-in form (a 303:
+/// a refusal the browser follows without logging an error), and a stale
+/// cookie is dropped.
+fn to_sign_in(app: &App, location: &'static str) -> Response {
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (header::LOCATION, location.to_string()),
+            (header::SET_COOKIE, app.console.cookie("", 0)),
+        ],
+    )
+        .into_response()
 }
 
 fn sign_in_page(status: StatusCode, message: Option<&str>, app: &App) -> Response {
     Page::sign_in(status, message, app.auth.is_open()).into_response()
 }
 
-async fn sign_in_form(State(app): State<Arc<App>>) -> Response {
-    sign_in_page(StatusCode::OK, None, &app)
+#[derive(Deserialize)]
+pub(crate) struct SignInQuery {
+    #[serde(default)]
+    expired: Option<String>,
+}
+
+async fn sign_in_form(
+    State(app): State<Arc<App>>,
+    query: Result<axum::extract::Query<SignInQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let expired = query.is_ok_and(|q| q.expired.is_some());
+    let message = if expired {
+        "Your session has expired. Sign in again to continue."
+    } else {
+        "Sign in to see the records."
+    };
+    sign_in_page(StatusCode::OK, Some(message), &app)
 }
 
 #[derive(Deserialize)]
