@@ -415,7 +415,11 @@ fn an_auditor_reads_the_rollback_in_a_real_browser() {
         .env("CONSOLE_DEPLOYMENT", &id)
         .env(
             "CONSOLE_SCREENSHOTS",
-            std::env::var_os("STAGEGATE_SCREENSHOTS").unwrap_or_default(),
+            // Relative to the repository root, as the README says.
+            std::env::var_os("STAGEGATE_SCREENSHOTS")
+                .filter(|d| !d.is_empty())
+                .map(|d| support::root().join(d))
+                .unwrap_or_default(),
         )
         .output()
         .expect("running tests/browser/console.py");

@@ -209,7 +209,14 @@ impl Records {
         limit: i64,
     ) -> Result<LogPage, RecordError> {
         let limit = limit.clamp(1, MAX_PAGE);
-        let mut sql = format!("{} WHERE record_table IS NULL", chain::SELECT);
+        // `COALESCE(...)` rather than `record_table IS NULL`: the latter
+        // matches the `decision_log_record` index, and a planner that takes
+        // it must then sort every decision to find the newest; walking the
+        // primary key backwards finds a page at once.
+        let mut sql = format!(
+            "{} WHERE COALESCE(record_table, '') = ''",
+            chain::SELECT
+        );
         let mut binds: Vec<Bind> = Vec::new();
         let mut next = |sql: &mut String, clause: &str, b: Bind| {
             binds.push(b);

@@ -38,6 +38,7 @@ pub fn outcome_class(outcome: &str) -> &'static str {
 pub struct Tick {
     pub x: f64,
     pub y: f64,
+    pub anchor: &'static str,
     pub label: String,
 }
 
@@ -144,6 +145,11 @@ impl TimeScale {
                 Tick {
                     x: self.x(t),
                     y,
+                    anchor: match i {
+                        0 => "start",
+                        4 => "end",
+                        _ => "middle",
+                    },
                     label: short_time(t, self.end - self.start),
                 }
             })
@@ -308,6 +314,7 @@ pub fn timeline(
         y_ticks: [0.0, 25.0, 50.0, 75.0, 100.0]
             .into_iter()
             .map(|p| Tick {
+                anchor: "end",
                 x: LEFT - 8.0,
                 y: y(p) + 4.0,
                 label: format!("{}%", number(p)),
@@ -475,6 +482,7 @@ pub fn metric_charts(plan: &Plan, observations: &[ObservationPoint]) -> Vec<Metr
                     .map(|i| {
                         let v = vmin + (top - vmin) * f64::from(i) / 4.0;
                         Tick {
+                            anchor: "end",
                             x: LEFT - 8.0,
                             y: y(v) + 4.0,
                             label: short_number(v),
