@@ -49,14 +49,23 @@ fn sign_in(s: &Server, who: &str) -> String {
 
 /// The CSRF token of the sign-out form on a page.
 fn csrf(body: &str) -> String {
-    let at = body.find("name=\"csrf\" value=\"").expect("a sign-out form") + 19;
+    let at = body
+        .find("name=\"csrf\" value=\"")
+        .expect("a sign-out form")
+        + 19;
     body[at..].split('"').next().unwrap().to_string()
 }
 
 fn world(extra: &str) -> (World, Server) {
-    let w = World::new(Backend::Sqlite, extra).expect("SQLite world");
+    world_on(Backend::Sqlite, extra).expect("SQLite world")
+}
+
+/// A world on `backend`; None when PostgreSQL is not configured (and not
+/// required).
+fn world_on(backend: Backend, extra: &str) -> Option<(World, Server)> {
+    let w = World::new(backend, extra)?;
     let s = w.start();
-    (w, s)
+    Some((w, s))
 }
 
 /// The scenario's first deployment: pilot at 5 %, an alert at 3 % errors,
@@ -65,7 +74,10 @@ fn world(extra: &str) -> (World, Server) {
 fn rolled_back_deployment(s: &Server) -> String {
     let release = registered_release(s, "2.3.0");
     let id = deploy(s, &release);
-    assert_eq!(observe(s, &id, 0.03, 20_000).json()["decision"]["outcome"], "alert");
+    assert_eq!(
+        observe(s, &id, 0.03, 20_000).json()["decision"]["outcome"],
+        "alert"
+    );
     let r = post(
         s,
         "a.lee",
@@ -96,11 +108,18 @@ fn signing_in_sets_an_httponly_strict_session_cookie_and_pages_forbid_scripts() 
     for attr in ["HttpOnly", "SameSite=Strict", "Path=/ui", "Max-Age=28800"] {
         assert!(set.contains(attr), "{attr} missing from {set}");
     }
-    assert!(!set.contains("Secure"), "Secure only when configured: {set}");
+    assert!(
+        !set.contains("Secure"),
+        "Secure only when configured: {set}"
+    );
     let cookie = sign_in(&s, "audit");
     let r = page(&s, "/ui", Some(&cookie));
     assert_eq!(r.status, 200, "{}", r.body);
-    assert!(r.body.contains("Signed in as <strong>audit</strong>"), "{}", r.body);
+    assert!(
+        r.body.contains("Signed in as <strong>audit</strong>"),
+        "{}",
+        r.body
+    );
     let csp = r.header("content-security-policy").unwrap();
     assert!(csp.contains("default-src 'self'"), "{csp}");
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
@@ -147,7 +166,11 @@ fn an_unknown_token_is_401_and_a_token_without_a_console_role_is_403() {
     assert!(r.header("set-cookie").is_none());
     let r = form(&s, "/ui/sign-in", None, &[("token", &token("gw"))]);
     assert_eq!(r.status, 403, "{}", r.body);
-    assert!(r.body.contains("&#39;gw&#39;") || r.body.contains("&#x27;gw&#x27;"), "{}", r.body);
+    assert!(
+        r.body.contains("&#39;gw&#39;") || r.body.contains("&#x27;gw&#x27;"),
+        "{}",
+        r.body
+    );
     assert!(r.body.contains("auditor, approver or operator"));
     assert!(r.header("set-cookie").is_none());
     let r = form(&s, "/ui/sign-in", None, &[("password", "x")]);
@@ -182,7 +205,11 @@ fn signing_out_needs_the_session_csrf_token_and_revokes_the_session() {
     assert_eq!(r.status, 403, "{}", r.body);
     let r = form(&s, "/ui/sign-out", Some(&cookie), &[]);
     assert_eq!(r.status, 403, "{}", r.body);
-    assert_eq!(page(&s, "/ui", Some(&cookie)).status, 200, "still signed in");
+    assert_eq!(
+        page(&s, "/ui", Some(&cookie)).status,
+        200,
+        "still signed in"
+    );
     let r = form(&s, "/ui/sign-out", Some(&cookie), &[("csrf", &token)]);
     assert_eq!(r.status, 303);
     assert!(r.header("set-cookie").unwrap().contains("Max-Age=0"));
@@ -196,8 +223,14 @@ fn unknown_ids_get_404_pages_not_500() {
     let (_w, s) = world("");
     let cookie = sign_in(&s, "audit");
     for (path, says) in [
-        ("/ui/systems/no-such-system", "no system &#39;no-such-system&#39;"),
-        ("/ui/deployments/01J00000000000000000000000", "no deployment"),
+        (
+            "/ui/systems/no-such-system",
+            "no system &#39;no-such-system&#39;",
+        ),
+        (
+            "/ui/deployments/01J00000000000000000000000",
+            "no deployment",
+        ),
         ("/ui/decisions/01J00000000000000000000000", "no decision"),
         ("/ui/deployments/%3Cscript%3E", "no deployment"),
         ("/ui/no/such/page", "no such page"),
@@ -218,7 +251,10 @@ fn malformed_filters_get_400_pages_naming_the_parameter() {
         ("kind=bogus", "Filter &#39;kind&#39;"),
         ("outcome=maybe", "Filter &#39;outcome&#39;"),
         ("from=yesterday", "Filter &#39;from&#39;"),
-        ("from=2026-11-02T00:00&to=2026-11-01T00:00", "Filter &#39;to&#39;"),
+        (
+            "from=2026-11-02T00:00&to=2026-11-01T00:00",
+            "Filter &#39;to&#39;",
+        ),
         ("before=-1", "Filter &#39;before&#39;"),
         ("limit=100000", "Filter &#39;limit&#39;"),
         ("code=%3Cscript%3E", "Filter &#39;code&#39;"),
@@ -227,7 +263,11 @@ fn malformed_filters_get_400_pages_naming_the_parameter() {
         let r = page(&s, &format!("/ui/decisions?{query}"), Some(&cookie));
         assert_eq!(r.status, 400, "{query}: {}", r.body);
         let body = r.body.replace("&#x27;", "&#39;");
-        assert!(body.contains(names), "{query}: wanted {names} in {}", r.body);
+        assert!(
+            body.contains(names),
+            "{query}: wanted {names} in {}",
+            r.body
+        );
         assert!(!r.body.contains("<script>"), "{query}: escaped");
     }
     let r = page(
@@ -265,8 +305,19 @@ fn every_value_is_html_escaped() {
 }
 
 #[test]
-fn the_pages_tell_the_rolled_back_deployments_story() {
-    let (_w, s) = world("");
+fn the_pages_tell_the_rolled_back_deployments_story_sqlite() {
+    pages_tell_the_story(Backend::Sqlite);
+}
+
+#[test]
+fn the_pages_tell_the_rolled_back_deployments_story_postgres() {
+    pages_tell_the_story(Backend::Postgres);
+}
+
+fn pages_tell_the_story(backend: Backend) {
+    let Some((_w, s)) = world_on(backend, "") else {
+        return;
+    };
     let id = rolled_back_deployment(&s);
     let cookie = sign_in(&s, "audit");
 
@@ -277,7 +328,15 @@ fn the_pages_tell_the_rolled_back_deployments_story() {
 
     let r = page(&s, "/ui/systems/credit-scoring", Some(&cookie));
     assert_eq!(r.status, 200, "{}", r.body);
-    for text in ["Release 2.3.0", "j.doe", "Head of AI Risk", "EU only", "D-7", "within tolerance, monitored", "What users are told"] {
+    for text in [
+        "Release 2.3.0",
+        "j.doe",
+        "Head of AI Risk",
+        "EU only",
+        "D-7",
+        "within tolerance, monitored",
+        "What users are told",
+    ] {
         assert!(r.body.contains(text), "system page lacks {text}");
     }
 
@@ -290,21 +349,44 @@ fn the_pages_tell_the_rolled_back_deployments_story() {
         .find(">rolled back at pilot<")
         .expect("the timeline names the rollback");
     assert!(pilot < rollback, "pilot, then rollback");
-    assert!(b.contains("<h3 id=\"metric-1\">error_rate</h3>"), "a chart per metric");
-    assert!(b.contains("rollback trigger &#62; 0.05"), "trigger drawn as a line");
-    assert!(b.contains("<code>trigger.rollback</code>: <span class=\"control\">ISO/IEC 42001:2023"), "{b}");
+    assert!(
+        b.contains("<h3 id=\"metric-1\">error_rate</h3>"),
+        "a chart per metric"
+    );
+    assert!(
+        b.contains("rollback trigger &#62; 0.05"),
+        "trigger drawn as a line"
+    );
+    assert!(
+        b.contains("<code>trigger.rollback</code>: <span class=\"control\">ISO/IEC 42001:2023"),
+        "{b}"
+    );
     assert!(b.contains(&format!("/v1/deployments/{id}/record?format=oscal")));
-    assert!(b.contains("<span class=\"badge good\">verified</span>"), "chain proof");
+    assert!(
+        b.contains("<span class=\"badge good\">verified</span>"),
+        "chain proof"
+    );
 
     let r = page(&s, "/ui/decisions?code=trigger.rollback", Some(&cookie));
     assert_eq!(r.status, 200);
-    assert_eq!(r.body.matches("<tr>").count() - 1, 1, "one rollback: {}", r.body);
+    assert_eq!(
+        r.body.matches("<tr>").count() - 1,
+        1,
+        "one rollback: {}",
+        r.body
+    );
     let link = "href=\"/ui/decisions/";
     let at = r.body.find(link).unwrap() + link.len();
     let decision = r.body[at..].split('"').next().unwrap().to_string();
     let r = page(&s, &format!("/ui/decisions/{decision}"), Some(&cookie));
     assert_eq!(r.status, 200, "{}", r.body);
-    for text in ["Request hash", "sha256:", "Bundle digest", "trigger.rollback", "ISO/IEC 42001:2023 A.6.2."] {
+    for text in [
+        "Request hash",
+        "sha256:",
+        "Bundle digest",
+        "trigger.rollback",
+        "ISO/IEC 42001:2023 A.6.2.",
+    ] {
         assert!(r.body.contains(text), "decision page lacks {text}");
     }
     // `trigger.roll` is not a prefix match.
@@ -313,8 +395,19 @@ fn the_pages_tell_the_rolled_back_deployments_story() {
 }
 
 #[test]
-fn the_decision_log_pages_by_keyset_without_repeating_or_skipping() {
-    let (_w, s) = world("");
+fn the_decision_log_pages_by_keyset_without_repeating_or_skipping_sqlite() {
+    pages_by_keyset(Backend::Sqlite);
+}
+
+#[test]
+fn the_decision_log_pages_by_keyset_without_repeating_or_skipping_postgres() {
+    pages_by_keyset(Backend::Postgres);
+}
+
+fn pages_by_keyset(backend: Backend) {
+    let Some((_w, s)) = world_on(backend, "") else {
+        return;
+    };
     let id = rolled_back_deployment(&s);
     let all = get(&s, "audit", &format!("/v1/deployments/{id}/record")).json();
     let total = all["decisions"].as_array().unwrap().len();
@@ -389,7 +482,10 @@ fn an_auditor_reads_the_rollback_in_a_real_browser() {
     // shows more than one story.
     let release = registered_release(&s, "2.3.1");
     let d2 = deploy(&s, &release);
-    assert_eq!(observe(&s, &d2, 0.01, 20_000).json()["decision"]["outcome"], "healthy");
+    assert_eq!(
+        observe(&s, &d2, 0.01, 20_000).json()["decision"]["outcome"],
+        "healthy"
+    );
     let r = post(
         &s,
         "a.lee",

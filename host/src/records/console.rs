@@ -135,9 +135,7 @@ impl Records {
         let rows = sqlx::query("SELECT id FROM systems ORDER BY id")
             .fetch_all(&self.store.pool)
             .await?;
-        rows.iter()
-            .map(|r| Ok(r.try_get("id")?))
-            .collect()
+        rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
     }
 
     /// A system, its releases with their evidence, and its deployments.
@@ -213,10 +211,7 @@ impl Records {
         // matches the `decision_log_record` index, and a planner that takes
         // it must then sort every decision to find the newest; walking the
         // primary key backwards finds a page at once.
-        let mut sql = format!(
-            "{} WHERE COALESCE(record_table, '') = ''",
-            chain::SELECT
-        );
+        let mut sql = format!("{} WHERE COALESCE(record_table, '') = ''", chain::SELECT);
         let mut binds: Vec<Bind> = Vec::new();
         let mut next = |sql: &mut String, clause: &str, b: Bind| {
             binds.push(b);
@@ -269,10 +264,8 @@ impl Records {
             };
         }
         let rows = q.fetch_all(&self.store.pool).await?;
-        let mut entries: Vec<Chained> = rows
-            .iter()
-            .map(chain::from_row)
-            .collect::<Result<_, _>>()?;
+        let mut entries: Vec<Chained> =
+            rows.iter().map(chain::from_row).collect::<Result<_, _>>()?;
         let more = entries.len() as i64 > limit;
         entries.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
         Ok(LogPage {

@@ -10,9 +10,9 @@
 pub mod auth;
 pub(crate) mod body;
 pub mod config;
-pub mod console;
 #[cfg(test)]
 mod config_example;
+pub mod console;
 pub(crate) mod error;
 pub(crate) mod lane;
 pub(crate) mod metrics;

@@ -234,6 +234,7 @@ pub fn timeline(
     let mut path = String::new();
     let mut stages = Vec::new();
     let mut last: Option<(f64, String)> = None;
+    let mut previous_y = plot_bottom;
     for e in history {
         let x = ts.x(e.at.millis());
         // A deployment that is rolled back or suspended exposes no one,
@@ -263,12 +264,14 @@ pub fn timeline(
             };
             stages.push(StageLabel {
                 x: lx,
-                y: (yy - 6.0).max(plot_top + 10.0),
+                // Above the line on both sides of a step.
+                y: (yy.min(previous_y) - 6.0).max(plot_top + 10.0),
                 anchor,
                 text: label.clone(),
             });
             last = Some((x, label));
         }
+        previous_y = yy;
     }
     if !path.is_empty() {
         path.push_str(&format!(" H{}", fmt(ts.x(end))));

@@ -266,7 +266,10 @@ async fn sign_in(
         .cookie(&id, app.console.sessions.ttl().as_secs());
     (
         StatusCode::SEE_OTHER,
-        [(header::LOCATION, "/ui".to_string()), (header::SET_COOKIE, cookie)],
+        [
+            (header::LOCATION, "/ui".to_string()),
+            (header::SET_COOKIE, cookie),
+        ],
     )
         .into_response()
 }

@@ -20,7 +20,12 @@ use crate::records::console::{LogFilter, MAX_PAGE};
 use crate::server::App;
 
 /// Decision kinds the log filter accepts.
-pub const KINDS: [&str; 4] = ["gate", "progression", "monitoring", "bundle.forced_activation"];
+pub const KINDS: [&str; 4] = [
+    "gate",
+    "progression",
+    "monitoring",
+    "bundle.forced_activation",
+];
 /// Outcomes the log filter accepts.
 pub const OUTCOMES: [&str; 9] = [
     "allow", "deny", "promote", "hold", "rollback", "suspend", "healthy", "alert", "recorded",
@@ -313,10 +318,7 @@ pub async fn overview(State(app): State<Arc<App>>, headers: HeaderMap) -> Respon
                 .latest
                 .as_ref()
                 .map_or_else(|| "—".into(), |d| d.status.as_str().replace('_', " ")),
-            status_class: s
-                .latest
-                .as_ref()
-                .map_or("info", |d| status_class(d.status)),
+            status_class: s.latest.as_ref().map_or("info", |d| status_class(d.status)),
             alerts: s.alerts,
             id: s.id,
         })
@@ -355,7 +357,8 @@ pub async fn overview(State(app): State<Arc<App>>, headers: HeaderMap) -> Respon
             })
         })
         .collect();
-    let chrome = Chrome::new(&v, "Overview", "overview").api("Bundles (JSON)", "/v1/bundles".into());
+    let chrome =
+        Chrome::new(&v, "Overview", "overview").api("Bundles (JSON)", "/v1/bundles".into());
     render(&OverviewTemplate {
         chrome,
         systems,
@@ -450,7 +453,10 @@ fn review_view(k: &crate::records::export::Keyed<crate::records::model::Review>)
         at: time(r.completed_at),
         outcome: crate::records::evidence::wire_name(&r.outcome).replace('_', " "),
         conditions: list(&r.conditions),
-        target: r.target_stage.clone().unwrap_or_else(|| "the release".into()),
+        target: r
+            .target_stage
+            .clone()
+            .unwrap_or_else(|| "the release".into()),
         deployment: k.deployment_id.clone(),
     }
 }
@@ -465,7 +471,10 @@ fn authorisation_view(
         at: time(a.authorised_at),
         expires: a.expires_at.map_or_else(|| "no expiry".into(), time),
         conditions: list(&a.conditions),
-        scope: a.scope.as_ref().map_or_else(|| "all stages".into(), |s| s.join(", ")),
+        scope: a
+            .scope
+            .as_ref()
+            .map_or_else(|| "all stages".into(), |s| s.join(", ")),
         deployment: k.deployment_id.clone(),
     }
 }
@@ -503,7 +512,9 @@ fn release_view(r: &crate::records::console::ReleaseRecord) -> ReleaseView {
                     name: x.name.clone().unwrap_or_else(|| "unnamed".into()),
                     passed: x.passed,
                     measured: match (x.metric, x.threshold) {
-                        (Some(m), Some(t)) => format!("{} (threshold {})", charts::number(m), charts::number(t)),
+                        (Some(m), Some(t)) => {
+                            format!("{} (threshold {})", charts::number(m), charts::number(t))
+                        }
                         (Some(m), None) => charts::number(m),
                         _ => "—".into(),
                     },
@@ -516,7 +527,10 @@ fn release_view(r: &crate::records::console::ReleaseRecord) -> ReleaseView {
         id: r.release.release_id.clone(),
         version: e.version.clone(),
         created: format!("{} by {}", r.release.created_at, r.release.created_by),
-        artifact: e.artifact_digest.clone().unwrap_or_else(|| "not recorded".into()),
+        artifact: e
+            .artifact_digest
+            .clone()
+            .unwrap_or_else(|| "not recorded".into()),
         verification,
         results,
         deficiencies: e
@@ -526,8 +540,14 @@ fn release_view(r: &crate::records::console::ReleaseRecord) -> ReleaseView {
                 format!(
                     "{} ({}, {})",
                     d.id.as_deref().unwrap_or("unnamed"),
-                    d.severity.as_ref().map_or_else(|| "severity not stated".into(), crate::records::evidence::wire_name),
-                    d.status.as_ref().map_or_else(|| "status not stated".into(), crate::records::evidence::wire_name),
+                    d.severity.as_ref().map_or_else(
+                        || "severity not stated".into(),
+                        crate::records::evidence::wire_name
+                    ),
+                    d.status.as_ref().map_or_else(
+                        || "status not stated".into(),
+                        crate::records::evidence::wire_name
+                    ),
                 )
             })
             .collect(),
@@ -596,44 +616,50 @@ pub async fn system(
         Ok(r) => r,
         Err(e) => return failed(e, &v).into_response(),
     };
-    let (notice, notice_missing) = match crate::server::routes::notice::notice_value(&app, &id).await
-    {
-        Ok(n) => {
-            let op = &n["operational"];
-            let operational = if op["in_operational_use"].as_bool() == Some(true) {
-                format!(
-                    "in operational use: {} at {}% since {}",
-                    text(op, "stage"),
-                    op["traffic_percent"].as_f64().map(charts::number).unwrap_or_default(),
-                    text(op, "stage_since")
+    let (notice, notice_missing) =
+        match crate::server::routes::notice::notice_value(&app, &id).await {
+            Ok(n) => {
+                let op = &n["operational"];
+                let operational = if op["in_operational_use"].as_bool() == Some(true) {
+                    format!(
+                        "in operational use: {} at {}% since {}",
+                        text(op, "stage"),
+                        op["traffic_percent"]
+                            .as_f64()
+                            .map(charts::number)
+                            .unwrap_or_default(),
+                        text(op, "stage_since")
+                    )
+                } else {
+                    "not in operational use".into()
+                };
+                (
+                    Some(NoticeView {
+                        release: text(&n, "release"),
+                        capabilities: text(&n, "capabilities"),
+                        intended_use: text(&n, "intended_use"),
+                        limitations: n["limitations"]
+                            .as_array()
+                            .map(|a| a.iter().map(compact).collect())
+                            .unwrap_or_default(),
+                        reliance_conditions: text(&n, "reliance_conditions"),
+                        user_guidance: text(&n, "user_guidance"),
+                        human_oversight: n["human_oversight"].as_bool().unwrap_or(false),
+                        escalation_contact: text(&n, "escalation_contact"),
+                        operational,
+                    }),
+                    None,
                 )
-            } else {
-                "not in operational use".into()
-            };
-            (
-                Some(NoticeView {
-                    release: text(&n, "release"),
-                    capabilities: text(&n, "capabilities"),
-                    intended_use: text(&n, "intended_use"),
-                    limitations: n["limitations"]
-                        .as_array()
-                        .map(|a| a.iter().map(compact).collect())
-                        .unwrap_or_default(),
-                    reliance_conditions: text(&n, "reliance_conditions"),
-                    user_guidance: text(&n, "user_guidance"),
-                    human_oversight: n["human_oversight"].as_bool().unwrap_or(false),
-                    escalation_contact: text(&n, "escalation_contact"),
-                    operational,
-                }),
-                None,
-            )
-        }
-        Err(e) => (None, Some(e.message)),
-    };
+            }
+            Err(e) => (None, Some(e.message)),
+        };
     let s = &record.system.system;
     let chrome = Chrome::new(&v, format!("System {id}"), "systems")
         .api("System (JSON)", format!("/v1/systems/{id}"))
-        .api("User notice (JSON or HTML)", format!("/v1/systems/{id}/notice"));
+        .api(
+            "User notice (JSON or HTML)",
+            format!("/v1/systems/{id}/notice"),
+        );
     render(&SystemTemplate {
         chrome,
         name: s.name.clone().unwrap_or_default(),
@@ -792,11 +818,10 @@ fn criteria_text(c: &[crate::decision::request::Criterion]) -> String {
     }
     c.iter()
         .map(|c| {
-            let op = c
-                .op
-                .as_ref()
-                .map(crate::records::evidence::wire_name)
-                .unwrap_or_default();
+            let op =
+                c.op.as_ref()
+                    .map(crate::records::evidence::wire_name)
+                    .unwrap_or_default();
             let mut t = format!(
                 "{} {} {}",
                 c.metric.as_deref().unwrap_or("?"),
@@ -814,7 +839,11 @@ fn criteria_text(c: &[crate::decision::request::Criterion]) -> String {
 
 /// The deployment page's template, filled from the records: what the
 /// handler renders, and what the benchmark measures.
-pub async fn deployment_page(app: &App, id: &str, v: &Viewer) -> Result<DeploymentTemplate, RecordError> {
+pub async fn deployment_page(
+    app: &App,
+    id: &str,
+    v: &Viewer,
+) -> Result<DeploymentTemplate, RecordError> {
     let x = app.records.export(id).await?;
     let observations = app.records.observations(id).await?;
     let reasons: HashMap<&str, &str> = x
@@ -838,7 +867,10 @@ pub async fn deployment_page(app: &App, id: &str, v: &Viewer) -> Result<Deployme
     let charts = charts::metric_charts(&x.deployment.plan, &observations);
     let chrome = Chrome::new(v, format!("Deployment {id}"), "systems")
         .api("Deployment (JSON)", format!("/v1/deployments/{id}"))
-        .api("Audit record (JSON)", format!("/v1/deployments/{id}/record"))
+        .api(
+            "Audit record (JSON)",
+            format!("/v1/deployments/{id}/record"),
+        )
         .api(
             "Audit record (OSCAL)",
             format!("/v1/deployments/{id}/record?format=oscal"),
@@ -1008,9 +1040,7 @@ fn parse_time(s: &str) -> Option<Timestamp> {
 
 /// Reads the log page's query: every parameter checked, the first wrong
 /// one named.
-pub fn parse_filter(
-    query: &[(String, String)],
-) -> Result<(LogFilter, FilterForm), FilterError> {
+pub fn parse_filter(query: &[(String, String)]) -> Result<(LogFilter, FilterForm), FilterError> {
     let mut filter = LogFilter::default();
     let mut form = FilterForm {
         limit: PAGE,
@@ -1038,10 +1068,7 @@ pub fn parse_filter(
             }
             "kind" => {
                 if !KINDS.contains(&value) {
-                    return Err(err(
-                        "kind",
-                        format!("expected one of {}", KINDS.join(", ")),
-                    ));
+                    return Err(err("kind", format!("expected one of {}", KINDS.join(", "))));
                 }
                 filter.kind = Some(value.to_string());
                 form.kind = value.to_string();
@@ -1059,7 +1086,9 @@ pub fn parse_filter(
             "code" => {
                 let ok = value.len() <= 128
                     && value.bytes().all(|b| {
-                        b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+                        b.is_ascii_lowercase()
+                            || b.is_ascii_digit()
+                            || matches!(b, b'.' | b'_' | b'-')
                     });
                 if !ok {
                     return Err(err(
@@ -1086,11 +1115,9 @@ pub fn parse_filter(
                 }
             }
             "before" => {
-                let n: i64 = value
-                    .parse()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| err("before", "expected a positive log sequence number".into()))?;
+                let n: i64 = value.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    err("before", "expected a positive log sequence number".into())
+                })?;
                 filter.before = Some(n);
             }
             "limit" => {
