@@ -139,7 +139,7 @@ async fn unknown_page(State(app): State<Arc<App>>, headers: HeaderMap) -> Respon
         )
         .for_viewer(&v)
         .into_response(),
-        Err(refusal) => refusal,
+        Err(refusal) => *refusal,
     }
 }
 
@@ -154,11 +154,14 @@ fn session_id(headers: &HeaderMap) -> Option<&str> {
 
 /// The viewer of a request, or the response that refuses it: a redirect
 /// to the sign-in form without a live session, saying so when it expired.
-pub(crate) fn viewer(app: &App, headers: &HeaderMap) -> Result<Viewer, Response> {
+pub(crate) fn viewer(app: &App, headers: &HeaderMap) -> Result<Viewer, Box<Response>> {
     if app.auth.is_open() {
         return Ok(Viewer {
             caller: app.auth.caller(headers).map_err(|_| {
-                Page::error(StatusCode::UNAUTHORIZED, "Sign in", "Sign in first.").into_response()
+                Box::new(
+                    Page::error(StatusCode::UNAUTHORIZED, "Sign in", "Sign in first.")
+                        .into_response(),
+                )
             })?,
             session: None,
         });
@@ -172,8 +175,8 @@ pub(crate) fn viewer(app: &App, headers: &HeaderMap) -> Result<Viewer, Response>
             caller: s.caller.clone(),
             session: Some(s),
         }),
-        Err(Lookup::Expired) => Err(to_sign_in(app, "/ui/sign-in?expired=1")),
-        Err(Lookup::Unknown) => Err(to_sign_in(app, "/ui/sign-in")),
+        Err(Lookup::Expired) => Err(Box::new(to_sign_in(app, "/ui/sign-in?expired=1"))),
+        Err(Lookup::Unknown) => Err(Box::new(to_sign_in(app, "/ui/sign-in"))),
     }
 }
 
@@ -287,7 +290,7 @@ async fn sign_out(
 ) -> Response {
     let v = match viewer(&app, &headers) {
         Ok(v) => v,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     let Some(session) = &v.session else {
         return Redirect::to("/ui").into_response();

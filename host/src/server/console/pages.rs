@@ -293,7 +293,7 @@ fn origin_text(o: &crate::server::registry::Origin) -> String {
 pub async fn overview(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let v = match viewer(&app, &headers) {
         Ok(v) => v,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     let since = Timestamp(Timestamp::now().millis() - 86_400_000);
     let systems = match app.records.systems_overview(since).await {
@@ -607,7 +607,7 @@ pub async fn system(
 ) -> Response {
     let v = match viewer(&app, &headers) {
         Ok(v) => v,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     if !plausible_id(&id) {
         return bad_id("system", &id, &v).into_response();
@@ -844,8 +844,10 @@ pub async fn deployment_page(
     id: &str,
     v: &Viewer,
 ) -> Result<DeploymentTemplate, RecordError> {
-    let x = app.records.export(id).await?;
-    let observations = app.records.observations(id).await?;
+    // Two independent reads: the export (with its chain proof) and the
+    // observations behind the charts, side by side.
+    let (x, observations) = tokio::join!(app.records.export(id), app.records.observations(id));
+    let (x, observations) = (x?, observations?);
     let reasons: HashMap<&str, &str> = x
         .history
         .iter()
@@ -991,7 +993,7 @@ pub async fn deployment(
 ) -> Response {
     let v = match viewer(&app, &headers) {
         Ok(v) => v,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     if !plausible_id(&id) {
         return bad_id("deployment", &id, &v).into_response();
@@ -1235,7 +1237,7 @@ pub async fn decisions(
 ) -> Response {
     let v = match viewer(&app, &headers) {
         Ok(v) => v,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     let Ok(Query(query)) = query else {
         return Page::error(
@@ -1280,7 +1282,7 @@ pub async fn decision(
 ) -> Response {
     let v = match viewer(&app, &headers) {
         Ok(v) => v,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     if !plausible_id(&id) {
         return bad_id("decision", &id, &v).into_response();
