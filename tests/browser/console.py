@@ -9,8 +9,8 @@ and every request to another origin fails the test.
 
 Environment: CONSOLE_URL (http://127.0.0.1:PORT), CONSOLE_TOKEN (an
 auditor's), CONSOLE_DEPLOYMENT (the rolled-back deployment's id), and
-CONSOLE_SCREENSHOTS: a directory to save overview.png and deployment.png
-to (empty: no screenshots).
+CONSOLE_SCREENSHOTS: a directory to save overview.png, system.png,
+deployment.png and decision.png to (empty: no screenshots).
 """
 
 import os
@@ -74,6 +74,13 @@ def main():
         if SHOTS:
             page.screenshot(path=os.path.join(SHOTS, "overview.png"), full_page=True)
 
+        # The system, with its releases and their evidence.
+        page.get_by_role("link", name="credit-scoring", exact=True).click()
+        expect(page.get_by_role("heading", name="Releases")).to_be_visible()
+        expect(page.get_by_role("heading", name="What users are told")).to_be_visible()
+        if SHOTS:
+            page.screenshot(path=os.path.join(SHOTS, "system.png"), full_page=True)
+
         # The rolled-back deployment.
         page.goto(f"{BASE}/ui/deployments/{DEPLOYMENT}")
         expect(page.get_by_role("heading", name="Timeline")).to_be_visible()
@@ -99,6 +106,8 @@ def main():
             "ISO/IEC 42001:2023"
         )
         expect(page.get_by_text("Request hash")).to_be_visible()
+        if SHOTS:
+            page.screenshot(path=os.path.join(SHOTS, "decision.png"), full_page=True)
 
         # The decision log, filtered by the finding code.
         page.get_by_role("navigation", name="Console").get_by_role(
