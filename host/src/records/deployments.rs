@@ -10,13 +10,13 @@ use super::store::{StoreError, json_column};
 use super::{RecordError, Records};
 use crate::decision::Timestamp;
 
-const SELECT: &str = "SELECT id, release_id, system_id, plan, status, stage, traffic_percent, stage_entered_at, deployed_at, version, updated_at, refs FROM deployments";
+pub(crate) const SELECT: &str = "SELECT id, release_id, system_id, plan, status, stage, traffic_percent, stage_entered_at, deployed_at, version, updated_at, refs FROM deployments";
 
 fn corrupt(what: String) -> RecordError {
     RecordError::Store(StoreError::Corrupt(what))
 }
 
-fn from_row(row: &sqlx::any::AnyRow) -> Result<Deployment, RecordError> {
+pub(crate) fn from_row(row: &sqlx::any::AnyRow) -> Result<Deployment, RecordError> {
     let status: String = row.try_get("status")?;
     Ok(Deployment {
         id: row.try_get("id")?,

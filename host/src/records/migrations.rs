@@ -11,6 +11,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("migrations/0002_monitoring.sql")),
     (3, include_str!("migrations/0003_sealed_records.sql")),
     (4, include_str!("migrations/0004_refs.sql")),
+    (6, include_str!("migrations/0006_console.sql")),
 ];
 
 /// The migration after which every record row is committed to the chain:

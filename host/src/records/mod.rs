@@ -20,6 +20,7 @@
 //!   escalations;
 //! - [`export`]: one document per deployment for auditors, and
 //!   [`oscal`]: the same record as OSCAL assessment results.
+//! - [`console`]: the read queries of the auditor's console.
 //!
 //! Records never see HTTP: they take typed inputs ([`model`]) and return
 //! typed results or a [`RecordError`]; the routes choose status codes.
@@ -27,6 +28,7 @@
 pub(crate) mod assemble;
 pub mod chain;
 pub mod checkpoint;
+pub mod console;
 pub(crate) mod deployments;
 pub mod destinations;
 mod error;

@@ -44,6 +44,8 @@ pub struct Config {
     /// Polling of remote bundle sources (`url`, `oci`): defaults each
     /// `[[bundles]]` entry may override.
     pub sources: SourcesConfig,
+    /// The auditor's console at `/ui`.
+    pub console: ConsoleConfig,
     /// Bearer tokens. None configured: loopback only, every caller has
     /// every role (local development).
     pub tokens: Vec<TokenConfig>,
@@ -148,6 +150,29 @@ impl Default for SchedulerConfig {
             tick_ms: 1_000,
             lease_ms: 30_000,
             replica: None,
+        }
+    }
+}
+
+/// The auditor's console (README.md, "Auditor console").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// Serve the console at `/ui`.
+    pub enabled: bool,
+    /// How long a console session lasts after sign-in.
+    pub session_seconds: u64,
+    /// Mark the session cookie `Secure`: set it when browsers reach the
+    /// service over HTTPS (a TLS-terminating proxy in front of it).
+    pub secure_cookie: bool,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig {
+            enabled: true,
+            session_seconds: 28_800,
+            secure_cookie: false,
         }
     }
 }
@@ -516,6 +541,7 @@ impl Default for Config {
             scheduler: SchedulerConfig::default(),
             webhooks: WebhooksConfig::default(),
             sources: SourcesConfig::default(),
+            console: ConsoleConfig::default(),
             tokens: Vec::new(),
         }
     }

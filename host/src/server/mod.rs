@@ -12,6 +12,7 @@ pub(crate) mod body;
 pub mod config;
 #[cfg(test)]
 mod config_example;
+pub mod console;
 pub(crate) mod error;
 pub(crate) mod lane;
 pub(crate) mod metrics;
@@ -51,6 +52,9 @@ pub struct App {
     /// Log stateless decisions too.
     pub(crate) log_decisions: bool,
     pub(crate) notices: routes::notice::NoticeCache,
+    /// The auditor's console: its sessions.
+    pub(crate) console: console::Console,
+    console_enabled: bool,
     inflight: Arc<Semaphore>,
 }
 
@@ -148,6 +152,8 @@ pub async fn prepare(config: &Config) -> Result<Arc<App>, ServeError> {
         limits: config.limits.clone(),
         log_decisions: config.records.log_decisions,
         notices: routes::notice::NoticeCache::new(),
+        console: console::Console::new(&config.console),
+        console_enabled: config.console.enabled,
         inflight: Arc::new(Semaphore::new(config.limits.concurrency)),
     });
     monitor::start(&app, config);
@@ -330,8 +336,14 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/readyz", get(routes::health::readyz))
         // The notice to users is public: the people it informs hold no token.
         .route("/v1/systems/{id}/notice", get(routes::notice::notice))
-        .route("/metrics", get(routes::health::metrics))
-        .layer(middleware::from_fn_with_state(app.clone(), admit));
+        .route("/metrics", get(routes::health::metrics));
+    // The auditor's console (README.md, "Auditor console").
+    let api = if app.console_enabled {
+        api.merge(console::routes(app.clone()))
+    } else {
+        api
+    }
+    .layer(middleware::from_fn_with_state(app.clone(), admit));
     Router::new()
         .merge(api)
         .fallback(not_found)
