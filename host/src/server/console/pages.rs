@@ -279,15 +279,33 @@ fn status_class(status: crate::records::DeploymentStatus) -> &'static str {
     }
 }
 
-fn origin_text(o: &crate::server::registry::Origin) -> String {
-    use crate::server::registry::Origin;
-    match o {
-        Origin::Persisted => "restored from the data directory".into(),
-        Origin::File { path } => format!("file {path}"),
-        Origin::Dir { path } => format!("watched directory {path}"),
-        Origin::Build { path } => format!("built from {path}"),
-        Origin::Upload { by } => format!("uploaded by {by}"),
+/// Where the active bundle came from, and for a polled source how its
+/// polling stands (the same fields as `GET /v1/bundles/{name}`).
+fn source_text(
+    origin: &crate::server::registry::Origin,
+    source: Option<crate::server::remote::SourceStatus>,
+) -> String {
+    let mut text = origin.to_string();
+    if let Some(s) = source {
+        let last = match (s.last_result, s.last_poll_at) {
+            (Some(r), Some(at)) => format!("last poll {} at {}", r.as_str(), time(at)),
+            _ => "not polled yet".to_string(),
+        };
+        text.push_str(&format!("; {} {}: {last}", s.kind, s.location));
+        if s.consecutive_failures > 0 {
+            text.push_str(&format!(
+                ", {} consecutive failure(s)",
+                s.consecutive_failures
+            ));
+        }
+        if let Some(e) = s.last_error {
+            text.push_str(&format!(" ({e})"));
+        }
+        if s.stale {
+            text.push_str(", STALE: no successful poll within stale_after");
+        }
     }
+    text
 }
 
 pub async fn overview(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
@@ -343,7 +361,7 @@ pub async fn overview(State(app): State<Arc<App>>, headers: HeaderMap) -> Respon
                         .collect::<Vec<_>>()
                         .join(", ")
                 },
-                source: origin_text(&a.origin),
+                source: source_text(&a.origin, slot.source_status()),
                 activated_at: time(a.activated_at),
                 default: default.as_deref() == Some(slot.name.as_str()),
                 rejected: slot.last_rejection().map(|r| {
