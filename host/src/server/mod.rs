@@ -13,6 +13,7 @@ pub mod config;
 #[cfg(test)]
 mod config_example;
 pub(crate) mod error;
+pub mod integrations;
 pub(crate) mod lane;
 pub(crate) mod metrics;
 pub(crate) mod monitor;
@@ -49,6 +50,8 @@ pub struct App {
     /// Log stateless decisions too.
     pub(crate) log_decisions: bool,
     pub(crate) notices: routes::notice::NoticeCache,
+    /// GitHub deployment protection rules, when configured.
+    pub(crate) github: Option<Arc<integrations::github::GithubGate>>,
     inflight: Arc<Semaphore>,
 }
 
@@ -137,6 +140,12 @@ pub async fn prepare(config: &Config) -> Result<Arc<App>, ServeError> {
             }
         }
     });
+    let github = match &config.integrations.github {
+        Some(g) => Some(Arc::new(
+            integrations::github::GithubGate::load(g).map_err(ServeError::Config)?,
+        )),
+        None => None,
+    };
     let registry = tokio::task::block_in_place(|| prepare_registry(config, events))?;
     let app = Arc::new(App {
         metrics: registry.metrics().clone(),
@@ -146,6 +155,7 @@ pub async fn prepare(config: &Config) -> Result<Arc<App>, ServeError> {
         limits: config.limits.clone(),
         log_decisions: config.records.log_decisions,
         notices: routes::notice::NoticeCache::new(),
+        github,
         inflight: Arc::new(Semaphore::new(config.limits.concurrency)),
     });
     monitor::start(&app, config);
@@ -267,6 +277,10 @@ pub fn router(app: Arc<App>) -> Router {
             post(routes::records::release_acceptance),
         )
         .route("/v1/deployments", post(routes::records::create_deployment))
+        .route(
+            "/v1/integrations/github/deployment-protection",
+            post(integrations::github::deployment_protection),
+        )
         .route("/v1/log/checkpoint", get(routes::records::checkpoint))
         .route("/v1/log/key", get(routes::records::checkpoint_key))
         .route("/v1/deployments/{id}", get(routes::records::get_deployment))
