@@ -162,7 +162,7 @@ impl World {
             let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
                 .await
                 .unwrap();
-            let rows = sqlx::query("SELECT seq, decision_id, at, kind, outcome, codes, bundle, bundle_version, bundle_digest, request_digest, request, deployment_id, actor, record_table, record_id, prev_hash, hash FROM decision_log WHERE seq >= $1 ORDER BY seq")
+            let rows = sqlx::query("SELECT seq, decision_id, at, kind, outcome, codes, bundle, bundle_version, bundle_digest, request_digest, request, deployment_id, actor, record_table, record_id, read_only, prev_hash, hash FROM decision_log WHERE seq >= $1 ORDER BY seq")
                 .bind(seq)
                 .fetch_all(&mut conn)
                 .await

@@ -94,7 +94,7 @@ pub(crate) async fn progression(
     system: &System,
     d: &Deployment,
     target_stage: &str,
-    authorisation: &Authorisation,
+    authorisation: Option<&Authorisation>,
     now: Timestamp,
 ) -> Result<ProgressionRequest, RecordError> {
     Ok(ProgressionRequest {
@@ -109,7 +109,7 @@ pub(crate) async fn progression(
         review: latest::<Review>(conn, "reviews", "completed_at", Of::Deployment(&d.id))
             .await?
             .map(|r| r.evidence()),
-        authorisation: Some(authorisation.evidence()),
+        authorisation: authorisation.map(Authorisation::evidence),
         extensions: None,
     })
 }
@@ -211,6 +211,31 @@ async fn material_issues(
         );
     }
     Ok(latest.into_values().collect())
+}
+
+/// The authorisation a read-only progression evaluation rests on: the
+/// latest recorded for the deployment, else the latest of its release.
+pub(crate) async fn latest_authorisation(
+    conn: &mut AnyConnection,
+    d: &Deployment,
+) -> Result<Option<Authorisation>, RecordError> {
+    if let Some(a) = latest(
+        conn,
+        "authorisations",
+        "authorised_at",
+        Of::Deployment(&d.id),
+    )
+    .await?
+    {
+        return Ok(Some(a));
+    }
+    latest(
+        conn,
+        "authorisations",
+        "authorised_at",
+        Of::Release(&d.release_id),
+    )
+    .await
 }
 
 /// Whose records a query reads.

@@ -37,6 +37,11 @@ pub struct LogEntry {
     /// so their hashes are what they were before records were chained.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub record: Option<RecordRef>,
+    /// A read-only evaluation: the policy was asked about the records and
+    /// nothing changed. Absent (false) from every other entry, so their
+    /// hashes are what they were before evaluations existed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
 }
 
 /// The record row a chain entry commits to (see [`super::ledger`]).
@@ -119,11 +124,11 @@ pub async fn append(
     let (mut seq, mut prev) = head;
     // Many rows per statement: per-statement overhead, not hashing, is what
     // limits a large batch.
-    const COLUMNS: usize = 17;
+    const COLUMNS: usize = 18;
     const ROWS_PER_STATEMENT: usize = 64;
     for chunk in entries.chunks(ROWS_PER_STATEMENT) {
         let mut sql = String::from(
-            "INSERT INTO decision_log (seq, decision_id, at, kind, outcome, codes, bundle, bundle_version, bundle_digest, request_digest, request, deployment_id, actor, record_table, record_id, prev_hash, hash) VALUES ",
+            "INSERT INTO decision_log (seq, decision_id, at, kind, outcome, codes, bundle, bundle_version, bundle_digest, request_digest, request, deployment_id, actor, record_table, record_id, read_only, prev_hash, hash) VALUES ",
         );
         for row in 0..chunk.len() {
             if row > 0 {
@@ -158,6 +163,7 @@ pub async fn append(
                 .bind(e.actor.clone())
                 .bind(e.record.as_ref().map(|r| r.table.clone()))
                 .bind(e.record.as_ref().map(|r| r.id.clone()))
+                .bind(e.read_only.then_some(1i64))
                 .bind(prev.clone())
                 .bind(h.clone());
             prev = h;
@@ -198,13 +204,16 @@ pub fn from_row(row: &AnyRow) -> Result<Chained, StoreError> {
                 (Some(table), Some(id)) => Some(RecordRef { table, id }),
                 _ => None,
             },
+            read_only: row
+                .try_get::<Option<i64>, _>("read_only")?
+                .is_some_and(|v| v != 0),
         },
         prev_hash: row.try_get("prev_hash")?,
         hash: row.try_get("hash")?,
     })
 }
 
-pub(crate) const SELECT: &str = "SELECT seq, decision_id, at, kind, outcome, codes, bundle, bundle_version, bundle_digest, request_digest, request, deployment_id, actor, record_table, record_id, prev_hash, hash FROM decision_log";
+pub(crate) const SELECT: &str = "SELECT seq, decision_id, at, kind, outcome, codes, bundle, bundle_version, bundle_digest, request_digest, request, deployment_id, actor, record_table, record_id, read_only, prev_hash, hash FROM decision_log";
 
 /// The result of recomputing the chain.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -10,7 +10,7 @@ use super::store::{StoreError, json_column};
 use super::{RecordError, Records};
 use crate::decision::Timestamp;
 
-const SELECT: &str = "SELECT id, release_id, system_id, plan, status, stage, traffic_percent, stage_entered_at, deployed_at, version, updated_at FROM deployments";
+const SELECT: &str = "SELECT id, release_id, system_id, plan, status, stage, traffic_percent, stage_entered_at, deployed_at, version, updated_at, refs FROM deployments";
 
 fn corrupt(what: String) -> RecordError {
     RecordError::Store(StoreError::Corrupt(what))
@@ -31,6 +31,12 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<Deployment, RecordError> {
         deployed_at: Timestamp(row.try_get("deployed_at")?),
         version: row.try_get("version")?,
         updated_at: Timestamp(row.try_get("updated_at")?),
+        refs: match row.try_get::<Option<String>, _>("refs")? {
+            Some(text) => {
+                serde_json::from_str(&text).map_err(|e| corrupt(format!("deployment refs: {e}")))?
+            }
+            None => Default::default(),
+        },
     })
 }
 
@@ -63,6 +69,9 @@ pub(crate) fn row_values(d: &Deployment) -> RowValues {
             d.deployed_at.into(),
             d.version.into(),
             d.updated_at.into(),
+            (!d.refs.is_empty())
+                .then(|| serde_json::to_string(&d.refs).unwrap_or_default())
+                .into(),
         ],
     }
 }

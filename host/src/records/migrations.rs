@@ -10,11 +10,16 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_records.sql")),
     (2, include_str!("migrations/0002_monitoring.sql")),
     (3, include_str!("migrations/0003_sealed_records.sql")),
+    (4, include_str!("migrations/0004_refs.sql")),
 ];
 
 /// The migration after which every record row is committed to the chain:
 /// rows written before it are committed by it, once.
 const SEALED_RECORDS: i64 = 3;
+
+/// The migration that added `refs` to the deployment row: every existing
+/// deployment row has a new shape (and digest), committed by it, once.
+const DEPLOYMENT_REFS: i64 = 4;
 
 /// Applies every migration not yet applied.
 pub(crate) async fn run(store: &Store) -> Result<(), StoreError> {
@@ -43,8 +48,9 @@ pub(crate) async fn run(store: &Store) -> Result<(), StoreError> {
             for statement in statements(sql) {
                 tx.execute(statement.as_str()).await.map_err(mig)?;
             }
-            if *version == SEALED_RECORDS {
-                seal_existing_rows(&mut tx)
+            let tables = tables_sealed_by(*version);
+            if !tables.is_empty() {
+                seal_existing_rows(&mut tx, &tables)
                     .await
                     .map_err(|e| StoreError::Migrate {
                         version: *version,
@@ -69,10 +75,29 @@ pub(crate) async fn run(store: &Store) -> Result<(), StoreError> {
     result
 }
 
-/// Commits every existing record row to the chain, as the migration that
-/// introduced record entries.
-async fn seal_existing_rows(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<(), StoreError> {
-    let rows = super::ledger::all_rows(tx).await?;
+/// The tables whose existing rows migration `version` commits to the
+/// chain. Deployment rows are read with the columns the code knows (the
+/// `refs` column of migration 4), so a database migrating from before 3
+/// commits them at 4, once, in their final shape.
+fn tables_sealed_by(version: i64) -> Vec<&'static super::ledger::Table> {
+    use super::ledger::{DEPLOYMENTS, TABLES};
+    match version {
+        SEALED_RECORDS => TABLES
+            .into_iter()
+            .filter(|t| t.name != DEPLOYMENTS.name)
+            .collect(),
+        DEPLOYMENT_REFS => vec![&DEPLOYMENTS],
+        _ => Vec::new(),
+    }
+}
+
+/// Commits every existing row of `tables` to the chain, as the migration
+/// that introduced record entries or changed a table's columns.
+async fn seal_existing_rows(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tables: &[&'static super::ledger::Table],
+) -> Result<(), StoreError> {
+    let rows = super::ledger::all_rows(tx, tables).await?;
     if rows.is_empty() {
         return Ok(());
     }

@@ -12,6 +12,10 @@
 //! - [`assemble`]: decision requests built from the records;
 //! - [`deployments`] and [`transitions`]: reading deployments, and the
 //!   lifecycle in which every transition is decided by the policy;
+//! - [`refs`]: external references (`kubernetes: NAMESPACE/NAME`) that
+//!   rollout controllers find deployments by;
+//! - [`evaluations`]: read-only evaluations, the policy asked about a
+//!   deployment's records without changing them (what adapters build on);
 //! - [`schedule`], [`webhooks`]: monitoring from the first minute, and
 //!   escalations;
 //! - [`export`]: one document per deployment for auditors.
@@ -25,6 +29,7 @@ pub mod checkpoint;
 pub(crate) mod deployments;
 pub mod destinations;
 mod error;
+mod evaluations;
 pub(crate) mod evidence;
 pub(crate) mod export;
 pub(crate) mod idempotency;
@@ -32,6 +37,7 @@ pub(crate) mod ledger;
 mod log;
 mod migrations;
 pub mod model;
+pub mod refs;
 pub mod schedule;
 pub mod store;
 pub(crate) mod transitions;
@@ -44,8 +50,10 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 pub use error::RecordError;
+pub use evaluations::Evaluation;
 pub use log::{DecisionLog, Durability};
 pub use model::{Actor, DeploymentStatus, Route};
+pub use refs::DeploymentSelector;
 pub use store::{Store, StoreError};
 pub use transitions::Intervention;
 
@@ -163,6 +171,7 @@ impl Records {
             deployment_id: deployment_id.map(str::to_string),
             actor: actor.to_string(),
             record: None,
+            read_only: false,
         }
     }
 
@@ -191,6 +200,7 @@ impl Records {
             deployment_id: None,
             actor: actor.to_string(),
             record: None,
+            read_only: false,
         }
     }
 

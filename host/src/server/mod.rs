@@ -276,7 +276,10 @@ pub fn router(app: Arc<App>) -> Router {
             "/v1/releases/{id}/acceptances",
             post(routes::records::release_acceptance),
         )
-        .route("/v1/deployments", post(routes::records::create_deployment))
+        .route(
+            "/v1/deployments",
+            post(routes::records::create_deployment).get(routes::evaluations::find),
+        )
         .route(
             "/v1/integrations/github/deployment-protection",
             post(integrations::github::deployment_protection),
@@ -299,6 +302,14 @@ pub fn router(app: Arc<App>) -> Router {
             post(routes::records::observe),
         )
         .route("/v1/deployments/{id}/issues", post(routes::records::issue))
+        .route(
+            "/v1/deployments/{id}/evaluations/progression",
+            get(routes::evaluations::progression),
+        )
+        .route(
+            "/v1/deployments/{id}/evaluations/monitoring",
+            get(routes::evaluations::monitoring),
+        )
         .route(
             "/v1/deployments/{id}/rollback",
             post(routes::records::rollback),

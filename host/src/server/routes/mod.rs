@@ -2,6 +2,7 @@
 
 pub mod bundles;
 pub mod decisions;
+pub mod evaluations;
 pub mod health;
 pub mod notice;
 pub mod records;
