@@ -60,6 +60,13 @@ pub struct Metrics {
     scheduled: Histogram,
     webhook_results: Family<ResultLabels, Counter>,
     webhooks_pending: Gauge,
+    authz: Family<AuthzLabels, Counter>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct AuthzLabels {
+    deployment: String,
+    result: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -195,7 +202,14 @@ impl Metrics {
             "Escalation webhook deliveries not yet delivered (retried until they are)",
             webhooks_pending.clone(),
         );
+        let authz = Family::<AuthzLabels, Counter>::default();
+        registry.register(
+            "authz",
+            "Per-request exposure checks by deployment (`unknown` when none is active under the name asked for) and result (in, out)",
+            authz.clone(),
+        );
         Metrics {
+            authz,
             scheduled,
             webhook_results,
             webhooks_pending,
@@ -227,6 +241,17 @@ impl Metrics {
             }
         }
         BundleCounters { by_outcome }
+    }
+
+    /// The counter of exposure checks of `deployment` with `result`
+    /// (a handle: kept by the route table, so counting is one atomic add).
+    pub fn authz_counter(&self, deployment: &str, result: &'static str) -> Counter {
+        self.authz
+            .get_or_create(&AuthzLabels {
+                deployment: deployment.to_string(),
+                result,
+            })
+            .clone()
     }
 
     pub fn observe_latency(&self, kind: DecisionKind, seconds: f64) {

@@ -12,10 +12,13 @@ use serde::Deserialize;
 pub struct IntegrationsConfig {
     /// GitHub deployment protection rules (off unless configured).
     pub github: Option<github::GithubConfig>,
+    /// The per-request exposure check for serving gateways.
+    pub authz: crate::server::exposure::AuthzConfig,
 }
 
 impl IntegrationsConfig {
     pub fn validate(&self) -> Result<(), String> {
+        self.authz.validate()?;
         if let Some(g) = &self.github {
             g.validate()?;
         }
