@@ -181,6 +181,11 @@ fn nginx_admits_the_plans_share_keeps_admitted_callers_and_stops_within_2s_of_a_
         .timeout(Duration::from_secs(10))
         .build();
 
+    // The route table follows the creation within a second.
+    support::wait_until("nginx to see the pilot", Duration::from_secs(1), || {
+        ask(&agent, &nginx, "user-00000").1 == "pilot"
+    });
+
     // Pilot, 5 %.
     let pilot = admitted(&agent, &nginx);
     let pilot_share = share(&pilot);
