@@ -158,7 +158,8 @@ fn check_jwt(authorization: &str, public_key: &[u8]) -> Result<(), String> {
         claims["iat"].as_i64().ok_or("no iat")?,
         claims["exp"].as_i64().ok_or("no exp")?,
     );
-    if claims["iss"] != APP_ID.to_string() {
+    // GitHub documents `iss` as the App id; stagegate sends it as a string.
+    if claims["iss"].as_str().and_then(|s| s.parse::<u64>().ok()) != Some(APP_ID) {
         return Err(format!("iss {}", claims["iss"]));
     }
     if iat > now || exp <= now || exp - iat > 600 {

@@ -130,7 +130,7 @@ ms() {
 }
 
 echo "default configuration (every decision logged, answered after its log entry is committed)"
-echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); wrk and the server share them; ${secs}s per run"
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); wrk and the server share them; ${secs}s per run; load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 echo "| connections | endpoint | requests/s | p50 ms | p99 ms | errors | ÷ healthz |"
 echo "|---:|---|---:|---:|---:|---:|---:|"

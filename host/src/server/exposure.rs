@@ -264,6 +264,7 @@ impl Exposure {
                     .map(|s| Some(s.trim()).filter(|s| !s.is_empty()))
                     .map_err(|_| {
                         ApiError::bad_request("bad_header", format!("{name} is not visible ASCII"))
+                            .at(name)
                     }),
             }
         };
@@ -313,13 +314,15 @@ impl Exposure {
                 return Err(ApiError::bad_request(
                     "bad_header",
                     "give X-Stagegate-Deployment or X-Stagegate-Ref, not both",
-                ));
+                )
+                .at("X-Stagegate-Ref"));
             }
             (None, None) => {
                 return Err(ApiError::bad_request(
                     "bad_header",
                     "name the deployment: X-Stagegate-Deployment: ID or X-Stagegate-Ref: NAMESPACE/NAME",
-                ));
+                )
+                .at("X-Stagegate-Deployment"));
             }
         };
         let (admitted, why) = match subject {

@@ -335,7 +335,8 @@ pub async fn deployment_protection(
             StatusCode::UNAUTHORIZED,
             "bad_signature",
             "X-Hub-Signature-256 is missing or does not match the body under the webhook secret",
-        ));
+        )
+        .at("X-Hub-Signature-256"));
     }
     let event = headers
         .get("x-github-event")
