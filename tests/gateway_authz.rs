@@ -30,11 +30,14 @@ fn check(
 }
 
 fn world(key: &std::path::Path) -> World {
+    world_on(Backend::Sqlite, key).unwrap()
+}
+
+fn world_on(backend: Backend, key: &std::path::Path) -> Option<World> {
     World::new(
-        Backend::Sqlite,
+        backend,
         &format!("\n[integrations.authz]\nkey_file = \"{}\"\n", key.display()),
     )
-    .unwrap()
 }
 
 #[test]
@@ -177,8 +180,19 @@ fn the_check_answers_from_headers_with_stage_release_and_why() {
 
 #[test]
 fn a_second_replica_assigns_the_same_buckets_and_sees_a_rollback_within_a_second() {
+    two_replicas(Backend::Sqlite);
+}
+
+#[test]
+fn on_postgres_a_second_replica_assigns_the_same_buckets_and_sees_a_rollback_within_a_second() {
+    two_replicas(Backend::Postgres);
+}
+
+fn two_replicas(backend: Backend) {
     let keys = tempfile::tempdir().unwrap();
-    let w = world(&keys.path().join("authz.key"));
+    let Some(w) = world_on(backend, &keys.path().join("authz.key")) else {
+        return;
+    };
     let a = w.start();
     let release = registered_release(&a, "2.3.0");
     let d = deploy(&a, &release);
