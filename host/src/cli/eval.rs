@@ -1,13 +1,13 @@
 //! `stagegate eval DECISION --bundle FILE --input FILE|-`
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 
 use super::{CliError, CliResult, Exit, LimitArgs, TrustArgs, open_bundle};
 use crate::decision::{self, DecisionKind, RequestErrorKind};
-use crate::policy::{ActivePolicy, Runtime};
+use crate::policy::{ActivePolicy, Decided, Runtime};
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
@@ -26,23 +26,13 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: EvalArgs) -> CliResult {
-    let body = read_input(&args.input)?;
-    // Refuse a bad request before spending time on the bundle.
-    let request = decision::decode(args.decision, &body).map_err(|e| {
-        let what = match e.kind {
-            RequestErrorKind::Malformed => "malformed request",
-            RequestErrorKind::Invalid => "invalid request",
-        };
-        CliError::bad_input(format!("{}: {what}: {e}", args.input.display()))
-    })?;
-    let bundle = open_bundle(&args.bundle)?;
-    args.trust.verify(&bundle)?;
-    bundle.manifest.check_wit_compatible()?;
-    let runtime =
-        Runtime::new(args.limits.limits()).map_err(|e| CliError::failure(e.to_string()))?;
-    let policy = ActivePolicy::load(&runtime, &bundle, args.limits.isolation)
-        .map_err(|e| CliError::failure(format!("loading {}: {e}", args.bundle.display())))?;
-    let decided = policy.decide(request);
+    let decided = evaluate(
+        args.decision,
+        &args.input,
+        &args.bundle,
+        &args.trust,
+        &args.limits,
+    )?;
     let json = serde_json::to_string_pretty(&decided.envelope)
         .map_err(|e| CliError::failure(format!("encoding the decision: {e}")))?;
     println!("{json}");
@@ -58,7 +48,36 @@ pub fn run(args: EvalArgs) -> CliResult {
     }
 }
 
-fn read_input(path: &std::path::Path) -> Result<Vec<u8>, CliError> {
+/// One decision evaluated in this process: the request read from `input`
+/// (`-` is standard input) and decoded before the bundle is opened,
+/// verified against `trust` when given, and run in the sandbox. Shared by
+/// `eval` and `check --local`, so both answer exactly as the service does.
+pub(super) fn evaluate(
+    kind: DecisionKind,
+    input: &Path,
+    bundle_path: &Path,
+    trust: &TrustArgs,
+    limits: &LimitArgs,
+) -> Result<Decided, CliError> {
+    let body = read_input(input)?;
+    // Refuse a bad request before spending time on the bundle.
+    let request = decision::decode(kind, &body).map_err(|e| {
+        let what = match e.kind {
+            RequestErrorKind::Malformed => "malformed request",
+            RequestErrorKind::Invalid => "invalid request",
+        };
+        CliError::bad_input(format!("{}: {what}: {e}", input.display()))
+    })?;
+    let bundle = open_bundle(bundle_path)?;
+    trust.verify(&bundle)?;
+    bundle.manifest.check_wit_compatible()?;
+    let runtime = Runtime::new(limits.limits()).map_err(|e| CliError::failure(e.to_string()))?;
+    let policy = ActivePolicy::load(&runtime, &bundle, limits.isolation)
+        .map_err(|e| CliError::failure(format!("loading {}: {e}", bundle_path.display())))?;
+    Ok(policy.decide(request))
+}
+
+pub(super) fn read_input(path: &Path) -> Result<Vec<u8>, CliError> {
     let mut body = Vec::new();
     if path.as_os_str() == "-" {
         std::io::stdin()

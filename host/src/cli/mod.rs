@@ -1,12 +1,14 @@
 //! The `stagegate` command line (README.md, "Command line").
 //!
 //! Exit codes are part of the interface: 0 success (whatever a decision's
-//! outcome), 1 a check failed (verification, a failing test), 2 bad input or
-//! usage, 3 the policy itself failed.
+//! outcome), 1 a check failed (verification, a failing test, a `check` whose
+//! outcome is not positive), 2 bad input or usage, 3 the policy itself (or,
+//! for `check --server`, the service) failed.
 
 mod audit;
 mod build;
 mod coverage;
+mod check;
 mod eval;
 mod inspect;
 mod keygen;
@@ -52,6 +54,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Evaluate one decision and print the decision JSON
     Eval(eval::EvalArgs),
+    /// A CI gate step: ask for a decision, summarise it, exit 0 only on allow/promote/healthy
+    Check(check::CheckArgs),
     /// Run a policy directory's test cases (tests/*.json)
     Test(test::TestArgs),
     /// Run the HTTP decision service
@@ -127,6 +131,7 @@ pub fn main() -> ExitCode {
         Command::Verify(a) => verify::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Eval(a) => eval::run(a),
+        Command::Check(a) => check::run(a),
         Command::Test(a) => test::run(a),
         Command::Serve(a) => serve::run(a),
         Command::Token(a) => token::run(a),

@@ -94,6 +94,10 @@ pub struct Records {
     /// Monitoring schedule intervals.
     pub intervals: schedule::Intervals,
     routes: Arc<RwLock<HashMap<String, (Route, Instant)>>>,
+    /// Woken after every committed transition, so that what serves routes
+    /// from memory on this replica (the per-request exposure check)
+    /// refreshes at once instead of at its next tick.
+    route_changed: Arc<tokio::sync::Notify>,
     signer: Option<Arc<CheckpointSigner>>,
     /// How far past the service's clock an observation's window may end.
     clock_skew_ms: i64,
@@ -114,6 +118,7 @@ impl Records {
             log_requests,
             intervals,
             routes: Arc::new(RwLock::new(HashMap::new())),
+            route_changed: Arc::new(tokio::sync::Notify::new()),
             signer: None,
             clock_skew_ms: transitions::DEFAULT_CLOCK_SKEW_MS,
             destinations: Default::default(),
@@ -138,6 +143,11 @@ impl Records {
     pub fn with_checkpoints(mut self, signer: CheckpointSigner) -> Self {
         self.signer = Some(Arc::new(signer));
         self
+    }
+
+    /// Notified after every committed transition on this replica.
+    pub fn route_changes(&self) -> Arc<tokio::sync::Notify> {
+        self.route_changed.clone()
     }
 
     fn cache_route(&self, route: &Route) {

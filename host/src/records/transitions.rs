@@ -281,6 +281,9 @@ impl Records {
     ) -> Result<Transition, RecordError> {
         w.commit(idem, &result).await?;
         self.cache_route(&result.deployment.route());
+        // A stored permit if nobody waits: a transition during a refresh
+        // still causes one more.
+        self.route_changed.notify_one();
         Ok(result)
     }
 

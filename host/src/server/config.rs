@@ -49,6 +49,8 @@ pub struct Config {
     /// Bearer tokens. None configured: loopback only, every caller has
     /// every role (local development).
     pub tokens: Vec<TokenConfig>,
+    /// Adapters for outside systems (README.md, "CI pipelines").
+    pub integrations: super::integrations::IntegrationsConfig,
 }
 
 /// The HTTPS listener's certificate chain and private key (PEM files),
@@ -543,6 +545,7 @@ impl Default for Config {
             sources: SourcesConfig::default(),
             console: ConsoleConfig::default(),
             tokens: Vec::new(),
+            integrations: Default::default(),
         }
     }
 }
@@ -637,6 +640,7 @@ impl Config {
     /// Checks what serde cannot: ranges, uniqueness, one source per bundle.
     pub fn validate(&self) -> Result<(), String> {
         crate::records::destinations::Destinations::parse(&self.webhooks.allow)?;
+        self.integrations.validate()?;
         let l = &self.limits;
         for (name, value) in [
             ("limits.body_bytes", l.body_bytes as u64),

@@ -64,11 +64,18 @@ pub struct Metrics {
     source_last_success: Family<BundleLabels, Gauge>,
     source_stale: Family<BundleLabels, Gauge>,
     admissions: Family<ResultLabels, Counter>,
+    authz: Family<AuthzLabels, Counter>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct PollLabels {
     bundle: String,
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct AuthzLabels {
+    deployment: String,
     result: &'static str,
 }
 
@@ -229,7 +236,14 @@ impl Metrics {
             "Kubernetes admission reviews answered: allowed, denied, or not_annotated (not stagegate's to judge)",
             admissions.clone(),
         );
+        let authz = Family::<AuthzLabels, Counter>::default();
+        registry.register(
+            "authz",
+            "Per-request exposure checks by deployment (`unknown` when none is active under the name asked for) and result (in, out)",
+            authz.clone(),
+        );
         Metrics {
+            authz,
             source_polls,
             source_last_success,
             source_stale,
@@ -265,6 +279,17 @@ impl Metrics {
             }
         }
         BundleCounters { by_outcome }
+    }
+
+    /// The counter of exposure checks of `deployment` with `result`
+    /// (a handle: kept by the route table, so counting is one atomic add).
+    pub fn authz_counter(&self, deployment: &str, result: &'static str) -> Counter {
+        self.authz
+            .get_or_create(&AuthzLabels {
+                deployment: deployment.to_string(),
+                result,
+            })
+            .clone()
     }
 
     pub fn observe_latency(&self, kind: DecisionKind, seconds: f64) {

@@ -14,6 +14,8 @@ pub mod config;
 mod config_example;
 pub mod console;
 pub(crate) mod error;
+pub mod exposure;
+pub mod integrations;
 pub(crate) mod lane;
 pub(crate) mod metrics;
 pub(crate) mod monitor;
@@ -33,7 +35,7 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use tokio::sync::Semaphore;
 
 use auth::Auth;
@@ -55,6 +57,10 @@ pub struct App {
     /// The auditor's console: its sessions.
     pub(crate) console: console::Console,
     console_enabled: bool,
+    /// GitHub deployment protection rules, when configured.
+    pub(crate) github: Option<Arc<integrations::github::GithubGate>>,
+    /// The route table the per-request exposure check answers from.
+    pub(crate) exposure: Arc<exposure::Exposure>,
     inflight: Arc<Semaphore>,
 }
 
@@ -143,7 +149,30 @@ pub async fn prepare(config: &Config) -> Result<Arc<App>, ServeError> {
             }
         }
     });
+    let github = match &config.integrations.github {
+        Some(g) => Some(Arc::new(
+            integrations::github::GithubGate::load(g).map_err(ServeError::Config)?,
+        )),
+        None => None,
+    };
     let registry = tokio::task::block_in_place(|| prepare_registry(config, events))?;
+    let exposure = Arc::new(
+        exposure::Exposure::new(
+            &config.integrations.authz,
+            &config.data_dir,
+            registry.metrics().clone(),
+        )
+        .map_err(ServeError::Config)?,
+    );
+    // The first table before the port is bound: a gateway asking at once
+    // is answered from the records, not from an empty table.
+    if let Err(e) = exposure.refresh(&records).await {
+        return Err(ServeError::Startup(format!("exposure route table: {e}")));
+    }
+    exposure.spawn_refresh(
+        records.clone(),
+        Duration::from_millis(config.integrations.authz.refresh_ms),
+    );
     let app = Arc::new(App {
         metrics: registry.metrics().clone(),
         registry,
@@ -154,6 +183,8 @@ pub async fn prepare(config: &Config) -> Result<Arc<App>, ServeError> {
         notices: routes::notice::NoticeCache::new(),
         console: console::Console::new(&config.console),
         console_enabled: config.console.enabled,
+        github,
+        exposure,
         inflight: Arc::new(Semaphore::new(config.limits.concurrency)),
     });
     monitor::start(&app, config);
@@ -280,6 +311,14 @@ pub fn router(app: Arc<App>) -> Router {
         .route(
             "/v1/deployments",
             post(routes::records::create_deployment).get(routes::evaluations::find),
+        )
+        // Any method and any suffix: Envoy's ext_authz keeps the original
+        // method and appends the original path to its `path_prefix`.
+        .route("/v1/integrations/authz", any(exposure::authz))
+        .route("/v1/integrations/authz/{*rest}", any(exposure::authz))
+        .route(
+            "/v1/integrations/github/deployment-protection",
+            post(integrations::github::deployment_protection),
         )
         .route("/v1/log/checkpoint", get(routes::records::checkpoint))
         .route("/v1/log/key", get(routes::records::checkpoint_key))
