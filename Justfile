@@ -18,7 +18,7 @@ setup:
 
 # Build the policy components (wasm32-wasip2)
 policies: setup
-    cargo build --target wasm32-wasip2 --profile policy -p iso42001 -p hostile
+    cargo build --target wasm32-wasip2 --profile policy -p iso42001 -p hostile -p acme-rules
 
 # Build and sign the reference bundle with the development key (created on first use)
 bundle: build

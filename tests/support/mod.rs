@@ -47,6 +47,17 @@ pub fn hostile_bundle() -> &'static Bundle {
     })
 }
 
+/// The ACME organisation-rules fixture bundle (a policy-set member),
+/// built (unsigned) once per test binary.
+pub fn acme_rules_bundle() -> &'static Bundle {
+    static B: OnceLock<Bundle> = OnceLock::new();
+    B.get_or_init(|| {
+        PolicySource::open(&root().join("guest/fixtures/acme-rules"))
+            .and_then(|s| s.bundle())
+            .expect("building the acme-rules fixture bundle")
+    })
+}
+
 /// The complete high-risk gate request from `examples/`.
 pub fn high_risk_gate() -> serde_json::Value {
     let text = std::fs::read_to_string(root().join("examples/gate-high-risk.json"))

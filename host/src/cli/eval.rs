@@ -1,4 +1,6 @@
-//! `stagegate eval DECISION --bundle FILE --input FILE|-`
+//! `stagegate eval DECISION --bundle FILE [--bundle FILE ...] --input FILE|-`
+//!
+//! Several `--bundle`s decide as a policy set (docs/policy-sets.md).
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -13,9 +15,13 @@ use crate::policy::{ActivePolicy, Runtime};
 pub struct EvalArgs {
     /// gate, progression or monitoring
     decision: DecisionKind,
-    /// Bundle file (or a policy directory, built unsigned for local work)
-    #[arg(long, value_name = "FILE")]
-    bundle: PathBuf,
+    /// Bundle file (or a policy directory, built unsigned for local work);
+    /// repeat it to decide with a policy set of these bundles, in order
+    #[arg(long, value_name = "FILE", required = true)]
+    bundle: Vec<PathBuf>,
+    /// The set's name in the envelope when several bundles are given
+    #[arg(long, value_name = "NAME", default_value = "set")]
+    set_name: String,
     /// Request JSON (docs/decisions.md#requests); `-` reads standard input
     #[arg(long, value_name = "FILE|-")]
     input: PathBuf,
@@ -35,14 +41,24 @@ pub fn run(args: EvalArgs) -> CliResult {
         };
         CliError::bad_input(format!("{}: {what}: {e}", args.input.display()))
     })?;
-    let bundle = open_bundle(&args.bundle)?;
-    args.trust.verify(&bundle)?;
-    bundle.manifest.check_wit_compatible()?;
     let runtime =
         Runtime::new(args.limits.limits()).map_err(|e| CliError::failure(e.to_string()))?;
-    let policy = ActivePolicy::load(&runtime, &bundle, args.limits.isolation)
-        .map_err(|e| CliError::failure(format!("loading {}: {e}", args.bundle.display())))?;
-    let decided = policy.decide(request);
+    let mut policies = Vec::with_capacity(args.bundle.len());
+    for path in &args.bundle {
+        let bundle = open_bundle(path)?;
+        args.trust.verify(&bundle)?;
+        bundle.manifest.check_wit_compatible()?;
+        let policy = ActivePolicy::load(&runtime, &bundle, args.limits.isolation)
+            .map_err(|e| CliError::failure(format!("loading {}: {e}", path.display())))?;
+        policies.push(policy);
+    }
+    let decided = match policies.as_slice() {
+        [one] => one.decide(request),
+        many => {
+            let members: Vec<&ActivePolicy> = many.iter().collect();
+            crate::policy::set::decide(&args.set_name, &members, request)
+        }
+    };
     let json = serde_json::to_string_pretty(&decided.envelope)
         .map_err(|e| CliError::failure(format!("encoding the decision: {e}")))?;
     println!("{json}");

@@ -12,6 +12,7 @@ pub mod error;
 pub mod limits;
 pub mod loaded;
 pub mod runtime;
+pub mod set;
 
 pub use active::{ActivePolicy, Decided, LoadError};
 pub use bindings::WitVersion;

@@ -33,6 +33,9 @@ pub struct Config {
     /// Bundles to serve; each may name a source that is watched for new
     /// versions. Bundles uploaded over HTTP need no entry.
     pub bundles: Vec<BundleConfig>,
+    /// Policy sets: names that answer with several bundles combined
+    /// (docs/policy-sets.md).
+    pub policy_sets: Vec<PolicySetConfig>,
     pub records: RecordsConfig,
     pub scheduler: SchedulerConfig,
     pub webhooks: WebhooksConfig,
@@ -225,6 +228,19 @@ pub struct BundleConfig {
     pub sign_with: Option<PathBuf>,
 }
 
+/// A policy set: usable wherever a bundle name is; every member decides
+/// and the most restrictive answer wins (docs/policy-sets.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySetConfig {
+    pub name: String,
+    /// Bundle names, in the order their findings are listed.
+    pub members: Vec<String>,
+    /// Answer decisions (and deployments) that name no bundle.
+    #[serde(default)]
+    pub default: bool,
+}
+
 /// Roles a token may grant (README.md, "Access control").
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize,
@@ -295,6 +311,7 @@ impl Default for Config {
             trust: TrustConfig::default(),
             limits: LimitsConfig::default(),
             bundles: Vec::new(),
+            policy_sets: Vec::new(),
             records: RecordsConfig::default(),
             scheduler: SchedulerConfig::default(),
             webhooks: WebhooksConfig::default(),
@@ -458,7 +475,41 @@ impl Config {
                 ));
             }
         }
-        if self.bundles.iter().filter(|b| b.default).count() > 1 {
+        for (i, set) in self.policy_sets.iter().enumerate() {
+            crate::bundle::manifest::check_name(&set.name)
+                .map_err(|e| format!("policy_sets[{i}]: {e}"))?;
+            if !names.insert(set.name.as_str()) {
+                return Err(format!(
+                    "policy_sets[{i}]: '{}' is already the name of a bundle or another set",
+                    set.name
+                ));
+            }
+            if set.members.is_empty() {
+                return Err(format!(
+                    "policy_sets[{i}] ('{}'): `members` must name at least one bundle",
+                    set.name
+                ));
+            }
+            let mut members = std::collections::BTreeSet::new();
+            for (j, m) in set.members.iter().enumerate() {
+                crate::bundle::manifest::check_name(m)
+                    .map_err(|e| format!("policy_sets[{i}].members[{j}]: {e}"))?;
+                if !members.insert(m.as_str()) {
+                    return Err(format!(
+                        "policy_sets[{i}].members[{j}]: '{m}' is listed twice in set '{}'",
+                        set.name
+                    ));
+                }
+                if self.policy_sets.iter().any(|s| &s.name == m) {
+                    return Err(format!(
+                        "policy_sets[{i}].members[{j}]: '{m}' is a policy set; members are bundles (sets do not nest)"
+                    ));
+                }
+            }
+        }
+        let defaults = self.bundles.iter().filter(|b| b.default).count()
+            + self.policy_sets.iter().filter(|s| s.default).count();
+        if defaults > 1 {
             return Err("more than one bundle is marked `default = true`".into());
         }
         let mut token_names = std::collections::BTreeSet::new();
@@ -549,15 +600,27 @@ impl Config {
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("stagegate.db").display()))
     }
 
-    /// The name of the default bundle among the configured ones, by
-    /// [`crate::server::registry::default_bundle`]'s rule.
+    /// The name of the default bundle (or policy set) among the
+    /// configured ones, by [`crate::server::registry::default_bundle`]'s
+    /// rule.
     pub fn default_bundle(&self) -> Option<&str> {
+        let marked = self
+            .bundles
+            .iter()
+            .find(|b| b.default)
+            .map(|b| b.name.as_str())
+            .or_else(|| {
+                self.policy_sets
+                    .iter()
+                    .find(|s| s.default)
+                    .map(|s| s.name.as_str())
+            });
         crate::server::registry::default_bundle(
+            marked,
             self.bundles
                 .iter()
-                .find(|b| b.default)
-                .map(|b| b.name.as_str()),
-            self.bundles.iter().map(|b| b.name.as_str()),
+                .map(|b| b.name.as_str())
+                .chain(self.policy_sets.iter().map(|s| s.name.as_str())),
         )
     }
 }
@@ -565,6 +628,34 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn policy_sets_are_checked_and_may_be_the_default() {
+        let bundles = "[[bundles]]\nname = \"a\"\n[[bundles]]\nname = \"b\"\n";
+        let c = Config::parse(&format!(
+            "{bundles}[[policy_sets]]\nname = \"s\"\nmembers = [\"a\", \"b\"]\ndefault = true\n"
+        ))
+        .unwrap();
+        assert_eq!(c.default_bundle(), Some("s"));
+        for (set, wanted) in [
+            (
+                "name = \"a\"\nmembers = [\"b\"]",
+                "already the name of a bundle",
+            ),
+            ("name = \"s\"\nmembers = []", "at least one bundle"),
+            (
+                "name = \"s\"\nmembers = [\"a\", \"a\"]",
+                "policy_sets[0].members[1]",
+            ),
+            ("name = \"s\"\nmembers = [\"s\"]", "sets do not nest"),
+            ("name = \"S!\"\nmembers = [\"a\"]", "policy_sets[0]"),
+        ] {
+            let e = Config::parse(&format!("{bundles}[[policy_sets]]\n{set}\n"))
+                .expect_err(set)
+                .to_string();
+            assert!(e.contains(wanted), "{set}: {e}");
+        }
+    }
 
     #[test]
     fn an_empty_file_means_the_defaults() {

@@ -199,9 +199,14 @@ fn prepare_registry(
             isolation: config.limits.isolation,
             data_dir: config.data_dir.clone(),
             default_bundle: config.default_bundle().map(str::to_string),
-            default_is_first_activated: config.bundles.is_empty(),
+            default_is_first_activated: config.bundles.is_empty() && config.policy_sets.is_empty(),
             cache: config.cache,
             events: Some(events),
+            sets: config
+                .policy_sets
+                .iter()
+                .map(|s| (s.name.clone(), s.members.clone()))
+                .collect(),
         },
         metrics.clone(),
     ));
