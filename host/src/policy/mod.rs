@@ -18,6 +18,6 @@ pub use active::{ActivePolicy, Decided, LoadError};
 pub use bindings::WitVersion;
 pub use cache::{CacheOutcome, ComponentCache};
 pub use error::PolicyError;
-pub use limits::{Isolation, Limits};
+pub use limits::{BundleLimits, Isolation, Limits};
 pub use loaded::{LoadedPolicy, Policy};
 pub use runtime::Runtime;

@@ -226,6 +226,10 @@ pub struct BundleConfig {
     /// …and sign it with this key (created if missing).
     #[serde(default)]
     pub sign_with: Option<PathBuf>,
+    /// This bundle's own sandbox limits (`memory_mib`, `deadline_ms`,
+    /// `warm_instances`), each replacing the `[limits]` one.
+    #[serde(default)]
+    pub limits: crate::policy::BundleLimits,
 }
 
 /// A policy set: usable wherever a bundle name is; every member decides
@@ -384,6 +388,7 @@ impl Config {
                 dir: None,
                 build: Some(PathBuf::from("policies/iso42001")),
                 sign_with: Some(PathBuf::from("data/keys/dev")),
+                limits: Default::default(),
             }],
             ..Config::default()
         }
@@ -466,6 +471,21 @@ impl Config {
                 return Err(format!(
                     "bundles[{i}] ('{}'): give at most one of `file`, `dir`, `build`",
                     b.name
+                ));
+            }
+            let own = &b.limits;
+            if own.memory_mib.is_some_and(|m| m == 0 || m > 4096) {
+                return Err(format!(
+                    "bundles[{i}] ('{}'): limits.memory_mib must be 1-4096",
+                    b.name
+                ));
+            }
+            if let Some(d) = own.deadline_ms
+                && (d == 0 || d >= l.request_timeout_ms)
+            {
+                return Err(format!(
+                    "bundles[{i}] ('{}'): limits.deadline_ms ({d}) must be greater than 0 and below limits.request_timeout_ms ({})",
+                    b.name, l.request_timeout_ms
                 ));
             }
             if b.sign_with.is_some() && b.build.is_none() {
@@ -628,6 +648,32 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bundles_own_limits_are_read_and_checked() {
+        let c = Config::parse(
+            "[[bundles]]\nname = \"py\"\nlimits = { memory_mib = 256, deadline_ms = 500, warm_instances = 4 }\n",
+        )
+        .unwrap();
+        let own = c.bundles[0].limits;
+        assert_eq!(own.memory_mib, Some(256));
+        assert_eq!(own.deadline_ms, Some(500));
+        assert_eq!(own.warm_instances, Some(4));
+        for (limits, wanted) in [
+            ("{ memory_mib = 0 }", "limits.memory_mib must be 1-4096"),
+            ("{ memory_mib = 5000 }", "limits.memory_mib must be 1-4096"),
+            (
+                "{ deadline_ms = 999999 }",
+                "below limits.request_timeout_ms",
+            ),
+            ("{ fuel = 1 }", "fuel"),
+        ] {
+            let e = Config::parse(&format!("[[bundles]]\nname = \"py\"\nlimits = {limits}\n"))
+                .expect_err(limits)
+                .to_string();
+            assert!(e.contains(wanted), "{limits}: {e}");
+        }
+    }
 
     #[test]
     fn policy_sets_are_checked_and_may_be_the_default() {

@@ -30,7 +30,9 @@ use serde::Serialize;
 use super::metrics::{BundleCounters, Metrics};
 use crate::bundle::{ArchiveLimits, Bundle, BundleError, Signer, TrustStore};
 use crate::decision::{self, DecisionKind, Timestamp};
-use crate::policy::{ActivePolicy, CacheOutcome, ComponentCache, Isolation, LoadError, Runtime};
+use crate::policy::{
+    ActivePolicy, BundleLimits, CacheOutcome, ComponentCache, Isolation, LoadError, Runtime,
+};
 
 /// Where a candidate came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -259,6 +261,8 @@ pub struct RegistrySettings {
     /// Configured policy sets: name and member bundle names, in order
     /// (docs/policy-sets.md).
     pub sets: Vec<(String, Vec<String>)>,
+    /// Bundles' own sandbox limits (`[[bundles]] limits`), by name.
+    pub bundle_limits: BTreeMap<String, BundleLimits>,
 }
 
 /// A policy set: a name that answers decisions with several bundles.
@@ -785,12 +789,18 @@ impl Registry {
             .get_or_compile(&self.runtime, bundle.wasm())
             .map_err(LoadError::from)?;
         let params = bundle.params()?;
-        let policy = ActivePolicy::with_component(
+        let policy = ActivePolicy::with_limits(
             &self.runtime,
             &bundle,
             &component,
             params,
             self.settings.isolation,
+            &self
+                .settings
+                .bundle_limits
+                .get(name)
+                .copied()
+                .unwrap_or_default(),
         )?;
         smoke(&policy)?;
         if !matches!(origin, Origin::Persisted) {
