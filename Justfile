@@ -12,9 +12,11 @@ bundle_out := "target/bundles/iso42001.bundle"
 default:
     @just --list
 
-# Install what builds need: the wasm target for policy components
+# Install what builds need: the wasm target for policy components, and
+# componentize-py (pinned) for Python policies
 setup:
     rustup target add wasm32-wasip2
+    pip install --quiet componentize-py==0.25.1
 
 # Build the policy components (wasm32-wasip2)
 policies: setup
@@ -35,6 +37,8 @@ serve: build
 test: policies
     cargo test --workspace
     {{bin}} test policies/iso42001 | tail -n 1
+    python3 -m unittest discover -s sdk/python/tests
+    {{bin}} test policies/acme-python | tail -n 1
 
 # Build the `stagegate` binary (and the tests) with one set of dependency
 # features. The tests add the benches' and guests' crates, whose features

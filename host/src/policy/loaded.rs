@@ -142,6 +142,8 @@ impl LoadedPolicy {
         // A std wasm32-wasip2 guest imports wasi:cli and wasi:io even when it
         // never uses them. Every import becomes a function that traps: the
         // policy gets no clock, filesystem, network or randomness.
+        super::inert::define(&mut linker, component)
+            .map_err(|e| PolicyError::Incompatible(format!("{e:#}")))?;
         linker
             .define_unknown_imports_as_traps(component)
             .map_err(|e| PolicyError::Incompatible(format!("{e:#}")))?;

@@ -9,6 +9,7 @@ pub mod active;
 pub mod bindings;
 pub mod cache;
 pub mod error;
+mod inert;
 pub mod limits;
 pub mod loaded;
 pub mod runtime;
