@@ -1,0 +1,127 @@
+//! Python policies (README, "Writing a policy in Python"): built with
+//! componentize-py by `stagegate build`, loaded under their own sandbox
+//! limits, combined with the reference policy in a set, and failing closed
+//! within their deadline when hostile. Needs componentize-py 0.25.1 (CI
+//! installs it); without it these tests fail, naming the install command.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use stagegate::bundle::source::PolicySource;
+use stagegate::decision::{DecisionKind, Outcome};
+use stagegate::policy::{ActivePolicy, BundleLimits, Isolation, Limits, Runtime};
+
+/// Limits an interpreter needs: more memory than the Rust reference's
+/// 64 MiB default, and time for the first call of a fresh instance.
+fn python_limits() -> Limits {
+    Limits {
+        memory_bytes: 256 << 20,
+        deadline: Duration::from_millis(2_000),
+        ..Limits::default()
+    }
+}
+
+#[test]
+fn a_set_of_the_reference_and_the_python_policy_answers_like_the_reference_unless_its_rules_fire() {
+    let (quiet, fired, tightened) = support::sets::check_set_against_reference_cases(
+        support::acme_python_bundle(),
+        python_limits(),
+    );
+    assert!(
+        quiet > 20,
+        "only {quiet} cases where the Python rules stay quiet"
+    );
+    assert!(fired > 5, "only {fired} cases where the Python rules fire");
+    assert!(
+        tightened > 2,
+        "only {tightened} cases where the Python rules turn a positive reference answer negative"
+    );
+}
+
+fn request(kind: DecisionKind, id: &str) -> Vec<u8> {
+    let plan =
+        r#"{"stages":[{"name":"a","traffic_percent":5},{"name":"b","traffic_percent":100}]}"#;
+    let body = match kind {
+        DecisionKind::Gate => format!(
+            r#"{{"now":"2026-11-26T12:00:00Z","system":{{"id":"{id}","risk_tier":"low"}}}}"#
+        ),
+        DecisionKind::Progression => format!(
+            r#"{{"now":"2026-11-26T12:00:00Z","system":{{"id":"{id}","risk_tier":"low"}},"plan":{plan},"current_stage":"a","target_stage":"b","stage_entered_at":"2026-11-20T00:00:00Z"}}"#
+        ),
+        DecisionKind::Monitoring => format!(
+            r#"{{"now":"2026-11-26T12:00:00Z","system":{{"id":"{id}","risk_tier":"low"}},"plan":{plan},"current_stage":"a","deployed_at":"2026-11-20T00:00:00Z"}}"#
+        ),
+    };
+    body.into_bytes()
+}
+
+#[test]
+fn hostile_python_policies_fail_closed_within_their_deadline_and_the_next_call_works() {
+    let bundle = PolicySource::open(&support::root().join("tests/fixtures/hostile-python"))
+        .and_then(|s| s.bundle())
+        .expect(
+            "building the hostile Python fixture (needs `pip install componentize-py==0.25.1`)",
+        );
+    // The server-wide defaults (64 MiB, 100 ms) are too tight for an
+    // interpreter; the bundle's own limits give it 128 MiB and 500 ms.
+    let own = BundleLimits {
+        memory_mib: Some(128),
+        deadline_ms: Some(500),
+        warm_instances: Some(2),
+    };
+    let rt = Runtime::new(Limits {
+        largest_bundle_memory_bytes: 128 << 20,
+        ..Limits::default()
+    })
+    .unwrap();
+    let component = rt.compile(bundle.wasm()).unwrap();
+    let policy = ActivePolicy::with_limits(
+        &rt,
+        &bundle,
+        &component,
+        bundle.params().unwrap_or_default(),
+        Isolation::Warm,
+        &own,
+    )
+    .expect("load the hostile Python fixture");
+    for kind in DecisionKind::ALL {
+        for (id, cause) in [
+            ("spin", "deadline"),
+            ("allocate", "memory"),
+            ("raise", "trap"),
+            ("error", "guest_error"),
+        ] {
+            let started = Instant::now();
+            let d = policy.decide_json(kind, &request(kind, id)).unwrap();
+            let elapsed = started.elapsed();
+            let err = d
+                .error
+                .as_ref()
+                .unwrap_or_else(|| panic!("{id}/{kind}: no error: {:?}", d.envelope));
+            assert_eq!(err.cause(), cause, "{id}/{kind}: {err}");
+            assert_eq!(
+                d.envelope.outcome,
+                Outcome::fail_closed(kind),
+                "{id}/{kind}"
+            );
+            assert_eq!(d.envelope.findings[0].code, "policy.error");
+            // Cut off near its own 500 ms deadline, not hanging.
+            assert!(
+                elapsed < Duration::from_secs(5),
+                "{id}/{kind} took {elapsed:?}"
+            );
+
+            let ok = policy.decide_json(kind, &request(kind, "benign")).unwrap();
+            assert!(ok.error.is_none(), "after {id}/{kind}: {:?}", ok.error);
+            assert!(
+                matches!(
+                    ok.envelope.outcome,
+                    Outcome::Allow | Outcome::Promote | Outcome::Healthy
+                ),
+                "after {id}/{kind}: {:?}",
+                ok.envelope.outcome
+            );
+        }
+    }
+}
