@@ -125,3 +125,37 @@ fn hostile_python_policies_fail_closed_within_their_deadline_and_the_next_call_w
         }
     }
 }
+
+#[test]
+fn a_scaffolded_python_policy_tests_builds_and_signs_as_it_stands() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = |args: &[&str]| {
+        let out = support::run(d, args, None);
+        let (stdout, stderr) = support::text(&out);
+        assert!(
+            out.status.success(),
+            "stagegate {args:?}: {stdout}\n{stderr}"
+        );
+        stdout
+    };
+    run(&["new", "policy", "org-rules", "--lang", "python"]);
+    for file in [
+        "bundle.toml",
+        "params.json",
+        "controls.json",
+        "tests/gate.json",
+        "policy.py",
+    ] {
+        assert!(d.join("org-rules").join(file).is_file(), "{file} missing");
+    }
+    let tested = run(&["test", "org-rules"]);
+    assert!(tested.contains("3 passed, 0 failed"), "{tested}");
+    run(&["keygen", "--out", "keys/dev"]);
+    run(&["build", "org-rules", "--out", "org-rules.bundle"]);
+    run(&["sign", "org-rules.bundle", "--key", "keys/dev"]);
+    run(&["verify", "org-rules.bundle", "--trust", "keys"]);
+    // A second scaffold into the same, now non-empty directory is refused.
+    let out = support::run(d, &["new", "policy", "org-rules"], None);
+    assert_eq!(out.status.code(), Some(2));
+}
