@@ -159,3 +159,132 @@ fn a_scaffolded_python_policy_tests_builds_and_signs_as_it_stands() {
     let out = support::run(d, &["new", "policy", "org-rules"], None);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// The benchmark table of docs/BENCHMARKS.md, "Python policies and sets":
+/// `cargo test -p stagegate --test python_policies python_benchmark_table
+/// -- --ignored --nocapture`. Ignored by default: it measures, it does not
+/// check.
+#[test]
+#[ignore]
+fn python_benchmark_table() {
+    use stagegate::policy::set;
+
+    fn rss_kib() -> u64 {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1).map(|v| v.parse().unwrap_or(0)))
+            })
+            .unwrap_or(0)
+    }
+    fn percentile(sorted: &[Duration], p: f64) -> Duration {
+        sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+    }
+    const WARM: usize = 4;
+    const N: usize = 2_000;
+    let body = serde_json::to_vec(&support::high_risk_gate()).unwrap();
+    let request = stagegate::decision::decode(DecisionKind::Gate, &body).unwrap();
+    let rt = Runtime::new(Limits {
+        largest_bundle_memory_bytes: 256 << 20,
+        ..Limits::default()
+    })
+    .unwrap();
+    let python_limits = BundleLimits {
+        memory_mib: Some(256),
+        deadline_ms: Some(1_000),
+        warm_instances: Some(WARM),
+    };
+    let rust_limits = BundleLimits {
+        warm_instances: Some(WARM),
+        ..BundleLimits::default()
+    };
+    let mut policies = Vec::new();
+    println!(
+        "| policy | component | cold load (compile + instantiate) | cached load (deserialize + instantiate) | warm gate median | warm gate p99 | process RSS growth (load, {WARM} warm instances, decisions; includes compilation) |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for (label, bundle, own) in [
+        (
+            "iso42001-reference (Rust)",
+            support::reference_bundle(),
+            rust_limits,
+        ),
+        (
+            "acme-python (Python)",
+            support::acme_python_bundle(),
+            python_limits,
+        ),
+    ] {
+        let rss_before = rss_kib();
+        let started = Instant::now();
+        let component = rt.compile(bundle.wasm()).unwrap();
+        let params = bundle.params().unwrap();
+        let cold_policy = ActivePolicy::with_limits(
+            &rt,
+            bundle,
+            &component,
+            params.clone(),
+            Isolation::Warm,
+            &own,
+        )
+        .unwrap();
+        let cold = started.elapsed();
+        let bytes = rt.serialize(&component).unwrap();
+        drop(cold_policy);
+        let started = Instant::now();
+        // SAFETY: `bytes` was produced by `serialize` on this very engine
+        // a moment ago, in this process.
+        let cached = unsafe { rt.deserialize(&bytes) }.unwrap();
+        let policy =
+            ActivePolicy::with_limits(&rt, bundle, &cached, params, Isolation::Warm, &own).unwrap();
+        let cached_load = started.elapsed();
+        policy.loaded.prewarm(WARM).unwrap();
+        for _ in 0..50 {
+            assert!(policy.decide(request.clone()).error.is_none());
+        }
+        let mut times = Vec::with_capacity(N);
+        for _ in 0..N {
+            let t = Instant::now();
+            let d = policy.decide(request.clone());
+            times.push(t.elapsed());
+            assert!(d.error.is_none());
+        }
+        times.sort();
+        let rss = rss_kib().saturating_sub(rss_before);
+        println!(
+            "| {label} | {:.1} MB | {:.2} s | {:.0} ms | {:.1} µs | {:.1} µs | {:.1} MiB |",
+            bundle.wasm().len() as f64 / 1e6,
+            cold.as_secs_f64(),
+            cached_load.as_secs_f64() * 1e3,
+            percentile(&times, 0.5).as_secs_f64() * 1e6,
+            percentile(&times, 0.99).as_secs_f64() * 1e6,
+            rss as f64 / 1024.0,
+        );
+        policies.push((times, policy));
+    }
+    let members: Vec<&ActivePolicy> = policies.iter().map(|(_, p)| p).collect();
+    let mut times = Vec::with_capacity(N);
+    for _ in 0..N {
+        let t = Instant::now();
+        let d = set::decide("acme", &members, request.clone());
+        times.push(t.elapsed());
+        assert!(d.error.is_none());
+    }
+    times.sort();
+    let slowest = policies
+        .iter()
+        .map(|(t, _)| percentile(t, 0.5))
+        .max()
+        .unwrap();
+    let median = percentile(&times, 0.5);
+    println!(
+        "\nset (reference + acme-python), warm gate: median {:.1} µs, p99 {:.1} µs; slowest member alone median {:.1} µs; overhead over the slowest member {:.1} µs ({:.0} %)",
+        median.as_secs_f64() * 1e6,
+        percentile(&times, 0.99).as_secs_f64() * 1e6,
+        slowest.as_secs_f64() * 1e6,
+        (median.as_secs_f64() - slowest.as_secs_f64()) * 1e6,
+        (median.as_secs_f64() / slowest.as_secs_f64() - 1.0) * 100.0,
+    );
+}
