@@ -261,3 +261,43 @@ fn hot_swapping_one_member_under_load_fails_no_request_and_mixes_no_versions() {
         "saw too few versions to prove swapping under load: {seen:?}"
     );
 }
+
+#[test]
+fn a_scaffolded_rust_policy_tests_as_it_stands() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = support::run(
+        dir.path(),
+        &["new", "policy", "org-rules", "--lang", "rust"],
+        None,
+    );
+    assert!(out.status.success(), "{:?}", support::text(&out));
+    for file in [
+        "bundle.toml",
+        "params.json",
+        "controls.json",
+        "tests/gate.json",
+        "Cargo.toml",
+        "src/lib.rs",
+    ] {
+        assert!(
+            dir.path().join("org-rules").join(file).is_file(),
+            "{file} missing"
+        );
+    }
+    // Built into this workspace's target directory, where the SDK's
+    // dependencies are already compiled for wasm32-wasip2.
+    let out = std::process::Command::new(support::bin())
+        .args(["test", "org-rules"])
+        .current_dir(dir.path())
+        .env(
+            "CARGO_TARGET_DIR",
+            std::env::var_os("CARGO_TARGET_DIR")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| support::root().join("target")),
+        )
+        .output()
+        .unwrap();
+    let (stdout, stderr) = support::text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("3 passed, 0 failed"), "{stdout}");
+}
