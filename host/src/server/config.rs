@@ -204,6 +204,25 @@ pub struct LimitsConfig {
     /// Most list items in a whole decision request, nested lists included
     /// (422 above).
     pub max_total_items: usize,
+    /// Largest file inside a bundle archive, uncompressed, in MiB (the
+    /// component is the largest; a componentize-py one is ~19 MB).
+    pub bundle_member_mib: u64,
+}
+
+impl LimitsConfig {
+    /// The archive limits bundles are read with: the member limit as
+    /// configured, the total and compressed limits raised with it when
+    /// it exceeds what they allow.
+    pub fn archive(&self) -> crate::bundle::ArchiveLimits {
+        let d = crate::bundle::ArchiveLimits::DEFAULT;
+        let member = self.bundle_member_mib << 20;
+        crate::bundle::ArchiveLimits {
+            max_member_bytes: member,
+            max_total_bytes: d.max_total_bytes.max(member.saturating_mul(3)),
+            max_archive_bytes: d.max_archive_bytes.max(member.saturating_mul(2)),
+            max_members: d.max_members,
+        }
+    }
 }
 
 /// One served bundle.
@@ -348,6 +367,7 @@ impl Default for LimitsConfig {
             watch_interval_ms: 2_000,
             max_list_len: DecodeLimits::default().max_list_len,
             max_total_items: DecodeLimits::default().max_total_items,
+            bundle_member_mib: crate::bundle::ArchiveLimits::DEFAULT.max_member_bytes >> 20,
         }
     }
 }
@@ -425,6 +445,7 @@ impl Config {
             ("limits.watch_interval_ms", l.watch_interval_ms),
             ("limits.max_list_len", l.max_list_len as u64),
             ("limits.max_total_items", l.max_total_items as u64),
+            ("limits.bundle_member_mib", l.bundle_member_mib),
             ("records.queue", self.records.queue as u64),
             ("webhooks.timeout_ms", self.webhooks.timeout_ms),
             ("webhooks.concurrency", self.webhooks.concurrency as u64),
@@ -443,6 +464,9 @@ impl Config {
             if value == 0 {
                 return Err(format!("{name} must be greater than 0"));
             }
+        }
+        if l.bundle_member_mib > 1024 {
+            return Err("limits.bundle_member_mib must be at most 1024".into());
         }
         if l.memory_mib > 4096 {
             return Err("limits.memory_mib must be at most 4096".into());
@@ -648,6 +672,23 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_archive_member_limit_is_configurable_and_defaults_to_the_readers_own() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.limits.archive(), crate::bundle::ArchiveLimits::DEFAULT);
+        let c = Config::parse("[limits]\nbundle_member_mib = 64\n").unwrap();
+        let a = c.limits.archive();
+        assert_eq!(a.max_member_bytes, 64 << 20);
+        assert!(a.max_total_bytes >= a.max_member_bytes);
+        assert!(a.max_archive_bytes >= a.max_member_bytes);
+        for bad in ["0", "2048"] {
+            let e = Config::parse(&format!("[limits]\nbundle_member_mib = {bad}\n"))
+                .expect_err(bad)
+                .to_string();
+            assert!(e.contains("limits.bundle_member_mib"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn a_bundles_own_limits_are_read_and_checked() {

@@ -209,6 +209,7 @@ fn prepare_registry(
             default_is_first_activated: config.bundles.is_empty() && config.policy_sets.is_empty(),
             cache: config.cache,
             events: Some(events),
+            archive_limits: config.limits.archive(),
             bundle_limits: config
                 .bundles
                 .iter()

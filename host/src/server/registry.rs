@@ -261,6 +261,8 @@ pub struct RegistrySettings {
     /// Configured policy sets: name and member bundle names, in order
     /// (docs/policy-sets.md).
     pub sets: Vec<(String, Vec<String>)>,
+    /// Size limits bundle archives are read with (`limits.bundle_member_mib`).
+    pub archive_limits: ArchiveLimits,
     /// Bundles' own sandbox limits (`[[bundles]] limits`), by name.
     pub bundle_limits: BTreeMap<String, BundleLimits>,
 }
@@ -379,18 +381,24 @@ impl Registry {
                 (name.clone(), Arc::new(set))
             })
             .collect();
+        let archive_limits = settings.archive_limits;
         Registry {
             sets,
             runtime,
             cache,
             settings,
-            archive_limits: ArchiveLimits::default(),
+            archive_limits,
             metrics,
             slots: ArcSwap::from_pointee(BTreeMap::new()),
             slots_write: Mutex::new(()),
             pending: Mutex::new(BTreeMap::new()),
             default: ArcSwapOption::new(default),
         }
+    }
+
+    /// The size limits bundle archives are read with.
+    pub fn archive_limits(&self) -> &ArchiveLimits {
+        &self.archive_limits
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -547,7 +555,7 @@ impl Registry {
         names.sort();
         for name in names {
             let path = self.persisted_path(&name);
-            match super::sources::read_candidate(&path) {
+            match super::sources::read_candidate(&path, &self.archive_limits) {
                 Ok(bytes) => {
                     let _ = self.activate(&name, &bytes, Origin::Persisted, false, None);
                 }
