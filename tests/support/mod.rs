@@ -7,6 +7,7 @@ pub mod oci_registry;
 pub mod receiver;
 pub mod records;
 pub mod server;
+pub mod sets;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -45,6 +46,28 @@ pub fn hostile_bundle() -> &'static Bundle {
         PolicySource::open(&root().join("guest/fixtures/hostile"))
             .and_then(|s| s.bundle())
             .expect("building the hostile fixture bundle")
+    })
+}
+
+/// The ACME organisation-rules fixture bundle (a policy-set member),
+/// built (unsigned) once per test binary.
+pub fn acme_rules_bundle() -> &'static Bundle {
+    static B: OnceLock<Bundle> = OnceLock::new();
+    B.get_or_init(|| {
+        PolicySource::open(&root().join("guest/fixtures/acme-rules"))
+            .and_then(|s| s.bundle())
+            .expect("building the acme-rules fixture bundle")
+    })
+}
+
+/// The ACME Python policy (policies/acme-python), built with
+/// componentize-py (unsigned) once per test binary.
+pub fn acme_python_bundle() -> &'static Bundle {
+    static B: OnceLock<Bundle> = OnceLock::new();
+    B.get_or_init(|| {
+        PolicySource::open(&root().join("policies/acme-python"))
+            .and_then(|s| s.bundle())
+            .expect("building policies/acme-python (needs `pip install componentize-py==0.25.1`)")
     })
 }
 

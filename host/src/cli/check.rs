@@ -100,7 +100,8 @@ pub fn run(args: CheckArgs) -> CliResult {
             let decided = evaluate(
                 args.decision,
                 &args.input,
-                bundle,
+                std::slice::from_ref(bundle),
+                "set",
                 &args.trust,
                 &args.limits,
             )

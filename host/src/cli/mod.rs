@@ -13,6 +13,7 @@ mod eval;
 mod inspect;
 mod keygen;
 mod registry;
+mod new;
 mod serve;
 mod sign;
 mod test;
@@ -44,6 +45,8 @@ pub struct Cli {
 enum Command {
     /// Write an Ed25519 key pair: KEY (secret, mode 0600) and KEY.pub
     Keygen(keygen::KeygenArgs),
+    /// Scaffold a policy directory (`new policy DIR --lang rust|python`)
+    New(new::NewArgs),
     /// Build the bundle in a policy directory into one bundle file
     Build(build::BuildArgs),
     /// Add a signature to a bundle (run once per signer, or pass --key several times)
@@ -126,6 +129,7 @@ pub fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Keygen(a) => keygen::run(a),
+        Command::New(a) => new::run(a),
         Command::Build(a) => build::run(a),
         Command::Sign(a) => sign::run(a),
         Command::Verify(a) => verify::run(a),

@@ -319,6 +319,7 @@ macro_rules! wit_conversions {
                     },
                     message: f.message,
                     path: f.path,
+                    bundle: None,
                     controls: f.controls,
                 })
                 .collect()

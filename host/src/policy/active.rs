@@ -54,8 +54,28 @@ impl ActivePolicy {
         params: String,
         isolation: super::Isolation,
     ) -> Result<Self, LoadError> {
+        Self::with_limits(
+            runtime,
+            bundle,
+            component,
+            params,
+            isolation,
+            &super::BundleLimits::default(),
+        )
+    }
+
+    /// Like [`ActivePolicy::with_component`], under the bundle's own
+    /// sandbox limits where it has them.
+    pub fn with_limits(
+        runtime: &super::Runtime,
+        bundle: &crate::bundle::Bundle,
+        component: &wasmtime::component::Component,
+        params: String,
+        isolation: super::Isolation,
+        own: &super::BundleLimits,
+    ) -> Result<Self, LoadError> {
         let controls = bundle.controls()?;
-        let loaded = LoadedPolicy::new(runtime, component, params, isolation)?;
+        let loaded = LoadedPolicy::with_limits(runtime, component, params, isolation, own)?;
         Ok(ActivePolicy {
             policy_ref: bundle.policy_ref(),
             controls,

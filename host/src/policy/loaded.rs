@@ -98,6 +98,8 @@ struct Warm {
 /// A policy component linked against the host, with its parameters.
 pub struct LoadedPolicy {
     runtime: Runtime,
+    /// The runtime's limits with the bundle's own in place.
+    limits: super::Limits,
     pre: Pre,
     params: String,
     isolation: Isolation,
@@ -116,12 +118,32 @@ impl LoadedPolicy {
         params: String,
         isolation: Isolation,
     ) -> Result<Self, PolicyError> {
+        Self::with_limits(
+            runtime,
+            component,
+            params,
+            isolation,
+            &super::BundleLimits::default(),
+        )
+    }
+
+    /// Like [`LoadedPolicy::new`], under the bundle's own limits where it
+    /// has them.
+    pub fn with_limits(
+        runtime: &Runtime,
+        component: &Component,
+        params: String,
+        isolation: Isolation,
+        own: &super::BundleLimits,
+    ) -> Result<Self, PolicyError> {
         let version =
             WitVersion::of(runtime.engine(), component).map_err(PolicyError::Incompatible)?;
         let mut linker: Linker<StoreState> = Linker::new(runtime.engine());
         // A std wasm32-wasip2 guest imports wasi:cli and wasi:io even when it
         // never uses them. Every import becomes a function that traps: the
         // policy gets no clock, filesystem, network or randomness.
+        super::inert::define(&mut linker, component)
+            .map_err(|e| PolicyError::Incompatible(format!("{e:#}")))?;
         linker
             .define_unknown_imports_as_traps(component)
             .map_err(|e| PolicyError::Incompatible(format!("{e:#}")))?;
@@ -141,6 +163,7 @@ impl LoadedPolicy {
         };
         let loaded = LoadedPolicy {
             runtime: runtime.clone(),
+            limits: own.apply(runtime.limits()),
             pre,
             params,
             isolation,
@@ -172,7 +195,7 @@ impl LoadedPolicy {
     /// `warm_per_bundle`), so the first burst of decisions after an
     /// activation does not pay for instantiation.
     pub fn prewarm(&self, n: usize) -> Result<(), PolicyError> {
-        let target = n.min(self.runtime.limits().warm_per_bundle);
+        let target = n.min(self.limits.warm_per_bundle);
         while self.warm_instances() < target && self.isolation == Isolation::Warm {
             let w = self.instantiate()?;
             self.put_back(w);
@@ -181,7 +204,7 @@ impl LoadedPolicy {
     }
 
     fn instantiate(&self) -> Result<Warm, PolicyError> {
-        let limits = self.runtime.limits();
+        let limits = &self.limits;
         let state = StoreState {
             limiter: MemoryLimiter {
                 max_bytes: limits.memory_bytes,
@@ -190,7 +213,7 @@ impl LoadedPolicy {
         };
         let mut store = Store::new(self.runtime.engine(), state);
         store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(self.runtime.deadline_ticks());
+        store.set_epoch_deadline(Runtime::ticks_for(self.limits.deadline));
         let policy = match &self.pre {
             Pre::V1_0(pre) => pre.instantiate(&mut store).map(Policy::V1_0),
             Pre::V1_1(pre) => pre.instantiate(&mut store).map(Policy::V1_1),
@@ -217,12 +240,11 @@ impl LoadedPolicy {
     }
 
     fn put_back(&self, w: Warm) {
-        if self.isolation != Isolation::Warm || w.calls >= self.runtime.limits().recycle_after_calls
-        {
+        if self.isolation != Isolation::Warm || w.calls >= self.limits.recycle_after_calls {
             return;
         }
         if let Ok(mut pool) = self.warm.lock()
-            && pool.len() < self.runtime.limits().warm_per_bundle
+            && pool.len() < self.limits.warm_per_bundle
         {
             pool.push(w);
         }
@@ -235,7 +257,8 @@ impl LoadedPolicy {
         f: impl FnOnce(&Policy, &mut Store<StoreState>) -> wasmtime::Result<Result<R, String>>,
     ) -> Result<R, PolicyError> {
         let mut w = self.take()?;
-        w.store.set_epoch_deadline(self.runtime.deadline_ticks());
+        w.store
+            .set_epoch_deadline(Runtime::ticks_for(self.limits.deadline));
         let result = f(&w.policy, &mut w.store);
         w.calls += 1;
         match result {
@@ -260,7 +283,7 @@ impl LoadedPolicy {
         e: wasmtime::Error,
         other: fn(String) -> PolicyError,
     ) -> PolicyError {
-        let limits = self.runtime.limits();
+        let limits = &self.limits;
         if store.data().limiter.hit {
             return PolicyError::Memory(limits.memory_bytes);
         }

@@ -38,6 +38,9 @@ pub struct Config {
     /// Bundles to serve; each may name a source that is watched for new
     /// versions. Bundles uploaded over HTTP need no entry.
     pub bundles: Vec<BundleConfig>,
+    /// Policy sets: names that answer with several bundles combined
+    /// (docs/policy-sets.md).
+    pub policy_sets: Vec<PolicySetConfig>,
     pub records: RecordsConfig,
     pub scheduler: SchedulerConfig,
     pub webhooks: WebhooksConfig,
@@ -286,6 +289,25 @@ pub struct LimitsConfig {
     /// Most list items in a whole decision request, nested lists included
     /// (422 above).
     pub max_total_items: usize,
+    /// Largest file inside a bundle archive, uncompressed, in MiB (the
+    /// component is the largest; a componentize-py one is ~19 MB).
+    pub bundle_member_mib: u64,
+}
+
+impl LimitsConfig {
+    /// The archive limits bundles are read with: the member limit as
+    /// configured, the total and compressed limits raised with it when
+    /// it exceeds what they allow.
+    pub fn archive(&self) -> crate::bundle::ArchiveLimits {
+        let d = crate::bundle::ArchiveLimits::DEFAULT;
+        let member = self.bundle_member_mib << 20;
+        crate::bundle::ArchiveLimits {
+            max_member_bytes: member,
+            max_total_bytes: d.max_total_bytes.max(member.saturating_mul(3)),
+            max_archive_bytes: d.max_archive_bytes.max(member.saturating_mul(2)),
+            max_members: d.max_members,
+        }
+    }
 }
 
 /// One served bundle.
@@ -349,6 +371,10 @@ pub struct BundleConfig {
     /// (default `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`).
     #[serde(default)]
     pub docker_config: Option<PathBuf>,
+    /// This bundle's own sandbox limits (`memory_mib`, `deadline_ms`,
+    /// `warm_instances`), each replacing the `[limits]` one.
+    #[serde(default)]
+    pub limits: crate::policy::BundleLimits,
 }
 
 impl BundleConfig {
@@ -373,6 +399,7 @@ impl BundleConfig {
             basic_auth_file: None,
             basic_auth_env: None,
             docker_config: None,
+            limits: Default::default(),
         }
     }
 
@@ -467,6 +494,19 @@ impl BundleConfig {
     }
 }
 
+/// A policy set: usable wherever a bundle name is; every member decides
+/// and the most restrictive answer wins (docs/policy-sets.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySetConfig {
+    pub name: String,
+    /// Bundle names, in the order their findings are listed.
+    pub members: Vec<String>,
+    /// Answer decisions (and deployments) that name no bundle.
+    #[serde(default)]
+    pub default: bool,
+}
+
 /// Roles a token may grant (README.md, "Access control").
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize,
@@ -539,6 +579,7 @@ impl Default for Config {
             trust: TrustConfig::default(),
             limits: LimitsConfig::default(),
             bundles: Vec::new(),
+            policy_sets: Vec::new(),
             records: RecordsConfig::default(),
             scheduler: SchedulerConfig::default(),
             webhooks: WebhooksConfig::default(),
@@ -574,6 +615,7 @@ impl Default for LimitsConfig {
             watch_interval_ms: 2_000,
             max_list_len: DecodeLimits::default().max_list_len,
             max_total_items: DecodeLimits::default().max_total_items,
+            bundle_member_mib: crate::bundle::ArchiveLimits::DEFAULT.max_member_bytes >> 20,
         }
     }
 }
@@ -652,6 +694,7 @@ impl Config {
             ("limits.watch_interval_ms", l.watch_interval_ms),
             ("limits.max_list_len", l.max_list_len as u64),
             ("limits.max_total_items", l.max_total_items as u64),
+            ("limits.bundle_member_mib", l.bundle_member_mib),
             ("records.queue", self.records.queue as u64),
             ("webhooks.timeout_ms", self.webhooks.timeout_ms),
             ("webhooks.concurrency", self.webhooks.concurrency as u64),
@@ -674,6 +717,9 @@ impl Config {
             if value == 0 {
                 return Err(format!("{name} must be greater than 0"));
             }
+        }
+        if l.bundle_member_mib > 1024 {
+            return Err("limits.bundle_member_mib must be at most 1024".into());
         }
         if l.memory_mib > 4096 {
             return Err("limits.memory_mib must be at most 4096".into());
@@ -712,6 +758,21 @@ impl Config {
             }
             b.check_remote()
                 .map_err(|e| format!("bundles[{i}] ('{}'): {e}", b.name))?;
+            let own = &b.limits;
+            if own.memory_mib.is_some_and(|m| m == 0 || m > 4096) {
+                return Err(format!(
+                    "bundles[{i}] ('{}'): limits.memory_mib must be 1-4096",
+                    b.name
+                ));
+            }
+            if let Some(d) = own.deadline_ms
+                && (d == 0 || d >= l.request_timeout_ms)
+            {
+                return Err(format!(
+                    "bundles[{i}] ('{}'): limits.deadline_ms ({d}) must be greater than 0 and below limits.request_timeout_ms ({})",
+                    b.name, l.request_timeout_ms
+                ));
+            }
             if b.sign_with.is_some() && b.build.is_none() {
                 return Err(format!(
                     "bundles[{i}] ('{}'): `sign_with` only applies to `build`",
@@ -734,7 +795,41 @@ impl Config {
                 );
             }
         }
-        if self.bundles.iter().filter(|b| b.default).count() > 1 {
+        for (i, set) in self.policy_sets.iter().enumerate() {
+            crate::bundle::manifest::check_name(&set.name)
+                .map_err(|e| format!("policy_sets[{i}]: {e}"))?;
+            if !names.insert(set.name.as_str()) {
+                return Err(format!(
+                    "policy_sets[{i}]: '{}' is already the name of a bundle or another set",
+                    set.name
+                ));
+            }
+            if set.members.is_empty() {
+                return Err(format!(
+                    "policy_sets[{i}] ('{}'): `members` must name at least one bundle",
+                    set.name
+                ));
+            }
+            let mut members = std::collections::BTreeSet::new();
+            for (j, m) in set.members.iter().enumerate() {
+                crate::bundle::manifest::check_name(m)
+                    .map_err(|e| format!("policy_sets[{i}].members[{j}]: {e}"))?;
+                if !members.insert(m.as_str()) {
+                    return Err(format!(
+                        "policy_sets[{i}].members[{j}]: '{m}' is listed twice in set '{}'",
+                        set.name
+                    ));
+                }
+                if self.policy_sets.iter().any(|s| &s.name == m) {
+                    return Err(format!(
+                        "policy_sets[{i}].members[{j}]: '{m}' is a policy set; members are bundles (sets do not nest)"
+                    ));
+                }
+            }
+        }
+        let defaults = self.bundles.iter().filter(|b| b.default).count()
+            + self.policy_sets.iter().filter(|s| s.default).count();
+        if defaults > 1 {
             return Err("more than one bundle is marked `default = true`".into());
         }
         let mut token_names = std::collections::BTreeSet::new();
@@ -842,15 +937,27 @@ impl Config {
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("stagegate.db").display()))
     }
 
-    /// The name of the default bundle among the configured ones, by
-    /// [`crate::server::registry::default_bundle`]'s rule.
+    /// The name of the default bundle (or policy set) among the
+    /// configured ones, by [`crate::server::registry::default_bundle`]'s
+    /// rule.
     pub fn default_bundle(&self) -> Option<&str> {
+        let marked = self
+            .bundles
+            .iter()
+            .find(|b| b.default)
+            .map(|b| b.name.as_str())
+            .or_else(|| {
+                self.policy_sets
+                    .iter()
+                    .find(|s| s.default)
+                    .map(|s| s.name.as_str())
+            });
         crate::server::registry::default_bundle(
+            marked,
             self.bundles
                 .iter()
-                .find(|b| b.default)
-                .map(|b| b.name.as_str()),
-            self.bundles.iter().map(|b| b.name.as_str()),
+                .map(|b| b.name.as_str())
+                .chain(self.policy_sets.iter().map(|s| s.name.as_str())),
         )
     }
 }
@@ -858,6 +965,77 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_archive_member_limit_is_configurable_and_defaults_to_the_readers_own() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.limits.archive(), crate::bundle::ArchiveLimits::DEFAULT);
+        let c = Config::parse("[limits]\nbundle_member_mib = 64\n").unwrap();
+        let a = c.limits.archive();
+        assert_eq!(a.max_member_bytes, 64 << 20);
+        assert!(a.max_total_bytes >= a.max_member_bytes);
+        assert!(a.max_archive_bytes >= a.max_member_bytes);
+        for bad in ["0", "2048"] {
+            let e = Config::parse(&format!("[limits]\nbundle_member_mib = {bad}\n"))
+                .expect_err(bad)
+                .to_string();
+            assert!(e.contains("limits.bundle_member_mib"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_bundles_own_limits_are_read_and_checked() {
+        let c = Config::parse(
+            "[[bundles]]\nname = \"py\"\nlimits = { memory_mib = 256, deadline_ms = 500, warm_instances = 4 }\n",
+        )
+        .unwrap();
+        let own = c.bundles[0].limits;
+        assert_eq!(own.memory_mib, Some(256));
+        assert_eq!(own.deadline_ms, Some(500));
+        assert_eq!(own.warm_instances, Some(4));
+        for (limits, wanted) in [
+            ("{ memory_mib = 0 }", "limits.memory_mib must be 1-4096"),
+            ("{ memory_mib = 5000 }", "limits.memory_mib must be 1-4096"),
+            (
+                "{ deadline_ms = 999999 }",
+                "below limits.request_timeout_ms",
+            ),
+            ("{ fuel = 1 }", "fuel"),
+        ] {
+            let e = Config::parse(&format!("[[bundles]]\nname = \"py\"\nlimits = {limits}\n"))
+                .expect_err(limits)
+                .to_string();
+            assert!(e.contains(wanted), "{limits}: {e}");
+        }
+    }
+
+    #[test]
+    fn policy_sets_are_checked_and_may_be_the_default() {
+        let bundles = "[[bundles]]\nname = \"a\"\n[[bundles]]\nname = \"b\"\n";
+        let c = Config::parse(&format!(
+            "{bundles}[[policy_sets]]\nname = \"s\"\nmembers = [\"a\", \"b\"]\ndefault = true\n"
+        ))
+        .unwrap();
+        assert_eq!(c.default_bundle(), Some("s"));
+        for (set, wanted) in [
+            (
+                "name = \"a\"\nmembers = [\"b\"]",
+                "already the name of a bundle",
+            ),
+            ("name = \"s\"\nmembers = []", "at least one bundle"),
+            (
+                "name = \"s\"\nmembers = [\"a\", \"a\"]",
+                "policy_sets[0].members[1]",
+            ),
+            ("name = \"s\"\nmembers = [\"s\"]", "sets do not nest"),
+            ("name = \"S!\"\nmembers = [\"a\"]", "policy_sets[0]"),
+        ] {
+            let e = Config::parse(&format!("{bundles}[[policy_sets]]\n{set}\n"))
+                .expect_err(set)
+                .to_string();
+            assert!(e.contains(wanted), "{set}: {e}");
+        }
+    }
 
     #[test]
     fn an_empty_file_means_the_defaults() {

@@ -225,6 +225,13 @@ fn prepare_registry(
         deadline: Duration::from_millis(config.limits.decision_deadline_ms),
         memory_bytes: config.limits.memory_mib << 20,
         max_instances: u32::try_from(config.limits.concurrency + 64).unwrap_or(u32::MAX),
+        largest_bundle_memory_bytes: config
+            .bundles
+            .iter()
+            .filter_map(|b| b.limits.memory_mib)
+            .max()
+            .unwrap_or(0)
+            << 20,
         ..crate::policy::Limits::default()
     };
     let runtime =
@@ -238,9 +245,20 @@ fn prepare_registry(
             isolation: config.limits.isolation,
             data_dir: config.data_dir.clone(),
             default_bundle: config.default_bundle().map(str::to_string),
-            default_is_first_activated: config.bundles.is_empty(),
+            default_is_first_activated: config.bundles.is_empty() && config.policy_sets.is_empty(),
             cache: config.cache,
             events: Some(events),
+            archive_limits: config.limits.archive(),
+            bundle_limits: config
+                .bundles
+                .iter()
+                .map(|b| (b.name.clone(), b.limits))
+                .collect(),
+            sets: config
+                .policy_sets
+                .iter()
+                .map(|s| (s.name.clone(), s.members.clone()))
+                .collect(),
         },
         metrics.clone(),
     ));

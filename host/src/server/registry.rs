@@ -30,7 +30,9 @@ use serde::Serialize;
 use super::metrics::{BundleCounters, Metrics};
 use crate::bundle::{ArchiveLimits, Bundle, BundleError, Signer, TrustStore};
 use crate::decision::{self, DecisionKind, Timestamp};
-use crate::policy::{ActivePolicy, CacheOutcome, ComponentCache, Isolation, LoadError, Runtime};
+use crate::policy::{
+    ActivePolicy, BundleLimits, CacheOutcome, ComponentCache, Isolation, LoadError, Runtime,
+};
 
 /// Where a candidate came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -293,6 +295,53 @@ pub struct RegistrySettings {
     pub cache: bool,
     /// Receives [`BundleEvent`]s; `None` drops them.
     pub events: Option<tokio::sync::mpsc::UnboundedSender<BundleEvent>>,
+    /// Configured policy sets: name and member bundle names, in order
+    /// (docs/policy-sets.md).
+    pub sets: Vec<(String, Vec<String>)>,
+    /// Size limits bundle archives are read with (`limits.bundle_member_mib`).
+    pub archive_limits: ArchiveLimits,
+    /// Bundles' own sandbox limits (`[[bundles]] limits`), by name.
+    pub bundle_limits: BTreeMap<String, BundleLimits>,
+}
+
+/// A policy set: a name that answers decisions with several bundles.
+/// Its members keep their own slots and hot-swap independently.
+pub struct PolicySet {
+    pub name: String,
+    pub members: Vec<String>,
+    pub counters: BundleCounters,
+    /// Inline or blocking execution of the set's decisions.
+    pub lane: super::lane::Lane,
+}
+
+/// What answers one decision: a bundle, or a policy set.
+#[derive(Clone)]
+pub enum Target {
+    Bundle(Arc<Slot>),
+    Set(Arc<PolicySet>),
+}
+
+impl Target {
+    pub fn name(&self) -> &str {
+        match self {
+            Target::Bundle(s) => &s.name,
+            Target::Set(s) => &s.name,
+        }
+    }
+
+    pub fn lane(&self) -> &super::lane::Lane {
+        match self {
+            Target::Bundle(s) => &s.lane,
+            Target::Set(s) => &s.lane,
+        }
+    }
+
+    pub fn counters(&self) -> &BundleCounters {
+        match self {
+            Target::Bundle(s) => &s.counters,
+            Target::Set(s) => &s.counters,
+        }
+    }
 }
 
 /// Every served bundle, by name.
@@ -310,6 +359,8 @@ pub struct Registry {
     pending: Mutex<BTreeMap<String, Arc<Mutex<()>>>>,
     /// The default bundle's name, once known.
     default: ArcSwapOption<String>,
+    /// Configured policy sets, by name.
+    sets: BTreeMap<String, Arc<PolicySet>>,
 }
 
 /// Which bundle answers a decision that names none: the one marked as the
@@ -334,6 +385,8 @@ pub enum ResolveError {
     Unknown(String),
     #[error("bundle '{0}' has no active version")]
     Inactive(String),
+    #[error("bundle '{member}', a member of policy set '{set}', has no active version")]
+    MemberInactive { set: String, member: String },
     #[error("no default bundle is configured; name one with ?bundle=NAME")]
     NoDefault,
 }
@@ -352,17 +405,37 @@ impl Registry {
             }
             None => None,
         };
+        let sets = settings
+            .sets
+            .iter()
+            .map(|(name, members)| {
+                let set = PolicySet {
+                    name: name.clone(),
+                    members: members.clone(),
+                    counters: metrics.bundle_counters(name),
+                    lane: super::lane::Lane::new(),
+                };
+                (name.clone(), Arc::new(set))
+            })
+            .collect();
+        let archive_limits = settings.archive_limits;
         Registry {
+            sets,
             runtime,
             cache,
             settings,
-            archive_limits: ArchiveLimits::default(),
+            archive_limits,
             metrics,
             slots: ArcSwap::from_pointee(BTreeMap::new()),
             slots_write: Mutex::new(()),
             pending: Mutex::new(BTreeMap::new()),
             default: ArcSwapOption::new(default),
         }
+    }
+
+    /// The size limits bundle archives are read with.
+    pub fn archive_limits(&self) -> &ArchiveLimits {
+        &self.archive_limits
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -413,25 +486,64 @@ impl Registry {
         self.default.load().as_deref().cloned()
     }
 
-    /// The active bundle a decision should use: `name`, or the default.
-    pub fn resolve(&self, name: Option<&str>) -> Result<(Arc<Slot>, Arc<Active>), ResolveError> {
-        let slots = self.slots.load();
-        let slot = match name {
-            Some(n) => slots
-                .get(n)
-                .ok_or_else(|| ResolveError::Unknown(n.to_string()))?,
+    /// What a decision should ask: bundle or set `name`, or the default,
+    /// with the active version of each bundle it involves, loaded once
+    /// here: one decision sees one version of every member.
+    pub fn resolve(&self, name: Option<&str>) -> Result<(Target, Vec<Arc<Active>>), ResolveError> {
+        let default;
+        let name = match name {
+            Some(n) => n,
             None => {
-                let default = self.default.load();
-                let n = default.as_deref().ok_or(ResolveError::NoDefault)?;
-                slots
-                    .get(n.as_str())
-                    .ok_or_else(|| ResolveError::Inactive(n.clone()))?
+                default = self.default.load_full().ok_or(ResolveError::NoDefault)?;
+                if let Some(set) = self.sets.get(default.as_str()) {
+                    return self.resolve_set(set);
+                }
+                let slot = self
+                    .slots
+                    .load()
+                    .get(default.as_str())
+                    .cloned()
+                    .ok_or_else(|| ResolveError::Inactive(default.to_string()))?;
+                let active = slot
+                    .active()
+                    .ok_or_else(|| ResolveError::Inactive(slot.name.clone()))?;
+                return Ok((Target::Bundle(slot), vec![active]));
             }
         };
+        if let Some(set) = self.sets.get(name) {
+            return self.resolve_set(set);
+        }
+        let slot = self
+            .slots
+            .load()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ResolveError::Unknown(name.to_string()))?;
         let active = slot
             .active()
             .ok_or_else(|| ResolveError::Inactive(slot.name.clone()))?;
-        Ok((slot.clone(), active))
+        Ok((Target::Bundle(slot), vec![active]))
+    }
+
+    fn resolve_set(
+        &self,
+        set: &Arc<PolicySet>,
+    ) -> Result<(Target, Vec<Arc<Active>>), ResolveError> {
+        let slots = self.slots.load();
+        let members = set
+            .members
+            .iter()
+            .map(|m| {
+                slots
+                    .get(m.as_str())
+                    .and_then(|s| s.active())
+                    .ok_or_else(|| ResolveError::MemberInactive {
+                        set: set.name.clone(),
+                        member: m.clone(),
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((Target::Set(set.clone()), members))
     }
 
     fn persisted_path(&self, name: &str) -> PathBuf {
@@ -481,7 +593,7 @@ impl Registry {
         names.sort();
         for name in names {
             let path = self.persisted_path(&name);
-            match super::sources::read_candidate(&path) {
+            match super::sources::read_candidate(&path, &self.archive_limits) {
                 Ok(bytes) => {
                     let _ = self.activate(&name, &bytes, Origin::Persisted, false, None);
                 }
@@ -743,12 +855,18 @@ impl Registry {
             .get_or_compile(&self.runtime, bundle.wasm())
             .map_err(LoadError::from)?;
         let params = bundle.params()?;
-        let policy = ActivePolicy::with_component(
+        let policy = ActivePolicy::with_limits(
             &self.runtime,
             &bundle,
             &component,
             params,
             self.settings.isolation,
+            &self
+                .settings
+                .bundle_limits
+                .get(name)
+                .copied()
+                .unwrap_or_default(),
         )?;
         smoke(&policy)?;
         if !matches!(origin, Origin::Persisted) {
