@@ -191,6 +191,7 @@ mod tests {
                 message: String::new(),
                 path: String::new(),
                 controls: Vec::new(),
+                bundle: None,
             })
             .collect();
         Envelope::new(
@@ -208,6 +209,7 @@ mod tests {
                 bundle: "b".into(),
                 version: "1".into(),
                 digest: "d".into(),
+                members: Vec::new(),
             },
             Timestamp(0),
         )

@@ -55,6 +55,32 @@ impl Controls {
             .unwrap_or_default()
     }
 
+    /// One map for several bundles deciding together (a policy set): each
+    /// code's references are the union of the members' for it, in member
+    /// order; the declared codes likewise.
+    pub fn merged<'a>(members: impl IntoIterator<Item = &'a Controls>) -> Controls {
+        let mut out = Controls::default();
+        for c in members {
+            if out.catalogue.is_none() {
+                out.catalogue.clone_from(&c.catalogue);
+            }
+            for (code, refs) in &c.map {
+                let entry = out.map.entry(code.clone()).or_default();
+                for r in refs {
+                    if !entry.contains(r) {
+                        entry.push(r.clone());
+                    }
+                }
+            }
+            for code in &c.codes {
+                if !out.codes.contains(code) {
+                    out.codes.push(code.clone());
+                }
+            }
+        }
+        out
+    }
+
     /// Adds the mapped references to each finding, after any the policy
     /// cited itself, without duplicates.
     pub fn annotate(&self, findings: &mut [Finding]) {

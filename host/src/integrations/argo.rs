@@ -142,6 +142,7 @@ pub async fn analyse(
             message: format!("the rollout asks for {w}% but the plan's stages never allow it"),
             path: "weight".into(),
             controls: Vec::new(),
+            bundle: None,
         });
         return Ok(a);
     };

@@ -42,6 +42,12 @@ impl Pipeline {
         })
     }
 
+    /// The control map findings are judged by: the bundle's, or for a set
+    /// every member's merged.
+    pub fn controls(&self) -> crate::decision::Controls {
+        crate::decision::Controls::merged(self.members.iter().map(|a| &a.policy.controls))
+    }
+
     /// The bundle's or the set's name.
     pub fn bundle(&self) -> &str {
         self.target.name()

@@ -490,7 +490,7 @@ pub async fn record(
             // decided the deployment, as loaded now.
             let pipeline = Pipeline::resolve(&app, evidence.bundle())
                 .map_err(super::decisions::resolve_error)?;
-            let doc = oscal::document(&evidence, &pipeline.active().policy.controls);
+            let doc = oscal::document(&evidence, &pipeline.controls());
             let body = oscal::to_bytes(&doc)
                 .map_err(|e| ApiError::internal(format!("encoding the answer: {e}")))?;
             Ok((
