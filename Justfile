@@ -16,9 +16,13 @@ default:
 setup:
     rustup target add wasm32-wasip2
 
+# Install what Python policies build with (pinned: `stagegate build` checks it)
+python-tools:
+    pip install --quiet componentize-py==0.25.1
+
 # Build the policy components (wasm32-wasip2)
 policies: setup
-    cargo build --target wasm32-wasip2 --profile policy -p iso42001 -p hostile
+    cargo build --target wasm32-wasip2 --profile policy -p iso42001 -p hostile -p acme-rules
 
 # Build and sign the reference bundle with the development key (created on first use)
 bundle: build
@@ -32,9 +36,11 @@ serve: build
     {{bin}} serve
 
 # Run every test: unit, policy cases, end-to-end
-test: policies
+test: policies python-tools
     cargo test --workspace
     {{bin}} test policies/iso42001 | tail -n 1
+    python3 -m unittest discover -s sdk/python/tests
+    {{bin}} test policies/acme-python | tail -n 1
 
 # Build the `stagegate` binary (and the tests) with one set of dependency
 # features. The tests add the benches' and guests' crates, whose features

@@ -50,7 +50,7 @@ fn a_signed_bundle_verifies_against_its_trust_store() {
     let sb = SignedBundle::new();
     let (code, out) = verify(&sb, "ref.bundle", &[]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("verified iso42001-reference 1.0.0"), "{out}");
+    assert!(out.contains("verified iso42001-reference 1.1.0"), "{out}");
     assert!(out.contains("signed by 1 of 1 required: dev"), "{out}");
 }
 
@@ -131,7 +131,7 @@ fn keygen_build_sign_and_verify_work_end_to_end_with_two_signers() {
 
     let (stdout, _) = text(&run(d, &["inspect", "p.bundle", "--trust", "trust"], None));
     assert!(
-        stdout.contains("wit world   stagegate:policy@1.0.0"),
+        stdout.contains("wit world   stagegate:policy@1.1.0 (runs on this host)"),
         "{stdout}"
     );
     assert!(stdout.contains("policy.wasm"), "{stdout}");
@@ -219,7 +219,7 @@ fn an_edited_manifest_breaks_the_signature() {
         let text = String::from_utf8(m["manifest.json"].clone()).unwrap();
         m.insert(
             "manifest.json".into(),
-            text.replace("\"1.0.0\"", "\"9.0.0\"").into_bytes(),
+            text.replace("\"1.1.0\"", "\"9.0.0\"").into_bytes(),
         );
     });
     let (code, out) = verify(&sb, "t.bundle", &[]);

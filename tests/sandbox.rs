@@ -219,3 +219,84 @@ fn garbage_instead_of_a_component_fails_to_compile_with_a_reason() {
     let err = rt.compile(b"definitely not wasm").expect_err("refused");
     assert_eq!(err.cause(), "compile");
 }
+
+#[test]
+fn a_bundles_own_limits_replace_the_server_wide_ones_for_that_bundle_alone() {
+    use stagegate::policy::BundleLimits;
+    // Server-wide: 32 MiB and a deadline long enough that the spin below
+    // would take seconds. The bundle's own: 8 MiB, 50 ms, 2 warm instances;
+    // a larger memory cap than the server's sizes the pool's slots.
+    let rt = Runtime::new(Limits {
+        deadline: Duration::from_millis(3_000),
+        memory_bytes: 32 << 20,
+        largest_bundle_memory_bytes: 96 << 20,
+        ..Limits::default()
+    })
+    .expect("runtime");
+    let bundle = support::hostile_bundle();
+    let component = rt.compile(bundle.wasm()).unwrap();
+    let own = BundleLimits {
+        memory_mib: Some(8),
+        deadline_ms: Some(50),
+        warm_instances: Some(2),
+    };
+    let tight = ActivePolicy::with_limits(
+        &rt,
+        bundle,
+        &component,
+        bundle.params().unwrap(),
+        Isolation::Warm,
+        &own,
+    )
+    .unwrap();
+    let started = Instant::now();
+    let d = tight
+        .decide_json(DecisionKind::Gate, &request(DecisionKind::Gate, "spin"))
+        .unwrap();
+    assert_eq!(d.error.as_ref().map(|e| e.cause()), Some("deadline"));
+    assert!(
+        started.elapsed() < Duration::from_millis(1_500),
+        "the bundle's 50 ms deadline did not apply: {:?}",
+        started.elapsed()
+    );
+    let d = tight
+        .decide_json(DecisionKind::Gate, &request(DecisionKind::Gate, "allocate"))
+        .unwrap();
+    match d.error {
+        Some(PolicyError::Memory(bytes)) => assert_eq!(bytes, 8 << 20),
+        other => panic!("expected the bundle's 8 MiB cap, got {other:?}"),
+    }
+    tight.loaded.prewarm(10).unwrap();
+    assert_eq!(tight.loaded.warm_instances(), 2);
+
+    // A bundle with a larger cap than the server's may use it.
+    let roomy = ActivePolicy::with_limits(
+        &rt,
+        bundle,
+        &component,
+        bundle.params().unwrap(),
+        Isolation::Warm,
+        &BundleLimits {
+            memory_mib: Some(96),
+            deadline_ms: Some(2_000),
+            warm_instances: None,
+        },
+    )
+    .unwrap();
+    let d = roomy
+        .decide_json(DecisionKind::Gate, &request(DecisionKind::Gate, "allocate"))
+        .unwrap();
+    match d.error {
+        Some(PolicyError::Memory(bytes)) => assert_eq!(bytes, 96 << 20),
+        other => panic!("expected the bundle's 96 MiB cap, got {other:?}"),
+    }
+    // Another bundle on the same runtime keeps the server-wide limits.
+    let plain = ActivePolicy::load(&rt, bundle, Isolation::Warm).unwrap();
+    let d = plain
+        .decide_json(DecisionKind::Gate, &request(DecisionKind::Gate, "allocate"))
+        .unwrap();
+    match d.error {
+        Some(PolicyError::Memory(bytes)) => assert_eq!(bytes, 32 << 20),
+        other => panic!("expected the server-wide 32 MiB cap, got {other:?}"),
+    }
+}

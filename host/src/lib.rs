@@ -11,6 +11,7 @@
 //! - [`bundle`]: signed bundle archives, keys and the trust store;
 //! - [`attest`]: attested evidence in (DSSE, in-toto) and signed decision
 //!   receipts out;
+//! - [`distribution`]: fetching and publishing bundles (HTTP(S), OCI registries);
 //! - [`records`]: deployment records and the hash-chained decision log;
 //! - [`server`]: the HTTP decision service;
 //! - [`cli`]: the `stagegate` command line.
@@ -19,6 +20,8 @@ pub mod attest;
 pub mod bundle;
 pub mod cli;
 pub mod decision;
+pub mod distribution;
+pub mod integrations;
 pub mod policy;
 pub mod records;
 pub mod server;

@@ -3,9 +3,11 @@
 
 #![allow(dead_code)]
 
+pub mod oci_registry;
 pub mod receiver;
 pub mod records;
 pub mod server;
+pub mod sets;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -47,6 +49,28 @@ pub fn hostile_bundle() -> &'static Bundle {
     })
 }
 
+/// The ACME organisation-rules fixture bundle (a policy-set member),
+/// built (unsigned) once per test binary.
+pub fn acme_rules_bundle() -> &'static Bundle {
+    static B: OnceLock<Bundle> = OnceLock::new();
+    B.get_or_init(|| {
+        PolicySource::open(&root().join("guest/fixtures/acme-rules"))
+            .and_then(|s| s.bundle())
+            .expect("building the acme-rules fixture bundle")
+    })
+}
+
+/// The ACME Python policy (policies/acme-python), built with
+/// componentize-py (unsigned) once per test binary.
+pub fn acme_python_bundle() -> &'static Bundle {
+    static B: OnceLock<Bundle> = OnceLock::new();
+    B.get_or_init(|| {
+        PolicySource::open(&root().join("policies/acme-python"))
+            .and_then(|s| s.bundle())
+            .expect("building policies/acme-python (needs `pip install componentize-py==0.25.1`)")
+    })
+}
+
 /// The complete high-risk gate request from `examples/`.
 pub fn high_risk_gate() -> serde_json::Value {
     let text = std::fs::read_to_string(root().join("examples/gate-high-risk.json"))
@@ -70,12 +94,13 @@ pub fn run(cwd: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
         .spawn()
         .expect("spawning stagegate");
     if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input)
-            .expect("writing stdin");
+        // A command that refuses its arguments exits before it reads its
+        // input: a broken pipe here is that refusal, judged by its output.
+        match child.stdin.take().expect("stdin").write_all(input) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            Err(e) => panic!("writing stdin: {e}"),
+        }
     }
     child.wait_with_output().expect("waiting for stagegate")
 }

@@ -162,7 +162,7 @@ impl World {
             let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
                 .await
                 .unwrap();
-            let rows = sqlx::query("SELECT seq, decision_id, at, kind, outcome, codes, bundle, bundle_version, bundle_digest, request_digest, request, deployment_id, actor, record_table, record_id, prev_hash, hash FROM decision_log WHERE seq >= $1 ORDER BY seq")
+            let rows = sqlx::query("SELECT seq, decision_id, at, kind, outcome, codes, bundle, bundle_version, bundle_digest, request_digest, request, deployment_id, actor, record_table, record_id, read_only, prev_hash, hash FROM decision_log WHERE seq >= $1 ORDER BY seq")
                 .bind(seq)
                 .fetch_all(&mut conn)
                 .await
@@ -255,6 +255,16 @@ pub fn plan() -> Value {
 /// Registers the system and release `version` with a review, an
 /// authorisation and the acceptance of D-7; returns the release id.
 pub fn registered_release(s: &Server, version: &str) -> String {
+    registered_release_with(s, version, json!({}))
+}
+
+/// Like [`registered_release`], with the top-level keys of `extra` (an
+/// `artifact_digest`, say) added to the release evidence.
+pub fn registered_release_with(s: &Server, version: &str, extra: Value) -> String {
+    let mut release = release_body(version);
+    if let (Some(r), Some(extra)) = (release.as_object_mut(), extra.as_object()) {
+        r.extend(extra.clone());
+    }
     let r = post(
         s,
         "ops",
@@ -268,7 +278,7 @@ pub fn registered_release(s: &Server, version: &str) -> String {
         s,
         "ops",
         "/v1/systems/credit-scoring/releases",
-        &release_body(version),
+        &release,
         &[],
     );
     assert_eq!(r.status, 201, "{}", r.body);

@@ -24,7 +24,7 @@ pub fn decide(req: &GateRequest, params: &Params) -> GateDecision {
     let mut f = Findings::new();
     let tier = req.system.risk_tier;
     risk(req, params, &mut f);
-    verification(req, &mut f);
+    verification(req, params, &mut f);
     review(req, &mut f);
     authorisation(req, params, &mut f);
     deficiencies(req, params, &mut f);
@@ -81,7 +81,7 @@ fn risk(req: &GateRequest, params: &Params, f: &mut Findings) {
     }
 }
 
-fn verification(req: &GateRequest, f: &mut Findings) {
+fn verification(req: &GateRequest, params: &Params, f: &mut Findings) {
     let Some(v) = &req.verification else {
         f.block(
             "verification.incomplete",
@@ -111,12 +111,48 @@ fn verification(req: &GateRequest, f: &mut Findings) {
             );
         }
     }
+    if *params
+        .require_attested_verification
+        .get(req.system.risk_tier)
+    {
+        unattested(req, f);
+    }
     if v.integration_required && !v.integration_tested {
         f.block(
             "integration.untested",
             "/verification/integration_tested",
             "integration with existing systems is required but not tested in the target environment",
         );
+    }
+}
+
+/// Where the tier requires attested verification: every passed result
+/// must name the signed statement it was taken from. A failed result blocks
+/// already, attested or not; a verification without any result would
+/// otherwise satisfy the requirement by saying nothing.
+fn unattested(req: &GateRequest, f: &mut Findings) {
+    let Some(v) = &req.verification else {
+        return;
+    };
+    let tier = req.system.risk_tier.as_str();
+    if v.results.is_empty() {
+        f.block(
+            "verification.unattested",
+            "/verification/results",
+            format!("{tier} risk requires attested verification results, and none is given"),
+        );
+    }
+    for (i, r) in v.results.iter().enumerate() {
+        if r.passed && r.attestation.is_none() {
+            let name = non_blank(&r.name).unwrap_or("unnamed result");
+            f.block(
+                "verification.unattested",
+                format!("/verification/results/{i}/attestation"),
+                format!(
+                    "verification result '{name}' is asserted, not attested: {tier} risk requires each result to come from a verified signed statement"
+                ),
+            );
+        }
     }
 }
 

@@ -27,6 +27,9 @@ pub struct Params {
     pub min_intensive_period_hours: PerTier<f64>,
     /// Longest a monitored metric may go unobserved in the intensive period.
     pub max_silence_minutes: PerTier<f64>,
+    /// Whether every passed verification result must come from a signed
+    /// statement the host verified (`verification.unattested` otherwise).
+    pub require_attested_verification: PerTier<bool>,
 }
 
 impl Default for Params {
@@ -44,6 +47,7 @@ impl Default for Params {
             authorisation_max_age_days: PerTier::new(365.0, 180.0, 90.0, 30.0),
             min_intensive_period_hours: PerTier::new(24.0, 72.0, 168.0, 336.0),
             max_silence_minutes: PerTier::new(60.0, 30.0, 15.0, 5.0),
+            require_attested_verification: PerTier::new(false, false, true, true),
         }
     }
 }
@@ -93,6 +97,15 @@ mod tests {
         assert!(err.contains("min_stage"), "{err}");
         let err = Params::parse(r#"{"min_stages": {"low": 1}}"#).unwrap_err();
         assert!(err.contains("medium"), "{err}");
+    }
+
+    #[test]
+    fn high_and_critical_tiers_require_attested_verification_by_default() {
+        let p = Params::default();
+        assert!(!*p.require_attested_verification.get(RiskTier::Low));
+        assert!(!*p.require_attested_verification.get(RiskTier::Medium));
+        assert!(*p.require_attested_verification.get(RiskTier::High));
+        assert!(*p.require_attested_verification.get(RiskTier::Critical));
     }
 
     #[test]

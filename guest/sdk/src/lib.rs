@@ -68,7 +68,7 @@ pub use tiers::PerTier;
 
 /// The WIT package this SDK was generated from. Bundles record it in their
 /// manifest so a host can refuse a policy built for an incompatible contract.
-pub const WIT_PACKAGE: &str = "stagegate:policy@1.0.0";
+pub const WIT_PACKAGE: &str = "stagegate:policy@1.1.0";
 
 impl RiskTier {
     /// Position on the ordered scale `low` < `medium` < `high` < `critical`.

@@ -62,6 +62,26 @@ findings contains blocking("verification.failed", sprintf("/verification/results
 	not is_true(object.get(r, "passed", false))
 }
 
+# The reference policy's default when params.json does not set it.
+attested_default := {"low": false, "medium": false, "high": true, "critical": true}
+
+attested_required if {
+	object.get(data.params, "require_attested_verification", attested_default)[tier] == true
+}
+
+findings contains blocking("verification.unattested", sprintf("/verification/results/%d/attestation", [i])) if {
+	attested_required
+	some i, r in list(input, ["verification", "results"])
+	is_true(object.get(r, "passed", false))
+	not is_object(object.get(r, "attestation", null))
+}
+
+findings contains blocking("verification.unattested", "/verification/results") if {
+	attested_required
+	is_object(get(input, ["verification"]))
+	count(list(input, ["verification", "results"])) == 0
+}
+
 findings contains blocking("integration.untested", "/verification/integration_tested") if {
 	is_true(get(input, ["verification", "integration_required"]))
 	not is_true(get(input, ["verification", "integration_tested"]))

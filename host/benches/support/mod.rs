@@ -17,7 +17,7 @@ pub mod rego;
 /// The reference policy's rules linked natively, converted with the same
 /// macro the host uses for wasmtime's types.
 pub mod native {
-    stagegate::wit_conversions!(stagegate_sdk::bindings::stagegate::policy::types);
+    stagegate::wit_conversions!(v1_1: stagegate_sdk::bindings::stagegate::policy::types);
 }
 
 pub fn root() -> &'static Path {

@@ -74,7 +74,7 @@ pub enum BundleError {
         expected: u64,
         actual: u64,
     },
-    #[error("bundle was built for {bundle}, this host speaks {host}: {why}")]
+    #[error("bundle was built for {bundle}, this host runs {host}: {why}")]
     IncompatibleWit {
         bundle: String,
         host: String,

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::BundleError;
-use crate::policy::bindings::WIT_PACKAGE;
+use crate::policy::bindings::{WitVersion, supported_list};
 
 /// The manifest format this host reads and writes.
 pub const FORMAT: u32 = 1;
@@ -126,33 +126,33 @@ impl Manifest {
         out
     }
 
-    /// Refuses a bundle built for a WIT package this host cannot run: a
-    /// different major version, or a newer minor one (which may rely on
-    /// exports or fields this host does not have).
+    /// Refuses a bundle built for a WIT package this host cannot run
+    /// (docs/wit-versions.md): another package, another major version, or
+    /// a minor version newer than the newest this host serves (which may
+    /// rely on fields this host does not have). Every older minor is served
+    /// through its own bindings.
     pub fn check_wit_compatible(&self) -> Result<(), BundleError> {
         let incompatible = |why: String| BundleError::IncompatibleWit {
             bundle: self.wit.clone(),
-            host: WIT_PACKAGE.to_string(),
+            host: supported_list(),
             why,
         };
         let (pkg, version) = parse_wit(&self.wit).map_err(incompatible)?;
-        let (host_pkg, host_version) = parse_wit(WIT_PACKAGE).map_err(incompatible)?;
-        if pkg != host_pkg {
-            return Err(incompatible(format!("package '{pkg}' is not '{host_pkg}'")));
-        }
-        if version.major != host_version.major {
+        if pkg != "stagegate:policy" {
             return Err(incompatible(format!(
-                "major version {} differs from {}",
-                version.major, host_version.major
+                "package '{pkg}' is not 'stagegate:policy'"
             )));
         }
-        if version.minor > host_version.minor {
-            return Err(incompatible(format!(
-                "minor version {} is newer than {}; upgrade the host",
-                version.minor, host_version.minor
-            )));
-        }
-        Ok(())
+        WitVersion::for_version(&version).map(|_| ()).map_err(|_| {
+            incompatible(if version.major != 1 {
+                format!("major version {} differs from 1", version.major)
+            } else {
+                format!(
+                    "minor version {} is newer than the newest this host runs; upgrade the host",
+                    version.minor
+                )
+            })
+        })
     }
 }
 
@@ -189,6 +189,7 @@ pub fn check_name(name: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::bindings::WIT_PACKAGE;
 
     fn manifest(wit: &str) -> Manifest {
         Manifest {
@@ -218,10 +219,18 @@ mod tests {
             .check_wit_compatible()
             .unwrap_err();
         assert!(e.to_string().contains("major version 2"), "{e}");
-        let e = manifest("stagegate:policy@1.7.0")
+        assert!(
+            manifest("stagegate:policy@1.1.0")
+                .check_wit_compatible()
+                .is_ok()
+        );
+        let e = manifest("stagegate:policy@1.2.0")
             .check_wit_compatible()
             .unwrap_err();
-        assert!(e.to_string().contains("newer"), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "bundle was built for stagegate:policy@1.2.0, this host runs stagegate:policy@1.0.0 and stagegate:policy@1.1.0: minor version 2 is newer than the newest this host runs; upgrade the host"
+        );
         let e = manifest("other:policy@1.0.0")
             .check_wit_compatible()
             .unwrap_err();

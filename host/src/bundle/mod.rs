@@ -282,6 +282,7 @@ impl Bundle {
             bundle: self.manifest.name.clone(),
             version: self.manifest.version.to_string(),
             digest: self.digest(),
+            members: Vec::new(),
         }
     }
 }

@@ -11,9 +11,10 @@
 //! Files that go into the bundle are read through a cap-std directory handle
 //! opened on the policy directory, so a `bundle.toml` cannot pull
 //! `../../etc/passwd` into a signed artefact. The component is either built
-//! from a Rust crate with cargo (`crate = "…"`) or taken prebuilt from the
-//! directory (`wasm = "…"`), which is how policies written in other languages
-//! are bundled.
+//! from a Rust crate with cargo (`crate = "…"`), built from a Python module
+//! with componentize-py (`python = "policy.py"`, see [`python`]), or taken
+//! prebuilt from the directory (`wasm = "…"`), which is how policies written
+//! in other languages are bundled.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,7 +26,7 @@ use serde::Deserialize;
 
 use super::{ArchiveLimits, Bundle, BundleError, read_bounded};
 use crate::decision::Controls;
-use crate::policy::bindings::WIT_PACKAGE;
+use crate::policy::bindings::{WIT_PACKAGE, package_of};
 
 /// Largest file that may become a bundle member: a larger one would only
 /// build a bundle that no reader accepts.
@@ -42,7 +43,8 @@ pub struct BundleToml {
     pub component: ComponentSource,
 }
 
-/// Where `policy.wasm` comes from: exactly one of `crate` and `wasm`.
+/// Where `policy.wasm` comes from: exactly one of `crate`, `python` and
+/// `wasm`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ComponentSource {
@@ -54,6 +56,9 @@ pub struct ComponentSource {
     pub profile: Option<String>,
     /// A prebuilt component inside the policy directory.
     pub wasm: Option<PathBuf>,
+    /// A Python module inside the policy directory (e.g. `policy.py`),
+    /// built with componentize-py.
+    pub python: Option<PathBuf>,
 }
 
 /// An opened policy directory.
@@ -80,13 +85,16 @@ impl PolicySource {
         let config: BundleToml =
             toml::from_str(&text).map_err(|e| err(format!("bundle.toml: {e}")))?;
         super::manifest::check_name(&config.name).map_err(|m| err(format!("bundle.toml: {m}")))?;
-        match (&config.component.krate, &config.component.wasm) {
-            (Some(_), None) | (None, Some(_)) => {}
-            _ => {
-                return Err(err(
-                    "bundle.toml: [component] needs exactly one of `crate` (a Rust crate to build) or `wasm` (a prebuilt component)".into(),
-                ));
-            }
+        let c = &config.component;
+        if [c.krate.is_some(), c.wasm.is_some(), c.python.is_some()]
+            .iter()
+            .filter(|x| **x)
+            .count()
+            != 1
+        {
+            return Err(err(
+                "bundle.toml: [component] needs exactly one of `crate` (a Rust crate to build), `python` (a Python module to build with componentize-py) or `wasm` (a prebuilt component)".into(),
+            ));
         }
         Ok(PolicySource {
             path: path.to_path_buf(),
@@ -129,6 +137,9 @@ impl PolicySource {
         if let Some(wasm) = &self.config.component.wasm {
             return self.read(wasm);
         }
+        if let Some(module) = &self.config.component.python {
+            return python::build(&self.path, module, MEMBER_LIMIT);
+        }
         let krate = self.config.component.krate.clone().unwrap_or_default();
         let profile = self
             .config
@@ -147,7 +158,13 @@ impl PolicySource {
     /// Assembles the unsigned bundle: component, params and controls.
     pub fn bundle(&self) -> Result<Bundle, BundleError> {
         let mut files = BTreeMap::new();
-        files.insert("policy.wasm".to_string(), self.component()?);
+        let component = self.component()?;
+        // The manifest names the WIT version the component exports, so a
+        // bundle built from a 1.0.0 component says 1.0.0. A component that
+        // exports none is recorded as the newest and refused, with the
+        // reason, when loaded.
+        let wit = package_of(&component).unwrap_or_else(|| WIT_PACKAGE.to_string());
+        files.insert("policy.wasm".to_string(), component);
         if let Some(params) = self.read_optional("params.json")? {
             serde_json::from_slice::<serde_json::Value>(&params)
                 .map_err(|e| self.err(format!("params.json is not JSON: {e}")))?;
@@ -160,7 +177,7 @@ impl PolicySource {
         Bundle::new(
             &self.config.name,
             self.config.version.clone(),
-            WIT_PACKAGE,
+            &wit,
             self.config.description.clone(),
             files,
         )
@@ -199,6 +216,209 @@ impl PolicySource {
                 Ok((format!("tests/{n}"), bytes))
             })
             .collect()
+    }
+}
+
+pub mod python {
+    //! `[component] python = "policy.py"`: the module is compiled with
+    //! componentize-py (the pinned version) against the WIT this host
+    //! serves, with the Python SDK on the module path. Both are built into
+    //! the binary, so a policy directory anywhere builds as it stands.
+
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, Stdio};
+
+    use super::super::{BundleError, read_bounded};
+
+    /// The componentize-py release `stagegate build` runs.
+    pub const VERSION: &str = "0.25.1";
+    /// How to install it.
+    pub const INSTALL: &str = "pip install componentize-py==0.25.1";
+
+    const WIT: &str = include_str!("../../../wit/policy.wit");
+    /// The SDK's files (`sdk/python/stagegate_policy/`).
+    const SDK: [(&str, &str); 7] = [
+        (
+            "__init__.py",
+            include_str!("../../../sdk/python/stagegate_policy/__init__.py"),
+        ),
+        (
+            "criteria.py",
+            include_str!("../../../sdk/python/stagegate_policy/criteria.py"),
+        ),
+        (
+            "findings.py",
+            include_str!("../../../sdk/python/stagegate_policy/findings.py"),
+        ),
+        (
+            "policy.py",
+            include_str!("../../../sdk/python/stagegate_policy/policy.py"),
+        ),
+        (
+            "tiers.py",
+            include_str!("../../../sdk/python/stagegate_policy/tiers.py"),
+        ),
+        (
+            "time.py",
+            include_str!("../../../sdk/python/stagegate_policy/time.py"),
+        ),
+        ("py.typed", ""),
+    ];
+
+    fn err(dir: &Path, message: String) -> BundleError {
+        BundleError::Source {
+            path: dir.to_path_buf(),
+            message,
+        }
+    }
+
+    /// The componentize-py to run: `STAGEGATE_COMPONENTIZE_PY`, else the
+    /// one on `PATH`.
+    fn tool() -> PathBuf {
+        std::env::var_os("STAGEGATE_COMPONENTIZE_PY")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("componentize-py"))
+    }
+
+    /// Checks that the pinned componentize-py is installed.
+    pub fn check_tool(dir: &Path) -> Result<(), BundleError> {
+        check_tool_at(&tool(), dir)
+    }
+
+    fn check_tool_at(tool: &Path, dir: &Path) -> Result<(), BundleError> {
+        let out = Command::new(tool)
+            .arg("--version")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| {
+                err(
+                    dir,
+                    if e.kind() == std::io::ErrorKind::NotFound {
+                        format!(
+                            "building a Python policy needs componentize-py {VERSION}, which is not installed ({} not found); install it with `{INSTALL}`",
+                            tool.display()
+                        )
+                    } else {
+                        format!("running {}: {e}; install componentize-py with `{INSTALL}`", tool.display())
+                    },
+                )
+            })?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let found = text.split_whitespace().last().unwrap_or("").to_string();
+        if found != VERSION {
+            return Err(err(
+                dir,
+                format!(
+                    "building a Python policy needs componentize-py {VERSION}, found '{}'; install it with `{INSTALL}`",
+                    text.trim()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Builds `module` (a `.py` file directly inside `dir`) and returns the
+    /// component's bytes.
+    pub fn build(dir: &Path, module: &Path, limit: u64) -> Result<Vec<u8>, BundleError> {
+        let name = module
+            .to_str()
+            .filter(|m| !m.contains('/') && !m.contains('\\'))
+            .and_then(|m| m.strip_suffix(".py"))
+            .filter(|m| !m.is_empty() && m.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+            .ok_or_else(|| {
+                err(
+                    dir,
+                    format!(
+                        "bundle.toml: [component] python = '{}' must name a .py file directly in the policy directory, e.g. \"policy.py\"",
+                        module.display()
+                    ),
+                )
+            })?;
+        if !dir.join(module).is_file() {
+            return Err(err(dir, format!("{}: no such file", module.display())));
+        }
+        check_tool(dir)?;
+        let work = std::env::temp_dir().join(format!(
+            "stagegate-python-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default()
+        ));
+        let result = build_in(dir, name, &work, limit);
+        let _ = std::fs::remove_dir_all(&work);
+        result
+    }
+
+    fn build_in(dir: &Path, module: &str, work: &Path, limit: u64) -> Result<Vec<u8>, BundleError> {
+        let io = |p: &Path, e: std::io::Error| BundleError::io(p, e);
+        let wit = work.join("wit");
+        let sdk = work.join("sdk/stagegate_policy");
+        std::fs::create_dir_all(&wit).map_err(|e| io(&wit, e))?;
+        std::fs::create_dir_all(&sdk).map_err(|e| io(&sdk, e))?;
+        std::fs::write(wit.join("policy.wit"), WIT).map_err(|e| io(&wit, e))?;
+        for (file, text) in SDK {
+            std::fs::write(sdk.join(file), text).map_err(|e| io(&sdk, e))?;
+        }
+        let out = work.join("policy.wasm");
+        let output = Command::new(tool())
+            .arg("-d")
+            .arg(&wit)
+            .args(["-w", "policy", "componentize", "-p"])
+            .arg(dir)
+            .arg("-p")
+            .arg(work.join("sdk"))
+            .arg(module)
+            .arg("-o")
+            .arg(&out)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| {
+                err(
+                    dir,
+                    format!("running componentize-py: {e}; install it with `{INSTALL}`"),
+                )
+            })?;
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let tail: Vec<&str> = stderr.lines().rev().take(20).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            return Err(err(
+                dir,
+                format!(
+                    "componentize-py could not build {module}.py ({}):\n{}",
+                    output.status,
+                    tail.join("\n")
+                ),
+            ));
+        }
+        let file = std::fs::File::open(&out).map_err(|e| io(&out, e))?;
+        read_bounded(file, limit).map_err(|e| err(dir, format!("the built component: {e}")))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn a_missing_componentize_py_is_an_error_naming_the_install_command() {
+            let e = check_tool_at(Path::new("/nonexistent/componentize-py"), Path::new("p"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("pip install componentize-py==0.25.1"), "{e}");
+            assert!(e.contains("not installed"), "{e}");
+        }
+
+        #[test]
+        fn the_module_must_be_a_py_file_in_the_policy_directory() {
+            for bad in ["../x.py", "policy", "sub/policy.py", "po-licy.py"] {
+                let e = build(Path::new("."), Path::new(bad), 1)
+                    .unwrap_err()
+                    .to_string();
+                assert!(e.contains("must name a .py file"), "{bad}: {e}");
+            }
+        }
     }
 }
 

@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 
 use super::{CliError, CliResult, Exit};
+use crate::bundle::{ArchiveLimits, Bundle};
+use crate::decision::Controls;
 use crate::records::checkpoint::Checkpoint;
-use crate::records::{Records, Store, chain};
+use crate::records::{Records, Store, chain, oscal};
 use crate::server::config::Config;
 
 #[derive(Debug, Args)]
@@ -38,19 +40,39 @@ enum AuditCommand {
         #[arg(long, value_name = "FILE", requires = "checkpoint")]
         key: Option<PathBuf>,
     },
-    /// Print one deployment's complete record as JSON
+    /// Print one deployment's complete record as JSON, or as OSCAL
+    /// assessment results (docs/oscal.md)
     Export {
         /// Deployment id
         deployment: String,
+        /// `json` (stagegate's record) or `oscal` (OSCAL assessment results)
+        #[arg(long, value_enum, default_value_t = ExportFormat::Json)]
+        format: ExportFormat,
+        /// For `--format oscal`: the bundle file, or policy directory, whose
+        /// controls.json the findings are judged by (default: the `--config`
+        /// bundle that decided the deployment)
+        #[arg(long, value_name = "FILE|DIR")]
+        bundle: Option<PathBuf>,
     },
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ExportFormat {
+    Json,
+    Oscal,
+}
+
 pub fn run(args: AuditArgs) -> CliResult {
-    let url = match (&args.database, &args.config) {
+    let config = match &args.config {
+        Some(path) => Some(
+            Config::load(path)
+                .map_err(|e| CliError::bad_input(format!("invalid configuration: {e}")))?,
+        ),
+        None => None,
+    };
+    let url = match (&args.database, &config) {
         (Some(url), _) => url.clone(),
-        (None, Some(path)) => Config::load(path)
-            .map_err(|e| CliError::bad_input(format!("invalid configuration: {e}")))?
-            .database_url(),
+        (None, Some(config)) => config.database_url(),
         (None, None) => Config::default().database_url(),
     };
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -69,18 +91,123 @@ pub fn run(args: AuditArgs) -> CliResult {
                 };
                 verify(&store, checkpoint).await
             }
-            AuditCommand::Export { deployment } => {
+            AuditCommand::Export {
+                deployment,
+                format,
+                bundle,
+            } => {
+                // Read a named control map before touching the records: a
+                // bad bundle is the caller's mistake.
+                let named = match (format, &bundle) {
+                    (ExportFormat::Oscal, Some(path)) => Some(controls_of(path)?),
+                    _ => None,
+                };
                 let log = crate::records::DecisionLog::start(store.clone(), Default::default(), 16);
                 let records = Records::new(store, log, false, Config::default().intervals());
-                let doc = records
-                    .export(&deployment)
-                    .await
-                    .map_err(|e| CliError::failure(e.to_string()))?;
-                println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+                let failed = |e: crate::records::RecordError| CliError::failure(e.to_string());
+                match format {
+                    ExportFormat::Json => {
+                        let doc = records.export(&deployment).await.map_err(failed)?;
+                        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+                    }
+                    ExportFormat::Oscal => {
+                        let evidence = records.oscal_evidence(&deployment).await.map_err(failed)?;
+                        let controls = match named {
+                            Some(controls) => controls,
+                            None => configured_controls(config.as_ref(), &evidence)?,
+                        };
+                        let doc = oscal::document(&evidence, &controls);
+                        let bytes =
+                            oscal::to_bytes(&doc).map_err(|e| CliError::failure(e.to_string()))?;
+                        use std::io::Write;
+                        std::io::stdout()
+                            .write_all(&bytes)
+                            .map_err(|e| CliError::failure(format!("writing the export: {e}")))?;
+                    }
+                }
                 Ok(Exit::Success)
             }
         }
     })
+}
+
+/// Without `--bundle`: the control map of the configured bundle that
+/// decided the deployment (`[[bundles]]` of `--config` with its name): its
+/// `file`, its `build` directory, or the bundle in its `dir` whose digest
+/// the decisions recorded.
+fn configured_controls(
+    config: Option<&Config>,
+    evidence: &oscal::Evidence,
+) -> Result<Controls, CliError> {
+    let need = |why: String| {
+        CliError::bad_input(format!(
+            "--format oscal needs --bundle FILE|DIR (the bundle or policy directory whose controls.json the findings are judged by): {why}"
+        ))
+    };
+    let Some(decided) = evidence.export.decisions.first().map(|c| &c.entry) else {
+        // Nothing was decided: no control map matters, every control is
+        // unassessed. Use none rather than guess one.
+        return Ok(Controls::default());
+    };
+    let Some(config) = config else {
+        return Err(need(format!(
+            "no --config names bundle '{}' that decided the deployment",
+            decided.bundle
+        )));
+    };
+    let Some(b) = config.bundles.iter().find(|b| b.name == decided.bundle) else {
+        return Err(need(format!(
+            "the configuration has no [[bundles]] entry named '{}', the bundle that decided the deployment",
+            decided.bundle
+        )));
+    };
+    if let Some(file) = &b.file {
+        return controls_of(file);
+    }
+    if let Some(dir) = &b.build {
+        return controls_of(dir);
+    }
+    if let Some(dir) = &b.dir {
+        let entries = std::fs::read_dir(dir)
+            .map_err(|e| CliError::bad_input(format!("{}: {e}", dir.display())))?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "bundle")
+                && let Ok(bundle) = Bundle::read(&path, &ArchiveLimits::default())
+                && bundle.digest() == decided.bundle_digest
+            {
+                return bundle
+                    .controls()
+                    .map_err(|e| CliError::bad_input(format!("bundle {}: {e}", path.display())));
+            }
+        }
+        return Err(need(format!(
+            "no bundle in {} has the digest {} the decisions recorded",
+            dir.display(),
+            decided.bundle_digest
+        )));
+    }
+    Err(need(format!("bundle '{}' has no source", decided.bundle)))
+}
+
+/// The control map of a bundle file, or of a policy directory's
+/// `controls.json` (none there: an empty map), without building anything.
+fn controls_of(path: &Path) -> Result<Controls, CliError> {
+    if path.is_dir() {
+        let file = path.join("controls.json");
+        match std::fs::read(&file) {
+            Ok(bytes) => Controls::parse(&bytes)
+                .map_err(|e| CliError::bad_input(format!("{}: {e}", file.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Controls::default()),
+            Err(e) => Err(CliError::bad_input(format!("{}: {e}", file.display()))),
+        }
+    } else {
+        let bundle = Bundle::read(path, &ArchiveLimits::default())
+            .map_err(|e| CliError::bad_input(format!("bundle {}: {e}", path.display())))?;
+        bundle
+            .controls()
+            .map_err(|e| CliError::bad_input(format!("bundle {}: {e}", path.display())))
+    }
 }
 
 /// Reads and checks a signed checkpoint against its key.

@@ -1,21 +1,27 @@
-//! `stagegate eval DECISION --bundle FILE --input FILE|-`
+//! `stagegate eval DECISION --bundle FILE [--bundle FILE ...] --input FILE|-`
+//!
+//! Several `--bundle`s decide as a policy set (docs/policy-sets.md).
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 
 use super::{CliError, CliResult, Exit, LimitArgs, TrustArgs, open_bundle};
 use crate::decision::{self, DecisionKind, RequestErrorKind};
-use crate::policy::{ActivePolicy, Runtime};
+use crate::policy::{ActivePolicy, Decided, Runtime};
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
     /// gate, progression or monitoring
     decision: DecisionKind,
-    /// Bundle file (or a policy directory, built unsigned for local work)
-    #[arg(long, value_name = "FILE")]
-    bundle: PathBuf,
+    /// Bundle file (or a policy directory, built unsigned for local work);
+    /// repeat it to decide with a policy set of these bundles, in order
+    #[arg(long, value_name = "FILE", required = true)]
+    bundle: Vec<PathBuf>,
+    /// The set's name in the envelope when several bundles are given
+    #[arg(long, value_name = "NAME", default_value = "set")]
+    set_name: String,
     /// Request JSON (docs/decisions.md#requests); `-` reads standard input
     #[arg(long, value_name = "FILE|-")]
     input: PathBuf,
@@ -26,23 +32,14 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: EvalArgs) -> CliResult {
-    let body = read_input(&args.input)?;
-    // Refuse a bad request before spending time on the bundle.
-    let request = decision::decode(args.decision, &body).map_err(|e| {
-        let what = match e.kind {
-            RequestErrorKind::Malformed => "malformed request",
-            RequestErrorKind::Invalid => "invalid request",
-        };
-        CliError::bad_input(format!("{}: {what}: {e}", args.input.display()))
-    })?;
-    let bundle = open_bundle(&args.bundle)?;
-    args.trust.verify(&bundle)?;
-    bundle.manifest.check_wit_compatible()?;
-    let runtime =
-        Runtime::new(args.limits.limits()).map_err(|e| CliError::failure(e.to_string()))?;
-    let policy = ActivePolicy::load(&runtime, &bundle, args.limits.isolation)
-        .map_err(|e| CliError::failure(format!("loading {}: {e}", args.bundle.display())))?;
-    let decided = policy.decide(request);
+    let decided = evaluate(
+        args.decision,
+        &args.input,
+        &args.bundle,
+        &args.set_name,
+        &args.trust,
+        &args.limits,
+    )?;
     let json = serde_json::to_string_pretty(&decided.envelope)
         .map_err(|e| CliError::failure(format!("encoding the decision: {e}")))?;
     println!("{json}");
@@ -58,7 +55,49 @@ pub fn run(args: EvalArgs) -> CliResult {
     }
 }
 
-fn read_input(path: &std::path::Path) -> Result<Vec<u8>, CliError> {
+/// One decision evaluated in this process: the request read from `input`
+/// (`-` is standard input) and decoded before the bundles are opened,
+/// each verified against `trust` when given, and run in the sandbox;
+/// several bundles decide as the policy set `set_name`
+/// (docs/policy-sets.md). Shared by `eval` and `check --local`, so both
+/// answer exactly as the service does.
+pub(super) fn evaluate(
+    kind: DecisionKind,
+    input: &Path,
+    bundle_paths: &[PathBuf],
+    set_name: &str,
+    trust: &TrustArgs,
+    limits: &LimitArgs,
+) -> Result<Decided, CliError> {
+    let body = read_input(input)?;
+    // Refuse a bad request before spending time on the bundles.
+    let request = decision::decode(kind, &body).map_err(|e| {
+        let what = match e.kind {
+            RequestErrorKind::Malformed => "malformed request",
+            RequestErrorKind::Invalid => "invalid request",
+        };
+        CliError::bad_input(format!("{}: {what}: {e}", input.display()))
+    })?;
+    let runtime = Runtime::new(limits.limits()).map_err(|e| CliError::failure(e.to_string()))?;
+    let mut policies = Vec::with_capacity(bundle_paths.len());
+    for path in bundle_paths {
+        let bundle = open_bundle(path)?;
+        trust.verify(&bundle)?;
+        bundle.manifest.check_wit_compatible()?;
+        let policy = ActivePolicy::load(&runtime, &bundle, limits.isolation)
+            .map_err(|e| CliError::failure(format!("loading {}: {e}", path.display())))?;
+        policies.push(policy);
+    }
+    Ok(match policies.as_slice() {
+        [one] => one.decide(request),
+        many => {
+            let members: Vec<&ActivePolicy> = many.iter().collect();
+            crate::policy::set::decide(set_name, &members, request)
+        }
+    })
+}
+
+pub(super) fn read_input(path: &Path) -> Result<Vec<u8>, CliError> {
     let mut body = Vec::new();
     if path.as_os_str() == "-" {
         std::io::stdin()

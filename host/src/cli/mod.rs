@@ -1,15 +1,20 @@
 //! The `stagegate` command line (README.md, "Command line").
 //!
 //! Exit codes are part of the interface: 0 success (whatever a decision's
-//! outcome), 1 a check failed (verification, a failing test), 2 bad input or
-//! usage, 3 the policy itself failed.
+//! outcome), 1 a check failed (verification, a failing test, a `check` whose
+//! outcome is not positive), 2 bad input or usage, 3 the policy itself (or,
+//! for `check --server`, the service) failed.
 
 mod audit;
 mod build;
+mod coverage;
+mod check;
 mod eval;
 mod inspect;
 mod keygen;
 mod receipt;
+mod registry;
+mod new;
 mod serve;
 mod sign;
 mod test;
@@ -41,6 +46,8 @@ pub struct Cli {
 enum Command {
     /// Write an Ed25519 key pair: KEY (secret, mode 0600) and KEY.pub
     Keygen(keygen::KeygenArgs),
+    /// Scaffold a policy directory (`new policy DIR --lang rust|python`)
+    New(new::NewArgs),
     /// Build the bundle in a policy directory into one bundle file
     Build(build::BuildArgs),
     /// Add a signature to a bundle (run once per signer, or pass --key several times)
@@ -51,6 +58,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Evaluate one decision and print the decision JSON
     Eval(eval::EvalArgs),
+    /// A CI gate step: ask for a decision, summarise it, exit 0 only on allow/promote/healthy
+    Check(check::CheckArgs),
     /// Run a policy directory's test cases (tests/*.json)
     Test(test::TestArgs),
     /// Run the HTTP decision service
@@ -63,6 +72,10 @@ enum Command {
     Token(token::TokenArgs),
     /// Decision receipts: verify one offline
     Receipt(receipt::ReceiptArgs),
+    /// Publish a bundle file to an OCI registry: stagegate push FILE oci://HOST/REPO:TAG
+    Push(registry::PushArgs),
+    /// Fetch a bundle from an OCI registry into a file: stagegate pull oci://HOST/REPO:TAG --out FILE
+    Pull(registry::PullArgs),
 }
 
 /// Exit codes (docs/decisions.md#command-line-exit-codes).
@@ -119,17 +132,21 @@ pub fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Keygen(a) => keygen::run(a),
+        Command::New(a) => new::run(a),
         Command::Build(a) => build::run(a),
         Command::Sign(a) => sign::run(a),
         Command::Verify(a) => verify::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Eval(a) => eval::run(a),
+        Command::Check(a) => check::run(a),
         Command::Test(a) => test::run(a),
         Command::Serve(a) => serve::run(a),
         Command::Token(a) => token::run(a),
         Command::Audit(a) => audit::run(a),
         Command::Webhook(a) => webhook::run(a),
         Command::Receipt(a) => receipt::run(a),
+        Command::Push(a) => registry::push(a),
+        Command::Pull(a) => registry::pull(a),
     };
     match result {
         Ok(exit) => exit.into(),

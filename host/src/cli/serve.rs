@@ -33,6 +33,16 @@ pub fn run(args: ServeArgs) -> CliResult {
     config
         .check_development_keys()
         .map_err(|e| CliError::bad_input(format!("refusing to start: {e}")))?;
+    config
+        .check_sources()
+        .map_err(|e| CliError::bad_input(format!("invalid configuration: {e}")))?;
+    // The HTTPS listener's certificate and key are checked before anything
+    // is bound (and by --check).
+    if let (Some(_), Some(files)) = (config.listen_tls, config.tls.files()) {
+        files
+            .load()
+            .map_err(|e| CliError::bad_input(format!("invalid configuration: {e}")))?;
+    }
     if args.check {
         println!("configuration is valid");
         return Ok(Exit::Success);

@@ -14,6 +14,10 @@
 //! shipped parameters do not exercise. `expect.error` instead expects the request to be
 //! refused with an error whose text contains the given string (usually a
 //! JSON path).
+//!
+//! `--coverage` then reports what the cases left untried (see
+//! [`super::coverage`]); `--coverage-min N` fails below N % of the finding
+//! codes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -21,6 +25,7 @@ use std::path::PathBuf;
 use clap::Args;
 use serde::Deserialize;
 
+use super::coverage::Coverage;
 use super::{CliError, CliResult, Exit, LimitArgs};
 use crate::bundle::source::PolicySource;
 use crate::bundle::{ArchiveLimits, Bundle};
@@ -37,6 +42,14 @@ pub struct TestArgs {
     /// Only run cases whose name contains this text
     #[arg(long, value_name = "TEXT")]
     filter: Option<String>,
+    /// After the cases, report the finding codes no case produced, the
+    /// outcomes no case reached and the params.json keys no case overrode
+    #[arg(long)]
+    coverage: bool,
+    /// Fail (exit 1) when fewer than N % of the finding codes are covered
+    /// (implies --coverage)
+    #[arg(long, value_name = "N", value_parser = percent)]
+    coverage_min: Option<f64>,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -78,11 +91,13 @@ pub fn run(args: TestArgs) -> CliResult {
         .map_err(|e| CliError::failure(format!("compiling {}: {e}", args.dir.display())))?;
     let base: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(&bundle.params()?).unwrap_or_default();
+    let controls = bundle.controls()?;
+    let mut coverage = Coverage::default();
     let mut policies = Policies {
         runtime: &runtime,
         bundle: &bundle,
         component: &component,
-        base,
+        base: base.clone(),
         isolation: args.limits.isolation,
         loaded: BTreeMap::new(),
     };
@@ -111,9 +126,13 @@ pub fn run(args: TestArgs) -> CliResult {
         {
             continue;
         }
+        coverage.case(
+            case.expect.codes.iter().chain(&case.expect.absent_codes),
+            case.params.as_ref(),
+        );
         let result = policies
             .for_case(case)
-            .and_then(|policy| check(policy, case).map_err(|p| p.join("\n     ")));
+            .and_then(|policy| check(policy, case, &mut coverage).map_err(|p| p.join("\n     ")));
         match result {
             Ok(()) => {
                 passed += 1;
@@ -126,12 +145,36 @@ pub fn run(args: TestArgs) -> CliResult {
             }
         }
     }
+    let mut below = None;
+    if args.coverage || args.coverage_min.is_some() {
+        let report = coverage.report(&controls, &base);
+        println!("{report}");
+        if let Some(min) = args.coverage_min
+            && report.percent() < min
+        {
+            below = Some(format!(
+                "coverage {:.1}% of finding codes is below --coverage-min {min}%",
+                report.percent()
+            ));
+        }
+    }
     println!("{passed} passed, {failed} failed");
-    Ok(if failed == 0 {
+    if let Some(message) = &below {
+        println!("{message}");
+    }
+    Ok(if failed == 0 && below.is_none() {
         Exit::Success
     } else {
         Exit::Failure
     })
+}
+
+/// `--coverage-min`: a percentage from 0 to 100.
+fn percent(text: &str) -> Result<f64, String> {
+    match text.trim_end_matches('%').parse::<f64>() {
+        Ok(n) if (0.0..=100.0).contains(&n) => Ok(n),
+        _ => Err(format!("'{text}' is not a percentage from 0 to 100")),
+    }
 }
 
 /// The policy configured with each distinct parameter set the cases use,
@@ -190,10 +233,14 @@ fn parse_cases(file: &str, bytes: &[u8]) -> Result<Vec<Case>, CliError> {
     }
 }
 
-/// Runs one case; the problems, if it fails.
-fn check(policy: &ActivePolicy, case: &Case) -> Result<(), Vec<String>> {
+/// Runs one case, noting its decision in `coverage`; the problems, if it
+/// fails.
+fn check(policy: &ActivePolicy, case: &Case, coverage: &mut Coverage) -> Result<(), Vec<String>> {
     let body = serde_json::to_vec(&case.input).unwrap_or_default();
     let result = policy.decide_json(case.decision, &body);
+    if let Ok(d) = &result {
+        coverage.decided(&d.envelope);
+    }
     let decided = match (result, &case.expect.error) {
         (Err(e), Some(want)) if e.to_string().contains(want.as_str()) => return Ok(()),
         (Err(e), Some(want)) => {

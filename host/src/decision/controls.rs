@@ -25,6 +25,10 @@ pub struct Controls {
     /// `"authorisation."` or `"policy.error"` → references.
     #[serde(default)]
     pub map: BTreeMap<String, Vec<String>>,
+    /// Every finding code the policy can raise: documentation, and what
+    /// `stagegate test --coverage` expects the test cases to produce.
+    #[serde(default)]
+    pub codes: Vec<String>,
 }
 
 impl Controls {
@@ -49,6 +53,32 @@ impl Controls {
             .max_by_key(|(k, _)| k.len())
             .map(|(_, v)| v.as_slice())
             .unwrap_or_default()
+    }
+
+    /// One map for several bundles deciding together (a policy set): each
+    /// code's references are the union of the members' for it, in member
+    /// order; the declared codes likewise.
+    pub fn merged<'a>(members: impl IntoIterator<Item = &'a Controls>) -> Controls {
+        let mut out = Controls::default();
+        for c in members {
+            if out.catalogue.is_none() {
+                out.catalogue.clone_from(&c.catalogue);
+            }
+            for (code, refs) in &c.map {
+                let entry = out.map.entry(code.clone()).or_default();
+                for r in refs {
+                    if !entry.contains(r) {
+                        entry.push(r.clone());
+                    }
+                }
+            }
+            for code in &c.codes {
+                if !out.codes.contains(code) {
+                    out.codes.push(code.clone());
+                }
+            }
+        }
+        out
     }
 
     /// Adds the mapped references to each finding, after any the policy

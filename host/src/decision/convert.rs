@@ -1,23 +1,81 @@
 //! JSON request types ⇄ the typed WIT records that cross into the sandbox.
 //!
 //! Written once as a macro over the module holding the generated WIT types,
-//! because two generators produce structurally identical types for the same
-//! `wit/policy.wit`: wasmtime's `bindgen!` on the host side, and
-//! wit-bindgen in the policy SDK. The host instantiates it for wasmtime's
-//! types ([`crate::policy::bindings`]); the benchmark instantiates it for the
-//! SDK's types to run the same rules natively, so both paths convert with
+//! because several generated modules hold structurally similar types:
+//! wasmtime's `bindgen!` on the host side, once per WIT version the host
+//! serves (`wit/1.0.0/policy.wit`, `wit/policy.wit`), and wit-bindgen in the
+//! policy SDK. The host instantiates it for each of wasmtime's versions
+//! ([`crate::policy::bindings`]); the benchmark instantiates it for the
+//! SDK's types to run the same rules natively, so all paths convert with
 //! the same code and the comparison stays honest.
+//!
+//! The versions differ only in what 1.1.0 added (an `attestation` on
+//! verification results and supply-chain evidence): the `v1_0` arm drops
+//! it, since a 1.0.0 policy has no field to receive it, and the `v1_1` arm
+//! passes it on. Everything else is the shared `@common` arm.
 //!
 //! Conversion moves strings and vectors; it does not copy them.
 
 /// Generates, in the calling module, `gate_request`, `progression_request`,
 /// `monitoring_request` (request → WIT) and `gate_verdict`,
-/// `progression_verdict`, `monitoring_verdict` (WIT decision → [`Verdict`]).
+/// `progression_verdict`, `monitoring_verdict` (WIT decision → [`Verdict`]),
+/// for the WIT version named first: `v1_0: path::to::types` or
+/// `v1_1: path::to::types`.
 ///
 /// [`Verdict`]: crate::decision::Verdict
 #[macro_export]
 macro_rules! wit_conversions {
-    ($($wit:ident)::+) => {
+    (v1_0: $($wit:ident)::+) => {
+        $crate::wit_conversions!(@common $($wit)::+);
+
+        fn verification_result(x: req::VerificationResult) -> wit::VerificationResult {
+            wit::VerificationResult {
+                name: x.name,
+                passed: x.passed,
+                metric: x.metric,
+                threshold: x.threshold,
+                evidence: x.evidence,
+            }
+        }
+
+        fn supply_chain(s: req::SupplyChain) -> wit::SupplyChain {
+            wit::SupplyChain {
+                third_party: s.third_party,
+                controls_confirmed: s.controls_confirmed,
+            }
+        }
+    };
+    (v1_1: $($wit:ident)::+) => {
+        $crate::wit_conversions!(@common $($wit)::+);
+
+        fn attestation(a: req::Attestation) -> wit::Attestation {
+            wit::Attestation {
+                keyid: a.keyid,
+                predicate_type: a.predicate_type,
+                statement_digest: a.statement_digest,
+            }
+        }
+
+        fn verification_result(x: req::VerificationResult) -> wit::VerificationResult {
+            wit::VerificationResult {
+                name: x.name,
+                passed: x.passed,
+                metric: x.metric,
+                threshold: x.threshold,
+                evidence: x.evidence,
+                attestation: x.attestation.map(attestation),
+            }
+        }
+
+        fn supply_chain(s: req::SupplyChain) -> wit::SupplyChain {
+            wit::SupplyChain {
+                third_party: s.third_party,
+                controls_confirmed: s.controls_confirmed,
+                attestation: s.attestation.map(attestation),
+            }
+        }
+    };
+    (@common $($wit:ident)::+) => {
         #[allow(unused_imports)]
         use $($wit)::+ as wit;
         use $crate::decision::request as req;
@@ -167,17 +225,7 @@ macro_rules! wit_conversions {
                     complete: v.complete,
                     integration_required: v.integration_required,
                     integration_tested: v.integration_tested,
-                    results: v
-                        .results
-                        .into_iter()
-                        .map(|x| wit::VerificationResult {
-                            name: x.name,
-                            passed: x.passed,
-                            metric: x.metric,
-                            threshold: x.threshold,
-                            evidence: x.evidence,
-                        })
-                        .collect(),
+                    results: v.results.into_iter().map(verification_result).collect(),
                 }),
                 review: r.review.map(review),
                 authorisation: r.authorisation.map(authorisation),
@@ -217,10 +265,7 @@ macro_rules! wit_conversions {
                     intensive_period_hours: m.intensive_period_hours,
                     contacts: m.contacts,
                 }),
-                supply_chain: r.supply_chain.map(|s| wit::SupplyChain {
-                    third_party: s.third_party,
-                    controls_confirmed: s.controls_confirmed,
-                }),
+                supply_chain: r.supply_chain.map(supply_chain),
                 extensions: extensions(r.extensions),
             }
         }
@@ -274,6 +319,7 @@ macro_rules! wit_conversions {
                     },
                     message: f.message,
                     path: f.path,
+                    bundle: None,
                     controls: f.controls,
                 })
                 .collect()

@@ -2,6 +2,7 @@
 //! conversion to and from the WIT records a policy sees, and the response
 //! envelope.
 
+pub mod combine;
 pub mod controls;
 pub mod convert;
 pub mod decode;

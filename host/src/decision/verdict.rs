@@ -61,6 +61,11 @@ pub struct Finding {
     pub message: String,
     pub path: String,
     pub controls: Vec<String>,
+    /// The member of a policy set that raised this finding; absent when a
+    /// single bundle answered, or when the set itself raised it
+    /// (docs/policy-sets.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,6 +103,7 @@ impl Verdict {
                 ),
                 path: String::new(),
                 controls: Vec::new(),
+                bundle: None,
             }],
             obligations: Vec::new(),
             first_stage: None,
@@ -113,12 +119,16 @@ impl Verdict {
     }
 }
 
-/// Which bundle answered.
+/// Which bundle answered. For a policy set, `bundle` is the set's name,
+/// `version` and `digest` identify the combination of member versions, and
+/// `members` names every member (docs/policy-sets.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PolicyRef {
     pub bundle: String,
     pub version: String,
     pub digest: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<PolicyRef>,
 }
 
 /// The decision response (docs/decisions.md#the-response-envelope).

@@ -1,8 +1,8 @@
 //! A policy serving decisions: from a typed request to the response
 //! envelope (docs/decisions.md#the-response-envelope).
 
-use super::bindings::convert;
-use super::{LoadedPolicy, PolicyError};
+use super::bindings::{v1_0, v1_1};
+use super::{LoadedPolicy, Policy, PolicyError};
 use crate::decision::{
     self, Controls, DecisionKind, Envelope, PolicyRef, Request, RequestError, Verdict,
 };
@@ -54,8 +54,28 @@ impl ActivePolicy {
         params: String,
         isolation: super::Isolation,
     ) -> Result<Self, LoadError> {
+        Self::with_limits(
+            runtime,
+            bundle,
+            component,
+            params,
+            isolation,
+            &super::BundleLimits::default(),
+        )
+    }
+
+    /// Like [`ActivePolicy::with_component`], under the bundle's own
+    /// sandbox limits where it has them.
+    pub fn with_limits(
+        runtime: &super::Runtime,
+        bundle: &crate::bundle::Bundle,
+        component: &wasmtime::component::Component,
+        params: String,
+        isolation: super::Isolation,
+        own: &super::BundleLimits,
+    ) -> Result<Self, LoadError> {
         let controls = bundle.controls()?;
-        let loaded = LoadedPolicy::new(runtime, component, params, isolation)?;
+        let loaded = LoadedPolicy::with_limits(runtime, component, params, isolation, own)?;
         Ok(ActivePolicy {
             policy_ref: bundle.policy_ref(),
             controls,
@@ -68,25 +88,51 @@ impl ActivePolicy {
     /// returns a positive outcome for a policy that could not answer.
     pub fn verdict(&self, request: Request) -> (Verdict, Option<PolicyError>) {
         let kind = request.kind();
+        // The request becomes the records of the instance's WIT version
+        // (chosen when the component was loaded): one match per decision.
         let result = match request {
-            Request::Gate(r) => {
-                let r = convert::gate_request(r);
-                self.loaded
-                    .call(|p, s| p.stagegate_policy_evaluate().call_gate(s, &r))
-                    .map(convert::gate_verdict)
-            }
-            Request::Progression(r) => {
-                let r = convert::progression_request(r);
-                self.loaded
-                    .call(|p, s| p.stagegate_policy_evaluate().call_progression(s, &r))
-                    .map(convert::progression_verdict)
-            }
-            Request::Monitoring(r) => {
-                let r = convert::monitoring_request(r);
-                self.loaded
-                    .call(|p, s| p.stagegate_policy_evaluate().call_monitoring(s, &r))
-                    .map(convert::monitoring_verdict)
-            }
+            Request::Gate(r) => self.loaded.call(|p, s| match p {
+                Policy::V1_0(p) => {
+                    use v1_0::convert as c;
+                    let r = c::gate_request(r);
+                    let d = p.stagegate_policy_evaluate().call_gate(s, &r)?;
+                    Ok(d.map(c::gate_verdict))
+                }
+                Policy::V1_1(p) => {
+                    use v1_1::convert as c;
+                    let r = c::gate_request(r);
+                    let d = p.stagegate_policy_evaluate().call_gate(s, &r)?;
+                    Ok(d.map(c::gate_verdict))
+                }
+            }),
+            Request::Progression(r) => self.loaded.call(|p, s| match p {
+                Policy::V1_0(p) => {
+                    use v1_0::convert as c;
+                    let r = c::progression_request(r);
+                    let d = p.stagegate_policy_evaluate().call_progression(s, &r)?;
+                    Ok(d.map(c::progression_verdict))
+                }
+                Policy::V1_1(p) => {
+                    use v1_1::convert as c;
+                    let r = c::progression_request(r);
+                    let d = p.stagegate_policy_evaluate().call_progression(s, &r)?;
+                    Ok(d.map(c::progression_verdict))
+                }
+            }),
+            Request::Monitoring(r) => self.loaded.call(|p, s| match p {
+                Policy::V1_0(p) => {
+                    use v1_0::convert as c;
+                    let r = c::monitoring_request(r);
+                    let d = p.stagegate_policy_evaluate().call_monitoring(s, &r)?;
+                    Ok(d.map(c::monitoring_verdict))
+                }
+                Policy::V1_1(p) => {
+                    use v1_1::convert as c;
+                    let r = c::monitoring_request(r);
+                    let d = p.stagegate_policy_evaluate().call_monitoring(s, &r)?;
+                    Ok(d.map(c::monitoring_verdict))
+                }
+            }),
         };
         match result.and_then(|v| check_contract(kind, v)) {
             Ok(v) => (v, None),

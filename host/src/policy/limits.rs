@@ -28,6 +28,45 @@ pub struct Limits {
     /// Calls after which a warm instance is retired, so that whatever a
     /// policy accumulates in its memory cannot grow for ever.
     pub recycle_after_calls: u64,
+    /// The largest memory cap any one bundle is given by its own
+    /// [`BundleLimits`]: the pooling allocator's memory slots are sized for
+    /// the larger of this and `memory_bytes`. 0 when no bundle has its own.
+    pub largest_bundle_memory_bytes: usize,
+}
+
+/// One bundle's own sandbox limits (`[[bundles]] limits = { ... }`), each
+/// replacing the server-wide one when given: an interpreted policy (a
+/// Python component carries its interpreter) needs more memory and time
+/// than the Rust reference, without raising every other bundle's caps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleLimits {
+    /// Largest linear memory of one instance of this bundle, in MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mib: Option<usize>,
+    /// Wall-clock budget of one call of this bundle, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<u64>,
+    /// Warm instances kept for this bundle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm_instances: Option<usize>,
+}
+
+impl BundleLimits {
+    /// `base` with this bundle's own limits in place.
+    pub fn apply(&self, base: &Limits) -> Limits {
+        let mut l = base.clone();
+        if let Some(m) = self.memory_mib {
+            l.memory_bytes = m << 20;
+        }
+        if let Some(d) = self.deadline_ms {
+            l.deadline = Duration::from_millis(d);
+        }
+        if let Some(w) = self.warm_instances {
+            l.warm_per_bundle = w;
+        }
+        l
+    }
 }
 
 /// The one place the sandbox's defaults are set: the server configuration
@@ -42,6 +81,7 @@ impl Default for Limits {
             max_instances: 128,
             warm_per_bundle: 16,
             recycle_after_calls: 100_000,
+            largest_bundle_memory_bytes: 0,
         }
     }
 }

@@ -7,13 +7,18 @@
 //! returned normally: a trapped store cannot be re-entered, and a policy
 //! that ran out of time or memory mid-call may have left its state
 //! inconsistent. Instances are also retired after a number of calls.
+//!
+//! The WIT version a component was built against is read once, when it is
+//! linked ([`WitVersion::of`]): the linked component and every instance made
+//! from it carry their version's bindings, so a decision pays one `match`
+//! for it, not a lookup.
 
 use std::sync::Mutex;
 
 use wasmtime::component::{Component, Linker};
 use wasmtime::{ResourceLimiter, Store, Trap};
 
-use super::bindings::{Policy, PolicyPre};
+use super::bindings::{WitVersion, v1_0, v1_1};
 use super::{Isolation, PolicyError, Runtime};
 
 /// Per-store state: only the memory limiter. No WASI context exists, so no
@@ -56,6 +61,34 @@ impl ResourceLimiter for MemoryLimiter {
     }
 }
 
+/// A component linked with the bindings of the WIT version it was built
+/// against.
+enum Pre {
+    V1_0(v1_0::PolicyPre<StoreState>),
+    V1_1(v1_1::PolicyPre<StoreState>),
+}
+
+/// An instance of a policy, through its version's bindings: what a decision
+/// matches on to convert the request into the records that version expects.
+pub enum Policy {
+    V1_0(v1_0::Policy),
+    V1_1(v1_1::Policy),
+}
+
+impl Policy {
+    /// `configure`, the same in every version.
+    fn configure(
+        &self,
+        store: &mut Store<StoreState>,
+        params: &str,
+    ) -> wasmtime::Result<Result<(), String>> {
+        match self {
+            Policy::V1_0(p) => p.stagegate_policy_evaluate().call_configure(store, params),
+            Policy::V1_1(p) => p.stagegate_policy_evaluate().call_configure(store, params),
+        }
+    }
+}
+
 struct Warm {
     store: Store<StoreState>,
     policy: Policy,
@@ -65,7 +98,9 @@ struct Warm {
 /// A policy component linked against the host, with its parameters.
 pub struct LoadedPolicy {
     runtime: Runtime,
-    pre: PolicyPre<StoreState>,
+    /// The runtime's limits with the bundle's own in place.
+    limits: super::Limits,
+    pre: Pre,
     params: String,
     isolation: Isolation,
     warm: Mutex<Vec<Warm>>,
@@ -74,28 +109,61 @@ pub struct LoadedPolicy {
 impl LoadedPolicy {
     /// Links `component` with no capabilities and proves it works: one
     /// instance is created and configured with `params` now, so a component
-    /// that does not implement the world, fails to instantiate or rejects its
-    /// parameters is refused here, at load, not at its first decision.
+    /// that does not implement the world, was built for a WIT version this
+    /// host does not run, fails to instantiate or rejects its parameters is
+    /// refused here, at load, not at its first decision.
     pub fn new(
         runtime: &Runtime,
         component: &Component,
         params: String,
         isolation: Isolation,
     ) -> Result<Self, PolicyError> {
+        Self::with_limits(
+            runtime,
+            component,
+            params,
+            isolation,
+            &super::BundleLimits::default(),
+        )
+    }
+
+    /// Like [`LoadedPolicy::new`], under the bundle's own limits where it
+    /// has them.
+    pub fn with_limits(
+        runtime: &Runtime,
+        component: &Component,
+        params: String,
+        isolation: Isolation,
+        own: &super::BundleLimits,
+    ) -> Result<Self, PolicyError> {
+        let version =
+            WitVersion::of(runtime.engine(), component).map_err(PolicyError::Incompatible)?;
         let mut linker: Linker<StoreState> = Linker::new(runtime.engine());
         // A std wasm32-wasip2 guest imports wasi:cli and wasi:io even when it
         // never uses them. Every import becomes a function that traps: the
         // policy gets no clock, filesystem, network or randomness.
+        super::inert::define(&mut linker, component)
+            .map_err(|e| PolicyError::Incompatible(format!("{e:#}")))?;
         linker
             .define_unknown_imports_as_traps(component)
             .map_err(|e| PolicyError::Incompatible(format!("{e:#}")))?;
         let instance_pre = linker
             .instantiate_pre(component)
             .map_err(|e| PolicyError::Incompatible(format!("{e:#}")))?;
-        let pre = PolicyPre::new(instance_pre)
-            .map_err(|e| PolicyError::Incompatible(format!("{e:#}")))?;
+        let incompatible = |e: wasmtime::Error| {
+            PolicyError::Incompatible(format!("as {}: {e:#}", version.package()))
+        };
+        let pre = match version {
+            WitVersion::V1_0 => {
+                Pre::V1_0(v1_0::PolicyPre::new(instance_pre).map_err(incompatible)?)
+            }
+            WitVersion::V1_1 => {
+                Pre::V1_1(v1_1::PolicyPre::new(instance_pre).map_err(incompatible)?)
+            }
+        };
         let loaded = LoadedPolicy {
             runtime: runtime.clone(),
+            limits: own.apply(runtime.limits()),
             pre,
             params,
             isolation,
@@ -110,6 +178,14 @@ impl LoadedPolicy {
         self.isolation
     }
 
+    /// The WIT version the component was built against, read at load.
+    pub fn wit_version(&self) -> WitVersion {
+        match self.pre {
+            Pre::V1_0(_) => WitVersion::V1_0,
+            Pre::V1_1(_) => WitVersion::V1_1,
+        }
+    }
+
     /// Warm instances currently pooled.
     pub fn warm_instances(&self) -> usize {
         self.warm.lock().map(|w| w.len()).unwrap_or(0)
@@ -119,7 +195,7 @@ impl LoadedPolicy {
     /// `warm_per_bundle`), so the first burst of decisions after an
     /// activation does not pay for instantiation.
     pub fn prewarm(&self, n: usize) -> Result<(), PolicyError> {
-        let target = n.min(self.runtime.limits().warm_per_bundle);
+        let target = n.min(self.limits.warm_per_bundle);
         while self.warm_instances() < target && self.isolation == Isolation::Warm {
             let w = self.instantiate()?;
             self.put_back(w);
@@ -128,7 +204,7 @@ impl LoadedPolicy {
     }
 
     fn instantiate(&self) -> Result<Warm, PolicyError> {
-        let limits = self.runtime.limits();
+        let limits = &self.limits;
         let state = StoreState {
             limiter: MemoryLimiter {
                 max_bytes: limits.memory_bytes,
@@ -137,15 +213,13 @@ impl LoadedPolicy {
         };
         let mut store = Store::new(self.runtime.engine(), state);
         store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(self.runtime.deadline_ticks());
-        let policy = self
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| self.classify(&store, e, PolicyError::Instantiate))?;
-        match policy
-            .stagegate_policy_evaluate()
-            .call_configure(&mut store, &self.params)
-        {
+        store.set_epoch_deadline(Runtime::ticks_for(self.limits.deadline));
+        let policy = match &self.pre {
+            Pre::V1_0(pre) => pre.instantiate(&mut store).map(Policy::V1_0),
+            Pre::V1_1(pre) => pre.instantiate(&mut store).map(Policy::V1_1),
+        }
+        .map_err(|e| self.classify(&store, e, PolicyError::Instantiate))?;
+        match policy.configure(&mut store, &self.params) {
             Ok(Ok(())) => Ok(Warm {
                 store,
                 policy,
@@ -166,12 +240,11 @@ impl LoadedPolicy {
     }
 
     fn put_back(&self, w: Warm) {
-        if self.isolation != Isolation::Warm || w.calls >= self.runtime.limits().recycle_after_calls
-        {
+        if self.isolation != Isolation::Warm || w.calls >= self.limits.recycle_after_calls {
             return;
         }
         if let Ok(mut pool) = self.warm.lock()
-            && pool.len() < self.runtime.limits().warm_per_bundle
+            && pool.len() < self.limits.warm_per_bundle
         {
             pool.push(w);
         }
@@ -184,7 +257,8 @@ impl LoadedPolicy {
         f: impl FnOnce(&Policy, &mut Store<StoreState>) -> wasmtime::Result<Result<R, String>>,
     ) -> Result<R, PolicyError> {
         let mut w = self.take()?;
-        w.store.set_epoch_deadline(self.runtime.deadline_ticks());
+        w.store
+            .set_epoch_deadline(Runtime::ticks_for(self.limits.deadline));
         let result = f(&w.policy, &mut w.store);
         w.calls += 1;
         match result {
@@ -209,7 +283,7 @@ impl LoadedPolicy {
         e: wasmtime::Error,
         other: fn(String) -> PolicyError,
     ) -> PolicyError {
-        let limits = self.runtime.limits();
+        let limits = &self.limits;
         if store.data().limiter.hit {
             return PolicyError::Memory(limits.memory_bytes);
         }

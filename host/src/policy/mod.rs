@@ -9,13 +9,16 @@ pub mod active;
 pub mod bindings;
 pub mod cache;
 pub mod error;
+mod inert;
 pub mod limits;
 pub mod loaded;
 pub mod runtime;
+pub mod set;
 
 pub use active::{ActivePolicy, Decided, LoadError};
+pub use bindings::WitVersion;
 pub use cache::{CacheOutcome, ComponentCache};
 pub use error::PolicyError;
-pub use limits::{Isolation, Limits};
-pub use loaded::LoadedPolicy;
+pub use limits::{BundleLimits, Isolation, Limits};
+pub use loaded::{LoadedPolicy, Policy};
 pub use runtime::Runtime;

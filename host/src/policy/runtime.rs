@@ -23,6 +23,12 @@ pub struct Runtime {
     inner: Arc<Inner>,
 }
 
+/// Core module instances one component instance may hold: a Rust policy
+/// has 1-3, a componentize-py one 14 (measured with 0.25.1).
+pub const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 32;
+/// Tables one component instance may hold.
+pub const MAX_TABLES_PER_COMPONENT: u32 = 32;
+
 struct Inner {
     engine: Engine,
     limits: Limits,
@@ -45,12 +51,20 @@ impl Runtime {
             .total_core_instances(limits.max_instances.saturating_mul(4))
             .total_memories(limits.max_instances.saturating_mul(2))
             .total_tables(limits.max_instances.saturating_mul(4))
-            .max_core_instances_per_component(8)
+            // A Rust policy is 1-3 core instances; a componentize-py one
+            // (interpreter, libc, adapters) is 14.
+            .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
             .max_memories_per_component(2)
-            .max_tables_per_component(8)
+            .max_tables_per_component(MAX_TABLES_PER_COMPONENT)
             // Slightly above the limiter's cap so the limiter, which knows
-            // why growth failed, always sees the breach first.
-            .max_memory_size(limits.memory_bytes.saturating_add(1 << 20))
+            // why growth failed, always sees the breach first. A bundle with
+            // its own larger cap sizes the slots.
+            .max_memory_size(
+                limits
+                    .memory_bytes
+                    .max(limits.largest_bundle_memory_bytes)
+                    .saturating_add(1 << 20),
+            )
             .table_elements(20_000)
             // Keep the first pages of a reused memory resident instead of
             // zeroing them through the kernel: cheaper instance turnover.
@@ -106,8 +120,14 @@ impl Runtime {
     /// Epoch ticks that cover the deadline, plus one for the partial tick in
     /// progress when the call starts.
     pub fn deadline_ticks(&self) -> u64 {
+        Self::ticks_for(self.inner.limits.deadline)
+    }
+
+    /// Epoch ticks that cover `deadline`, plus one for the partial tick in
+    /// progress when the call starts.
+    pub fn ticks_for(deadline: std::time::Duration) -> u64 {
         let tick = EPOCH_TICK.as_micros().max(1);
-        let ticks = self.inner.limits.deadline.as_micros().div_ceil(tick);
+        let ticks = deadline.as_micros().div_ceil(tick);
         u64::try_from(ticks).unwrap_or(u64::MAX).saturating_add(1)
     }
 

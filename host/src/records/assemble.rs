@@ -94,7 +94,7 @@ pub(crate) async fn progression(
     system: &System,
     d: &Deployment,
     target_stage: &str,
-    authorisation: &Authorisation,
+    authorisation: Option<&Authorisation>,
     now: Timestamp,
 ) -> Result<ProgressionRequest, RecordError> {
     Ok(ProgressionRequest {
@@ -109,7 +109,7 @@ pub(crate) async fn progression(
         review: latest::<Review>(conn, "reviews", "completed_at", Of::Deployment(&d.id))
             .await?
             .map(|r| r.evidence()),
-        authorisation: Some(authorisation.evidence()),
+        authorisation: authorisation.map(Authorisation::evidence),
         extensions: None,
     })
 }
@@ -213,6 +213,31 @@ async fn material_issues(
     Ok(latest.into_values().collect())
 }
 
+/// The authorisation a read-only progression evaluation rests on: the
+/// latest recorded for the deployment, else the latest of its release.
+pub(crate) async fn latest_authorisation(
+    conn: &mut AnyConnection,
+    d: &Deployment,
+) -> Result<Option<Authorisation>, RecordError> {
+    if let Some(a) = latest(
+        conn,
+        "authorisations",
+        "authorised_at",
+        Of::Deployment(&d.id),
+    )
+    .await?
+    {
+        return Ok(Some(a));
+    }
+    latest(
+        conn,
+        "authorisations",
+        "authorised_at",
+        Of::Release(&d.release_id),
+    )
+    .await
+}
+
 /// Whose records a query reads.
 enum Of<'a> {
     /// A release's own records, not those given for one of its
@@ -240,4 +265,21 @@ async fn latest<T: serde::de::DeserializeOwned>(
     .fetch_optional(&mut *conn)
     .await?;
     Ok(row.map(|r| json_column(&r, "doc")).transpose()?)
+}
+
+impl super::Records {
+    /// The gate request for recorded release `release_id` under `plan`,
+    /// assembled exactly as `POST /v1/deployments` assembles it, without
+    /// creating anything: for integrations that gate a deployment made
+    /// elsewhere (GitHub deployment protection rules).
+    pub async fn gate_request_for(
+        &self,
+        release_id: &str,
+        plan: &Plan,
+    ) -> Result<GateRequest, RecordError> {
+        let mut conn = self.store.pool.acquire().await?;
+        let release = super::evidence::release_row(&mut conn, release_id).await?;
+        let (system, _, _) = super::evidence::system_row(&mut conn, &release.system_id).await?;
+        gate(&mut conn, &system, &release, plan, Timestamp::now()).await
+    }
 }

@@ -37,6 +37,11 @@ pub struct LogEntry {
     /// so their hashes are what they were before records were chained.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub record: Option<RecordRef>,
+    /// A read-only evaluation: the policy was asked about the records and
+    /// nothing changed. Absent (false) from every other entry, so their
+    /// hashes are what they were before evaluations existed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
 }
 
 /// The record row a chain entry commits to (see [`super::ledger`]).
@@ -119,22 +124,32 @@ pub async fn append(
     let (mut seq, mut prev) = head;
     // Many rows per statement: per-statement overhead, not hashing, is what
     // limits a large batch.
-    const COLUMNS: usize = 17;
     const ROWS_PER_STATEMENT: usize = 64;
     for chunk in entries.chunks(ROWS_PER_STATEMENT) {
+        // `read_only` is written only by batches holding a read-only
+        // evaluation; every other entry leaves it NULL. So this writer also
+        // works on the schema of the migration that first seals existing
+        // rows, which comes before the column does.
+        let read_only = chunk.iter().any(|e| e.read_only);
+        let columns = if read_only { 18 } else { 17 };
         let mut sql = String::from(
-            "INSERT INTO decision_log (seq, decision_id, at, kind, outcome, codes, bundle, bundle_version, bundle_digest, request_digest, request, deployment_id, actor, record_table, record_id, prev_hash, hash) VALUES ",
+            "INSERT INTO decision_log (seq, decision_id, at, kind, outcome, codes, bundle, bundle_version, bundle_digest, request_digest, request, deployment_id, actor, record_table, record_id, prev_hash, hash",
         );
+        sql.push_str(if read_only {
+            ", read_only) VALUES "
+        } else {
+            ") VALUES "
+        });
         for row in 0..chunk.len() {
             if row > 0 {
                 sql.push_str(", ");
             }
             sql.push('(');
-            for col in 0..COLUMNS {
+            for col in 0..columns {
                 if col > 0 {
                     sql.push_str(", ");
                 }
-                sql.push_str(&format!("${}", row * COLUMNS + col + 1));
+                sql.push_str(&format!("${}", row * columns + col + 1));
             }
             sql.push(')');
         }
@@ -160,6 +175,9 @@ pub async fn append(
                 .bind(e.record.as_ref().map(|r| r.id.clone()))
                 .bind(prev.clone())
                 .bind(h.clone());
+            if read_only {
+                q = q.bind(e.read_only.then_some(1i64));
+            }
             prev = h;
         }
         q.execute(&mut **tx).await?;
@@ -198,13 +216,16 @@ pub fn from_row(row: &AnyRow) -> Result<Chained, StoreError> {
                 (Some(table), Some(id)) => Some(RecordRef { table, id }),
                 _ => None,
             },
+            read_only: row
+                .try_get::<Option<i64>, _>("read_only")?
+                .is_some_and(|v| v != 0),
         },
         prev_hash: row.try_get("prev_hash")?,
         hash: row.try_get("hash")?,
     })
 }
 
-pub(crate) const SELECT: &str = "SELECT seq, decision_id, at, kind, outcome, codes, bundle, bundle_version, bundle_digest, request_digest, request, deployment_id, actor, record_table, record_id, prev_hash, hash FROM decision_log";
+pub(crate) const SELECT: &str = "SELECT seq, decision_id, at, kind, outcome, codes, bundle, bundle_version, bundle_digest, request_digest, request, deployment_id, actor, record_table, record_id, read_only, prev_hash, hash FROM decision_log";
 
 /// The result of recomputing the chain.
 #[derive(Debug, Clone, PartialEq, Serialize)]

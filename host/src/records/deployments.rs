@@ -10,13 +10,13 @@ use super::store::{StoreError, json_column};
 use super::{RecordError, Records};
 use crate::decision::Timestamp;
 
-const SELECT: &str = "SELECT id, release_id, system_id, plan, status, stage, traffic_percent, stage_entered_at, deployed_at, version, updated_at FROM deployments";
+pub(crate) const SELECT: &str = "SELECT id, release_id, system_id, plan, status, stage, traffic_percent, stage_entered_at, deployed_at, version, updated_at, refs FROM deployments";
 
 fn corrupt(what: String) -> RecordError {
     RecordError::Store(StoreError::Corrupt(what))
 }
 
-fn from_row(row: &sqlx::any::AnyRow) -> Result<Deployment, RecordError> {
+pub(crate) fn from_row(row: &sqlx::any::AnyRow) -> Result<Deployment, RecordError> {
     let status: String = row.try_get("status")?;
     Ok(Deployment {
         id: row.try_get("id")?,
@@ -31,6 +31,12 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<Deployment, RecordError> {
         deployed_at: Timestamp(row.try_get("deployed_at")?),
         version: row.try_get("version")?,
         updated_at: Timestamp(row.try_get("updated_at")?),
+        refs: match row.try_get::<Option<String>, _>("refs")? {
+            Some(text) => {
+                serde_json::from_str(&text).map_err(|e| corrupt(format!("deployment refs: {e}")))?
+            }
+            None => Default::default(),
+        },
     })
 }
 
@@ -63,6 +69,9 @@ pub(crate) fn row_values(d: &Deployment) -> RowValues {
             d.deployed_at.into(),
             d.version.into(),
             d.updated_at.into(),
+            (!d.refs.is_empty())
+                .then(|| serde_json::to_string(&d.refs).unwrap_or_default())
+                .into(),
         ],
     }
 }
@@ -72,6 +81,22 @@ impl Records {
     pub async fn deployment(&self, id: &str) -> Result<Deployment, RecordError> {
         let mut conn = self.store.pool.acquire().await?;
         deployment_row(&mut conn, id).await
+    }
+
+    /// The newest active deployment of a system (by deployment time), if
+    /// any: what an admission request that names only the system is about.
+    pub async fn newest_active_of_system(
+        &self,
+        system_id: &str,
+    ) -> Result<Option<Deployment>, RecordError> {
+        let row = sqlx::query(&format!(
+            "{SELECT} WHERE system_id = $1 AND status = $2 ORDER BY deployed_at DESC, id DESC LIMIT 1"
+        ))
+        .bind(system_id)
+        .bind(DeploymentStatus::Active.as_str())
+        .fetch_optional(&self.store.pool)
+        .await?;
+        row.as_ref().map(from_row).transpose()
     }
 
     /// The route a gateway applies, from memory when fresh.

@@ -31,6 +31,10 @@ pub enum RecordError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A decision that changes nothing (a read-only evaluation) could not
+    /// be logged; it is not answered.
+    #[error(transparent)]
+    Log(#[from] super::log::LogError),
 }
 
 impl From<sqlx::Error> for RecordError {

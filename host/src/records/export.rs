@@ -153,23 +153,43 @@ impl Records {
         })
     }
 
-    /// Re-checks `entries` against their stored predecessors.
+    /// Re-checks `entries` against their stored predecessors. A
+    /// deployment's entries are mostly consecutive, so most predecessors
+    /// are among them; the others are read in batches, not one query each.
     async fn proof(&self, entries: &[Chained]) -> Result<ChainProof, RecordError> {
         let pool = &self.store.pool;
+        let mut known: std::collections::HashMap<i64, String> =
+            entries.iter().map(|c| (c.seq, c.hash.clone())).collect();
+        known.insert(0, "genesis".to_string());
+        let missing: Vec<i64> = entries
+            .iter()
+            .map(|c| c.seq - 1)
+            .filter(|s| !known.contains_key(s))
+            .collect();
+        for chunk in missing.chunks(500) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT seq, hash FROM decision_log WHERE seq IN ({})",
+                placeholders.join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for s in chunk {
+                q = q.bind(*s);
+            }
+            for row in q.fetch_all(pool).await? {
+                known.insert(row.try_get("seq")?, row.try_get("hash")?);
+            }
+        }
         let mut proof = Vec::with_capacity(entries.len());
         for c in entries {
             let recomputed = chain::hash(c.seq, &c.entry, &c.prev_hash);
-            let predecessor = if c.seq == 1 {
-                Some("genesis".to_string())
-            } else {
-                chain::hash_at(pool, c.seq - 1).await?
-            };
+            let predecessor = known.get(&(c.seq - 1));
             proof.push(ProofStep {
                 seq: c.seq,
                 decision_id: c.entry.decision_id.clone(),
                 prev_hash: c.prev_hash.clone(),
                 hash: c.hash.clone(),
-                matches: recomputed == c.hash && predecessor.as_deref() == Some(&c.prev_hash),
+                matches: recomputed == c.hash && predecessor == Some(&c.prev_hash),
                 recomputed,
             });
         }
@@ -186,7 +206,7 @@ impl Records {
 
 /// Rows of a records table for one release or deployment, each with its
 /// id and deployment.
-async fn keyed<T>(
+pub(crate) async fn keyed<T>(
     pool: &sqlx::AnyPool,
     sql: &str,
     key: &str,

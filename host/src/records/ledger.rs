@@ -136,6 +136,8 @@ pub(crate) const DEPLOYMENTS: Table = Table {
         ("deployed_at", Int),
         ("version", Int),
         ("updated_at", Int),
+        // Added by migration 4; NULL when the deployment has no refs.
+        ("refs", Text),
     ],
 };
 
@@ -407,6 +409,7 @@ pub(crate) fn entry(
             table: row.table.name.to_string(),
             id: row.key(),
         }),
+        read_only: false,
     }
 }
 
@@ -496,13 +499,13 @@ pub(crate) async fn verify(pool: &sqlx::AnyPool) -> Result<Vec<Tampered>, StoreE
 
 /// Reads every row of `tables` as [`RowValues`]: for committing rows
 /// written before the chain covered them (the migration that introduced
-/// this module).
+/// this module) or before their table gained a column.
 pub(crate) async fn all_rows(
     tx: &mut Transaction<'_, Any>,
     tables: &[&'static Table],
 ) -> Result<Vec<RowValues>, sqlx::Error> {
     let mut out = Vec::new();
-    for table in tables.iter().copied() {
+    for &table in tables {
         let columns: Vec<&str> = table.columns.iter().map(|(n, _)| *n).collect();
         let rows = sqlx::query(&format!(
             "SELECT {} FROM {} ORDER BY {}",

@@ -10,15 +10,27 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_records.sql")),
     (2, include_str!("migrations/0002_monitoring.sql")),
     (3, include_str!("migrations/0003_sealed_records.sql")),
+    (4, include_str!("migrations/0004_refs.sql")),
     (5, include_str!("migrations/0005_attestations.sql")),
+    (6, include_str!("migrations/0006_console.sql")),
 ];
 
 /// The migration after which every record row is committed to the chain:
 /// rows written before it are committed by it, once.
 const SEALED_RECORDS: i64 = 3;
 
+/// The migration that added `refs` to the deployment row: every existing
+/// deployment row has a new shape (and digest), committed by it, once.
+const DEPLOYMENT_REFS: i64 = 4;
+
 /// Applies every migration not yet applied.
 pub(crate) async fn run(store: &Store) -> Result<(), StoreError> {
+    run_until(store, i64::MAX).await
+}
+
+/// Applies every migration up to `last` not yet applied (tests stop
+/// early to write rows in an older shape).
+async fn run_until(store: &Store, last: i64) -> Result<(), StoreError> {
     let mut conn = store.pool.acquire().await?;
     conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
             .await?;
@@ -27,7 +39,7 @@ pub(crate) async fn run(store: &Store) -> Result<(), StoreError> {
         conn.execute("SELECT pg_advisory_lock(424242)").await?;
     }
     let result = async {
-        for (version, sql) in MIGRATIONS {
+        for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v <= last) {
             let applied: Option<(i64,)> =
                 sqlx::query_as("SELECT version FROM schema_migrations WHERE version = $1")
                     .bind(*version)
@@ -44,8 +56,9 @@ pub(crate) async fn run(store: &Store) -> Result<(), StoreError> {
             for statement in statements(sql) {
                 tx.execute(statement.as_str()).await.map_err(mig)?;
             }
-            if *version == SEALED_RECORDS {
-                seal_existing_rows(&mut tx)
+            let tables = tables_sealed_by(*version);
+            if !tables.is_empty() {
+                seal_existing_rows(&mut tx, &tables)
                     .await
                     .map_err(|e| StoreError::Migrate {
                         version: *version,
@@ -70,10 +83,30 @@ pub(crate) async fn run(store: &Store) -> Result<(), StoreError> {
     result
 }
 
-/// Commits every existing record row to the chain, as the migration that
-/// introduced record entries.
-async fn seal_existing_rows(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<(), StoreError> {
-    let rows = super::ledger::all_rows(tx, &super::ledger::TABLES_SEALED_BY_MIGRATION_3).await?;
+/// The tables whose existing rows migration `version` commits to the
+/// chain. Deployment rows are read with the columns the code knows (the
+/// `refs` column of migration 4), so a database migrating from before 3
+/// commits them at 4, once, in their final shape. Tables created after 3
+/// (attestations, receipts) are committed from their first row.
+fn tables_sealed_by(version: i64) -> Vec<&'static super::ledger::Table> {
+    use super::ledger::{DEPLOYMENTS, TABLES_SEALED_BY_MIGRATION_3};
+    match version {
+        SEALED_RECORDS => TABLES_SEALED_BY_MIGRATION_3
+            .into_iter()
+            .filter(|t| t.name != DEPLOYMENTS.name)
+            .collect(),
+        DEPLOYMENT_REFS => vec![&DEPLOYMENTS],
+        _ => Vec::new(),
+    }
+}
+
+/// Commits every existing row of `tables` to the chain, as the migration
+/// that introduced record entries or changed a table's columns.
+async fn seal_existing_rows(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tables: &[&'static super::ledger::Table],
+) -> Result<(), StoreError> {
+    let rows = super::ledger::all_rows(tx, tables).await?;
     if rows.is_empty() {
         return Ok(());
     }
@@ -103,7 +136,116 @@ fn statements(sql: &str) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::ledger::{self, Kind, RowValues, Table};
     use super::*;
+
+    /// The deployment row as migrations 1 to 3 knew it (no `refs`).
+    const OLD_DEPLOYMENTS: Table = Table {
+        name: "deployments",
+        key: "id",
+        columns: &[
+            ("id", Kind::Text),
+            ("release_id", Kind::Text),
+            ("system_id", Kind::Text),
+            ("plan", Kind::Text),
+            ("status", Kind::Text),
+            ("stage", Kind::Text),
+            ("traffic_percent", Kind::Real),
+            ("stage_entered_at", Kind::Int),
+            ("deployed_at", Kind::Int),
+            ("version", Kind::Int),
+            ("updated_at", Kind::Int),
+        ],
+    };
+
+    /// A store at migration `version`, holding one system, release and
+    /// deployment written as the code of that time wrote them (committed
+    /// to the chain when `sealed`).
+    async fn old_store(dir: &std::path::Path, version: i64, sealed: bool) -> Store {
+        let url = format!("sqlite://{}", dir.join("old.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        run_until(&store, version).await.unwrap();
+        let mut tx = store.pool.begin().await.unwrap();
+        let rows = [
+            RowValues {
+                table: &ledger::SYSTEMS,
+                cells: vec![
+                    "s".into(),
+                    "high".into(),
+                    "{}".into(),
+                    1i64.into(),
+                    "ops".into(),
+                ],
+            },
+            RowValues {
+                table: &ledger::RELEASES,
+                cells: vec![
+                    "s@1".into(),
+                    "s".into(),
+                    "1".into(),
+                    "{}".into(),
+                    1i64.into(),
+                    "ops".into(),
+                ],
+            },
+            RowValues {
+                table: &OLD_DEPLOYMENTS,
+                cells: vec![
+                    "d1".into(),
+                    "s@1".into(),
+                    "s".into(),
+                    "{}".into(),
+                    "active".into(),
+                    "pilot".into(),
+                    5.0f64.into(),
+                    1i64.into(),
+                    1i64.into(),
+                    1i64.into(),
+                    1i64.into(),
+                ],
+            },
+        ];
+        for row in &rows {
+            ledger::insert(&mut tx, row).await.unwrap();
+        }
+        if sealed {
+            let now = crate::decision::Timestamp(1);
+            let entries: Vec<_> = rows
+                .iter()
+                .map(|r| ledger::entry(r, "old", now, None))
+                .collect();
+            let head = super::super::chain::lock(&mut tx).await.unwrap();
+            super::super::chain::append(&mut tx, head, &entries)
+                .await
+                .unwrap();
+        }
+        tx.commit().await.unwrap();
+        store
+    }
+
+    #[tokio::test]
+    async fn deployments_sealed_before_refs_existed_verify_after_the_refs_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = old_store(dir.path(), 3, true).await;
+        run(&store).await.unwrap();
+        assert_eq!(ledger::verify(&store.pool).await.unwrap(), vec![]);
+        let chain = super::super::chain::verify(&store.pool).await.unwrap();
+        assert_eq!(chain.broken, None);
+    }
+
+    #[tokio::test]
+    async fn a_database_from_before_sealed_records_commits_every_row_once_in_its_final_shape() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = old_store(dir.path(), 2, false).await;
+        run(&store).await.unwrap();
+        assert_eq!(ledger::verify(&store.pool).await.unwrap(), vec![]);
+        let (entries,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM decision_log WHERE record_table = 'deployments'")
+                .fetch_one(&store.pool)
+                .await
+                .unwrap();
+        assert_eq!(entries, 1);
+    }
 
     #[test]
     fn migrations_split_into_statements_without_comments() {

@@ -14,9 +14,15 @@
 //! - [`assemble`]: decision requests built from the records;
 //! - [`deployments`] and [`transitions`]: reading deployments, and the
 //!   lifecycle in which every transition is decided by the policy;
+//! - [`refs`]: external references (`kubernetes: NAMESPACE/NAME`) that
+//!   rollout controllers find deployments by;
+//! - [`evaluations`]: read-only evaluations, the policy asked about a
+//!   deployment's records without changing them (what adapters build on);
 //! - [`schedule`], [`webhooks`]: monitoring from the first minute, and
 //!   escalations;
-//! - [`export`]: one document per deployment for auditors.
+//! - [`export`]: one document per deployment for auditors, and
+//!   [`oscal`]: the same record as OSCAL assessment results.
+//! - [`console`]: the read queries of the auditor's console.
 //!
 //! Records never see HTTP: they take typed inputs ([`model`]) and return
 //! typed results or a [`RecordError`]; the routes choose status codes.
@@ -25,9 +31,11 @@ pub(crate) mod assemble;
 pub mod attestations;
 pub mod chain;
 pub mod checkpoint;
+pub mod console;
 pub(crate) mod deployments;
 pub mod destinations;
 mod error;
+mod evaluations;
 pub(crate) mod evidence;
 pub(crate) mod export;
 pub(crate) mod idempotency;
@@ -35,6 +43,9 @@ pub(crate) mod ledger;
 mod log;
 mod migrations;
 pub mod model;
+pub mod oscal;
+pub mod refs;
+mod reports;
 pub mod schedule;
 pub mod store;
 pub(crate) mod transitions;
@@ -47,8 +58,10 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 pub use error::RecordError;
+pub use evaluations::Evaluation;
 pub use log::{DecisionLog, Durability, LogError};
 pub use model::{Actor, DeploymentStatus, Route};
+pub use refs::DeploymentSelector;
 pub use store::{Store, StoreError};
 pub use transitions::Intervention;
 
@@ -84,6 +97,10 @@ pub struct Records {
     /// Monitoring schedule intervals.
     pub intervals: schedule::Intervals,
     routes: Arc<RwLock<HashMap<String, (Route, Instant)>>>,
+    /// Woken after every committed transition, so that what serves routes
+    /// from memory on this replica (the per-request exposure check)
+    /// refreshes at once instead of at its next tick.
+    route_changed: Arc<tokio::sync::Notify>,
     signer: Option<Arc<CheckpointSigner>>,
     /// How far past the service's clock an observation's window may end.
     clock_skew_ms: i64,
@@ -108,6 +125,7 @@ impl Records {
             log_requests,
             intervals,
             routes: Arc::new(RwLock::new(HashMap::new())),
+            route_changed: Arc::new(tokio::sync::Notify::new()),
             signer: None,
             clock_skew_ms: transitions::DEFAULT_CLOCK_SKEW_MS,
             destinations: Default::default(),
@@ -148,6 +166,11 @@ impl Records {
         self
     }
 
+    /// Notified after every committed transition on this replica.
+    pub fn route_changes(&self) -> Arc<tokio::sync::Notify> {
+        self.route_changed.clone()
+    }
+
     fn cache_route(&self, route: &Route) {
         if let Ok(mut m) = self.routes.write() {
             m.insert(route.deployment_id.clone(), (route.clone(), Instant::now()));
@@ -184,6 +207,7 @@ impl Records {
             deployment_id: deployment_id.map(str::to_string),
             actor: actor.to_string(),
             record: None,
+            read_only: false,
         }
     }
 
@@ -212,6 +236,7 @@ impl Records {
             deployment_id: None,
             actor: actor.to_string(),
             record: None,
+            read_only: false,
         }
     }
 

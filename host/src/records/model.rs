@@ -76,6 +76,13 @@ pub enum EventKind {
     Alert,
     RolledBack,
     Suspended,
+    /// A newer deployment holding one of this deployment's refs reached
+    /// its plan's last stage: it serves what this one served. The status
+    /// does not change (docs/integrations.md, "Refs").
+    Superseded,
+    /// A rollout controller reported a phase of its rollout (a Flagger
+    /// `post-rollout` or `event` webhook); nothing changes.
+    Reported,
 }
 
 impl EventKind {
@@ -87,6 +94,8 @@ impl EventKind {
             EventKind::Alert => "alert",
             EventKind::RolledBack => "rolled_back",
             EventKind::Suspended => "suspended",
+            EventKind::Superseded => "superseded",
+            EventKind::Reported => "reported",
         }
     }
 
@@ -98,6 +107,8 @@ impl EventKind {
             EventKind::Alert,
             EventKind::RolledBack,
             EventKind::Suspended,
+            EventKind::Superseded,
+            EventKind::Reported,
         ]
         .into_iter()
         .find(|k| k.as_str() == text)
@@ -110,7 +121,10 @@ impl EventKind {
             EventKind::Alert => Some(Escalation::Alert),
             EventKind::RolledBack => Some(Escalation::RolledBack),
             EventKind::Suspended => Some(Escalation::Suspended),
-            EventKind::Created | EventKind::Promoted => None,
+            EventKind::Created
+            | EventKind::Promoted
+            | EventKind::Superseded
+            | EventKind::Reported => None,
         }
     }
 }
@@ -448,13 +462,20 @@ pub struct MaterialIssue {
     pub recorded_by: String,
 }
 
-/// A deployment body: the release and the plan it follows.
+/// A deployment body: the release, the plan it follows and, optionally,
+/// the external objects that serve it ([`super::refs`]).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewDeployment {
     pub release_id: String,
     pub plan: Plan,
+    #[serde(default)]
+    pub refs: Refs,
 }
+
+/// External references of a deployment: `{"kubernetes": "NAMESPACE/NAME",
+/// …}` (checked by [`super::refs::check`]).
+pub type Refs = std::collections::BTreeMap<String, String>;
 
 /// A progression body.
 #[derive(Debug, Clone, Deserialize)]
@@ -493,6 +514,9 @@ pub struct Deployment {
     pub version: i64,
     pub updated_at: Timestamp,
     pub plan: Plan,
+    /// The external objects that serve this deployment; a ref resolves to
+    /// the newest deployment created with it.
+    pub refs: Refs,
 }
 
 impl Deployment {
@@ -505,6 +529,24 @@ impl Deployment {
             traffic_percent: self.traffic_percent,
             version: self.version,
         }
+    }
+
+    /// The plan's last stage: full exposure.
+    pub fn last_stage(&self) -> Option<&str> {
+        self.plan
+            .stages
+            .last()
+            .and_then(|s| s.name.as_deref())
+            .map(str::trim)
+    }
+
+    /// The traffic percent of stage `name` in the plan.
+    pub fn stage_percent(&self, name: &str) -> Option<f64> {
+        self.plan
+            .stages
+            .iter()
+            .find(|s| s.name.as_deref().map(str::trim) == Some(name.trim()))
+            .and_then(|s| s.traffic_percent)
     }
 
     /// Whether `name` is a stage of the plan.
@@ -546,6 +588,21 @@ pub struct EventDetail {
     /// An operator acted, without a policy decision.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub manual: bool,
+    /// For `superseded`: the newer deployment, and the ref they share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superseded_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_ref: Option<String>,
+    /// For `reported`: who reported (e.g. `flagger`), the hook, and the
+    /// rollout's phase and checksum as the controller gave them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
 }
 
 /// One entry of a deployment's history.

@@ -156,7 +156,7 @@ fn require_active(d: &Deployment, what: &str) -> Result<(), RecordError> {
 impl Records {
     /// Decides `request` through the pipeline; returns the envelope and the
     /// log entry to write with the transition.
-    async fn decide(
+    pub(super) async fn decide(
         &self,
         decide: &impl Decide,
         request: Request,
@@ -180,6 +180,7 @@ impl Records {
         idem: Option<&IdempotencyKey>,
     ) -> Result<Transition, RecordError> {
         crate::decision::decode::validate_plan(&new.plan)?;
+        super::refs::check(&new.refs)?;
         let now = Timestamp::now();
         let mut conn = self.store.pool.acquire().await?;
         let release = release_row(&mut conn, &new.release_id).await?;
@@ -213,11 +214,18 @@ impl Records {
             version: 1,
             updated_at: now,
             plan: new.plan,
+            refs: new.refs,
         };
         w.insert(row_values(&d), Some(&id), || {
             format!("deployment '{id}' exists")
         })
         .await?;
+        super::refs::index(&mut w, &d).await?;
+        // A plan whose first stage is its last exposes everything at once:
+        // older deployments holding the same refs are superseded now.
+        if !d.refs.is_empty() && d.last_stage() == Some(d.stage.trim()) {
+            self.supersede_older(&mut w, &d).await?;
+        }
         let detail = EventDetail {
             obligations: envelope.obligations.clone(),
             ..EventDetail::default()
@@ -285,6 +293,9 @@ impl Records {
     ) -> Result<Transition, RecordError> {
         w.commit(idem, &result).await?;
         self.cache_route(&result.deployment.route());
+        // A stored permit if nobody waits: a transition during a refresh
+        // still causes one more.
+        self.route_changed.notify_one();
         Ok(result)
     }
 
@@ -354,7 +365,8 @@ impl Records {
         }
         let (system, _, _) = system_row(&mut conn, &d.system_id).await?;
         let request =
-            assemble::progression(&mut conn, &system, &d, &new.target_stage, &auth, now).await?;
+            assemble::progression(&mut conn, &system, &d, &new.target_stage, Some(&auth), now)
+                .await?;
         drop(conn);
         let (envelope, entry) = self
             .decide(decide, Request::Progression(request), &actor.name, Some(id))
@@ -413,6 +425,14 @@ impl Records {
                 },
             )
             .await?;
+        }
+        // Full exposure: older deployments holding the same refs no longer
+        // serve anything.
+        if event == EventKind::Promoted
+            && !next.refs.is_empty()
+            && next.last_stage() == Some(next.stage.trim())
+        {
+            self.supersede_older(&mut w, &next).await?;
         }
         w.decision(entry);
         self.done(
@@ -747,7 +767,7 @@ impl Records {
     }
 
     /// Appends a history event of `d` (in its state after the event).
-    async fn write_event(
+    pub(super) async fn write_event(
         &self,
         w: &mut Write<'_>,
         d: &Deployment,

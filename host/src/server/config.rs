@@ -19,6 +19,11 @@ use crate::policy::Isolation;
 pub struct Config {
     /// Address to listen on. Without access tokens only loopback is used.
     pub listen: SocketAddr,
+    /// A second, HTTPS address serving the same API (certificate and key
+    /// in `[tls]`). Without access tokens only loopback is used.
+    pub listen_tls: Option<SocketAddr>,
+    /// The HTTPS listener's certificate and key.
+    pub tls: TlsConfig,
     /// Where state lives: active bundles, compiled-component cache, records.
     pub data_dir: PathBuf,
     /// Keep compiled components in `DATA_DIR/cache/components` so that a
@@ -33,6 +38,9 @@ pub struct Config {
     /// Bundles to serve; each may name a source that is watched for new
     /// versions. Bundles uploaded over HTTP need no entry.
     pub bundles: Vec<BundleConfig>,
+    /// Policy sets: names that answer with several bundles combined
+    /// (docs/policy-sets.md).
+    pub policy_sets: Vec<PolicySetConfig>,
     pub records: RecordsConfig,
     pub scheduler: SchedulerConfig,
     pub webhooks: WebhooksConfig,
@@ -42,9 +50,37 @@ pub struct Config {
     /// Signed receipts of `allow` and `promote` decisions (README.md,
     /// "Decision receipts").
     pub receipts: ReceiptsConfig,
+    /// Polling of remote bundle sources (`url`, `oci`): defaults each
+    /// `[[bundles]]` entry may override.
+    pub sources: SourcesConfig,
+    /// The auditor's console at `/ui`.
+    pub console: ConsoleConfig,
     /// Bearer tokens. None configured: loopback only, every caller has
     /// every role (local development).
     pub tokens: Vec<TokenConfig>,
+    /// Adapters for outside systems (README.md, "CI pipelines").
+    pub integrations: super::integrations::IntegrationsConfig,
+}
+
+/// The HTTPS listener's certificate chain and private key (PEM files),
+/// re-read when their contents change (every `limits.watch_interval_ms`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// The server certificate, then any intermediates.
+    pub certificate: Option<PathBuf>,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    /// The files, when both are configured.
+    pub fn files(&self) -> Option<crate::server::tls::TlsFiles> {
+        Some(crate::server::tls::TlsFiles {
+            certificate: self.certificate.clone()?,
+            key: self.key.clone()?,
+        })
+    }
 }
 
 /// The evidence trust store: `[[evidence.keys]]`, each a public key and
@@ -165,6 +201,29 @@ impl Default for SchedulerConfig {
     }
 }
 
+/// The auditor's console (README.md, "Auditor console").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// Serve the console at `/ui`.
+    pub enabled: bool,
+    /// How long a console session lasts after sign-in.
+    pub session_seconds: u64,
+    /// Mark the session cookie `Secure`: set it when browsers reach the
+    /// service over HTTPS (a TLS-terminating proxy in front of it).
+    pub secure_cookie: bool,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig {
+            enabled: true,
+            session_seconds: 28_800,
+            secure_cookie: false,
+        }
+    }
+}
+
 /// Delivery of escalation webhooks.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -197,6 +256,35 @@ impl Default for WebhooksConfig {
             timeout_ms: 10_000,
             concurrency: 32,
             per_receiver: 2,
+        }
+    }
+}
+
+/// How remote bundle sources (`url`, `oci`) are polled (README.md,
+/// "Distributing bundles").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourcesConfig {
+    /// Between polls of a healthy source; each wait is drawn uniformly
+    /// from 80–120 % of it, so a fleet started together spreads out.
+    pub poll_interval_ms: u64,
+    /// Longest wait after failures: the wait doubles from the poll interval
+    /// with each consecutive failure, up to this, with jitter (50–100 %).
+    pub max_backoff_ms: u64,
+    /// A source without a successful poll for this long is flagged stale
+    /// in status and metrics (the active bundle keeps serving).
+    pub stale_after_ms: u64,
+    /// Budget of one request to a source.
+    pub timeout_ms: u64,
+}
+
+impl Default for SourcesConfig {
+    fn default() -> Self {
+        SourcesConfig {
+            poll_interval_ms: 30_000,
+            max_backoff_ms: 300_000,
+            stale_after_ms: 600_000,
+            timeout_ms: 30_000,
         }
     }
 }
@@ -243,6 +331,25 @@ pub struct LimitsConfig {
     /// Most list items in a whole decision request, nested lists included
     /// (422 above).
     pub max_total_items: usize,
+    /// Largest file inside a bundle archive, uncompressed, in MiB (the
+    /// component is the largest; a componentize-py one is ~19 MB).
+    pub bundle_member_mib: u64,
+}
+
+impl LimitsConfig {
+    /// The archive limits bundles are read with: the member limit as
+    /// configured, the total and compressed limits raised with it when
+    /// it exceeds what they allow.
+    pub fn archive(&self) -> crate::bundle::ArchiveLimits {
+        let d = crate::bundle::ArchiveLimits::DEFAULT;
+        let member = self.bundle_member_mib << 20;
+        crate::bundle::ArchiveLimits {
+            max_member_bytes: member,
+            max_total_bytes: d.max_total_bytes.max(member.saturating_mul(3)),
+            max_archive_bytes: d.max_archive_bytes.max(member.saturating_mul(2)),
+            max_members: d.max_members,
+        }
+    }
 }
 
 /// One served bundle.
@@ -265,6 +372,181 @@ pub struct BundleConfig {
     /// …and sign it with this key (created if missing).
     #[serde(default)]
     pub sign_with: Option<PathBuf>,
+    /// An HTTP(S) URL of a bundle file, polled with conditional requests.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// An OCI registry reference `HOST/REPOSITORY:TAG`, polled.
+    #[serde(default)]
+    pub oci: Option<String>,
+    /// Overrides `[sources] poll_interval_ms` for this bundle.
+    #[serde(default)]
+    pub poll_interval_ms: Option<u64>,
+    /// Overrides `[sources] stale_after_ms` for this bundle.
+    #[serde(default)]
+    pub stale_after_ms: Option<u64>,
+    /// `oci`: speak plain HTTP to the registry (loopback only, unless
+    /// `allow_insecure`).
+    #[serde(default)]
+    pub plain_http: bool,
+    /// Allow plain HTTP (`http://` URLs, `plain_http`) to hosts other than
+    /// this machine.
+    #[serde(default)]
+    pub allow_insecure: bool,
+    /// PEM CA certificates trusted for this source's TLS, instead of the
+    /// built-in web PKI roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// `url`: a file holding a bearer token.
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
+    /// `url`: an environment variable holding a bearer token.
+    #[serde(default)]
+    pub bearer_token_env: Option<String>,
+    /// A file holding `USER:PASSWORD` (HTTP basic; for `oci`, the
+    /// registry login).
+    #[serde(default)]
+    pub basic_auth_file: Option<PathBuf>,
+    /// An environment variable holding `USER:PASSWORD`.
+    #[serde(default)]
+    pub basic_auth_env: Option<String>,
+    /// `oci`: a Docker `config.json` to take the registry login from
+    /// (default `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`).
+    #[serde(default)]
+    pub docker_config: Option<PathBuf>,
+    /// This bundle's own sandbox limits (`memory_mib`, `deadline_ms`,
+    /// `warm_instances`), each replacing the `[limits]` one.
+    #[serde(default)]
+    pub limits: crate::policy::BundleLimits,
+}
+
+impl BundleConfig {
+    /// An entry with only a name (no source).
+    pub fn named(name: &str) -> Self {
+        BundleConfig {
+            name: name.to_string(),
+            default: false,
+            file: None,
+            dir: None,
+            build: None,
+            sign_with: None,
+            url: None,
+            oci: None,
+            poll_interval_ms: None,
+            stale_after_ms: None,
+            plain_http: false,
+            allow_insecure: false,
+            ca_file: None,
+            bearer_token_file: None,
+            bearer_token_env: None,
+            basic_auth_file: None,
+            basic_auth_env: None,
+            docker_config: None,
+            limits: Default::default(),
+        }
+    }
+
+    /// The settings of remote sources: only with `url` or `oci`, each
+    /// where it applies, at most one credential, plain HTTP only where
+    /// allowed.
+    fn check_remote(&self) -> Result<(), String> {
+        let remote = self.url.is_some() || self.oci.is_some();
+        let only_remote = [
+            ("poll_interval_ms", self.poll_interval_ms.is_some()),
+            ("stale_after_ms", self.stale_after_ms.is_some()),
+            ("allow_insecure", self.allow_insecure),
+            ("ca_file", self.ca_file.is_some()),
+            ("basic_auth_file", self.basic_auth_file.is_some()),
+            ("basic_auth_env", self.basic_auth_env.is_some()),
+        ];
+        let only_url = [
+            ("bearer_token_file", self.bearer_token_file.is_some()),
+            ("bearer_token_env", self.bearer_token_env.is_some()),
+        ];
+        let only_oci = [
+            ("plain_http", self.plain_http),
+            ("docker_config", self.docker_config.is_some()),
+        ];
+        for (key, set) in only_remote {
+            if set && !remote {
+                return Err(format!("`{key}` only applies to `url` or `oci` sources"));
+            }
+        }
+        for (key, set) in only_url {
+            if set && self.url.is_none() {
+                return Err(format!("`{key}` only applies to a `url` source"));
+            }
+        }
+        for (key, set) in only_oci {
+            if set && self.oci.is_none() {
+                return Err(format!("`{key}` only applies to an `oci` source"));
+            }
+        }
+        for (key, v) in [
+            ("poll_interval_ms", self.poll_interval_ms),
+            ("stale_after_ms", self.stale_after_ms),
+        ] {
+            if v == Some(0) {
+                return Err(format!("`{key}` must be greater than 0"));
+            }
+        }
+        let credentials = [
+            self.bearer_token_file.is_some(),
+            self.bearer_token_env.is_some(),
+            self.basic_auth_file.is_some(),
+            self.basic_auth_env.is_some(),
+        ]
+        .iter()
+        .filter(|x| **x)
+        .count();
+        if credentials > 1 {
+            return Err("give at most one of `bearer_token_file`, `bearer_token_env`, `basic_auth_file`, `basic_auth_env`".into());
+        }
+        if let Some(url) = &self.url {
+            crate::distribution::http::check_url(url, self.allow_insecure)
+                .map_err(|e| format!("url: {e}"))?;
+        }
+        if let Some(oci) = &self.oci {
+            let r: crate::distribution::oci::Reference =
+                oci.parse().map_err(|e| format!("oci: {e}"))?;
+            crate::distribution::oci::check_plain_http(
+                &r.registry,
+                self.plain_http,
+                self.allow_insecure,
+            )
+            .map_err(|e| format!("oci: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// The credential configured for a remote source, if any.
+    pub fn credential(&self) -> Option<crate::distribution::credentials::Credential> {
+        use crate::distribution::credentials::{Credential, SecretSource};
+        if let Some(p) = &self.bearer_token_file {
+            return Some(Credential::Bearer(SecretSource::File(p.clone())));
+        }
+        if let Some(v) = &self.bearer_token_env {
+            return Some(Credential::Bearer(SecretSource::Env(v.clone())));
+        }
+        if let Some(p) = &self.basic_auth_file {
+            return Some(Credential::Basic(SecretSource::File(p.clone())));
+        }
+        self.basic_auth_env
+            .as_ref()
+            .map(|v| Credential::Basic(SecretSource::Env(v.clone())))
+    }
+}
+
+/// A policy set: usable wherever a bundle name is; every member decides
+/// and the most restrictive answer wins (docs/policy-sets.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySetConfig {
+    pub name: String,
+    /// Bundle names, in the order their findings are listed.
+    pub members: Vec<String>,
+    /// Answer decisions (and deployments) that name no bundle.
+    #[serde(default)]
+    pub default: bool,
 }
 
 /// Roles a token may grant (README.md, "Access control").
@@ -331,18 +613,24 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            listen_tls: None,
+            tls: TlsConfig::default(),
             data_dir: PathBuf::from("data"),
             cache: true,
             log_format: LogFormat::Pretty,
             trust: TrustConfig::default(),
             limits: LimitsConfig::default(),
             bundles: Vec::new(),
+            policy_sets: Vec::new(),
             records: RecordsConfig::default(),
             scheduler: SchedulerConfig::default(),
             webhooks: WebhooksConfig::default(),
             evidence: EvidenceConfig::default(),
             receipts: ReceiptsConfig::default(),
+            sources: SourcesConfig::default(),
+            console: ConsoleConfig::default(),
             tokens: Vec::new(),
+            integrations: Default::default(),
         }
     }
 }
@@ -371,6 +659,7 @@ impl Default for LimitsConfig {
             watch_interval_ms: 2_000,
             max_list_len: DecodeLimits::default().max_list_len,
             max_total_items: DecodeLimits::default().max_total_items,
+            bundle_member_mib: crate::bundle::ArchiveLimits::DEFAULT.max_member_bytes >> 20,
         }
     }
 }
@@ -411,6 +700,7 @@ impl Config {
                 dir: None,
                 build: Some(PathBuf::from("policies/iso42001")),
                 sign_with: Some(PathBuf::from("data/keys/dev")),
+                ..BundleConfig::named("iso42001-reference")
             }],
             ..Config::default()
         }
@@ -436,6 +726,7 @@ impl Config {
     /// Checks what serde cannot: ranges, uniqueness, one source per bundle.
     pub fn validate(&self) -> Result<(), String> {
         crate::records::destinations::Destinations::parse(&self.webhooks.allow)?;
+        self.integrations.validate()?;
         let l = &self.limits;
         for (name, value) in [
             ("limits.body_bytes", l.body_bytes as u64),
@@ -447,6 +738,7 @@ impl Config {
             ("limits.watch_interval_ms", l.watch_interval_ms),
             ("limits.max_list_len", l.max_list_len as u64),
             ("limits.max_total_items", l.max_total_items as u64),
+            ("limits.bundle_member_mib", l.bundle_member_mib),
             ("records.queue", self.records.queue as u64),
             ("webhooks.timeout_ms", self.webhooks.timeout_ms),
             ("webhooks.concurrency", self.webhooks.concurrency as u64),
@@ -461,10 +753,17 @@ impl Config {
             ("webhooks.tick_ms", self.webhooks.tick_ms),
             ("webhooks.lease_ms", self.webhooks.lease_ms),
             ("trust.min_signatures", self.trust.min_signatures as u64),
+            ("sources.poll_interval_ms", self.sources.poll_interval_ms),
+            ("sources.max_backoff_ms", self.sources.max_backoff_ms),
+            ("sources.stale_after_ms", self.sources.stale_after_ms),
+            ("sources.timeout_ms", self.sources.timeout_ms),
         ] {
             if value == 0 {
                 return Err(format!("{name} must be greater than 0"));
             }
+        }
+        if l.bundle_member_mib > 1024 {
+            return Err("limits.bundle_member_mib must be at most 1024".into());
         }
         if l.memory_mib > 4096 {
             return Err("limits.memory_mib must be at most 4096".into());
@@ -485,14 +784,37 @@ impl Config {
                     b.name
                 ));
             }
-            let sources = [b.file.is_some(), b.dir.is_some(), b.build.is_some()]
-                .iter()
-                .filter(|x| **x)
-                .count();
+            let sources = [
+                b.file.is_some(),
+                b.dir.is_some(),
+                b.build.is_some(),
+                b.url.is_some(),
+                b.oci.is_some(),
+            ]
+            .iter()
+            .filter(|x| **x)
+            .count();
             if sources > 1 {
                 return Err(format!(
-                    "bundles[{i}] ('{}'): give at most one of `file`, `dir`, `build`",
+                    "bundles[{i}] ('{}'): give at most one of `file`, `dir`, `build`, `url`, `oci`",
                     b.name
+                ));
+            }
+            b.check_remote()
+                .map_err(|e| format!("bundles[{i}] ('{}'): {e}", b.name))?;
+            let own = &b.limits;
+            if own.memory_mib.is_some_and(|m| m == 0 || m > 4096) {
+                return Err(format!(
+                    "bundles[{i}] ('{}'): limits.memory_mib must be 1-4096",
+                    b.name
+                ));
+            }
+            if let Some(d) = own.deadline_ms
+                && (d == 0 || d >= l.request_timeout_ms)
+            {
+                return Err(format!(
+                    "bundles[{i}] ('{}'): limits.deadline_ms ({d}) must be greater than 0 and below limits.request_timeout_ms ({})",
+                    b.name, l.request_timeout_ms
                 ));
             }
             if b.sign_with.is_some() && b.build.is_none() {
@@ -502,7 +824,56 @@ impl Config {
                 ));
             }
         }
-        if self.bundles.iter().filter(|b| b.default).count() > 1 {
+        match (
+            self.listen_tls,
+            self.tls.certificate.is_some(),
+            self.tls.key.is_some(),
+        ) {
+            (Some(_), true, true) | (None, false, false) => {}
+            (Some(_), _, _) => {
+                return Err("listen_tls needs both tls.certificate and tls.key (PEM files)".into());
+            }
+            (None, _, _) => {
+                return Err(
+                    "tls.certificate and tls.key are used only with listen_tls; set listen_tls or remove them".into(),
+                );
+            }
+        }
+        for (i, set) in self.policy_sets.iter().enumerate() {
+            crate::bundle::manifest::check_name(&set.name)
+                .map_err(|e| format!("policy_sets[{i}]: {e}"))?;
+            if !names.insert(set.name.as_str()) {
+                return Err(format!(
+                    "policy_sets[{i}]: '{}' is already the name of a bundle or another set",
+                    set.name
+                ));
+            }
+            if set.members.is_empty() {
+                return Err(format!(
+                    "policy_sets[{i}] ('{}'): `members` must name at least one bundle",
+                    set.name
+                ));
+            }
+            let mut members = std::collections::BTreeSet::new();
+            for (j, m) in set.members.iter().enumerate() {
+                crate::bundle::manifest::check_name(m)
+                    .map_err(|e| format!("policy_sets[{i}].members[{j}]: {e}"))?;
+                if !members.insert(m.as_str()) {
+                    return Err(format!(
+                        "policy_sets[{i}].members[{j}]: '{m}' is listed twice in set '{}'",
+                        set.name
+                    ));
+                }
+                if self.policy_sets.iter().any(|s| &s.name == m) {
+                    return Err(format!(
+                        "policy_sets[{i}].members[{j}]: '{m}' is a policy set; members are bundles (sets do not nest)"
+                    ));
+                }
+            }
+        }
+        let defaults = self.bundles.iter().filter(|b| b.default).count()
+            + self.policy_sets.iter().filter(|s| s.default).count();
+        if defaults > 1 {
             return Err("more than one bundle is marked `default = true`".into());
         }
         let mut token_names = std::collections::BTreeSet::new();
@@ -537,7 +908,7 @@ impl Config {
     /// that listens beyond loopback must not trust a `sign_with` key: not
     /// its directory, and not a copy of its public half.
     pub fn check_development_keys(&self) -> Result<(), String> {
-        if self.listen.ip().is_loopback() {
+        if self.listen.ip().is_loopback() && self.listen_tls.is_none_or(|a| a.ip().is_loopback()) {
             return Ok(());
         }
         let canonical = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
@@ -562,6 +933,23 @@ impl Config {
                     key.display(),
                     b.name
                 ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks what remote bundle sources read from files at start: each
+    /// `ca_file` must hold PEM certificates. (Credentials are read at
+    /// each poll, so that they can be rotated.)
+    pub fn check_sources(&self) -> Result<(), String> {
+        for (i, b) in self.bundles.iter().enumerate() {
+            if b.ca_file.is_some() {
+                crate::distribution::TransportOptions {
+                    ca_file: b.ca_file.clone(),
+                    ..Default::default()
+                }
+                .check()
+                .map_err(|e| format!("bundles[{i}] ('{}'): {e}", b.name))?;
             }
         }
         Ok(())
@@ -601,15 +989,27 @@ impl Config {
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("stagegate.db").display()))
     }
 
-    /// The name of the default bundle among the configured ones, by
-    /// [`crate::server::registry::default_bundle`]'s rule.
+    /// The name of the default bundle (or policy set) among the
+    /// configured ones, by [`crate::server::registry::default_bundle`]'s
+    /// rule.
     pub fn default_bundle(&self) -> Option<&str> {
+        let marked = self
+            .bundles
+            .iter()
+            .find(|b| b.default)
+            .map(|b| b.name.as_str())
+            .or_else(|| {
+                self.policy_sets
+                    .iter()
+                    .find(|s| s.default)
+                    .map(|s| s.name.as_str())
+            });
         crate::server::registry::default_bundle(
+            marked,
             self.bundles
                 .iter()
-                .find(|b| b.default)
-                .map(|b| b.name.as_str()),
-            self.bundles.iter().map(|b| b.name.as_str()),
+                .map(|b| b.name.as_str())
+                .chain(self.policy_sets.iter().map(|s| s.name.as_str())),
         )
     }
 }
@@ -617,6 +1017,77 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_archive_member_limit_is_configurable_and_defaults_to_the_readers_own() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.limits.archive(), crate::bundle::ArchiveLimits::DEFAULT);
+        let c = Config::parse("[limits]\nbundle_member_mib = 64\n").unwrap();
+        let a = c.limits.archive();
+        assert_eq!(a.max_member_bytes, 64 << 20);
+        assert!(a.max_total_bytes >= a.max_member_bytes);
+        assert!(a.max_archive_bytes >= a.max_member_bytes);
+        for bad in ["0", "2048"] {
+            let e = Config::parse(&format!("[limits]\nbundle_member_mib = {bad}\n"))
+                .expect_err(bad)
+                .to_string();
+            assert!(e.contains("limits.bundle_member_mib"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_bundles_own_limits_are_read_and_checked() {
+        let c = Config::parse(
+            "[[bundles]]\nname = \"py\"\nlimits = { memory_mib = 256, deadline_ms = 500, warm_instances = 4 }\n",
+        )
+        .unwrap();
+        let own = c.bundles[0].limits;
+        assert_eq!(own.memory_mib, Some(256));
+        assert_eq!(own.deadline_ms, Some(500));
+        assert_eq!(own.warm_instances, Some(4));
+        for (limits, wanted) in [
+            ("{ memory_mib = 0 }", "limits.memory_mib must be 1-4096"),
+            ("{ memory_mib = 5000 }", "limits.memory_mib must be 1-4096"),
+            (
+                "{ deadline_ms = 999999 }",
+                "below limits.request_timeout_ms",
+            ),
+            ("{ fuel = 1 }", "fuel"),
+        ] {
+            let e = Config::parse(&format!("[[bundles]]\nname = \"py\"\nlimits = {limits}\n"))
+                .expect_err(limits)
+                .to_string();
+            assert!(e.contains(wanted), "{limits}: {e}");
+        }
+    }
+
+    #[test]
+    fn policy_sets_are_checked_and_may_be_the_default() {
+        let bundles = "[[bundles]]\nname = \"a\"\n[[bundles]]\nname = \"b\"\n";
+        let c = Config::parse(&format!(
+            "{bundles}[[policy_sets]]\nname = \"s\"\nmembers = [\"a\", \"b\"]\ndefault = true\n"
+        ))
+        .unwrap();
+        assert_eq!(c.default_bundle(), Some("s"));
+        for (set, wanted) in [
+            (
+                "name = \"a\"\nmembers = [\"b\"]",
+                "already the name of a bundle",
+            ),
+            ("name = \"s\"\nmembers = []", "at least one bundle"),
+            (
+                "name = \"s\"\nmembers = [\"a\", \"a\"]",
+                "policy_sets[0].members[1]",
+            ),
+            ("name = \"s\"\nmembers = [\"s\"]", "sets do not nest"),
+            ("name = \"S!\"\nmembers = [\"a\"]", "policy_sets[0]"),
+        ] {
+            let e = Config::parse(&format!("{bundles}[[policy_sets]]\n{set}\n"))
+                .expect_err(set)
+                .to_string();
+            assert!(e.contains(wanted), "{set}: {e}");
+        }
+    }
 
     #[test]
     fn an_empty_file_means_the_defaults() {
@@ -636,6 +1107,40 @@ mod tests {
     fn a_bundle_with_two_sources_is_refused() {
         let e = Config::parse("[[bundles]]\nname = \"a\"\nfile = \"a.bundle\"\ndir = \"in\"\n")
             .unwrap_err();
+        assert!(e.contains("at most one of"), "{e}");
+    }
+
+    #[test]
+    fn remote_source_settings_are_checked_where_they_apply() {
+        let entry = |body: &str| Config::parse(&format!("[[bundles]]\nname = \"a\"\n{body}\n"));
+        assert!(entry("oci = \"127.0.0.1:5000/c/a:1\"\nplain_http = true").is_ok());
+        let e = entry("oci = \"registry.example.com/c/a:1\"\nplain_http = true").unwrap_err();
+        assert!(
+            e.contains("bundles[0]") && e.contains("allow_insecure"),
+            "{e}"
+        );
+        assert!(
+            entry("oci = \"registry.example.com/c/a:1\"\nplain_http = true\nallow_insecure = true")
+                .is_ok()
+        );
+        let e = entry("url = \"https://u:p@example.com/a.bundle\"").unwrap_err();
+        assert!(e.contains("file or environment variable"), "{e}");
+        let e = entry("file = \"a.bundle\"\npoll_interval_ms = 10").unwrap_err();
+        assert!(e.contains("poll_interval_ms"), "{e}");
+        let e = entry("url = \"https://example.com/a\"\nplain_http = true").unwrap_err();
+        assert!(
+            e.contains("`plain_http` only applies to an `oci` source"),
+            "{e}"
+        );
+        let e = entry("oci = \"127.0.0.1:5000/c/a:1\"\nbearer_token_env = \"T\"").unwrap_err();
+        assert!(e.contains("bearer_token_env"), "{e}");
+        let e = entry(
+            "url = \"https://example.com/a\"\nbearer_token_env = \"T\"\nbasic_auth_env = \"B\"",
+        )
+        .unwrap_err();
+        assert!(e.contains("at most one of"), "{e}");
+        let e =
+            entry("url = \"https://example.com/a\"\noci = \"127.0.0.1:5000/c/a:1\"").unwrap_err();
         assert!(e.contains("at most one of"), "{e}");
     }
 
@@ -687,6 +1192,7 @@ mod tests {
                 Just("[records]"),
                 Just("[scheduler]"),
                 Just("[webhooks]"),
+                Just("[sources]"),
                 Just("[[bundles]]"),
                 Just("[[tokens]]"),
                 Just("[unknown]"),
@@ -752,7 +1258,7 @@ mod tests {
                         || message.contains("bundles[")
                         || message.contains("tokens[")
                         || message.contains("`default = true`")
-                        || ["limits.", "records.", "scheduler.", "webhooks.", "trust."]
+                        || ["limits.", "records.", "scheduler.", "webhooks.", "trust.", "sources."]
                             .iter()
                             .any(|t| message.contains(t));
                     prop_assert!(names_place, "{}", message);

@@ -113,6 +113,7 @@ impl From<crate::records::RecordError> for ApiError {
                     format!("the records store failed: {e}"),
                 )
             }
+            R::Log(e) => ApiError::unavailable("decision_log_unavailable", e.to_string()),
         }
     }
 }

@@ -60,6 +60,23 @@ pub struct Metrics {
     scheduled: Histogram,
     webhook_results: Family<ResultLabels, Counter>,
     webhooks_pending: Gauge,
+    source_polls: Family<PollLabels, Counter>,
+    source_last_success: Family<BundleLabels, Gauge>,
+    source_stale: Family<BundleLabels, Gauge>,
+    admissions: Family<ResultLabels, Counter>,
+    authz: Family<AuthzLabels, Counter>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct PollLabels {
+    bundle: String,
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct AuthzLabels {
+    deployment: String,
+    result: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -195,7 +212,42 @@ impl Metrics {
             "Escalation webhook deliveries not yet delivered (retried until they are)",
             webhooks_pending.clone(),
         );
+        let source_polls = Family::<PollLabels, Counter>::default();
+        registry.register(
+            "bundle_source_polls",
+            "Polls of remote bundle sources by result: changed (a new version activated), unchanged, error (the source could not be asked), rejected (it offered a bundle that was refused)",
+            source_polls.clone(),
+        );
+        let source_last_success = Family::<BundleLabels, Gauge>::default();
+        registry.register(
+            "bundle_source_last_success_timestamp_seconds",
+            "When a remote bundle source last answered with an acceptable bundle (changed or unchanged), Unix seconds",
+            source_last_success.clone(),
+        );
+        let source_stale = Family::<BundleLabels, Gauge>::default();
+        registry.register(
+            "bundle_source_stale",
+            "1 while a remote bundle source has had no successful poll for longer than stale_after_ms",
+            source_stale.clone(),
+        );
+        let admissions = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "admissions",
+            "Kubernetes admission reviews answered: allowed, denied, or not_annotated (not stagegate's to judge)",
+            admissions.clone(),
+        );
+        let authz = Family::<AuthzLabels, Counter>::default();
+        registry.register(
+            "authz",
+            "Per-request exposure checks by deployment (`unknown` when none is active under the name asked for) and result (in, out)",
+            authz.clone(),
+        );
         Metrics {
+            authz,
+            source_polls,
+            source_last_success,
+            source_stale,
+            admissions,
             scheduled,
             webhook_results,
             webhooks_pending,
@@ -227,6 +279,17 @@ impl Metrics {
             }
         }
         BundleCounters { by_outcome }
+    }
+
+    /// The counter of exposure checks of `deployment` with `result`
+    /// (a handle: kept by the route table, so counting is one atomic add).
+    pub fn authz_counter(&self, deployment: &str, result: &'static str) -> Counter {
+        self.authz
+            .get_or_create(&AuthzLabels {
+                deployment: deployment.to_string(),
+                result,
+            })
+            .clone()
     }
 
     pub fn observe_latency(&self, kind: DecisionKind, seconds: f64) {
@@ -301,8 +364,53 @@ impl Metrics {
             .inc();
     }
 
+    /// An admission review answered: `allowed`, `denied` or `not_annotated`.
+    pub fn admission(&self, result: &'static str) {
+        self.admissions
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+
     pub fn webhooks_pending(&self, n: i64) {
         self.webhooks_pending.set(n);
+    }
+
+    /// One poll of `bundle`'s remote source ended with `result`
+    /// (`changed|unchanged|error|rejected`).
+    pub fn source_poll(&self, bundle: &str, result: &'static str) {
+        self.source_polls
+            .get_or_create(&PollLabels {
+                bundle: bundle.to_string(),
+                result,
+            })
+            .inc();
+    }
+
+    /// Makes every poll-result series of `bundle` exist (at 0).
+    pub fn source_registered(&self, bundle: &str, results: &[&'static str]) {
+        for result in results {
+            let _ = self.source_polls.get_or_create(&PollLabels {
+                bundle: bundle.to_string(),
+                result,
+            });
+        }
+        self.source_stale(bundle, false);
+    }
+
+    pub fn source_success(&self, bundle: &str, unix_seconds: i64) {
+        self.source_last_success
+            .get_or_create(&BundleLabels {
+                bundle: bundle.to_string(),
+            })
+            .set(unix_seconds);
+    }
+
+    pub fn source_stale(&self, bundle: &str, stale: bool) {
+        self.source_stale
+            .get_or_create(&BundleLabels {
+                bundle: bundle.to_string(),
+            })
+            .set(i64::from(stale));
     }
 
     /// The Prometheus text exposition.

@@ -12,14 +12,19 @@ pub(crate) mod body;
 pub mod config;
 #[cfg(test)]
 mod config_example;
+pub mod console;
 pub(crate) mod error;
+pub mod exposure;
+pub mod integrations;
 pub(crate) mod lane;
 pub(crate) mod metrics;
 pub(crate) mod monitor;
 pub mod pipeline;
 pub(crate) mod registry;
+pub(crate) mod remote;
 pub(crate) mod routes;
 pub(crate) mod sources;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,7 +35,7 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use tokio::sync::Semaphore;
 
 use auth::Auth;
@@ -49,6 +54,13 @@ pub struct App {
     /// Log stateless decisions too.
     pub(crate) log_decisions: bool,
     pub(crate) notices: routes::notice::NoticeCache,
+    /// The auditor's console: its sessions.
+    pub(crate) console: console::Console,
+    console_enabled: bool,
+    /// GitHub deployment protection rules, when configured.
+    pub(crate) github: Option<Arc<integrations::github::GithubGate>>,
+    /// The route table the per-request exposure check answers from.
+    pub(crate) exposure: Arc<exposure::Exposure>,
     inflight: Arc<Semaphore>,
 }
 
@@ -139,7 +151,30 @@ pub async fn prepare(config: &Config) -> Result<Arc<App>, ServeError> {
             }
         }
     });
+    let github = match &config.integrations.github {
+        Some(g) => Some(Arc::new(
+            integrations::github::GithubGate::load(g).map_err(ServeError::Config)?,
+        )),
+        None => None,
+    };
     let registry = tokio::task::block_in_place(|| prepare_registry(config, events))?;
+    let exposure = Arc::new(
+        exposure::Exposure::new(
+            &config.integrations.authz,
+            &config.data_dir,
+            registry.metrics().clone(),
+        )
+        .map_err(ServeError::Config)?,
+    );
+    // The first table before the port is bound: a gateway asking at once
+    // is answered from the records, not from an empty table.
+    if let Err(e) = exposure.refresh(&records).await {
+        return Err(ServeError::Startup(format!("exposure route table: {e}")));
+    }
+    exposure.spawn_refresh(
+        records.clone(),
+        Duration::from_millis(config.integrations.authz.refresh_ms),
+    );
     let app = Arc::new(App {
         metrics: registry.metrics().clone(),
         registry,
@@ -148,6 +183,10 @@ pub async fn prepare(config: &Config) -> Result<Arc<App>, ServeError> {
         limits: config.limits.clone(),
         log_decisions: config.records.log_decisions,
         notices: routes::notice::NoticeCache::new(),
+        console: console::Console::new(&config.console),
+        console_enabled: config.console.enabled,
+        github,
+        exposure,
         inflight: Arc::new(Semaphore::new(config.limits.concurrency)),
     });
     monitor::start(&app, config);
@@ -215,6 +254,13 @@ fn prepare_registry(
         deadline: Duration::from_millis(config.limits.decision_deadline_ms),
         memory_bytes: config.limits.memory_mib << 20,
         max_instances: u32::try_from(config.limits.concurrency + 64).unwrap_or(u32::MAX),
+        largest_bundle_memory_bytes: config
+            .bundles
+            .iter()
+            .filter_map(|b| b.limits.memory_mib)
+            .max()
+            .unwrap_or(0)
+            << 20,
         ..crate::policy::Limits::default()
     };
     let runtime =
@@ -228,9 +274,20 @@ fn prepare_registry(
             isolation: config.limits.isolation,
             data_dir: config.data_dir.clone(),
             default_bundle: config.default_bundle().map(str::to_string),
-            default_is_first_activated: config.bundles.is_empty(),
+            default_is_first_activated: config.bundles.is_empty() && config.policy_sets.is_empty(),
             cache: config.cache,
             events: Some(events),
+            archive_limits: config.limits.archive(),
+            bundle_limits: config
+                .bundles
+                .iter()
+                .map(|b| (b.name.clone(), b.limits))
+                .collect(),
+            sets: config
+                .policy_sets
+                .iter()
+                .map(|s| (s.name.clone(), s.members.clone()))
+                .collect(),
         },
         metrics.clone(),
     ));
@@ -253,6 +310,9 @@ fn prepare_registry(
     let mut watcher = sources::Watcher::new(registry.clone(), config.bundles.clone());
     watcher.poll();
     watcher.spawn(Duration::from_millis(config.limits.watch_interval_ms));
+    // Remote sources poll on their own threads: a registry that is down
+    // must not hold up start, which already serves the persisted bundles.
+    remote::start(&registry, &config.bundles, &config.sources).map_err(ServeError::Config)?;
     Ok(registry)
 }
 
@@ -295,7 +355,18 @@ pub fn router(app: Arc<App>) -> Router {
             "/v1/releases/{id}/acceptances",
             post(routes::records::release_acceptance),
         )
-        .route("/v1/deployments", post(routes::records::create_deployment))
+        .route(
+            "/v1/deployments",
+            post(routes::records::create_deployment).get(routes::evaluations::find),
+        )
+        // Any method and any suffix: Envoy's ext_authz keeps the original
+        // method and appends the original path to its `path_prefix`.
+        .route("/v1/integrations/authz", any(exposure::authz))
+        .route("/v1/integrations/authz/{*rest}", any(exposure::authz))
+        .route(
+            "/v1/integrations/github/deployment-protection",
+            post(integrations::github::deployment_protection),
+        )
         .route("/v1/log/checkpoint", get(routes::records::checkpoint))
         .route("/v1/log/key", get(routes::records::checkpoint_key))
         .route("/v1/decisions/{id}/receipt", get(routes::records::receipt))
@@ -317,12 +388,34 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/v1/deployments/{id}/issues", post(routes::records::issue))
         .route(
+            "/v1/deployments/{id}/evaluations/progression",
+            get(routes::evaluations::progression),
+        )
+        .route(
+            "/v1/deployments/{id}/evaluations/monitoring",
+            get(routes::evaluations::monitoring),
+        )
+        // Rollout controllers (docs/integrations.md).
+        .route(
+            "/v1/integrations/argo-rollouts/analysis",
+            get(routes::integrations::argo::analysis),
+        )
+        .route(
+            "/v1/integrations/flagger/{hook}",
+            post(routes::integrations::flagger::hook),
+        )
+        .route(
             "/v1/deployments/{id}/rollback",
             post(routes::records::rollback),
         )
         .route(
             "/v1/deployments/{id}/suspend",
             post(routes::records::suspend),
+        )
+        // A Kubernetes ValidatingAdmissionWebhook (gateway role).
+        .route(
+            "/v1/integrations/kubernetes/admission",
+            post(routes::admission::review),
         )
         // Public routes pass the same gate: a flood of them must not
         // starve the decisions (the notice is served from a cache, health
@@ -331,8 +424,14 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/readyz", get(routes::health::readyz))
         // The notice to users is public: the people it informs hold no token.
         .route("/v1/systems/{id}/notice", get(routes::notice::notice))
-        .route("/metrics", get(routes::health::metrics))
-        .layer(middleware::from_fn_with_state(app.clone(), admit));
+        .route("/metrics", get(routes::health::metrics));
+    // The auditor's console (README.md, "Auditor console").
+    let api = if app.console_enabled {
+        api.merge(console::routes(app.clone()))
+    } else {
+        api
+    }
+    .layer(middleware::from_fn_with_state(app.clone(), admit));
     Router::new()
         .merge(api)
         .fallback(not_found)
@@ -435,10 +534,14 @@ async fn count_responses(State(app): State<Arc<App>>, req: Request, next: Next) 
 /// Without tokens the service is open to every caller, so it listens on
 /// loopback only, whatever the configuration asked for.
 pub fn effective_listen(config: &Config) -> SocketAddr {
-    if config.tokens.is_empty() && !config.listen.ip().is_loopback() {
-        let addr = SocketAddr::from(([127, 0, 0, 1], config.listen.port()));
+    loopback_unless_tokens(config, config.listen)
+}
+
+fn loopback_unless_tokens(config: &Config, listen: SocketAddr) -> SocketAddr {
+    if config.tokens.is_empty() && !listen.ip().is_loopback() {
+        let addr = SocketAddr::from(([127, 0, 0, 1], listen.port()));
         tracing::warn!(
-            requested = %config.listen,
+            requested = %listen,
             listening = %addr,
             "no access tokens configured: listening on loopback only; configure [[tokens]] to serve other hosts"
         );
@@ -449,11 +552,20 @@ pub fn effective_listen(config: &Config) -> SocketAddr {
             "no access tokens configured: open development mode, every local caller has every role"
         );
     }
-    config.listen
+    listen
 }
 
-/// Runs the service until SIGINT or SIGTERM, then drains in-flight requests.
+/// Runs the service until SIGINT or SIGTERM, then drains in-flight requests
+/// (on both listeners when `listen_tls` is set).
 pub async fn serve(config: Config) -> Result<(), ServeError> {
+    // The certificate is checked before anything is opened or bound.
+    let certificates = match config.tls.files().filter(|_| config.listen_tls.is_some()) {
+        Some(files) => Some(
+            tls::Certificates::load(files)
+                .map_err(|e| ServeError::Config(format!("invalid configuration: {e}")))?,
+        ),
+        None => None,
+    };
     let app = prepare(&config).await?;
     let addr = effective_listen(&config);
     let listener = tokio::net::TcpListener::bind(addr)
@@ -462,6 +574,32 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let local = listener
         .local_addr()
         .map_err(|e| ServeError::Startup(e.to_string()))?;
+    // Both listeners are bound before the service says it listens.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let tls_server = match (config.listen_tls, certificates) {
+        (Some(requested), Some(certificates)) => {
+            let addr = loopback_unless_tokens(&config, requested);
+            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                ServeError::Startup(format!("cannot listen on {addr} (listen_tls): {e}"))
+            })?;
+            let tls_local = listener
+                .local_addr()
+                .map_err(|e| ServeError::Startup(e.to_string()))?;
+            certificates.watch(Duration::from_millis(config.limits.watch_interval_ms));
+            tracing::info!(address = %tls_local, certificate = %certificates.files().certificate.display(), "TLS listener ready");
+            let mut stopped = stopped.clone();
+            Some(tokio::spawn(tls::serve(
+                listener,
+                router(app.clone()),
+                certificates,
+                config.limits.request_timeout(),
+                async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                },
+            )))
+        }
+        _ => None,
+    };
     let active: Vec<String> = app
         .registry
         .slots()
@@ -474,10 +612,20 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             "no bundle is active: /readyz answers 503 and decisions 503 until one is uploaded or its source appears"
         );
     }
-    axum::serve(listener, router(app))
-        .with_graceful_shutdown(shutdown_signal())
+    let mut plain_stopped = stopped.clone();
+    let plain = axum::serve(listener, router(app)).with_graceful_shutdown(async move {
+        let _ = plain_stopped.wait_for(|s| *s).await;
+    });
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    plain
         .await
         .map_err(|e| ServeError::Startup(e.to_string()))?;
+    if let Some(tls_server) = tls_server {
+        let _ = tls_server.await;
+    }
     tracing::info!("stopped: in-flight requests drained");
     Ok(())
 }

@@ -16,36 +16,81 @@ use axum::body::Bytes;
 use super::App;
 use super::lane;
 use super::metrics::Metrics;
-use super::registry::{Active, ResolveError, Slot};
-use crate::decision::{DecisionKind, DecodeLimits, Request, RequestError, decode_with};
+use super::registry::{Active, ResolveError, Target};
+use crate::decision::{DecisionKind, DecodeLimits, Request, RequestError, Timestamp, decode_with};
 use crate::policy::{Decided, PolicyError};
 
-/// A bundle resolved for one request: every decision of that request sees
-/// this one version, whatever is activated meanwhile.
+/// A bundle or policy set resolved for one request: every decision of that
+/// request sees this one version of each bundle involved, whatever is
+/// activated meanwhile.
 #[derive(Clone)]
 pub struct Pipeline {
-    slot: Arc<Slot>,
-    active: Arc<Active>,
+    target: Target,
+    /// One member for a bundle; every member, in order, for a set.
+    members: Arc<Vec<Arc<Active>>>,
     metrics: Arc<Metrics>,
 }
 
 impl Pipeline {
-    /// The pipeline of bundle `name`, or of the default bundle.
+    /// The pipeline of bundle or policy set `name`, or of the default.
     pub fn resolve(app: &App, name: Option<&str>) -> Result<Pipeline, ResolveError> {
-        let (slot, active) = app.registry.resolve(name)?;
+        let (target, members) = app.registry.resolve(name)?;
         Ok(Pipeline {
-            slot,
-            active,
+            target,
+            members: Arc::new(members),
             metrics: app.metrics.clone(),
         })
     }
 
-    pub fn bundle(&self) -> &str {
-        &self.slot.name
+    /// The control map findings are judged by: the bundle's, or for a set
+    /// every member's merged.
+    pub fn controls(&self) -> crate::decision::Controls {
+        crate::decision::Controls::merged(self.members.iter().map(|a| &a.policy.controls))
     }
 
-    pub fn active(&self) -> &Arc<Active> {
-        &self.active
+    /// The bundle's or the set's name.
+    pub fn bundle(&self) -> &str {
+        self.target.name()
+    }
+
+    /// The version(s) answering, for logs: `1.1.0`, or for a set
+    /// `a@1.1.0+b@0.1.0`.
+    fn version(&self) -> String {
+        match &self.target {
+            Target::Bundle(_) => self
+                .members
+                .first()
+                .map(|a| a.version.to_string())
+                .unwrap_or_default(),
+            Target::Set(_) => self
+                .members
+                .iter()
+                .map(|a| format!("{}@{}", a.policy.policy_ref.bundle, a.version))
+                .collect::<Vec<_>>()
+                .join("+"),
+        }
+    }
+
+    /// Decides with the snapshot this pipeline holds (in whatever thread
+    /// calls it).
+    fn run(target: &Target, members: &[Arc<Active>], request: Request) -> Decided {
+        match target {
+            Target::Bundle(_) => members[0].policy.decide(request),
+            Target::Set(set) => {
+                let policies: Vec<_> = members.iter().map(|a| &a.policy).collect();
+                crate::policy::set::decide(&set.name, &policies, request)
+            }
+        }
+    }
+
+    fn fail_closed(&self, kind: DecisionKind, now: Timestamp, e: PolicyError) -> Decided {
+        match &self.target {
+            Target::Bundle(_) => self.members[0].policy.fail_closed(kind, now, e),
+            Target::Set(set) => {
+                let policies: Vec<_> = self.members.iter().map(|a| &a.policy).collect();
+                crate::policy::set::fail_closed(&set.name, &policies, kind, now, e)
+            }
+        }
     }
 
     /// Decides `request` for `actor`: in the lane, which takes a heavy
@@ -55,17 +100,17 @@ impl Pipeline {
         let (kind, now) = (request.kind(), request.now());
         let started = Instant::now();
         let heavy = lane::is_heavy_request(&request);
-        let policy = self.active.clone();
+        let (target, members) = (self.target.clone(), self.members.clone());
         let ran = self
-            .slot
-            .lane
-            .run(heavy, move || policy.policy.decide(request))
+            .target
+            .lane()
+            .run(heavy, move || Self::run(&target, &members, request))
             .await;
         let decided = match ran {
             Ok(decided) => decided,
             // The task running the policy died (it cannot panic by design;
             // this is the last line of defence): fail closed all the same.
-            Err(e) => self.active.policy.fail_closed(
+            Err(e) => self.fail_closed(
                 kind,
                 now,
                 PolicyError::Trap(format!("the decision task failed: {e}")),
@@ -89,21 +134,24 @@ impl Pipeline {
         finish: impl FnOnce(&Decided) -> T + Send + 'static,
     ) -> Result<(Decided, T), PipelineError> {
         let started = Instant::now();
-        let policy = self.active.clone();
+        let (target, members) = (self.target.clone(), self.members.clone());
         let job = move |request: Request| {
-            let decided = policy.policy.decide(request);
+            let decided = Self::run(&target, &members, request);
             let more = finish(&decided);
             (decided, more)
         };
         let ran = if lane::is_heavy_body(body.len()) {
-            self.slot
-                .lane
+            self.target
+                .lane()
                 .run(true, move || decode_with(kind, &body, limits).map(job))
                 .await
         } else {
             let request = decode_with(kind, &body, limits)?;
             let heavy = lane::is_heavy_request(&request);
-            self.slot.lane.run(heavy, move || Ok(job(request))).await
+            self.target
+                .lane()
+                .run(heavy, move || Ok(job(request)))
+                .await
         };
         let (decided, more) = ran.map_err(PipelineError::Task)??;
         self.account(kind, &decided, actor, started);
@@ -113,14 +161,14 @@ impl Pipeline {
     /// Counts a decision, and a policy failure by cause, and logs it.
     fn account(&self, kind: DecisionKind, decided: &Decided, actor: &str, started: Instant) {
         let envelope = &decided.envelope;
-        self.slot.counters.count(kind, envelope.outcome);
+        self.target.counters().count(kind, envelope.outcome);
         if let Some(e) = &decided.error {
-            self.metrics.policy_error(&self.slot.name, e.cause());
+            self.metrics.policy_error(self.bundle(), e.cause());
             tracing::warn!(
                 decision_id = %envelope.decision_id,
                 decision = %kind,
-                bundle = %self.slot.name,
-                version = %self.active.version,
+                bundle = %self.bundle(),
+                version = %self.version(),
                 caller = %actor,
                 cause = e.cause(),
                 error = %e,
@@ -130,7 +178,7 @@ impl Pipeline {
             tracing::debug!(
                 decision_id = %envelope.decision_id,
                 decision = %kind,
-                bundle = %self.slot.name,
+                bundle = %self.bundle(),
                 outcome = envelope.outcome.as_str(),
                 caller = %actor,
                 "decided"

@@ -30,7 +30,9 @@ use serde::Serialize;
 use super::metrics::{BundleCounters, Metrics};
 use crate::bundle::{ArchiveLimits, Bundle, BundleError, Signer, TrustStore};
 use crate::decision::{self, DecisionKind, Timestamp};
-use crate::policy::{ActivePolicy, CacheOutcome, ComponentCache, Isolation, LoadError, Runtime};
+use crate::policy::{
+    ActivePolicy, BundleLimits, CacheOutcome, ComponentCache, Isolation, LoadError, Runtime,
+};
 
 /// Where a candidate came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -46,6 +48,17 @@ pub enum Origin {
     Build { path: String },
     /// Uploaded over HTTP by a publisher.
     Upload { by: String },
+    /// Pulled from a polled HTTP(S) URL (credentials redacted).
+    Url { url: String },
+    /// Pulled from an OCI registry: the reference polled and the manifest
+    /// the tag named.
+    Oci {
+        reference: String,
+        /// Absent when the manifest itself was refused before its digest
+        /// could be trusted.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        manifest_digest: Option<String>,
+    },
 }
 
 impl std::fmt::Display for Origin {
@@ -56,6 +69,15 @@ impl std::fmt::Display for Origin {
             Origin::Dir { path } => write!(f, "directory entry {path}"),
             Origin::Build { path } => write!(f, "build of {path}"),
             Origin::Upload { by } => write!(f, "upload by {by}"),
+            Origin::Url { url } => write!(f, "url {url}"),
+            Origin::Oci {
+                reference,
+                manifest_digest: Some(d),
+            } => write!(f, "oci {reference} ({d})"),
+            Origin::Oci {
+                reference,
+                manifest_digest: None,
+            } => write!(f, "oci {reference}"),
         }
     }
 }
@@ -156,6 +178,8 @@ pub struct Slot {
     pub counters: BundleCounters,
     /// Inline or blocking execution of this bundle's decisions.
     pub lane: super::lane::Lane,
+    /// The polled remote source (`url`, `oci`), if the bundle has one.
+    source: Mutex<Option<super::remote::SourceState>>,
 }
 
 impl Slot {
@@ -175,6 +199,21 @@ impl Slot {
             .lock()
             .ok()
             .and_then(|h| h.iter().rev().find(|e| e.event == "rejected").cloned())
+    }
+
+    /// The remote source's status, if the bundle has one.
+    pub fn source_status(&self) -> Option<super::remote::SourceStatus> {
+        self.source
+            .lock()
+            .ok()
+            .and_then(|s| s.as_ref().map(super::remote::SourceState::status))
+    }
+
+    /// Updates the remote source's state.
+    pub(crate) fn update_source(&self, f: impl FnOnce(&mut Option<super::remote::SourceState>)) {
+        if let Ok(mut s) = self.source.lock() {
+            f(&mut s);
+        }
     }
 
     fn record(&self, event: Event) {
@@ -256,6 +295,53 @@ pub struct RegistrySettings {
     pub cache: bool,
     /// Receives [`BundleEvent`]s; `None` drops them.
     pub events: Option<tokio::sync::mpsc::UnboundedSender<BundleEvent>>,
+    /// Configured policy sets: name and member bundle names, in order
+    /// (docs/policy-sets.md).
+    pub sets: Vec<(String, Vec<String>)>,
+    /// Size limits bundle archives are read with (`limits.bundle_member_mib`).
+    pub archive_limits: ArchiveLimits,
+    /// Bundles' own sandbox limits (`[[bundles]] limits`), by name.
+    pub bundle_limits: BTreeMap<String, BundleLimits>,
+}
+
+/// A policy set: a name that answers decisions with several bundles.
+/// Its members keep their own slots and hot-swap independently.
+pub struct PolicySet {
+    pub name: String,
+    pub members: Vec<String>,
+    pub counters: BundleCounters,
+    /// Inline or blocking execution of the set's decisions.
+    pub lane: super::lane::Lane,
+}
+
+/// What answers one decision: a bundle, or a policy set.
+#[derive(Clone)]
+pub enum Target {
+    Bundle(Arc<Slot>),
+    Set(Arc<PolicySet>),
+}
+
+impl Target {
+    pub fn name(&self) -> &str {
+        match self {
+            Target::Bundle(s) => &s.name,
+            Target::Set(s) => &s.name,
+        }
+    }
+
+    pub fn lane(&self) -> &super::lane::Lane {
+        match self {
+            Target::Bundle(s) => &s.lane,
+            Target::Set(s) => &s.lane,
+        }
+    }
+
+    pub fn counters(&self) -> &BundleCounters {
+        match self {
+            Target::Bundle(s) => &s.counters,
+            Target::Set(s) => &s.counters,
+        }
+    }
 }
 
 /// Every served bundle, by name.
@@ -273,6 +359,8 @@ pub struct Registry {
     pending: Mutex<BTreeMap<String, Arc<Mutex<()>>>>,
     /// The default bundle's name, once known.
     default: ArcSwapOption<String>,
+    /// Configured policy sets, by name.
+    sets: BTreeMap<String, Arc<PolicySet>>,
 }
 
 /// Which bundle answers a decision that names none: the one marked as the
@@ -297,6 +385,8 @@ pub enum ResolveError {
     Unknown(String),
     #[error("bundle '{0}' has no active version")]
     Inactive(String),
+    #[error("bundle '{member}', a member of policy set '{set}', has no active version")]
+    MemberInactive { set: String, member: String },
     #[error("no default bundle is configured; name one with ?bundle=NAME")]
     NoDefault,
 }
@@ -315,17 +405,37 @@ impl Registry {
             }
             None => None,
         };
+        let sets = settings
+            .sets
+            .iter()
+            .map(|(name, members)| {
+                let set = PolicySet {
+                    name: name.clone(),
+                    members: members.clone(),
+                    counters: metrics.bundle_counters(name),
+                    lane: super::lane::Lane::new(),
+                };
+                (name.clone(), Arc::new(set))
+            })
+            .collect();
+        let archive_limits = settings.archive_limits;
         Registry {
+            sets,
             runtime,
             cache,
             settings,
-            archive_limits: ArchiveLimits::default(),
+            archive_limits,
             metrics,
             slots: ArcSwap::from_pointee(BTreeMap::new()),
             slots_write: Mutex::new(()),
             pending: Mutex::new(BTreeMap::new()),
             default: ArcSwapOption::new(default),
         }
+    }
+
+    /// The size limits bundle archives are read with.
+    pub fn archive_limits(&self) -> &ArchiveLimits {
+        &self.archive_limits
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -354,6 +464,7 @@ impl Registry {
             history: Mutex::new(VecDeque::new()),
             counters: self.metrics.bundle_counters(name),
             lane: super::lane::Lane::new(),
+            source: Mutex::new(None),
         });
         let mut next = (*current).clone();
         next.insert(name.to_string(), slot.clone());
@@ -375,25 +486,64 @@ impl Registry {
         self.default.load().as_deref().cloned()
     }
 
-    /// The active bundle a decision should use: `name`, or the default.
-    pub fn resolve(&self, name: Option<&str>) -> Result<(Arc<Slot>, Arc<Active>), ResolveError> {
-        let slots = self.slots.load();
-        let slot = match name {
-            Some(n) => slots
-                .get(n)
-                .ok_or_else(|| ResolveError::Unknown(n.to_string()))?,
+    /// What a decision should ask: bundle or set `name`, or the default,
+    /// with the active version of each bundle it involves, loaded once
+    /// here: one decision sees one version of every member.
+    pub fn resolve(&self, name: Option<&str>) -> Result<(Target, Vec<Arc<Active>>), ResolveError> {
+        let default;
+        let name = match name {
+            Some(n) => n,
             None => {
-                let default = self.default.load();
-                let n = default.as_deref().ok_or(ResolveError::NoDefault)?;
-                slots
-                    .get(n.as_str())
-                    .ok_or_else(|| ResolveError::Inactive(n.clone()))?
+                default = self.default.load_full().ok_or(ResolveError::NoDefault)?;
+                if let Some(set) = self.sets.get(default.as_str()) {
+                    return self.resolve_set(set);
+                }
+                let slot = self
+                    .slots
+                    .load()
+                    .get(default.as_str())
+                    .cloned()
+                    .ok_or_else(|| ResolveError::Inactive(default.to_string()))?;
+                let active = slot
+                    .active()
+                    .ok_or_else(|| ResolveError::Inactive(slot.name.clone()))?;
+                return Ok((Target::Bundle(slot), vec![active]));
             }
         };
+        if let Some(set) = self.sets.get(name) {
+            return self.resolve_set(set);
+        }
+        let slot = self
+            .slots
+            .load()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ResolveError::Unknown(name.to_string()))?;
         let active = slot
             .active()
             .ok_or_else(|| ResolveError::Inactive(slot.name.clone()))?;
-        Ok((slot.clone(), active))
+        Ok((Target::Bundle(slot), vec![active]))
+    }
+
+    fn resolve_set(
+        &self,
+        set: &Arc<PolicySet>,
+    ) -> Result<(Target, Vec<Arc<Active>>), ResolveError> {
+        let slots = self.slots.load();
+        let members = set
+            .members
+            .iter()
+            .map(|m| {
+                slots
+                    .get(m.as_str())
+                    .and_then(|s| s.active())
+                    .ok_or_else(|| ResolveError::MemberInactive {
+                        set: set.name.clone(),
+                        member: m.clone(),
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((Target::Set(set.clone()), members))
     }
 
     fn persisted_path(&self, name: &str) -> PathBuf {
@@ -443,7 +593,7 @@ impl Registry {
         names.sort();
         for name in names {
             let path = self.persisted_path(&name);
-            match super::sources::read_candidate(&path) {
+            match super::sources::read_candidate(&path, &self.archive_limits) {
                 Ok(bytes) => {
                     let _ = self.activate(&name, &bytes, Origin::Persisted, false, None);
                 }
@@ -553,6 +703,26 @@ impl Registry {
                 }
                 Err(e)
             }
+        }
+    }
+
+    /// Records a candidate that was refused before it could be offered to
+    /// [`Registry::activate`] (a pulled blob whose digest does not match,
+    /// a manifest of another artifact): in the slot's history and the
+    /// rejection metric, like any other refusal.
+    pub fn refuse(&self, name: &str, origin: Origin, reason: String) {
+        tracing::warn!(bundle = %name, origin = %origin, reason = %reason, "bundle candidate rejected; the active version keeps serving");
+        if let Some(slot) = self.slots.load().get(name) {
+            self.metrics.activation_failed(name);
+            slot.record(Event {
+                at: Timestamp::now(),
+                event: "rejected",
+                origin,
+                version: None,
+                digest: None,
+                reason: Some(reason),
+                forced: false,
+            });
         }
     }
 
@@ -685,12 +855,18 @@ impl Registry {
             .get_or_compile(&self.runtime, bundle.wasm())
             .map_err(LoadError::from)?;
         let params = bundle.params()?;
-        let policy = ActivePolicy::with_component(
+        let policy = ActivePolicy::with_limits(
             &self.runtime,
             &bundle,
             &component,
             params,
             self.settings.isolation,
+            &self
+                .settings
+                .bundle_limits
+                .get(name)
+                .copied()
+                .unwrap_or_default(),
         )?;
         smoke(&policy)?;
         if !matches!(origin, Origin::Persisted) {

@@ -26,10 +26,9 @@ fn stamp(path: &Path) -> Option<Stamp> {
 
 /// Reads a candidate bundle file, refusing one larger than a bundle may be
 /// before reading it (and while reading, should it grow).
-pub fn read_candidate(path: &Path) -> Result<Vec<u8>, String> {
+pub fn read_candidate(path: &Path, limits: &ArchiveLimits) -> Result<Vec<u8>, String> {
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    crate::bundle::read_bounded(file, ArchiveLimits::default().max_archive_bytes)
-        .map_err(|e| e.to_string())
+    crate::bundle::read_bounded(file, limits.max_archive_bytes).map_err(|e| e.to_string())
 }
 
 /// Watches the file and directory sources of the configured bundles.
@@ -75,7 +74,7 @@ impl Watcher {
         if !self.changed(file) {
             return;
         }
-        match read_candidate(file) {
+        match read_candidate(file, self.registry.archive_limits()) {
             Ok(bytes) => {
                 let origin = Origin::File {
                     path: file.display().to_string(),
@@ -108,7 +107,7 @@ impl Watcher {
             if !self.changed(&path) {
                 continue;
             }
-            let bytes = match read_candidate(&path) {
+            let bytes = match read_candidate(&path, self.registry.archive_limits()) {
                 Ok(b) => b,
                 Err(e) => {
                     tracing::warn!(bundle = %name, path = %path.display(), error = %e, "cannot read bundle candidate");
@@ -117,14 +116,14 @@ impl Watcher {
             };
             // Only the version is needed to order candidates; full
             // verification happens in `activate`.
-            let version = Bundle::from_bytes(&bytes, &ArchiveLimits::default())
+            let version = Bundle::from_bytes(&bytes, self.registry.archive_limits())
                 .ok()
                 .map(|b| b.manifest.version);
             candidates.push((version, path));
         }
         candidates.sort_by(|a, b| b.0.cmp(&a.0));
         for (_, path) in candidates {
-            let bytes = match read_candidate(&path) {
+            let bytes = match read_candidate(&path, self.registry.archive_limits()) {
                 Ok(b) => b,
                 Err(e) => {
                     tracing::warn!(bundle = %name, path = %path.display(), error = %e, "cannot read bundle candidate");

@@ -79,6 +79,9 @@ pub struct BundleStatus {
     name: String,
     active: Option<ActiveView>,
     last_rejection: Option<Event>,
+    /// The polled remote source (`url`, `oci`), if the bundle has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<crate::server::remote::SourceStatus>,
     history: Vec<Event>,
 }
 
@@ -104,6 +107,7 @@ pub async fn status(
             .active()
             .map(|a| view(slot, &a, default.as_deref() == Some(slot.name.as_str()))),
         last_rejection: slot.last_rejection(),
+        source: slot.source_status(),
         history: slot.history(),
     }))
 }

@@ -77,8 +77,8 @@ pub fn resolve_error(e: ResolveError) -> ApiError {
         ResolveError::Unknown(_) => {
             ApiError::new(StatusCode::NOT_FOUND, "unknown_bundle", e.to_string())
         }
-        ResolveError::Inactive(_) | ResolveError::NoDefault => {
-            ApiError::unavailable("no_bundle", e.to_string())
-        }
+        ResolveError::Inactive(_)
+        | ResolveError::MemberInactive { .. }
+        | ResolveError::NoDefault => ApiError::unavailable("no_bundle", e.to_string()),
     }
 }

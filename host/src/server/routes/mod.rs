@@ -1,7 +1,10 @@
 //! HTTP handlers, one module per resource.
 
+pub mod admission;
 pub mod bundles;
 pub mod decisions;
+pub mod evaluations;
 pub mod health;
+pub mod integrations;
 pub mod notice;
 pub mod records;

@@ -119,6 +119,12 @@ pub async fn notice(
     }
 }
 
+/// The notice as JSON, for the console's system page.
+pub(crate) async fn notice_value(app: &App, id: &str) -> Result<serde_json::Value, ApiError> {
+    let notice = app.notices.get(app, id).await?;
+    serde_json::to_value(&*notice).map_err(|e| ApiError::internal(e.to_string()))
+}
+
 /// Which release is live, at which stage, since when.
 #[derive(Debug, Clone, Serialize)]
 struct Operational {

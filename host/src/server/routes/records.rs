@@ -13,7 +13,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -25,6 +26,7 @@ use crate::records::model::{
     MisplacedReleaseFields, NewAcceptance, NewAuthorisation, NewDeployment, NewIntervention,
     NewIssue, NewObservations, NewProgression, NewReview, NewSystem, ReleaseEvidence,
 };
+use crate::records::oscal;
 use crate::records::{Actor, Intervention, RecordError};
 use crate::server::App;
 use crate::server::auth::Caller;
@@ -475,13 +477,52 @@ pub async fn suspend(
     intervene(app, id, headers, b, Intervention::Suspend).await
 }
 
+/// `?format=` of a deployment's record.
+#[derive(Debug, serde::Deserialize)]
+pub struct RecordQuery {
+    #[serde(default)]
+    format: Option<String>,
+}
+
+/// `GET /v1/deployments/{id}/record[?format=json|oscal]`: the auditor's
+/// document, as stagegate's own JSON or as OSCAL assessment results
+/// (docs/oscal.md).
 pub async fn record(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
+    query: Result<Query<RecordQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     app.auth.caller(&headers)?.require(&[Role::Auditor])?;
-    json(StatusCode::OK, &app.records.export(&id).await?)
+    let Query(query) = query
+        .map_err(|e| ApiError::bad_request("bad_query", format!("invalid query string: {e}")))?;
+    match query.format.as_deref() {
+        None | Some("json") => json(StatusCode::OK, &app.records.export(&id).await?),
+        Some("oscal") => {
+            let evidence = app.records.oscal_evidence(&id).await?;
+            // Findings are judged by the control map of the bundle that
+            // decided the deployment, as loaded now.
+            let pipeline = Pipeline::resolve(&app, evidence.bundle())
+                .map_err(super::decisions::resolve_error)?;
+            let doc = oscal::document(&evidence, &pipeline.controls());
+            let body = oscal::to_bytes(&doc)
+                .map_err(|e| ApiError::internal(format!("encoding the answer: {e}")))?;
+            Ok((
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response())
+        }
+        Some(other) => Err(ApiError::bad_request(
+            "bad_format",
+            format!(
+                "format must be json or oscal, not '{}'",
+                other.escape_debug()
+            ),
+        )
+        .at("format")),
+    }
 }
 
 pub async fn decision(

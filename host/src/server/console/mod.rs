@@ -1,0 +1,322 @@
+//! The auditor's console at `/ui` (README.md, "Auditor console"): a
+//! read-only, server-rendered view of the records for people who would
+//! rather look than `curl`.
+//!
+//! Pages are askama templates (`host/templates/console/`), compiled into
+//! the binary and checked at build time, escaping every value by default.
+//! No script: every page reads completely without one, so the
+//! `Content-Security-Policy` can forbid them outright.
+//!
+//! Sign-in exchanges an auditor, approver or operator token for a
+//! server-side session ([`session`]); in open development mode (no tokens
+//! configured, loopback only) the console is open like the API.
+
+pub mod charts;
+pub mod pages;
+pub mod session;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Form, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use super::App;
+use super::auth::Caller;
+use super::config::{ConsoleConfig, Role};
+use pages::Page;
+use session::{COOKIE, Lookup, Session, Sessions};
+
+/// The roles that may use the console.
+pub const ROLES: &[Role] = &[Role::Auditor, Role::Approver, Role::Operator];
+
+/// The console's state: its sessions and cookie settings.
+#[derive(Debug)]
+pub struct Console {
+    pub(crate) sessions: Sessions,
+    secure_cookie: bool,
+}
+
+impl Console {
+    pub fn new(config: &ConsoleConfig) -> Self {
+        Console {
+            sessions: Sessions::new(Duration::from_secs(config.session_seconds)),
+            secure_cookie: config.secure_cookie,
+        }
+    }
+
+    fn cookie(&self, value: &str, max_age: u64) -> String {
+        let secure = if self.secure_cookie { "; Secure" } else { "" };
+        format!("{COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/ui; Max-Age={max_age}{secure}")
+    }
+}
+
+/// Who is looking at a page: the caller, and the session behind it (none
+/// in open mode).
+#[derive(Debug, Clone)]
+pub struct Viewer {
+    pub caller: Caller,
+    pub session: Option<Session>,
+}
+
+/// The console's routes (all under `/ui`), with their security headers.
+pub(crate) fn routes(app: Arc<App>) -> Router<Arc<App>> {
+    Router::new()
+        .route("/ui", get(pages::overview))
+        .route("/ui/", get(pages::overview))
+        .route("/ui/sign-in", get(sign_in_form).post(sign_in))
+        .route("/ui/sign-out", post(sign_out))
+        .route("/ui/systems/{id}", get(pages::system))
+        .route("/ui/deployments/{id}", get(pages::deployment))
+        .route("/ui/decisions", get(pages::decisions))
+        .route("/ui/decisions/{id}", get(pages::decision))
+        .route("/ui/console.css", get(stylesheet))
+        .route("/ui/favicon.svg", get(favicon))
+        .route("/ui/{*rest}", get(unknown_page))
+        .layer(middleware::from_fn_with_state(app, headers))
+}
+
+/// What every console response carries: scripts, frames, plugins and
+/// other origins forbidden; nothing cached or sniffed; no referrer leaves.
+async fn headers(State(_app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'none'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    res
+}
+
+async fn stylesheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=300"),
+        ],
+        include_str!("../../../templates/console/console.css"),
+    )
+        .into_response()
+}
+
+async fn favicon() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "max-age=86400"),
+        ],
+        include_str!("../../../templates/console/favicon.svg"),
+    )
+        .into_response()
+}
+
+async fn unknown_page(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    match viewer(&app, &headers) {
+        Ok(v) => Page::error(
+            StatusCode::NOT_FOUND,
+            "Page not found",
+            "The console has no such page.",
+        )
+        .for_viewer(&v)
+        .into_response(),
+        Err(refusal) => *refusal,
+    }
+}
+
+/// The session id in a request's cookie.
+fn session_id(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|h| session::cookie(h, COOKIE))
+}
+
+/// The viewer of a request, or the response that refuses it: a redirect
+/// to the sign-in form without a live session, saying so when it expired.
+pub(crate) fn viewer(app: &App, headers: &HeaderMap) -> Result<Viewer, Box<Response>> {
+    if app.auth.is_open() {
+        return Ok(Viewer {
+            caller: app.auth.caller(headers).map_err(|_| {
+                Box::new(
+                    Page::error(StatusCode::UNAUTHORIZED, "Sign in", "Sign in first.")
+                        .into_response(),
+                )
+            })?,
+            session: None,
+        });
+    }
+    let lookup = match session_id(headers) {
+        Some(id) => app.console.sessions.get(id),
+        None => Err(Lookup::Unknown),
+    };
+    match lookup {
+        Ok(s) => Ok(Viewer {
+            caller: s.caller.clone(),
+            session: Some(s),
+        }),
+        Err(Lookup::Expired) => Err(Box::new(to_sign_in(app, "/ui/sign-in?expired=1"))),
+        Err(Lookup::Unknown) => Err(Box::new(to_sign_in(app, "/ui/sign-in"))),
+    }
+}
+
+/// A browser without a live session is sent to the sign-in form (a 303:
+/// a refusal the browser follows without logging an error), and a stale
+/// cookie is dropped.
+fn to_sign_in(app: &App, location: &'static str) -> Response {
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (header::LOCATION, location.to_string()),
+            (header::SET_COOKIE, app.console.cookie("", 0)),
+        ],
+    )
+        .into_response()
+}
+
+fn sign_in_page(status: StatusCode, message: Option<&str>, app: &App) -> Response {
+    Page::sign_in(status, message, app.auth.is_open()).into_response()
+}
+
+#[derive(Deserialize)]
+pub(crate) struct SignInQuery {
+    #[serde(default)]
+    expired: Option<String>,
+}
+
+async fn sign_in_form(
+    State(app): State<Arc<App>>,
+    query: Result<axum::extract::Query<SignInQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let expired = query.is_ok_and(|q| q.expired.is_some());
+    let message = if expired {
+        "Your session has expired. Sign in again to continue."
+    } else {
+        "Sign in to see the records."
+    };
+    sign_in_page(StatusCode::OK, Some(message), &app)
+}
+
+#[derive(Deserialize)]
+pub(crate) struct SignIn {
+    token: String,
+}
+
+/// Exchanges a token for a session: 303 to the overview, or the form
+/// again saying why not (401 unknown token, 403 a token without a console
+/// role, 400 no token field).
+async fn sign_in(
+    State(app): State<Arc<App>>,
+    form: Result<Form<SignIn>, FormRejection>,
+) -> Response {
+    if app.auth.is_open() {
+        return Redirect::to("/ui").into_response();
+    }
+    let Ok(Form(form)) = form else {
+        return sign_in_page(
+            StatusCode::BAD_REQUEST,
+            Some("The form must send a field named 'token'."),
+            &app,
+        );
+    };
+    let token = form.token.trim();
+    let mut h = HeaderMap::new();
+    let caller = HeaderValue::from_str(&format!("Bearer {token}"))
+        .ok()
+        .filter(|_| !token.is_empty())
+        .and_then(|v| {
+            h.insert(header::AUTHORIZATION, v);
+            app.auth.caller(&h).ok()
+        });
+    let Some(caller) = caller else {
+        return sign_in_page(
+            StatusCode::UNAUTHORIZED,
+            Some("That token is not known to this service."),
+            &app,
+        );
+    };
+    if caller.require(ROLES).is_err() {
+        let message = format!(
+            "The token of '{}' has no console role: the console needs auditor, approver or operator.",
+            caller.name
+        );
+        return sign_in_page(StatusCode::FORBIDDEN, Some(&message), &app);
+    }
+    tracing::info!(actor = %caller.name, "console sign-in");
+    let (id, _) = app.console.sessions.create(caller);
+    let cookie = app
+        .console
+        .cookie(&id, app.console.sessions.ttl().as_secs());
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (header::LOCATION, "/ui".to_string()),
+            (header::SET_COOKIE, cookie),
+        ],
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+pub(crate) struct SignOut {
+    csrf: String,
+}
+
+/// Ends the session: needs the session's CSRF token from the page's form.
+async fn sign_out(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    form: Result<Form<SignOut>, FormRejection>,
+) -> Response {
+    let v = match viewer(&app, &headers) {
+        Ok(v) => v,
+        Err(refusal) => return *refusal,
+    };
+    let Some(session) = &v.session else {
+        return Redirect::to("/ui").into_response();
+    };
+    let valid = form
+        .as_ref()
+        .is_ok_and(|Form(f)| session::same_secret(&f.csrf, &session.csrf));
+    if !valid {
+        return Page::error(
+            StatusCode::FORBIDDEN,
+            "Sign-out refused",
+            "The sign-out form did not carry this session's token; use the Sign out button of a console page.",
+        )
+        .for_viewer(&v)
+        .into_response();
+    }
+    if let Some(id) = session_id(&headers) {
+        app.console.sessions.revoke(id);
+    }
+    tracing::info!(actor = %v.caller.name, "console sign-out");
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (header::LOCATION, "/ui/sign-in".to_string()),
+            (header::SET_COOKIE, app.console.cookie("", 0)),
+        ],
+    )
+        .into_response()
+}

@@ -1,0 +1,27 @@
+//! Adapters for the systems that ask stagegate from outside its own API:
+//! GitHub deployment protection rules (and, beside them, serving gateways).
+
+pub mod github;
+pub mod github_app;
+
+use serde::Deserialize;
+
+/// `[integrations]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IntegrationsConfig {
+    /// GitHub deployment protection rules (off unless configured).
+    pub github: Option<github::GithubConfig>,
+    /// The per-request exposure check for serving gateways.
+    pub authz: crate::server::exposure::AuthzConfig,
+}
+
+impl IntegrationsConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        self.authz.validate()?;
+        if let Some(g) = &self.github {
+            g.validate()?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,16 @@
+//! Rollout controller adapters over HTTP: parsing and serialising only;
+//! what each answer means is decided in `crate::integrations` from the
+//! route and the read-only evaluations (docs/integrations.md).
+//!
+//! Controllers call with the `gateway` role (operators may too): the same
+//! role gateways use to ask for decisions, because the adapters answer
+//! the same questions. Judgements are never 5xx: bad input is a 4xx that
+//! says what is wrong, and only an unavailable store or log is a 503.
+
+pub mod argo;
+pub mod flagger;
+
+use crate::server::config::Role;
+
+/// Who may call the adapters.
+pub const CONTROLLERS: &[Role] = &[Role::Gateway, Role::Operator];

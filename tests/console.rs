@@ -1,0 +1,528 @@
+//! The auditor's console at `/ui` (README.md, "Auditor console"): sign-in,
+//! sessions, the pages over the scenario's records, and bad input — which
+//! gets a clear page with a 4xx status, never a 500. The last test drives
+//! a real browser (Debian's Chromium through Python's playwright).
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::json;
+use support::records::{Backend, World, deploy, get, observe, post, registered_release, token};
+use support::server::{Reply, Server, reply_of};
+
+/// An HTTP agent that does not follow redirects (so a test sees the 303
+/// and its cookie) and keeps no cookies of its own.
+fn agent() -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .redirects(0)
+        .timeout(Duration::from_secs(60))
+        .build()
+}
+
+/// GET `path` with `cookie` (a `name=value` pair), if any.
+fn page(s: &Server, path: &str, cookie: Option<&str>) -> Reply {
+    let mut req = agent().get(&s.url(path)).set("Accept", "text/html");
+    if let Some(c) = cookie {
+        req = req.set("Cookie", c);
+    }
+    reply_of(req.call())
+}
+
+/// POSTs a form.
+fn form(s: &Server, path: &str, cookie: Option<&str>, fields: &[(&str, &str)]) -> Reply {
+    let mut req = agent().post(&s.url(path));
+    if let Some(c) = cookie {
+        req = req.set("Cookie", c);
+    }
+    reply_of(req.send_form(fields))
+}
+
+/// Signs in as `who`; returns the session cookie as `name=value`.
+fn sign_in(s: &Server, who: &str) -> String {
+    let r = form(s, "/ui/sign-in", None, &[("token", &token(who))]);
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(r.header("location"), Some("/ui"));
+    let set = r.header("set-cookie").expect("a session cookie");
+    set.split(';').next().unwrap().trim().to_string()
+}
+
+/// The CSRF token of the sign-out form on a page.
+fn csrf(body: &str) -> String {
+    let at = body
+        .find("name=\"csrf\" value=\"")
+        .expect("a sign-out form")
+        + 19;
+    body[at..].split('"').next().unwrap().to_string()
+}
+
+fn world(extra: &str) -> (World, Server) {
+    world_on(Backend::Sqlite, extra).expect("SQLite world")
+}
+
+/// A world on `backend`; None when PostgreSQL is not configured (and not
+/// required).
+fn world_on(backend: Backend, extra: &str) -> Option<(World, Server)> {
+    let w = World::new(backend, extra)?;
+    let s = w.start();
+    Some((w, s))
+}
+
+/// The scenario's first deployment: pilot at 5 %, an alert at 3 % errors,
+/// a held promotion to regional, then 8 % errors breach the rollback
+/// trigger and the deployment rolls back by itself. Returns its id.
+fn rolled_back_deployment(s: &Server) -> String {
+    let release = registered_release(s, "2.3.0");
+    let id = deploy(s, &release);
+    assert_eq!(
+        observe(s, &id, 0.03, 20_000).json()["decision"]["outcome"],
+        "alert"
+    );
+    let r = post(
+        s,
+        "a.lee",
+        &format!("/v1/deployments/{id}/reviews"),
+        &json!({"outcome": "approved", "target_stage": "regional"}),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = post(
+        s,
+        "j.doe",
+        &format!("/v1/deployments/{id}/progressions"),
+        &json!({"target_stage": "regional", "authorisation": {"scope": ["regional"]}}),
+        &[],
+    );
+    assert_eq!(r.json()["decision"]["outcome"], "hold", "{}", r.body);
+    let r = observe(s, &id, 0.08, 20_000);
+    assert_eq!(r.json()["decision"]["outcome"], "rollback", "{}", r.body);
+    id
+}
+
+#[test]
+fn signing_in_sets_an_httponly_strict_session_cookie_and_pages_forbid_scripts() {
+    let (_w, s) = world("");
+    let r = form(&s, "/ui/sign-in", None, &[("token", &token("audit"))]);
+    assert_eq!(r.status, 303, "{}", r.body);
+    let set = r.header("set-cookie").unwrap();
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/ui", "Max-Age=28800"] {
+        assert!(set.contains(attr), "{attr} missing from {set}");
+    }
+    assert!(
+        !set.contains("Secure"),
+        "Secure only when configured: {set}"
+    );
+    let cookie = sign_in(&s, "audit");
+    let r = page(&s, "/ui", Some(&cookie));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body.contains("Signed in as <strong>audit</strong>"),
+        "{}",
+        r.body
+    );
+    let csp = r.header("content-security-policy").unwrap();
+    assert!(csp.contains("default-src 'self'"), "{csp}");
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(!r.body.contains("<script"), "no script on a console page");
+    assert!(r.body.contains("href=\"/v1/bundles\""), "links to its JSON");
+}
+
+#[test]
+fn a_secure_cookie_is_marked_secure_when_configured() {
+    let (_w, s) = world("\n[console]\nsecure_cookie = true\n");
+    let r = form(&s, "/ui/sign-in", None, &[("token", &token("audit"))]);
+    assert!(r.header("set-cookie").unwrap().contains("; Secure"));
+}
+
+#[test]
+fn pages_without_a_session_send_the_browser_to_the_sign_in_form() {
+    let (_w, s) = world("");
+    for path in [
+        "/ui",
+        "/ui/decisions",
+        "/ui/systems/credit-scoring",
+        "/ui/deployments/01J00000000000000000000000",
+        "/ui/nowhere",
+    ] {
+        let r = page(&s, path, None);
+        assert_eq!(r.status, 303, "{path}: {}", r.body);
+        assert_eq!(r.header("location"), Some("/ui/sign-in"), "{path}");
+        assert!(!r.body.contains("credit-scoring"), "{path}: nothing shown");
+    }
+    let r = page(&s, "/ui", Some("sg_session=made-up"));
+    assert_eq!(r.status, 303);
+    let r = page(&s, "/ui/sign-in", None);
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("action=\"/ui/sign-in\""));
+    assert!(r.body.contains("Sign in to see the records"));
+}
+
+#[test]
+fn an_unknown_token_is_401_and_a_token_without_a_console_role_is_403() {
+    let (_w, s) = world("");
+    let r = form(&s, "/ui/sign-in", None, &[("token", "not-a-token")]);
+    assert_eq!(r.status, 401);
+    assert!(r.body.contains("not known to this service"), "{}", r.body);
+    assert!(r.header("set-cookie").is_none());
+    let r = form(&s, "/ui/sign-in", None, &[("token", &token("gw"))]);
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(
+        r.body.contains("&#39;gw&#39;") || r.body.contains("&#x27;gw&#x27;"),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("auditor, approver or operator"));
+    assert!(r.header("set-cookie").is_none());
+    let r = form(&s, "/ui/sign-in", None, &[("password", "x")]);
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("field named"), "{}", r.body);
+    for who in ["audit", "ops", "j.doe"] {
+        sign_in(&s, who);
+    }
+}
+
+#[test]
+fn an_expired_session_shows_the_sign_in_page_saying_so() {
+    let (_w, s) = world("\n[console]\nsession_seconds = 1\n");
+    let cookie = sign_in(&s, "audit");
+    assert_eq!(page(&s, "/ui", Some(&cookie)).status, 200);
+    std::thread::sleep(Duration::from_millis(1_300));
+    let r = page(&s, "/ui", Some(&cookie));
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("location"), Some("/ui/sign-in?expired=1"));
+    assert!(r.header("set-cookie").unwrap().contains("Max-Age=0"));
+    let r = page(&s, "/ui/sign-in?expired=1", None);
+    assert!(r.body.contains("session has expired"), "{}", r.body);
+}
+
+#[test]
+fn signing_out_needs_the_session_csrf_token_and_revokes_the_session() {
+    let (_w, s) = world("");
+    let cookie = sign_in(&s, "audit");
+    let body = page(&s, "/ui", Some(&cookie)).body;
+    let token = csrf(&body);
+    let r = form(&s, "/ui/sign-out", Some(&cookie), &[("csrf", "forged")]);
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = form(&s, "/ui/sign-out", Some(&cookie), &[]);
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(
+        page(&s, "/ui", Some(&cookie)).status,
+        200,
+        "still signed in"
+    );
+    let r = form(&s, "/ui/sign-out", Some(&cookie), &[("csrf", &token)]);
+    assert_eq!(r.status, 303);
+    assert!(r.header("set-cookie").unwrap().contains("Max-Age=0"));
+    let r = page(&s, "/ui", Some(&cookie));
+    assert_eq!(r.status, 303, "the session is revoked on the server");
+    assert_eq!(r.header("location"), Some("/ui/sign-in"));
+}
+
+#[test]
+fn unknown_ids_get_404_pages_not_500() {
+    let (_w, s) = world("");
+    let cookie = sign_in(&s, "audit");
+    for (path, says) in [
+        (
+            "/ui/systems/no-such-system",
+            "no system &#39;no-such-system&#39;",
+        ),
+        (
+            "/ui/deployments/01J00000000000000000000000",
+            "no deployment",
+        ),
+        ("/ui/decisions/01J00000000000000000000000", "no decision"),
+        ("/ui/deployments/%3Cscript%3E", "no deployment"),
+        ("/ui/no/such/page", "no such page"),
+    ] {
+        let r = page(&s, path, Some(&cookie));
+        assert_eq!(r.status, 404, "{path}: {}", r.body);
+        let body = r.body.replace("&#x27;", "&#39;");
+        assert!(body.contains(says), "{path}: wanted {says} in {}", r.body);
+        assert!(!r.body.contains("<script>"), "{path}: escaped");
+    }
+}
+
+#[test]
+fn malformed_filters_get_400_pages_naming_the_parameter() {
+    let (_w, s) = world("");
+    let cookie = sign_in(&s, "audit");
+    for (query, names) in [
+        ("kind=bogus", "Filter &#39;kind&#39;"),
+        ("outcome=maybe", "Filter &#39;outcome&#39;"),
+        ("from=yesterday", "Filter &#39;from&#39;"),
+        (
+            "from=2026-11-02T00:00&to=2026-11-01T00:00",
+            "Filter &#39;to&#39;",
+        ),
+        ("before=-1", "Filter &#39;before&#39;"),
+        ("limit=100000", "Filter &#39;limit&#39;"),
+        ("code=%3Cscript%3E", "Filter &#39;code&#39;"),
+        ("colour=red", "Filter &#39;colour&#39;"),
+    ] {
+        let r = page(&s, &format!("/ui/decisions?{query}"), Some(&cookie));
+        assert_eq!(r.status, 400, "{query}: {}", r.body);
+        let body = r.body.replace("&#x27;", "&#39;");
+        assert!(
+            body.contains(names),
+            "{query}: wanted {names} in {}",
+            r.body
+        );
+        assert!(!r.body.contains("<script>"), "{query}: escaped");
+    }
+    let r = page(
+        &s,
+        "/ui/decisions?from=2026-11-01T00:00&to=2026-11-27T05:00:00Z&kind=gate",
+        Some(&cookie),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+#[test]
+fn every_value_is_html_escaped() {
+    let (_w, s) = world("");
+    let r = post(
+        &s,
+        "ops",
+        "/v1/systems",
+        &json!({"id": "esc", "name": "<script>alert(1)</script>", "risk_tier": "low",
+                "escalation_contact": "\"><img src=x onerror=alert(2)>"}),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let cookie = sign_in(&s, "audit");
+    for path in ["/ui", "/ui/systems/esc"] {
+        let r = page(&s, path, Some(&cookie));
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        assert!(!r.body.contains("<script>alert"), "{path}");
+        assert!(!r.body.contains("<img src=x"), "{path}");
+        assert!(
+            r.body.contains("&#60;script&#62;alert(1)&#60;/script&#62;"),
+            "{path}: {}",
+            r.body
+        );
+    }
+}
+
+#[test]
+fn the_pages_tell_the_rolled_back_deployments_story_sqlite() {
+    pages_tell_the_story(Backend::Sqlite);
+}
+
+#[test]
+fn the_pages_tell_the_rolled_back_deployments_story_postgres() {
+    pages_tell_the_story(Backend::Postgres);
+}
+
+fn pages_tell_the_story(backend: Backend) {
+    let Some((_w, s)) = world_on(backend, "") else {
+        return;
+    };
+    let id = rolled_back_deployment(&s);
+    let cookie = sign_in(&s, "audit");
+
+    let r = page(&s, "/ui", Some(&cookie));
+    assert!(r.body.contains("/ui/systems/credit-scoring"), "{}", r.body);
+    assert!(r.body.contains("rolled back"), "{}", r.body);
+    assert!(r.body.contains("iso42001-reference"), "bundles listed");
+
+    let r = page(&s, "/ui/systems/credit-scoring", Some(&cookie));
+    assert_eq!(r.status, 200, "{}", r.body);
+    for text in [
+        "Release 2.3.0",
+        "j.doe",
+        "Head of AI Risk",
+        "EU only",
+        "D-7",
+        "within tolerance, monitored",
+        "What users are told",
+    ] {
+        assert!(r.body.contains(text), "system page lacks {text}");
+    }
+
+    let r = page(&s, &format!("/ui/deployments/{id}"), Some(&cookie));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let b = &r.body;
+    assert!(b.contains("<svg"), "server-rendered charts");
+    let pilot = b.find("pilot 5%").expect("the timeline names the pilot");
+    let rollback = b
+        .find(">rolled back at pilot<")
+        .expect("the timeline names the rollback");
+    assert!(pilot < rollback, "pilot, then rollback");
+    assert!(
+        b.contains("<h3 id=\"metric-1\">error_rate</h3>"),
+        "a chart per metric"
+    );
+    assert!(
+        b.contains("rollback trigger &#62; 0.05"),
+        "trigger drawn as a line"
+    );
+    assert!(
+        b.contains("<code>trigger.rollback</code>: <span class=\"control\">ISO/IEC 42001:2023"),
+        "{b}"
+    );
+    assert!(b.contains(&format!("/v1/deployments/{id}/record?format=oscal")));
+    assert!(
+        b.contains("<span class=\"badge good\">verified</span>"),
+        "chain proof"
+    );
+
+    let r = page(&s, "/ui/decisions?code=trigger.rollback", Some(&cookie));
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.body.matches("<tr>").count() - 1,
+        1,
+        "one rollback: {}",
+        r.body
+    );
+    let link = "href=\"/ui/decisions/";
+    let at = r.body.find(link).unwrap() + link.len();
+    let decision = r.body[at..].split('"').next().unwrap().to_string();
+    let r = page(&s, &format!("/ui/decisions/{decision}"), Some(&cookie));
+    assert_eq!(r.status, 200, "{}", r.body);
+    for text in [
+        "Request hash",
+        "sha256:",
+        "Bundle digest",
+        "trigger.rollback",
+        "ISO/IEC 42001:2023 A.6.2.",
+    ] {
+        assert!(r.body.contains(text), "decision page lacks {text}");
+    }
+    // `trigger.roll` is not a prefix match.
+    let r = page(&s, "/ui/decisions?code=trigger.roll", Some(&cookie));
+    assert!(r.body.contains("No decision matches"), "{}", r.body);
+}
+
+#[test]
+fn the_decision_log_pages_by_keyset_without_repeating_or_skipping_sqlite() {
+    pages_by_keyset(Backend::Sqlite);
+}
+
+#[test]
+fn the_decision_log_pages_by_keyset_without_repeating_or_skipping_postgres() {
+    pages_by_keyset(Backend::Postgres);
+}
+
+fn pages_by_keyset(backend: Backend) {
+    let Some((_w, s)) = world_on(backend, "") else {
+        return;
+    };
+    let id = rolled_back_deployment(&s);
+    let all = get(&s, "audit", &format!("/v1/deployments/{id}/record")).json();
+    let total = all["decisions"].as_array().unwrap().len();
+    assert!(total >= 4, "{all}");
+    let cookie = sign_in(&s, "audit");
+    let mut seen: Vec<String> = Vec::new();
+    let mut next = Some("/ui/decisions?limit=1".to_string());
+    while let Some(path) = next.take() {
+        let r = page(&s, &path, Some(&cookie));
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        let marker = "aria-label=\"Decision ";
+        for (i, _) in r.body.match_indices(marker) {
+            let rest = &r.body[i + marker.len()..];
+            seen.push(rest[..rest.find('"').unwrap()].to_string());
+        }
+        // The pager's "older" link: `<a href="…" rel="next">`.
+        next = r.body.find("\" rel=\"next\"").map(|end| {
+            let start = r.body[..end].rfind("href=\"").unwrap() + 6;
+            r.body[start..end].replace("&#38;", "&")
+        });
+        assert!(seen.len() <= total + 1, "paging does not end: {seen:?}");
+    }
+    let mut sorted = seen.clone();
+    sorted.sort_by_key(|s| std::cmp::Reverse(s.parse::<i64>().unwrap()));
+    sorted.dedup();
+    assert_eq!(sorted, seen, "newest first, each once");
+    assert_eq!(seen.len(), total, "{seen:?}");
+}
+
+#[test]
+fn without_tokens_the_console_is_open_on_loopback_only() {
+    let d = support::server::Deployment::new(
+        "[[bundles]]\nname = \"iso42001-reference\"\nfile = \"ref.bundle\"\ndefault = true\n",
+    );
+    std::fs::write(d.path("ref.bundle"), d.reference("1.0.0")).unwrap();
+    let s = d.start();
+    let r = page(&s, "/ui", None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("open mode"), "{}", r.body);
+    let r = reply_of(
+        agent()
+            .get(&s.url("/ui"))
+            .set("Host", "console.example")
+            .call(),
+    );
+    assert_eq!(r.status, 403, "a non-loopback Host is refused: {}", r.body);
+}
+
+/// The browser test's script: `tests/browser/console.py`.
+#[test]
+fn an_auditor_reads_the_rollback_in_a_real_browser() {
+    let in_ci = std::env::var_os("CI").is_some();
+    let chromium = std::path::Path::new("/usr/bin/chromium");
+    let playwright = std::process::Command::new("python3")
+        .args(["-c", "import playwright.sync_api"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !chromium.exists() || !playwright {
+        let why = format!(
+            "the browser test needs /usr/bin/chromium (found: {}) and python3 with playwright (found: {playwright})",
+            chromium.exists()
+        );
+        if in_ci {
+            panic!("{why}");
+        }
+        eprintln!("skipping: {why}; CI runs it");
+        return;
+    }
+    let (_w, s) = world("");
+    let id = rolled_back_deployment(&s);
+    // A second, healthy deployment promoted to regional, so the overview
+    // shows more than one story.
+    let release = registered_release(&s, "2.3.1");
+    let d2 = deploy(&s, &release);
+    assert_eq!(
+        observe(&s, &d2, 0.01, 20_000).json()["decision"]["outcome"],
+        "healthy"
+    );
+    let r = post(
+        &s,
+        "a.lee",
+        &format!("/v1/deployments/{d2}/reviews"),
+        &json!({"outcome": "approved", "target_stage": "regional"}),
+        &[],
+    );
+    assert_eq!(r.status, 201);
+    let r = post(
+        &s,
+        "j.doe",
+        &format!("/v1/deployments/{d2}/progressions"),
+        &json!({"target_stage": "regional", "authorisation": {"scope": ["regional"]}}),
+        &[],
+    );
+    assert_eq!(r.json()["decision"]["outcome"], "promote", "{}", r.body);
+    assert_eq!(get(&s, "audit", "/v1/log/checkpoint").status, 200);
+
+    let out = std::process::Command::new("python3")
+        .arg(support::root().join("tests/browser/console.py"))
+        .env("CONSOLE_URL", s.url(""))
+        .env("CONSOLE_TOKEN", token("audit"))
+        .env("CONSOLE_DEPLOYMENT", &id)
+        .env(
+            "CONSOLE_SCREENSHOTS",
+            // Relative to the repository root, as the README says.
+            std::env::var_os("STAGEGATE_SCREENSHOTS")
+                .filter(|d| !d.is_empty())
+                .map(|d| support::root().join(d))
+                .unwrap_or_default(),
+        )
+        .output()
+        .expect("running tests/browser/console.py");
+    let (stdout, stderr) = support::text(&out);
+    assert!(
+        out.status.success(),
+        "browser test failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("console browser test passed"), "{stdout}");
+}
