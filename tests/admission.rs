@@ -127,6 +127,13 @@ impl TlsWorld {
         Some(TlsWorld { world, cert, key })
     }
 
+    /// Appends `text` (TOML tables) to the configuration.
+    fn configure(self, text: &str) -> TlsWorld {
+        let config = std::fs::read_to_string(self.world.d.config()).unwrap();
+        std::fs::write(self.world.d.config(), format!("{config}\n{text}\n")).unwrap();
+        self
+    }
+
     /// Starts the server; returns it with its TLS address.
     fn start(&self) -> (Server, String) {
         let s = self.world.start();
@@ -709,6 +716,46 @@ fn an_annotated_system_resolves_by_the_objects_ref_first_then_to_its_newest_acti
     let a = admit(&client, &addr, &named("fraud-model", "fraud-detection"));
     assert!(!a.allowed);
     assert!(a.message.contains("no active deployment"), "{}", a.message);
+}
+
+/// With `require_receipt`, an object is admitted only when the release's
+/// artifact holds a verified decision receipt: the gate's `allow` makes
+/// one; a service that signs none refuses the same object.
+#[test]
+fn admission_can_require_a_verified_receipt_for_the_artifact_it_admits() {
+    let ca = Ca::new("admission receipts CA");
+    let ask = |extra: &str| {
+        let w = TlsWorld::new(&ca).configure(extra);
+        let (s, addr) = w.start();
+        let release = registered_release_with(&s, "2.3.0", json!({"artifact_digest": DIGEST}));
+        let id = deploy(&s, &release);
+        let object = inference_service(&format!("deployment={id}"), DIGEST, Some(5));
+        admit(
+            &ca.client(),
+            &addr,
+            &review(
+                "rc-1",
+                "CREATE",
+                "serving.kserve.io",
+                "InferenceService",
+                object,
+            ),
+        )
+    };
+    let required = "[integrations.kubernetes]\nrequire_receipt = true";
+    let a = ask(required);
+    assert!(
+        a.allowed,
+        "the gate's allow signed a receipt: {}",
+        a.message
+    );
+    let a = ask(&format!("{required}\n[receipts]\nenabled = false"));
+    assert!(!a.allowed, "no receipt was signed, yet admitted");
+    assert!(a.message.contains("no decision receipt"), "{}", a.message);
+    // The same service without the requirement admits it: the receipt
+    // check is what refused.
+    let a = ask("[receipts]\nenabled = false");
+    assert!(a.allowed, "{}", a.message);
 }
 
 #[test]

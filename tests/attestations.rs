@@ -120,6 +120,9 @@ impl Fixtures {
 fn release_with(version: &str, attestations: Vec<Value>) -> Value {
     let mut body = release_body(version);
     body["artifact_digest"] = json!(digest());
+    // What the attestations bring is the release's whole verification:
+    // the high tier accepts no asserted result beside them.
+    body["verification"]["results"] = json!([]);
     body["attestations"] = json!(attestations);
     body
 }
@@ -479,10 +482,21 @@ fn a_stateless_gate_allow_about_an_artifact_has_a_receipt_and_a_deny_has_none() 
     )
     .unwrap();
     let statement: Value = serde_json::from_slice(&payload).unwrap();
-    assert_eq!(
-        statement["predicate"]["inputAttestations"],
-        json!([{"name": "/verification/results/0", "digest": {"sha256": "c".repeat(64)}}])
-    );
+    // Every result of the example names its statement; the first is
+    // replaced by the one this test cites.
+    let expected: Vec<Value> = attested["verification"]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let d = r["attestation"]["statement_digest"].as_str().unwrap();
+            json!({"name": format!("/verification/results/{i}"),
+                "digest": {"sha256": d.trim_start_matches("sha256:")}})
+        })
+        .collect();
+    assert_eq!(expected[0]["digest"]["sha256"], "c".repeat(64));
+    assert_eq!(statement["predicate"]["inputAttestations"], json!(expected));
     assert_eq!(
         statement["subject"][0]["digest"]["sha256"],
         support::high_risk_gate()["release"]["artifact_digest"]
@@ -503,4 +517,60 @@ fn a_stateless_gate_allow_about_an_artifact_has_a_receipt_and_a_deny_has_none() 
     // bundle trust store never reads.
     assert!(w.d.path("data/keys/receipts/receipt").exists());
     assert!(w.d.path("data/keys/receipts/receipt.pub").exists());
+}
+
+/// `stagegate attest` signs a statement with a keygen key that the
+/// evidence trust store takes (its `--public-key` PEM, default key id),
+/// and refuses a subject that is not a sha256 digest, naming the flag.
+#[test]
+fn stagegate_attest_signs_what_the_trust_store_verifies_and_refuses_a_bad_subject() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], stdin: Option<&[u8]>| support::run(dir.path(), args, stdin);
+    assert_eq!(run(&["keygen", "--out", "k"], None).status.code(), Some(0));
+    let pem = run(&["attest", "--key", "k", "--public-key"], None);
+    assert_eq!(pem.status.code(), Some(0));
+    let pem = String::from_utf8(pem.stdout).unwrap();
+    assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----"), "{pem}");
+    let (key, keyid) = stagegate::attest::PublicKey::from_pem(&pem, "k.pem").unwrap();
+    let hex = "ab".repeat(32);
+    let out = run(
+        &[
+            "attest", "--key", "k", "--subject", &format!("sha256:{hex}"),
+            "--predicate-type", EVALUATION, "--predicate", "-",
+        ],
+        Some(br#"{"metric":"auc","value":0.9,"threshold":0.8,"comparison":">=","dataset":"d","samples":10}"#),
+    );
+    assert_eq!(out.status.code(), Some(0), "{:?}", support::text(&out));
+    let env = stagegate::attest::Envelope::parse(std::str::from_utf8(&out.stdout).unwrap().trim())
+        .unwrap();
+    assert_eq!(env.signatures[0].keyid, keyid);
+    let sig = stagegate::attest::dsse::decode_base64(&env.signatures[0].sig).unwrap();
+    assert!(
+        key.verify(&env.pae().unwrap(), &sig),
+        "the signature verifies with the printed key"
+    );
+    let statement: Value = serde_json::from_slice(&env.payload_bytes().unwrap()).unwrap();
+    assert_eq!(statement["subject"][0]["digest"]["sha256"], hex);
+    assert_eq!(statement["predicateType"], EVALUATION);
+
+    let bad = run(
+        &[
+            "attest",
+            "--key",
+            "k",
+            "--subject",
+            "md5:abc",
+            "--predicate-type",
+            EVALUATION,
+            "--predicate",
+            "-",
+        ],
+        Some(b"{}"),
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        support::text(&bad).1.contains("--subject"),
+        "{:?}",
+        support::text(&bad)
+    );
 }

@@ -42,6 +42,10 @@ printf 'name = "iso42001-reference"\nversion = "1.0.0-demo"\n[component]\ncrate 
 head -n 1 "$work/build.log"
 "$bin" sign "$work/iso42001.bundle" --key "$work/keys/compliance"
 
+step "The model validation team's evidence key: the service trusts it to attest evaluations"
+"$bin" keygen --out "$work/keys/evidence" >/dev/null
+"$bin" attest --key "$work/keys/evidence" --public-key > "$work/evidence.pem"
+
 step "Tokens: an operator, a reviewer, an authoriser (Head of AI Risk) and an auditor"
 config="$work/stagegate.toml"
 port=$((20000 + RANDOM % 20000))
@@ -59,6 +63,9 @@ allow = ["127.0.0.0/8"]   # the receiver runs on this machine
 name = "iso42001-reference"
 file = "$work/iso42001.bundle"
 default = true
+[[evidence.keys]]
+file = "$work/evidence.pem"
+predicates = ["https://stagegate.dev/attestation/evaluation/v1"]
 CONF
 token() { # token NAME ROLE [TITLE]
     local t
@@ -94,9 +101,22 @@ r=$(api "$OPS" POST /v1/systems "{\"id\":\"credit-scoring\",\"name\":\"Credit sc
   \"webhooks\":[{\"url\":\"http://127.0.0.1:$receiver_port/hook\",\"secret\":\"scenario-secret-0123\"}]}")
 expect "$r" '.system.id == "credit-scoring"'
 
-release() { # release VERSION: register with evidence, review, authorise, accept D-7
+attest() { # attest: one signed evaluation statement per verification result of the example
+    local digest predicate
+    digest=$(jq -r .release.artifact_digest examples/gate-high-risk.json)
+    jq -c '.verification.results[] | {metric: .name, value: .metric, threshold: .threshold,
+        comparison: (if .metric >= .threshold then ">=" else "<=" end), dataset: "holdout-2026-10", samples: 10000}' \
+        examples/gate-high-risk.json | while read -r predicate; do
+        "$bin" attest --key "$work/keys/evidence" --subject "$digest" \
+            --predicate-type https://stagegate.dev/attestation/evaluation/v1 --predicate - <<<"$predicate"
+    done | jq -s .
+}
+release() { # release VERSION: register with attested evidence, review, authorise, accept D-7
     local evidence
-    evidence=$(jq --arg v "$1" '{version: $v} + ({risk, verification, safeguards, communication, monitoring, supply_chain} )
+    evidence=$(jq --arg v "$1" --argjson attestations "$(attest)" '{version: $v, artifact_digest: .release.artifact_digest}
+        + ({risk, verification, safeguards, communication, monitoring, supply_chain})
+        + {verification: (.verification | .results = []), attestations: $attestations}
+        + {supply_chain: (.supply_chain | del(.attestation))}
         + {deficiencies: [.deficiencies[] | del(.acceptance)]}' examples/gate-high-risk.json)
     expect "$(api "$OPS" POST /v1/systems/credit-scoring/releases "$evidence")" ".release_id == \"credit-scoring@$1\""
     expect "$(api "$LEE" POST "/v1/releases/credit-scoring@$1/reviews" '{"outcome":"approved"}')" '.review.reviewer == "a.lee"'

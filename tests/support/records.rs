@@ -104,6 +104,9 @@ impl World {
             "[records]\n{records}{extra}\n[[bundles]]\nname = \"iso42001-reference\"\nfile = \"ref.bundle\"\ndefault = true\n{tokens}"
         ));
         std::fs::write(d.path("ref.bundle"), d.reference("1.0.0")).unwrap();
+        let trust = evidence_trust(&d.path("evidence-test.pem"));
+        let config = std::fs::read_to_string(d.config()).unwrap();
+        std::fs::write(d.config(), format!("{config}\n{trust}")).unwrap();
         let database = if database.is_empty() {
             format!("sqlite://{}", d.path("data/stagegate.db").display())
         } else {
@@ -222,6 +225,91 @@ pub fn get(s: &Server, who: &str, path: &str) -> super::server::Reply {
 
 /// The release evidence of the high-risk example, without its inline
 /// acceptance (acceptances are recorded by approvers).
+/// The key id of the test evidence key, which every [`World`] trusts.
+pub const EVIDENCE_KEYID: &str = "test-evidence";
+const EVALUATION: &str = "https://stagegate.dev/attestation/evaluation/v1";
+const TEST_RESULT: &str = "https://in-toto.io/attestation/test-result/v0.1";
+/// The artifact a test release is, unless the test names another.
+pub const ARTIFACT: &str =
+    "sha256:5f2b0c7e9a1d4e8b3c6f0a2d9e7b1c4a8f3e6d0b2a5c9e1f4d7b0a3c6e9f2d5b";
+
+/// The key that signs the test releases' attestations.
+fn evidence_signer() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[7u8; 32])
+}
+
+/// Writes the test evidence key's public half to `pem` and returns the
+/// `[[evidence.keys]]` entry that trusts it.
+fn evidence_trust(pem: &std::path::Path) -> String {
+    let public = stagegate::attest::receipt::ReceiptSigner::new(evidence_signer(), "test").public();
+    std::fs::write(pem, public.public_key_pem).unwrap();
+    format!(
+        "[[evidence.keys]]\nfile = \"{}\"\nkeyid = \"{EVIDENCE_KEYID}\"\npredicates = [\"{EVALUATION}\", \"{TEST_RESULT}\"]\n",
+        pem.display()
+    )
+}
+
+/// Turns a release body's typed verification results into signed
+/// attestations about its artifact (as a release pipeline sends them):
+/// each result with a metric and threshold becomes a stagegate evaluation
+/// statement, any other a test-result statement. The high and critical
+/// tiers of the reference policy accept only attested results.
+pub fn attest(release: &mut Value) {
+    let digest = release["artifact_digest"]
+        .as_str()
+        .unwrap_or(ARTIFACT)
+        .to_string();
+    release["artifact_digest"] = json!(digest);
+    let hex = digest
+        .strip_prefix("sha256:")
+        .expect("sha256 digest")
+        .to_string();
+    let results = release["verification"]["results"].take();
+    release["verification"]["results"] = json!([]);
+    let mut envelopes = Vec::new();
+    for r in results.as_array().cloned().unwrap_or_default() {
+        let name = r["name"].as_str().unwrap_or("test").to_string();
+        let passed = r["passed"].as_bool().unwrap_or(false);
+        let (predicate_type, predicate) = match (r["metric"].as_f64(), r["threshold"].as_f64()) {
+            (Some(value), Some(threshold)) => {
+                // The comparison under which the recorded verdict holds.
+                let comparison = if (value >= threshold) == passed {
+                    ">="
+                } else {
+                    "<"
+                };
+                (
+                    EVALUATION,
+                    json!({"metric": name, "value": value, "threshold": threshold,
+                        "comparison": comparison, "dataset": "holdout-2026-10", "samples": 10000}),
+                )
+            }
+            _ => (
+                TEST_RESULT,
+                json!({"result": if passed { "PASSED" } else { "FAILED" },
+                    "configuration": [{"name": name}]}),
+            ),
+        };
+        let statement = json!({
+            "_type": "https://in-toto.io/Statement/v1",
+            "subject": [{"name": "model", "digest": {"sha256": hex}}],
+            "predicateType": predicate_type,
+            "predicate": predicate,
+        });
+        let envelope = stagegate::attest::dsse::Envelope::sign_ed25519(
+            "application/vnd.in-toto+json",
+            statement.to_string().as_bytes(),
+            EVIDENCE_KEYID,
+            &evidence_signer(),
+        );
+        envelopes.push(serde_json::to_value(envelope).unwrap());
+    }
+    release["attestations"] = Value::Array(envelopes);
+}
+
+/// The example release's evidence, as a release pipeline types it: the
+/// example's `attestation` fields (which only stagegate may set, from a
+/// verified statement) are left out; [`attest`] adds signed statements.
 pub fn release_body(version: &str) -> Value {
     let g = super::high_risk_gate();
     let mut r = json!({"version": version});
@@ -238,6 +326,12 @@ pub fn release_body(version: &str) -> Value {
     }
     for d in r["deficiencies"].as_array_mut().unwrap() {
         d.as_object_mut().unwrap().remove("acceptance");
+    }
+    for res in r["verification"]["results"].as_array_mut().unwrap() {
+        res.as_object_mut().unwrap().remove("attestation");
+    }
+    if let Some(s) = r["supply_chain"].as_object_mut() {
+        s.remove("attestation");
     }
     r
 }
@@ -265,6 +359,7 @@ pub fn registered_release_with(s: &Server, version: &str, extra: Value) -> Strin
     if let (Some(r), Some(extra)) = (release.as_object_mut(), extra.as_object()) {
         r.extend(extra.clone());
     }
+    attest(&mut release);
     let r = post(
         s,
         "ops",

@@ -278,6 +278,7 @@ mod tests {
             bundle: "b".into(),
             version: "1.0.0".into(),
             digest: format!("sha256:{}", "0".repeat(64)),
+            members: Vec::new(),
         };
         let hex = "a".repeat(64);
         let env = signer.sign(&facts(&policy, &hex));

@@ -5,16 +5,17 @@
 //! outcome is not positive), 2 bad input or usage, 3 the policy itself (or,
 //! for `check --server`, the service) failed.
 
+mod attest;
 mod audit;
 mod build;
-mod coverage;
 mod check;
+mod coverage;
 mod eval;
 mod inspect;
 mod keygen;
+mod new;
 mod receipt;
 mod registry;
-mod new;
 mod serve;
 mod sign;
 mod test;
@@ -72,6 +73,8 @@ enum Command {
     Token(token::TokenArgs),
     /// Decision receipts: verify one offline
     Receipt(receipt::ReceiptArgs),
+    /// Sign an in-toto statement about an artifact as a DSSE envelope (release evidence)
+    Attest(attest::AttestArgs),
     /// Publish a bundle file to an OCI registry: stagegate push FILE oci://HOST/REPO:TAG
     Push(registry::PushArgs),
     /// Fetch a bundle from an OCI registry into a file: stagegate pull oci://HOST/REPO:TAG --out FILE
@@ -145,6 +148,7 @@ pub fn main() -> ExitCode {
         Command::Audit(a) => audit::run(a),
         Command::Webhook(a) => webhook::run(a),
         Command::Receipt(a) => receipt::run(a),
+        Command::Attest(a) => attest::run(a),
         Command::Push(a) => registry::push(a),
         Command::Pull(a) => registry::pull(a),
     };

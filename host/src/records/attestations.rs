@@ -540,6 +540,7 @@ mod tests {
                 bundle: "b".into(),
                 version: "1.0.0".into(),
                 digest: format!("sha256:{}", "0".repeat(64)),
+                members: Vec::new(),
             },
             Timestamp::now(),
         )

@@ -61,6 +61,8 @@ pub struct App {
     pub(crate) github: Option<Arc<integrations::github::GithubGate>>,
     /// The route table the per-request exposure check answers from.
     pub(crate) exposure: Arc<exposure::Exposure>,
+    /// Admission requires a verified receipt for the artifact it admits.
+    pub(crate) admission_requires_receipt: bool,
     inflight: Arc<Semaphore>,
 }
 
@@ -187,6 +189,7 @@ pub async fn prepare(config: &Config) -> Result<Arc<App>, ServeError> {
         console_enabled: config.console.enabled,
         github,
         exposure,
+        admission_requires_receipt: config.integrations.kubernetes.require_receipt,
         inflight: Arc::new(Semaphore::new(config.limits.concurrency)),
     });
     monitor::start(&app, config);

@@ -14,6 +14,18 @@ pub struct IntegrationsConfig {
     pub github: Option<github::GithubConfig>,
     /// The per-request exposure check for serving gateways.
     pub authz: crate::server::exposure::AuthzConfig,
+    /// The Kubernetes admission webhook (README.md, "Kubernetes admission").
+    pub kubernetes: KubernetesConfig,
+}
+
+/// `[integrations.kubernetes]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubernetesConfig {
+    /// Admit an object only when the release's artifact digest it runs
+    /// has a decision receipt of this service that verifies: proof that
+    /// the artifact itself passed the gate (README.md, "Decision receipts").
+    pub require_receipt: bool,
 }
 
 impl IntegrationsConfig {

@@ -330,11 +330,52 @@ async fn decide(app: &App, request: &Request<'_>, actor: &str) -> Answer {
         }
     };
     let mut findings = check_object(request, object, &deployment, digest.as_deref());
+    if app.admission_requires_receipt {
+        findings.extend(receipt_finding(app, &deployment, digest.as_deref()).await);
+    }
     findings.extend(monitoring_warnings(app, &deployment, actor).await);
     Answer {
         opted_in: true,
         deployment: Some(deployment),
         findings,
+    }
+}
+
+/// With `[integrations.kubernetes] require_receipt`: the release's
+/// artifact (whose digest the object must contain, see [`check_object`])
+/// must hold a decision receipt of this service that verifies. `None`
+/// when it does.
+async fn receipt_finding(
+    app: &App,
+    deployment: &Deployment,
+    digest: Option<&str>,
+) -> Option<Finding> {
+    let Some(digest) = digest else {
+        return Some(Finding::deny(
+            "admission.receipt_missing",
+            format!(
+                "a decision receipt is required, but release {} records no artifact_digest to look one up by",
+                deployment.release_id
+            ),
+        ));
+    };
+    if crate::attest::sha256_hex(digest).is_none() {
+        return Some(Finding::deny(
+            "admission.receipt_missing",
+            format!(
+                "a decision receipt is required, but the release's artifact_digest {digest} is not sha256:<64 hex digits>, which receipts name"
+            ),
+        ));
+    }
+    match app.records.verify_receipt_for_digest(digest).await {
+        Ok(Some(_)) => None,
+        Ok(None) => Some(Finding::deny(
+            "admission.receipt_missing",
+            format!(
+                "no decision receipt of this service verifies for {digest}: the artifact has not passed the gate here"
+            ),
+        )),
+        Err(e) => Some(records_unavailable(&e)),
     }
 }
 
