@@ -87,6 +87,7 @@ fn attestations(c: &mut Criterion) {
         bundle: "iso42001-reference".into(),
         version: "1.0.0".into(),
         digest: format!("sha256:{HEX}"),
+        members: Vec::new(),
     };
     let inputs: Vec<InputAttestation> = (0..3)
         .map(|i| InputAttestation {

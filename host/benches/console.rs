@@ -81,7 +81,7 @@ fn main() {
             rel[k] = g[k].clone();
         }
         rel["deficiencies"] = json!([]);
-        records.register_release(&ops, "s", parse(rel), &Default::default()).await.unwrap();
+        records.register_release(&ops, "s", parse(rel), &Default::default(), &[]).await.unwrap();
         records.record_review(&reviewer, "s@1.0.0", None, parse(json!({"outcome":"approved"}))).await.unwrap();
         records.record_authorisation(&approver, "s@1.0.0", Default::default()).await.unwrap();
         let body = json!({"release_id": "s@1.0.0", "plan": g["plan"]});
@@ -198,6 +198,7 @@ fn main() {
                         ),
                         request: None,
                         deployment_id: ((written + j) % 10 == 0).then(|| id.clone()),
+                        read_only: false,
                         actor: "gw".into(),
                         record: None,
                     }
