@@ -59,6 +59,10 @@ bench: setup
 bench-http: setup
     host/benches/http.sh
 
+# Adapter latency (Argo Rollouts, Flagger, evaluations, Kubernetes admission over TLS) beside /healthz
+bench-adapters: setup
+    host/benches/adapters.sh
+
 # Peak RSS with 4 bundles at 64 connections for 30 s
 bench-memory: setup
     host/benches/memory.sh

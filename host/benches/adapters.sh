@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Admission latency: POST /v1/integrations/kubernetes/admission (the
-# example InferenceService, admitted at the pilot stage) beside GET /healthz
-# in the same server run, over the TLS listener and over plain HTTP, driven
-# by wrk at 16 connections.
+# Adapter latency, beside GET /healthz in the same server run, driven by wrk
+# at 16 connections: the Argo Rollouts web metric, the Flagger webhooks, the
+# read-only monitoring evaluation, and the Kubernetes admission webhook (the
+# example InferenceService, admitted at the pilot stage) over the TLS
+# listener and over plain HTTP.
 #
-# Each admission reads the deployment (by ref, then by system), its release,
-# runs the monitoring policy as a read-only evaluation and logs it, and logs
-# the answer (durability "ack": answered after the log entries commit).
+# Each adapter call reads the deployment (by ref), runs the policy as a
+# read-only evaluation and logs it (durability "ack": answered after the log
+# entries commit); an admission also logs its answer.
 #
-# Usage: host/benches/admission.sh [SECONDS_PER_RUN]   (default 10)
+# Usage: host/benches/adapters.sh [SECONDS_PER_RUN]   (default 10)
 #        STAGEGATE_BIN=path/to/stagegate to measure a given build (default:
 #        a release build). Needs wrk, curl, jq, openssl, python3 with PyYAML.
 set -euo pipefail
@@ -28,6 +29,9 @@ trap 'kill "${pid:-0}" 2>/dev/null || true; rm -rf "$work"' EXIT
 mkdir -p "$work/trust" && cp "$work/keys/bench.pub" "$work/trust/"
 "$bin" build policies/iso42001 --out "$work/ref.bundle" >/dev/null 2>&1
 "$bin" sign "$work/ref.bundle" --key "$work/keys/bench" >/dev/null
+# The validation team's evidence key: the release's results are attested.
+"$bin" keygen --out "$work/keys/evidence" >/dev/null
+"$bin" attest --key "$work/keys/evidence" --public-key > "$work/evidence.pem"
 EXTRA_SANS="IP:127.0.0.1" examples/kubernetes/make-certs.sh "$work/certs" >/dev/null
 
 sha() { printf '%s' "$1" | sha256sum | cut -d' ' -f1; }
@@ -51,6 +55,9 @@ enabled = false
 name = "iso42001-reference"
 file = "$work/ref.bundle"
 default = true
+[[evidence.keys]]
+file = "$work/evidence.pem"
+predicates = ["https://stagegate.dev/attestation/evaluation/v1"]
 [[tokens]]
 name = "ops"
 sha256 = "$(sha tok-ops)"
@@ -85,7 +92,15 @@ api() { # api WHO METHOD PATH [JSON]
 }
 gate=examples/gate-high-risk.json
 api ops POST /v1/systems '{"id":"credit-scoring","risk_tier":"high","consequential":true,"escalation_contact":"risk-desk on-call"}' >/dev/null
-api ops POST /v1/systems/credit-scoring/releases "$(jq -c '{version: "2.3.0", artifact_digest: .release.artifact_digest, risk, verification, deficiencies: [.deficiencies[] | del(.acceptance)], safeguards, communication, monitoring, supply_chain}' "$gate")" >/dev/null
+attestations=$(jq -c '.release.artifact_digest as $d | .verification.results[] | [$d, ({metric: .name, value: .metric,
+    threshold: .threshold, comparison: (if .metric >= .threshold then ">=" else "<=" end), dataset: "holdout", samples: 10000} | tojson)] | @tsv' -r "$gate" |
+    while IFS=$'\t' read -r digest predicate; do
+        "$bin" attest --key "$work/keys/evidence" --subject "$digest" \
+            --predicate-type https://stagegate.dev/attestation/evaluation/v1 --predicate - <<<"$predicate"
+    done | jq -s -c .)
+api ops POST /v1/systems/credit-scoring/releases "$(jq -c --argjson a "$attestations" '{version: "2.3.0", artifact_digest: .release.artifact_digest, risk,
+    verification: (.verification | .results = []), attestations: $a, deficiencies: [.deficiencies[] | del(.acceptance)],
+    safeguards, communication, monitoring, supply_chain}' "$gate")" >/dev/null
 api a.lee POST /v1/releases/credit-scoring@2.3.0/reviews '{"outcome":"approved"}' >/dev/null
 api j.doe POST /v1/releases/credit-scoring@2.3.0/authorisations '{"conditions":["EU only"]}' >/dev/null
 api j.doe POST /v1/releases/credit-scoring@2.3.0/acceptances '{"deficiency_id":"D-7","rationale":"within tolerance, monitored"}' >/dev/null
@@ -107,6 +122,8 @@ answer=$(curl -sf --cacert "$work/certs/ca.crt" "https://127.0.0.1:$tls_port/v1/
     -H "Authorization: Bearer tok-gw" -H 'Content-Type: application/json' -d @"$work/review.json")
 jq -e '.response.allowed == true' >/dev/null <<<"$answer" || { echo "the review is not admitted: $answer"; exit 1; }
 
+echo '{"name":"credit-scoring","namespace":"credit","phase":"Progressing","checksum":"7c9d5f8b64"}' > "$work/flagger.json"
+echo '{"name":"credit-scoring","namespace":"credit","phase":"Progressing","checksum":"7c9d5f8b64","metadata":{"eventMessage":"Advance credit-scoring.credit canary weight 10","eventType":"Normal","timestamp":"1795923000000"}}' > "$work/event.json"
 cat > "$work/post.lua" <<'LUA'
 local f = io.open(os.getenv("BODY"), "rb")
 wrk.method = "POST"
@@ -126,15 +143,17 @@ ms() {
         *) echo "$v" ;;
     esac
 }
-# Prints: rps p50_ms p99_ms errors
+# Prints: rps p50_ms p99_ms errors (a non-2xx answer counts as an error
+# unless the third argument says the endpoint's expected status is not 2xx)
 run() {
-    local url="$1" script="$2" out rps p50 p99 errs non2xx
-    out=$(BODY="$work/review.json" wrk -t2 -c"$conns" -d"${secs}s" --latency ${script:+-s "$script"} "$url")
+    local url="$1" script="$2" expected="${3:-2xx}" body="${4:-$work/review.json}" out rps p50 p99 errs non2xx
+    out=$(BODY="$body" wrk -t2 -c"$conns" -d"${secs}s" --latency -H "Authorization: Bearer tok-gw" ${script:+-s "$script"} "$url")
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
     p50=$(awk '$1=="50%" {print $2}' <<<"$out")
     p99=$(awk '$1=="99%" {print $2}' <<<"$out")
     errs=$(awk '/Socket errors/ {gsub(",",""); print $4+$6+$8+$10}' <<<"$out")
     non2xx=$(awk '/Non-2xx/ {print $5}' <<<"$out")
+    [ "$expected" = 2xx ] || non2xx=0
     echo "$rps $(ms "$p50") $(ms "$p99") $(( ${errs:-0} + ${non2xx:-0} ))"
 }
 
@@ -143,6 +162,21 @@ echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at 
 echo
 echo "| listener | endpoint | requests/s | p50 ms | p99 ms | errors |"
 echo "|---|---|---:|---:|---:|---:|"
+base="http://127.0.0.1:$port"
+row() { # row LABEL URL SCRIPT [EXPECTED] [BODY]
+    local label="$1"; shift
+    read -r rps p50 p99 err < <(run "$@")
+    echo "| http | $label | $rps | $p50 | $p99 | $err |"
+}
+row "GET /healthz" "$base/healthz" ""
+row "GET argo-rollouts/analysis?ref&weight=5 (successful)" "$base/v1/integrations/argo-rollouts/analysis?ref=credit/credit-scoring&weight=5" ""
+row "GET argo-rollouts/analysis?ref&weight=25 (inconclusive)" "$base/v1/integrations/argo-rollouts/analysis?ref=credit/credit-scoring&weight=25" ""
+row "GET argo-rollouts/analysis?ref (background)" "$base/v1/integrations/argo-rollouts/analysis?ref=credit/credit-scoring" ""
+row "POST flagger/rollout (200)" "$base/v1/integrations/flagger/rollout" "$work/post.lua" 2xx "$work/flagger.json"
+row "POST flagger/confirm-promotion (403)" "$base/v1/integrations/flagger/confirm-promotion" "$work/post.lua" 403 "$work/flagger.json"
+row "POST flagger/rollback (409)" "$base/v1/integrations/flagger/rollback" "$work/post.lua" 409 "$work/flagger.json"
+row "POST flagger/event (200, history written)" "$base/v1/integrations/flagger/event" "$work/post.lua" 2xx "$work/event.json"
+row "GET deployments/{id}/evaluations/monitoring" "$base/v1/deployments/$deployment/evaluations/monitoring" ""
 for scheme in https http; do
     p=$port
     [ "$scheme" = https ] && p=$tls_port
