@@ -231,3 +231,71 @@ impl Rego {
             .into_bytes()
     }
 }
+
+/// The example release's evidence for the records, as a release pipeline
+/// sends it to a high-risk system: every verification result as a signed
+/// evaluation statement about the artifact (typed `attestation` fields are
+/// stagegate's to set), with the key entry that trusts the signer. The
+/// public key is written into `dir`.
+pub fn attested_release(
+    example: &Value,
+    version: &str,
+    dir: &Path,
+) -> (Value, stagegate::attest::trust::KeyConfig) {
+    const EVALUATION: &str = "https://stagegate.dev/attestation/evaluation/v1";
+    let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+    let public = stagegate::attest::ReceiptSigner::new(key.clone(), "bench").public();
+    let pem = dir.join("evidence.pem");
+    std::fs::write(&pem, &public.public_key_pem).expect("writing the evidence key");
+    let digest = example["release"]["artifact_digest"]
+        .as_str()
+        .expect("digest");
+    let hex = digest.trim_start_matches("sha256:");
+    let mut rel = json!({"version": version, "artifact_digest": digest});
+    for k in [
+        "risk",
+        "verification",
+        "safeguards",
+        "communication",
+        "monitoring",
+        "supply_chain",
+    ] {
+        rel[k] = example[k].clone();
+    }
+    rel["deficiencies"] = json!([]);
+    let results = rel["verification"]["results"].take();
+    rel["verification"]["results"] = json!([]);
+    let attestations: Vec<Value> = results
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            let (value, threshold) = (
+                r["metric"].as_f64().unwrap(),
+                r["threshold"].as_f64().unwrap(),
+            );
+            let statement = json!({
+                "_type": "https://in-toto.io/Statement/v1",
+                "subject": [{"name": "model", "digest": {"sha256": hex}}],
+                "predicateType": EVALUATION,
+                "predicate": {"metric": r["name"], "value": value, "threshold": threshold,
+                    "comparison": if value >= threshold { ">=" } else { "<=" },
+                    "dataset": "holdout", "samples": 10000},
+            });
+            let env = stagegate::attest::Envelope::sign_ed25519(
+                "application/vnd.in-toto+json",
+                statement.to_string().as_bytes(),
+                &public.keyid,
+                &key,
+            );
+            serde_json::to_value(env).expect("an envelope is JSON")
+        })
+        .collect();
+    rel["attestations"] = Value::Array(attestations);
+    let trust = stagegate::attest::trust::KeyConfig {
+        file: pem,
+        keyid: None,
+        predicates: vec![EVALUATION.to_string()],
+    };
+    (rel, trust)
+}
