@@ -69,9 +69,7 @@ fn main() {
         config.webhooks.enabled = false;
         config.records.checkpoint_interval_ms = 0;
         // The release's results are attested (the high tier accepts no other).
-        let example: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(support::root().join("examples/gate-high-risk.json")).unwrap()).unwrap();
-        config.evidence.keys.push(support::attested_release(&example, "1.0.0", &dir).1);
+        config.evidence.keys.push(support::evidence_trust(&dir));
         let app = stagegate::server::prepare(&config).await.unwrap();
         let records = app.records();
         let pipeline = Pipeline::resolve(&app, None).unwrap();
@@ -80,15 +78,7 @@ fn main() {
         let reviewer = Actor { name: "a.lee".into(), title: None };
         records.register_system(&ops, parse(json!({"id":"s","risk_tier":"high","consequential":true}))).await.unwrap();
         let g: serde_json::Value = serde_json::from_slice(&std::fs::read(support::root().join("examples/gate-high-risk.json")).unwrap()).unwrap();
-        let (mut rel, _) = support::attested_release(&g, "1.0.0", &dir);
-        let attestations: Vec<Box<serde_json::value::RawValue>> = rel["attestations"]
-            .take()
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|a| serde_json::value::to_raw_value(a).unwrap())
-            .collect();
-        rel.as_object_mut().unwrap().remove("attestations");
+        let (rel, attestations) = support::attested_release(&g, "1.0.0");
         records.register_release(&ops, "s", parse(rel), &Default::default(), &attestations).await.unwrap();
         records.record_review(&reviewer, "s@1.0.0", None, parse(json!({"outcome":"approved"}))).await.unwrap();
         records.record_authorisation(&approver, "s@1.0.0", Default::default()).await.unwrap();

@@ -290,18 +290,9 @@ pub fn attest(release: &mut Value) {
                     "configuration": [{"name": name}]}),
             ),
         };
-        let statement = json!({
-            "_type": "https://in-toto.io/Statement/v1",
-            "subject": [{"name": "model", "digest": {"sha256": hex}}],
-            "predicateType": predicate_type,
-            "predicate": predicate,
-        });
-        let envelope = stagegate::attest::dsse::Envelope::sign_ed25519(
-            "application/vnd.in-toto+json",
-            statement.to_string().as_bytes(),
-            EVIDENCE_KEYID,
-            &evidence_signer(),
-        );
+        let envelope =
+            stagegate::attest::Statement::about_sha256("model", &hex, predicate_type, predicate)
+                .sign_ed25519(EVIDENCE_KEYID, &evidence_signer());
         envelopes.push(serde_json::to_value(envelope).unwrap());
     }
     release["attestations"] = Value::Array(envelopes);

@@ -232,21 +232,38 @@ impl Rego {
     }
 }
 
+const EVALUATION: &str = "https://stagegate.dev/attestation/evaluation/v1";
+
+/// The key that signs the benches' release evidence.
+fn evidence_key() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[7u8; 32])
+}
+
+/// The `[[evidence.keys]]` entry that trusts [`attested_release`]'s
+/// signer, its public key written into `dir`.
+pub fn evidence_trust(dir: &Path) -> stagegate::attest::trust::KeyConfig {
+    let public = stagegate::attest::ReceiptSigner::new(evidence_key(), "bench").public();
+    let pem = dir.join("evidence.pem");
+    std::fs::write(&pem, &public.public_key_pem).expect("writing the evidence key");
+    stagegate::attest::trust::KeyConfig {
+        file: pem,
+        keyid: None,
+        predicates: vec![EVALUATION.to_string()],
+    }
+}
+
 /// The example release's evidence for the records, as a release pipeline
 /// sends it to a high-risk system: every verification result as a signed
 /// evaluation statement about the artifact (typed `attestation` fields are
-/// stagegate's to set), with the key entry that trusts the signer. The
-/// public key is written into `dir`.
+/// stagegate's to set). Returns the evidence and the attestations.
 pub fn attested_release(
     example: &Value,
     version: &str,
-    dir: &Path,
-) -> (Value, stagegate::attest::trust::KeyConfig) {
-    const EVALUATION: &str = "https://stagegate.dev/attestation/evaluation/v1";
-    let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
-    let public = stagegate::attest::ReceiptSigner::new(key.clone(), "bench").public();
-    let pem = dir.join("evidence.pem");
-    std::fs::write(&pem, &public.public_key_pem).expect("writing the evidence key");
+) -> (Value, Vec<Box<serde_json::value::RawValue>>) {
+    let key = evidence_key();
+    let keyid = stagegate::attest::ReceiptSigner::new(key.clone(), "bench")
+        .public()
+        .keyid;
     let digest = example["release"]["artifact_digest"]
         .as_str()
         .expect("digest");
@@ -265,7 +282,7 @@ pub fn attested_release(
     rel["deficiencies"] = json!([]);
     let results = rel["verification"]["results"].take();
     rel["verification"]["results"] = json!([]);
-    let attestations: Vec<Value> = results
+    let attestations = results
         .as_array()
         .into_iter()
         .flatten()
@@ -274,28 +291,14 @@ pub fn attested_release(
                 r["metric"].as_f64().unwrap(),
                 r["threshold"].as_f64().unwrap(),
             );
-            let statement = json!({
-                "_type": "https://in-toto.io/Statement/v1",
-                "subject": [{"name": "model", "digest": {"sha256": hex}}],
-                "predicateType": EVALUATION,
-                "predicate": {"metric": r["name"], "value": value, "threshold": threshold,
-                    "comparison": if value >= threshold { ">=" } else { "<=" },
-                    "dataset": "holdout", "samples": 10000},
-            });
-            let env = stagegate::attest::Envelope::sign_ed25519(
-                "application/vnd.in-toto+json",
-                statement.to_string().as_bytes(),
-                &public.keyid,
-                &key,
-            );
-            serde_json::to_value(env).expect("an envelope is JSON")
+            let predicate = json!({"metric": r["name"], "value": value, "threshold": threshold,
+                "comparison": if value >= threshold { ">=" } else { "<=" },
+                "dataset": "holdout", "samples": 10000});
+            let env =
+                stagegate::attest::Statement::about_sha256("model", hex, EVALUATION, predicate)
+                    .sign_ed25519(&keyid, &key);
+            serde_json::value::to_raw_value(&env).expect("an envelope is JSON")
         })
         .collect();
-    rel["attestations"] = Value::Array(attestations);
-    let trust = stagegate::attest::trust::KeyConfig {
-        file: pem,
-        keyid: None,
-        predicates: vec![EVALUATION.to_string()],
-    };
-    (rel, trust)
+    (rel, attestations)
 }

@@ -32,6 +32,32 @@ pub struct Subject {
 }
 
 impl Statement {
+    /// A statement about one artifact, named `name`, by its sha256 `hex`.
+    pub fn about_sha256(
+        name: &str,
+        hex: &str,
+        predicate_type: &str,
+        predicate: serde_json::Value,
+    ) -> Self {
+        Statement {
+            type_: STATEMENT_V1.to_string(),
+            subject: vec![Subject {
+                name: name.to_string(),
+                digest: BTreeMap::from([("sha256".to_string(), hex.to_string())]),
+            }],
+            predicate_type: predicate_type.to_string(),
+            predicate,
+        }
+    }
+
+    /// This statement as a DSSE envelope (in-toto payload type), signed by
+    /// `key` under the hint `keyid`: an attestation.
+    pub fn sign_ed25519(&self, keyid: &str, key: &ed25519_dalek::SigningKey) -> super::Envelope {
+        // Strings, a map of strings and a JSON value: serialising cannot fail.
+        let payload = serde_json::to_vec(self).unwrap_or_default();
+        super::Envelope::sign_ed25519(super::PAYLOAD_TYPE, &payload, keyid, key)
+    }
+
     /// Parses and checks a Statement v1 from a DSSE payload.
     pub fn parse(payload: &[u8]) -> Result<Self, AttestError> {
         let s: Statement =

@@ -9,10 +9,10 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use clap::Args;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::{CliError, CliResult, Exit};
-use crate::attest::Envelope;
+use crate::attest::Statement;
 use crate::attest::receipt::ReceiptSigner;
 
 #[derive(Debug, Args)]
@@ -81,18 +81,8 @@ pub fn run(args: AttestArgs) -> CliResult {
             predicate.display()
         )));
     }
-    let statement = json!({
-        "_type": "https://in-toto.io/Statement/v1",
-        "subject": [{"name": args.subject_name, "digest": {"sha256": hex}}],
-        "predicateType": predicate_type,
-        "predicate": body,
-    });
-    let envelope = Envelope::sign_ed25519(
-        "application/vnd.in-toto+json",
-        statement.to_string().as_bytes(),
-        &public.keyid,
-        &signer.key,
-    );
+    let envelope = Statement::about_sha256(&args.subject_name, &hex, &predicate_type, body)
+        .sign_ed25519(&public.keyid, &signer.key);
     let out = serde_json::to_string(&envelope)
         .map_err(|e| CliError::failure(format!("encoding the envelope: {e}")))?;
     println!("{out}");
