@@ -4,12 +4,11 @@
 
 mod support;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use stagegate::bundle::archive::{ArchiveLimits, read_members, write_members};
 use support::high_risk_gate;
+use support::load::Load;
 use support::server::{Deployment, Server};
 
 const NAME: &str = "iso42001-reference";
@@ -208,64 +207,28 @@ fn hot_swap_under_load_fails_no_request_and_every_answer_names_a_real_version() 
     let uploads: Vec<Vec<u8>> = versions.iter().map(|v| d.reference(v)).collect();
     let body = serde_json::to_vec(&high_risk_gate()).unwrap();
     let url = s.url("/v1/decisions/gate");
-    let stop = Arc::new(AtomicBool::new(false));
-    let failures = Arc::new(AtomicUsize::new(0));
-    let total = Arc::new(AtomicUsize::new(0));
-    let mut clients = Vec::new();
-    for _ in 0..4 {
-        let (url, body, stop, failures, total) = (
-            url.clone(),
-            body.clone(),
-            stop.clone(),
-            failures.clone(),
-            total.clone(),
-        );
-        clients.push(std::thread::spawn(move || {
-            let mut seen = Vec::new();
-            let mut last = semver::Version::new(1, 0, 0);
-            while !stop.load(Ordering::Relaxed) {
-                let r = support::server::send(
-                    &url,
-                    "POST",
-                    None,
-                    Some("application/json"),
-                    Some(&body),
-                );
-                total.fetch_add(1, Ordering::Relaxed);
-                if r.status != 200 {
-                    failures.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                let v = r.json();
-                assert_eq!(v["outcome"], "allow", "{v:#}");
-                let version =
-                    semver::Version::parse(v["policy"]["version"].as_str().unwrap()).unwrap();
-                // One client's sequential requests never go back in time.
-                assert!(version >= last, "saw {version} after {last}");
-                last = version.clone();
-                seen.push(version.to_string());
-            }
-            seen
-        }));
-    }
+    let load = Load::start(4, url, body, |v| {
+        assert_eq!(v["outcome"], "allow", "{v:#}");
+        v["policy"]["version"].as_str().unwrap().to_string()
+    });
     for (v, bytes) in versions.iter().zip(&uploads) {
         let r = s.put_bundle(NAME, None, bytes, false);
         assert_eq!(r.status, 200, "upload {v}: {}", r.body);
         std::thread::sleep(Duration::from_millis(30));
     }
     std::thread::sleep(Duration::from_millis(200));
-    stop.store(true, Ordering::Relaxed);
-    let mut seen = std::collections::BTreeSet::new();
-    for c in clients {
-        seen.extend(c.join().expect("client thread"));
+    let report = load.stop();
+    report.assert_none_failed(100);
+    for client in &report.seen {
+        let mut last = semver::Version::new(1, 0, 0);
+        for v in client {
+            let version = semver::Version::parse(v).unwrap();
+            // One client's sequential requests never go back in time.
+            assert!(version >= last, "saw {version} after {last}");
+            last = version;
+        }
     }
-    let total = total.load(Ordering::Relaxed);
-    assert_eq!(
-        failures.load(Ordering::Relaxed),
-        0,
-        "failed requests out of {total}"
-    );
-    assert!(total > 100, "the load generator sent only {total} requests");
+    let seen = report.all_seen();
     for v in &seen {
         assert!(
             v == "1.0.0" || versions.contains(v),

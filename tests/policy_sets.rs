@@ -4,12 +4,11 @@
 
 mod support;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use stagegate::policy::Limits;
 use support::high_risk_gate;
+use support::load::Load;
 use support::server::Deployment;
 
 const REFERENCE: &str = "iso42001-reference";
@@ -176,85 +175,43 @@ fn hot_swapping_one_member_under_load_fails_no_request_and_mixes_no_versions() {
         .collect();
     let body = serde_json::to_vec(&high_risk_gate()).unwrap();
     let url = s.url("/v1/decisions/gate?bundle=acme");
-    let stop = Arc::new(AtomicBool::new(false));
-    let failures = Arc::new(AtomicUsize::new(0));
-    let total = Arc::new(AtomicUsize::new(0));
-    let expected: Arc<Vec<(String, f64)>> = Arc::new(
-        std::iter::once(("0.1.0".to_string(), 1.0))
-            .chain(versions.iter().cloned())
-            .collect(),
-    );
-    let mut clients = Vec::new();
-    for _ in 0..4 {
-        let (url, body, stop, failures, total, expected) = (
-            url.clone(),
-            body.clone(),
-            stop.clone(),
-            failures.clone(),
-            total.clone(),
-            expected.clone(),
+    let expected: Vec<(String, f64)> = std::iter::once(("0.1.0".to_string(), 1.0))
+        .chain(versions.iter().cloned())
+        .collect();
+    let load = Load::start(4, url, body, move |v| {
+        assert_eq!(v["outcome"], "deny", "{v:#}");
+        let members = v["policy"]["members"].as_array().unwrap();
+        assert_eq!(members[0]["version"], "1.0.0", "{v:#}");
+        let version = members[1]["version"].as_str().unwrap().to_string();
+        let (_, pct) = expected
+            .iter()
+            .find(|(v, _)| *v == version)
+            .unwrap_or_else(|| panic!("unexpected acme-rules version {version}"));
+        let finding = v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["code"] == "acme.first_stage_too_wide")
+            .unwrap_or_else(|| panic!("{v:#}"));
+        // The member that decided is the version the envelope names.
+        assert!(
+            finding["message"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("at most {pct} %")),
+            "version {version} answered with another version's limit: {v:#}"
         );
-        clients.push(std::thread::spawn(move || {
-            let mut seen = std::collections::BTreeSet::new();
-            while !stop.load(Ordering::Relaxed) {
-                let r = support::server::send(
-                    &url,
-                    "POST",
-                    None,
-                    Some("application/json"),
-                    Some(&body),
-                );
-                total.fetch_add(1, Ordering::Relaxed);
-                if r.status != 200 {
-                    failures.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                let v = r.json();
-                assert_eq!(v["outcome"], "deny", "{v:#}");
-                let members = v["policy"]["members"].as_array().unwrap();
-                assert_eq!(members[0]["version"], "1.0.0", "{v:#}");
-                let version = members[1]["version"].as_str().unwrap().to_string();
-                let (_, pct) = expected
-                    .iter()
-                    .find(|(v, _)| *v == version)
-                    .unwrap_or_else(|| panic!("unexpected acme-rules version {version}"));
-                let finding = v["findings"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .find(|f| f["code"] == "acme.first_stage_too_wide")
-                    .unwrap_or_else(|| panic!("{v:#}"));
-                // The member that decided is the version the envelope names.
-                assert!(
-                    finding["message"]
-                        .as_str()
-                        .unwrap()
-                        .contains(&format!("at most {pct} %")),
-                    "version {version} answered with another version's limit: {v:#}"
-                );
-                seen.insert(version);
-            }
-            seen
-        }));
-    }
+        version
+    });
     for ((v, _), bytes) in versions.iter().zip(&uploads) {
         let r = s.put_bundle(ACME, None, bytes, false);
         assert_eq!(r.status, 200, "upload {v}: {}", r.body);
         std::thread::sleep(Duration::from_millis(30));
     }
     std::thread::sleep(Duration::from_millis(200));
-    stop.store(true, Ordering::Relaxed);
-    let mut seen = std::collections::BTreeSet::new();
-    for c in clients {
-        seen.extend(c.join().expect("client thread"));
-    }
-    let total = total.load(Ordering::Relaxed);
-    assert_eq!(
-        failures.load(Ordering::Relaxed),
-        0,
-        "failed requests out of {total}"
-    );
-    assert!(total > 100, "the load generator sent only {total} requests");
+    let report = load.stop();
+    report.assert_none_failed(100);
+    let seen = report.all_seen();
     assert!(seen.contains("0.2.12"), "{seen:?}");
     assert!(
         seen.len() > 2,

@@ -7,11 +7,12 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use support::high_risk_gate;
+use support::load::Load;
 use support::oci_registry::Registry;
 use support::server::{Deployment, Server};
 
@@ -186,42 +187,9 @@ fn a_tag_moved_under_load_activates_within_a_poll_and_fails_no_request() {
     });
     let body = serde_json::to_vec(&high_risk_gate()).unwrap();
     let url = s.url("/v1/decisions/gate");
-    let stop = Arc::new(AtomicBool::new(false));
-    let failures = Arc::new(AtomicUsize::new(0));
-    let total = Arc::new(AtomicUsize::new(0));
-    let seen = Arc::new(Mutex::new(std::collections::BTreeSet::new()));
-    let clients: Vec<_> = (0..4)
-        .map(|_| {
-            let (url, body, stop, failures, total, seen) = (
-                url.clone(),
-                body.clone(),
-                stop.clone(),
-                failures.clone(),
-                total.clone(),
-                seen.clone(),
-            );
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    let r = support::server::send(
-                        &url,
-                        "POST",
-                        None,
-                        Some("application/json"),
-                        Some(&body),
-                    );
-                    total.fetch_add(1, Ordering::Relaxed);
-                    if r.status != 200 {
-                        failures.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
-                    let v = r.json();
-                    seen.lock()
-                        .unwrap()
-                        .insert(v["policy"]["version"].as_str().unwrap_or("").to_string());
-                }
-            })
-        })
-        .collect();
+    let load = Load::start(4, url, body, |v| {
+        v["policy"]["version"].as_str().unwrap_or("").to_string()
+    });
     std::thread::sleep(Duration::from_millis(300));
     push(&d, &reg, &d.reference("1.1.0"), "compliance/iso42001:1");
     // The push returns once the registry serves the new manifest.
@@ -235,10 +203,7 @@ fn a_tag_moved_under_load_activates_within_a_poll_and_fails_no_request() {
     .unwrap();
     let took = Duration::from_millis((activated_at.millis() - served.millis()).max(0) as u64);
     std::thread::sleep(Duration::from_millis(300));
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        c.join().unwrap();
-    }
+    let report = load.stop();
     let st = status(&s);
     eprintln!(
         "measured: tag move to activation {} ms (poll interval {POLL_MS} ms ±20 %, compiled cache hit: {}, load {} ms)",
@@ -251,16 +216,9 @@ fn a_tag_moved_under_load_activates_within_a_poll_and_fails_no_request() {
         took < Duration::from_secs(2),
         "activation took {took:?} after the registry served the new tag"
     );
-    let total = total.load(Ordering::Relaxed);
+    report.assert_none_failed(50);
     assert_eq!(
-        failures.load(Ordering::Relaxed),
-        0,
-        "failed requests out of {total}"
-    );
-    assert!(total > 50, "the load generator sent only {total} requests");
-    let seen = seen.lock().unwrap().clone();
-    assert_eq!(
-        seen,
+        report.all_seen(),
         ["1.0.0".to_string(), "1.1.0".to_string()].into(),
         "every decision's version is the old or the new one, and both were seen"
     );

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod load;
 pub mod oci_registry;
 pub mod receiver;
 pub mod records;
