@@ -155,7 +155,7 @@ fn a_rolled_back_deployment_exports_valid_oscal_with_its_rollback_as_the_decisiv
 
     let doc = first.json();
     let ar = &doc["assessment-results"];
-    assert_eq!(ar["metadata"]["oscal-version"], "1.2.3");
+    assert_eq!(ar["metadata"]["oscal-version"], "1.2.1");
     assert_eq!(
         ar["import-ap"]["href"], "urn:stagegate:bundle:iso42001-reference:1.0.0",
         "{:#}",

@@ -17,7 +17,7 @@ import re
 import sys
 
 SCHEMA = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "oscal" / "oscal_complete_schema.json"
-SCHEMA_SHA256 = "384324105c7a817af0f65b120a963146caa0e0d55d969cf0daf60e063b87a206"
+SCHEMA_SHA256 = "1fb34a1db562f06fa48669fb38a9af2dc3e87f52e44116071d7b564551911171"
 AR = "oscal-complete-oscal-ar:assessment-results"
 
 try:
@@ -86,6 +86,12 @@ def main():
         else:
             path = "/".join(str(p) for p in err.absolute_path)
             errors.append(f"schema: /{path}: {err.message[:300]}")
+
+    # The document must declare the release the schema belongs to.
+    schema_release = re.search(r"/(\d+\.\d+\.\d+)/", json.loads(schema_bytes)["$id"]).group(1)
+    declared = doc.get("assessment-results", {}).get("metadata", {}).get("oscal-version")
+    if declared != schema_release:
+        errors.append(f"metadata/oscal-version is {declared!r}, the schema is OSCAL {schema_release}")
 
     if errors:
         print(f"{doc_path}: {len(errors)} problem(s)")

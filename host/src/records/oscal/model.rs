@@ -11,7 +11,7 @@ use crate::decision::Timestamp;
 
 /// The OSCAL release whose published JSON schema the export is validated
 /// against (tests/fixtures/oscal/SOURCE.md).
-pub const OSCAL_VERSION: &str = "1.2.3";
+pub const OSCAL_VERSION: &str = "1.2.1";
 
 /// Namespace of stagegate's own property names.
 pub const NS: &str = "urn:stagegate:oscal";
