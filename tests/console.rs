@@ -1,4 +1,4 @@
-//! The auditor's console at `/ui` (README.md, "Auditor console"): sign-in,
+//! The auditor's console at `/ui` (docs/console.md): sign-in,
 //! sessions, the pages over the scenario's records, and bad input — which
 //! gets a clear page with a 4xx status, never a 500. The last test drives
 //! a real browser (Debian's Chromium through Python's playwright).
@@ -511,7 +511,7 @@ fn an_auditor_reads_the_rollback_in_a_real_browser() {
         .env("CONSOLE_DEPLOYMENT", &id)
         .env(
             "CONSOLE_SCREENSHOTS",
-            // Relative to the repository root, as the README says.
+            // Relative to the repository root, as docs/console.md says.
             std::env::var_os("STAGEGATE_SCREENSHOTS")
                 .filter(|d| !d.is_empty())
                 .map(|d| support::root().join(d))

@@ -1,4 +1,4 @@
-//! Python policies (README, "Writing a policy in Python"): built with
+//! Python policies (docs/policies-python.md): built with
 //! componentize-py by `stagegate build`, loaded under their own sandbox
 //! limits, combined with the reference policy in a set, and failing closed
 //! within their deadline when hostile. Needs componentize-py 0.25.1 (CI

@@ -1,5 +1,6 @@
-//! The README scenario (examples/scenario/run.sh) runs as written: every
-//! step checks its own answer, so if this passes, the README is true.
+//! The scenario of docs/records.md (examples/scenario/run.sh) runs as
+//! written: every step checks its own answer, so if this passes, the
+//! scenario that page tells is true.
 
 mod support;
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes a test CA and a serving certificate for stagegate's TLS listener,
-# for the webhook in validating-webhook.yaml (README.md, "Kubernetes admission").
+# for the webhook in validating-webhook.yaml (docs/integrations/kubernetes.md).
 #
 #   examples/kubernetes/make-certs.sh [OUT]        (default OUT: ./stagegate-certs)
 #

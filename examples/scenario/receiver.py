@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""A minimal escalation webhook receiver for the README scenario.
+"""A minimal escalation webhook receiver for the scenario
+of docs/records.md.
 
 Verifies each event's X-Stagegate-Signature (HMAC-SHA256 over "<t>.<body>"
 with the shared secret), ignores an event id it has already seen (the

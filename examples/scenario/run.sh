@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README scenario, end to end: one high-risk release from registration
+# The scenario of docs/records.md, end to end: one high-risk release from registration
 # through pilot, a failed promotion, an automatic rollback on a breached
 # trigger, a fixed release promoted to general availability, silence that
 # the scheduler notices and escalates to a webhook receiver, the notice to

@@ -1,5 +1,4 @@
-//! The auditor's console, rendered on the server (README.md, "Auditor
-//! console"): the deployment page of a deployment with 1,000 decisions and
+//! The auditor's console, rendered on the server (docs/console.md): the deployment page of a deployment with 1,000 decisions and
 //! 5,000 observations, and the decision log's first page over 100,000
 //! decisions, on SQLite, in-process. Each figure is the whole page: the
 //! records read through `records::console`/`export` (with the chain proof

@@ -71,7 +71,7 @@ CONF
 }
 start_server true ack
 
-# The README scenario's release, reviewed and authorised, deployed at its
+# The scenario (docs/records.md)'s release, reviewed and authorised, deployed at its
 # pilot (5 %): what the authz check answers for.
 api() { # api TOKEN METHOD PATH [JSON]
     curl -sf -X "$2" "http://127.0.0.1:$port$3" -H "Authorization: Bearer $1" -H 'Content-Type: application/json' ${4:+-d "$4"}

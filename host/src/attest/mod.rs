@@ -2,9 +2,9 @@
 //!
 //! Evidence a release pipeline types into JSON is only as good as the
 //! pipeline; evidence it *signs* can be checked. This module verifies
-//! attestations a release brings (README.md, "Attested evidence") and signs
+//! attestations a release brings (docs/evidence-and-receipts.md) and signs
 //! the receipts stagegate gives for its `allow` and `promote` decisions
-//! (README.md, "Decision receipts"):
+//! (docs/evidence-and-receipts.md):
 //!
 //! - [`dsse`]: the envelope and its pre-authentication encoding (PAE);
 //! - [`trust`]: public keys (Ed25519, ECDSA P-256) and the evidence trust

@@ -2,8 +2,8 @@
 //!
 //! - in-toto test-result v0.1 ([`TEST_RESULT`]): one verification result,
 //!   passed when `result` is `PASSED`, named after the test configuration;
-//! - the stagegate evaluation predicate ([`EVALUATION`], README.md
-//!   "Attested evidence"): one verification result with its metric and
+//! - the stagegate evaluation predicate ([`EVALUATION`],
+//!   docs/evidence-and-receipts.md): one verification result with its metric and
 //!   threshold, passed when `value comparison threshold` holds;
 //! - SLSA provenance v1 ([`SLSA_PROVENANCE`]): the release's supply-chain
 //!   statement, with the builder and the source it was built from.

@@ -1,4 +1,4 @@
-//! Signed policy bundles (README.md, "Bundles"): data, verified before use.
+//! Signed policy bundles (docs/bundles.md): data, verified before use.
 //!
 //! A bundle is one archive: `manifest.json` (name, version, WIT package,
 //! every file's SHA-256 and size), `policy.wasm`, `params.json`,

@@ -1,7 +1,6 @@
 //! `stagegate attest`: signs an in-toto Statement about an artifact as a
 //! DSSE envelope, with a `stagegate keygen` key, so a release pipeline
-//! without in-toto tooling can attest its evidence (README.md, "Attested
-//! evidence"). The envelope is what `POST /v1/systems/{id}/releases` takes
+//! without in-toto tooling can attest its evidence (docs/evidence-and-receipts.md). The envelope is what `POST /v1/systems/{id}/releases` takes
 //! in `attestations`; `--public-key` prints the SPKI PEM an
 //! `[[evidence.keys]]` entry trusts.
 

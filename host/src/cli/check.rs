@@ -1,5 +1,5 @@
 //! `stagegate check DECISION (--server URL [--bundle NAME] | --local BUNDLE) --input FILE|-`:
-//! the gate step of a CI pipeline (README.md, "CI pipelines").
+//! the gate step of a CI pipeline (docs/integrations/ci.md).
 //!
 //! Unlike `eval`, whose exit code says only whether a decision was made,
 //! `check` turns the outcome into the pipeline's pass or fail: 0 for a

@@ -1,4 +1,4 @@
-//! The `stagegate` command line (README.md, "Command line").
+//! The `stagegate` command line (README.md#command-line).
 //!
 //! Exit codes are part of the interface: 0 success (whatever a decision's
 //! outcome), 1 a check failed (verification, a failing test, a `check` whose

@@ -1,6 +1,6 @@
 //! `stagegate new policy DIR --lang rust|python`: a policy directory that
-//! builds, tests and signs as it stands (README, "Writing a policy" and
-//! "Writing a policy in Python"), with one example rule and its test cases
+//! builds, tests and signs as it stands (docs/policies-rust.md and
+//! docs/policies-python.md), with one example rule and its test cases
 //! to replace.
 
 use std::path::{Path, PathBuf};

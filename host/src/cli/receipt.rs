@@ -1,6 +1,6 @@
 //! `stagegate receipt verify FILE --trust DIR [--subject sha256:…]`: checks
 //! a decision receipt offline, with nothing but the receipt keys' public
-//! halves (README.md, "Decision receipts").
+//! halves (docs/evidence-and-receipts.md).
 
 use std::path::{Path, PathBuf};
 

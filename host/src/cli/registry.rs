@@ -1,7 +1,6 @@
 //! `stagegate push FILE oci://HOST/REPO:TAG` and
 //! `stagegate pull oci://HOST/REPO:TAG --out FILE`: bundles in OCI
-//! registries (README.md, "Distributing bundles"; the artifact layout is in
-//! docs/distribution.md).
+//! registries (docs/distribution.md).
 
 use std::path::PathBuf;
 

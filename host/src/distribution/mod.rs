@@ -1,7 +1,5 @@
 //! Fetching and publishing signed bundles over the network: plain HTTP(S)
-//! servers ([`http`]) and OCI registries ([`oci`]) (README.md,
-//! "Distributing bundles"; the artifact layout is in
-//! `docs/distribution.md`).
+//! servers ([`http`]) and OCI registries ([`oci`]) (`docs/distribution.md`).
 //!
 //! This module only moves bytes and checks that they are the bytes the
 //! source named (digests, sizes, media types). Whether a bundle may be

@@ -8,7 +8,7 @@
 //! [`Records::evaluate_progression`](crate::records::Records::evaluate_progression)),
 //! so a controller and a human asking the records API see the same
 //! judgement. The HTTP routes (`server::routes::integrations`) only parse
-//! and serialise. docs/integrations.md describes the mapping.
+//! and serialise. docs/integrations/ describes the mapping.
 
 pub mod argo;
 pub mod flagger;

@@ -3,14 +3,13 @@
 //! A release may bring DSSE-signed in-toto attestations. Each is verified
 //! against the evidence trust store ([`crate::attest::EvidenceTrust`]),
 //! must name the release's artifact as a subject, and is mapped into the
-//! release's evidence (README.md, "Attested evidence"); one bad
+//! release's evidence (docs/evidence-and-receipts.md); one bad
 //! attestation refuses the release and nothing is stored. Accepted ones
 //! are kept verbatim, committed to the chain, shown with the release and
 //! exported to auditors.
 //!
 //! Every gate `allow` and progression `promote` with a known artifact
-//! digest gets a receipt signed with the receipt key (README.md, "Decision
-//! receipts"), stored by decision id in the same transaction as the
+//! digest gets a receipt signed with the receipt key (docs/evidence-and-receipts.md), stored by decision id in the same transaction as the
 //! decision, so a decision that committed has its receipt and one that
 //! did not has none.
 

@@ -78,7 +78,7 @@ pub enum EventKind {
     Suspended,
     /// A newer deployment holding one of this deployment's refs reached
     /// its plan's last stage: it serves what this one served. The status
-    /// does not change (docs/integrations.md, "Refs").
+    /// does not change (docs/records.md, "Refs").
     Superseded,
     /// A rollout controller reported a phase of its rollout (a Flagger
     /// `post-rollout` or `event` webhook); nothing changes.
@@ -327,7 +327,7 @@ pub struct Release {
     pub created_by: String,
     /// The verified attestations the evidence took results and statements
     /// from: for each, the attesting key, the predicate type and where
-    /// its evidence went (README.md, "Attested evidence").
+    /// its evidence went (docs/evidence-and-receipts.md).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub attestations: Vec<super::attestations::AttestationView>,
 }

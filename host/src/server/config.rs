@@ -44,11 +44,9 @@ pub struct Config {
     pub records: RecordsConfig,
     pub scheduler: SchedulerConfig,
     pub webhooks: WebhooksConfig,
-    /// Which keys may attest a release's evidence (README.md, "Attested
-    /// evidence").
+    /// Which keys may attest a release's evidence (docs/evidence-and-receipts.md).
     pub evidence: EvidenceConfig,
-    /// Signed receipts of `allow` and `promote` decisions (README.md,
-    /// "Decision receipts").
+    /// Signed receipts of `allow` and `promote` decisions (docs/evidence-and-receipts.md).
     pub receipts: ReceiptsConfig,
     /// Polling of remote bundle sources (`url`, `oci`): defaults each
     /// `[[bundles]]` entry may override.
@@ -58,7 +56,7 @@ pub struct Config {
     /// Bearer tokens. None configured: loopback only, every caller has
     /// every role (local development).
     pub tokens: Vec<TokenConfig>,
-    /// Adapters for outside systems (README.md, "CI pipelines").
+    /// Adapters for outside systems (docs/integrations/).
     pub integrations: super::integrations::IntegrationsConfig,
 }
 
@@ -201,7 +199,7 @@ impl Default for SchedulerConfig {
     }
 }
 
-/// The auditor's console (README.md, "Auditor console").
+/// The auditor's console (docs/console.md).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConsoleConfig {
@@ -260,8 +258,7 @@ impl Default for WebhooksConfig {
     }
 }
 
-/// How remote bundle sources (`url`, `oci`) are polled (README.md,
-/// "Distributing bundles").
+/// How remote bundle sources (`url`, `oci`) are polled (docs/distribution.md).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SourcesConfig {
@@ -549,7 +546,7 @@ pub struct PolicySetConfig {
     pub default: bool,
 }
 
-/// Roles a token may grant (README.md, "Access control").
+/// Roles a token may grant (docs/http-api.md, "Access control").
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize,
 )]

@@ -1,5 +1,5 @@
 //! The per-request exposure check for serving gateways
-//! (README.md, "Serving gateways"): `ANY /v1/integrations/authz[/…]`.
+//! (docs/integrations/gateways.md): `ANY /v1/integrations/authz[/…]`.
 //!
 //! nginx `auth_request` and Envoy `ext_authz` (HTTP service) ask before
 //! every inference request whether this caller may reach the new release.

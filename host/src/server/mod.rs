@@ -1,4 +1,4 @@
-//! `stagegate serve`: the HTTP decision service (README.md, "HTTP API").
+//! `stagegate serve`: the HTTP decision service (docs/http-api.md).
 //!
 //! axum on tokio. Decisions run inline on the request's task: a warm
 //! policy call takes microseconds, less than handing it to another thread
@@ -398,7 +398,7 @@ pub fn router(app: Arc<App>) -> Router {
             "/v1/deployments/{id}/evaluations/monitoring",
             get(routes::evaluations::monitoring),
         )
-        // Rollout controllers (docs/integrations.md).
+        // Rollout controllers (docs/integrations/).
         .route(
             "/v1/integrations/argo-rollouts/analysis",
             get(routes::integrations::argo::analysis),
@@ -428,7 +428,7 @@ pub fn router(app: Arc<App>) -> Router {
         // The notice to users is public: the people it informs hold no token.
         .route("/v1/systems/{id}/notice", get(routes::notice::notice))
         .route("/metrics", get(routes::health::metrics));
-    // The auditor's console (README.md, "Auditor console").
+    // The auditor's console (docs/console.md).
     let api = if app.console_enabled {
         api.merge(console::routes(app.clone()))
     } else {

@@ -1,5 +1,5 @@
 //! Remote bundle sources: an HTTP(S) URL or an OCI registry tag, polled on
-//! a thread of its own (README.md, "Distributing bundles").
+//! a thread of its own (docs/distribution.md).
 //!
 //! A poll asks one conditional question (`If-None-Match` on the URL, or on
 //! the tag's manifest) and, only when the answer changed, fetches the

@@ -1,4 +1,4 @@
-//! The HTTPS listener (README.md, "TLS"): the same router as the plain
+//! The HTTPS listener (docs/configuration.md, "TLS"): the same router as the plain
 //! listener, behind rustls.
 //!
 //! The Kubernetes API server calls admission webhooks over HTTPS only, so

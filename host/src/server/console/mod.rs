@@ -1,4 +1,4 @@
-//! The auditor's console at `/ui` (README.md, "Auditor console"): a
+//! The auditor's console at `/ui` (docs/console.md): a
 //! read-only, server-rendered view of the records for people who would
 //! rather look than `curl`.
 //!

@@ -1,4 +1,4 @@
-//! GitHub deployment protection rules (README.md, "CI pipelines"):
+//! GitHub deployment protection rules (docs/integrations/github.md):
 //! `POST /v1/integrations/github/deployment-protection`.
 //!
 //! A GitHub App installed as a protection rule on an environment receives

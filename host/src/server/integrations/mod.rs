@@ -14,7 +14,7 @@ pub struct IntegrationsConfig {
     pub github: Option<github::GithubConfig>,
     /// The per-request exposure check for serving gateways.
     pub authz: crate::server::exposure::AuthzConfig,
-    /// The Kubernetes admission webhook (README.md, "Kubernetes admission").
+    /// The Kubernetes admission webhook (docs/integrations/kubernetes.md).
     pub kubernetes: KubernetesConfig,
 }
 
@@ -24,7 +24,7 @@ pub struct IntegrationsConfig {
 pub struct KubernetesConfig {
     /// Admit an object only when the release's artifact digest it runs
     /// has a decision receipt of this service that verifies: proof that
-    /// the artifact itself passed the gate (README.md, "Decision receipts").
+    /// the artifact itself passed the gate (docs/evidence-and-receipts.md).
     pub require_receipt: bool,
 }
 

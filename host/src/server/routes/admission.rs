@@ -1,5 +1,5 @@
 //! `POST /v1/integrations/kubernetes/admission`: a Kubernetes
-//! ValidatingAdmissionWebhook (README.md, "Kubernetes admission").
+//! ValidatingAdmissionWebhook (docs/integrations/kubernetes.md).
 //!
 //! The API server sends an `admission.k8s.io/v1` `AdmissionReview` and
 //! expects one back with the same `request.uid`. Any other answer (a non-200
@@ -282,7 +282,7 @@ impl Answer {
     }
 }
 
-/// The rules (README.md, "Kubernetes admission").
+/// The rules (docs/integrations/kubernetes.md).
 async fn decide(app: &App, request: &Request<'_>, actor: &str) -> Answer {
     if !matches!(request.operation, "CREATE" | "UPDATE") {
         return Answer::not_concerned();

@@ -603,7 +603,7 @@ pub async fn checkpoint_key(
 }
 
 /// `GET /v1/decisions/{id}/receipt`: the decision's signed receipt, a DSSE
-/// envelope (README.md, "Decision receipts").
+/// envelope (docs/evidence-and-receipts.md).
 pub async fn receipt(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,

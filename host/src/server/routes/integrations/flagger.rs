@@ -2,7 +2,7 @@
 //! (crate::integrations::flagger).
 //!
 //! Flagger's webhook spec has no headers, so besides `Authorization` the
-//! token may come in the payload's `metadata.token` (docs/integrations.md
+//! token may come in the payload's `metadata.token` (docs/integrations/flagger.md
 //! says what that exposes).
 
 use std::sync::Arc;

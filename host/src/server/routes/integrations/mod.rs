@@ -1,6 +1,6 @@
 //! Rollout controller adapters over HTTP: parsing and serialising only;
 //! what each answer means is decided in `crate::integrations` from the
-//! route and the read-only evaluations (docs/integrations.md).
+//! route and the read-only evaluations (docs/integrations/).
 //!
 //! Controllers call with the `gateway` role (operators may too): the same
 //! role gateways use to ask for decisions, because the adapters answer
