@@ -10,7 +10,7 @@
 //! oldObject, dryRun, options); the objects follow the manifests in
 //! examples/kubernetes/.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -309,17 +309,13 @@ fn promote(s: &Server, id: &str, target: &str) {
     assert_eq!(v["deployment"]["stage"], target, "{v:#}");
 }
 
-#[test]
-fn admission_answers_follow_the_deployment_from_pilot_through_promotion_to_rollback() {
-    the_story(Backend::Sqlite);
-}
+support::on_both_backends!(
+    admission_answers_follow_the_deployment_from_pilot_through_promotion_to_rollback
+);
 
-#[test]
-fn admission_answers_follow_the_deployment_from_pilot_through_promotion_to_rollback_on_postgres() {
-    the_story(Backend::Postgres);
-}
-
-fn the_story(backend: Backend) {
+fn admission_answers_follow_the_deployment_from_pilot_through_promotion_to_rollback(
+    backend: Backend,
+) {
     let ca = Ca::new("admission test CA");
     let Some(w) = TlsWorld::on(backend, &ca) else {
         return;
@@ -932,6 +928,11 @@ fn yaml_documents(path: &Path) -> Vec<Value> {
 
 #[test]
 fn the_shipped_certificate_script_and_manifests_work_against_a_running_server() {
+    for tool in ["bash", "openssl", "pyyaml"] {
+        if !support::require_tool(tool) {
+            return;
+        }
+    }
     let examples = support::root().join("examples/kubernetes");
     let certs = tempfile::tempdir().unwrap();
     let out = std::process::Command::new("bash")

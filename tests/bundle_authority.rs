@@ -5,7 +5,7 @@
 //! trusts only entries private to the service; development signing keys
 //! stay off non-loopback listeners.
 
-mod support;
+use crate::support;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::time::Duration;

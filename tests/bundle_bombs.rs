@@ -4,7 +4,7 @@
 //! and the limit, the service keeps deciding meanwhile, and no process's
 //! peak resident memory reaches 256 MiB.
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::sync::Arc;

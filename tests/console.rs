@@ -3,7 +3,7 @@
 //! gets a clear page with a 4xx status, never a 500. The last test drives
 //! a real browser (Debian's Chromium through Python's playwright).
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
@@ -304,17 +304,12 @@ fn every_value_is_html_escaped() {
     }
 }
 
-#[test]
-fn the_pages_tell_the_rolled_back_deployments_story_sqlite() {
-    pages_tell_the_story(Backend::Sqlite);
-}
+support::on_both_backends!(
+    the_pages_tell_the_rolled_back_deployments_story,
+    the_decision_log_pages_by_keyset_without_repeating_or_skipping,
+);
 
-#[test]
-fn the_pages_tell_the_rolled_back_deployments_story_postgres() {
-    pages_tell_the_story(Backend::Postgres);
-}
-
-fn pages_tell_the_story(backend: Backend) {
+fn the_pages_tell_the_rolled_back_deployments_story(backend: Backend) {
     let Some((_w, s)) = world_on(backend, "") else {
         return;
     };
@@ -394,17 +389,7 @@ fn pages_tell_the_story(backend: Backend) {
     assert!(r.body.contains("No decision matches"), "{}", r.body);
 }
 
-#[test]
-fn the_decision_log_pages_by_keyset_without_repeating_or_skipping_sqlite() {
-    pages_by_keyset(Backend::Sqlite);
-}
-
-#[test]
-fn the_decision_log_pages_by_keyset_without_repeating_or_skipping_postgres() {
-    pages_by_keyset(Backend::Postgres);
-}
-
-fn pages_by_keyset(backend: Backend) {
+fn the_decision_log_pages_by_keyset_without_repeating_or_skipping(backend: Backend) {
     let Some((_w, s)) = world_on(backend, "") else {
         return;
     };
@@ -459,21 +444,7 @@ fn without_tokens_the_console_is_open_on_loopback_only() {
 /// The browser test's script: `tests/browser/console.py`.
 #[test]
 fn an_auditor_reads_the_rollback_in_a_real_browser() {
-    let in_ci = std::env::var_os("CI").is_some();
-    let chromium = std::path::Path::new("/usr/bin/chromium");
-    let playwright = std::process::Command::new("python3")
-        .args(["-c", "import playwright.sync_api"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !chromium.exists() || !playwright {
-        let why = format!(
-            "the browser test needs /usr/bin/chromium (found: {}) and python3 with playwright (found: {playwright})",
-            chromium.exists()
-        );
-        if in_ci {
-            panic!("{why}");
-        }
-        eprintln!("skipping: {why}; CI runs it");
+    if !support::require_tool("chromium") || !support::require_tool("playwright") {
         return;
     }
     let (_w, s) = world("");

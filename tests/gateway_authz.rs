@@ -4,7 +4,7 @@
 //! every subject and following a transition made on the other within a
 //! second.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 
@@ -178,17 +178,11 @@ fn the_check_answers_from_headers_with_stage_release_and_why() {
     assert!(metrics.contains("stagegate_authz_total{deployment=\"unknown\",result=\"out\"}"));
 }
 
-#[test]
-fn a_second_replica_assigns_the_same_buckets_and_sees_a_rollback_within_a_second() {
-    two_replicas(Backend::Sqlite);
-}
+support::on_both_backends!(
+    a_second_replica_assigns_the_same_buckets_and_follows_a_rollback_on_the_other
+);
 
-#[test]
-fn on_postgres_a_second_replica_assigns_the_same_buckets_and_sees_a_rollback_within_a_second() {
-    two_replicas(Backend::Postgres);
-}
-
-fn two_replicas(backend: Backend) {
+fn a_second_replica_assigns_the_same_buckets_and_follows_a_rollback_on_the_other(backend: Backend) {
     let keys = tempfile::tempdir().unwrap();
     let Some(w) = world_on(backend, &keys.path().join("authz.key")) else {
         return;

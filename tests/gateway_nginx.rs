@@ -3,14 +3,14 @@
 //! 2,000 distinct callers at the pilot's 5 %, after promotion to regional
 //! (25 %), and after the automatic rollback, on the scenario's records.
 //!
-//! nginx is the Debian package (`.ci/run` installs it); without it the test
-//! fails under `CI` and is skipped elsewhere. nginx runs as the current user
+//! nginx is the Debian package (`just test-deps` installs it); without it
+//! the test fails under `CI` and is skipped (and listed) elsewhere. nginx runs as the current user
 //! with a temporary prefix and `daemon off`, as a child of the test.
 
-mod support;
+use crate::support;
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -19,18 +19,6 @@ use support::records::{Backend, World, observe, plan, post, registered_release, 
 
 const SUBJECTS: usize = 2_000;
 const REF: &str = "serving/credit-scoring";
-
-fn nginx_binary() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("NGINX") {
-        return Some(PathBuf::from(p));
-    }
-    for p in ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"] {
-        if Path::new(p).exists() {
-            return Some(PathBuf::from(p));
-        }
-    }
-    None
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -153,13 +141,10 @@ fn share(a: &[bool]) -> f64 {
 
 #[test]
 fn nginx_admits_the_plans_share_keeps_admitted_callers_and_stops_within_2s_of_a_rollback() {
-    let Some(binary) = nginx_binary() else {
-        if std::env::var_os("CI").is_some() {
-            panic!("nginx is not installed (.ci/run installs the Debian package)");
-        }
-        eprintln!("skipping: nginx is not installed (set NGINX=/path/to/nginx)");
+    if !support::require_tool("nginx") {
         return;
-    };
+    }
+    let binary = support::tools::nginx_path().expect("require_tool found nginx");
     let world = World::new(Backend::Sqlite, "").unwrap();
     let s = world.start();
     // The scenario's release, authorised, deployed under its plan with the

@@ -2,7 +2,7 @@
 //! active version serving; versions only move forward unless forced;
 //! watched sources; hot swap under load; restart from the persisted copy.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! and in order even across an outage, replicas share the schedule, and
 //! the notice tells users what they rely on.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

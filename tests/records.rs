@@ -2,7 +2,7 @@
 //! lifecycle decided by the policy, concurrency, idempotency, refusals that
 //! write nothing, a tamper-evident decision log, and a crash.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,18 +11,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use support::records::{Backend, World, deploy, get, observe, post, registered_release};
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[test] fn $name() { super::$name(super::Backend::Sqlite) })*
-        }
-        mod postgres {
-            $(#[test] fn $name() { super::$name(super::Backend::Postgres) })*
-        }
-    };
-}
-
-on_both_backends!(
+support::on_both_backends!(
     a_release_walks_from_gate_to_rollback_and_its_fix_to_general_availability,
     two_concurrent_promotions_one_succeeds_the_other_gets_409,
     refused_progressions_write_nothing,

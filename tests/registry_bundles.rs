@@ -5,7 +5,7 @@
 //! activation as an upload: these tests prove the source-specific parts
 //! (tags, digests, conditional requests, outages) around it.
 
-mod support;
+use crate::support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
