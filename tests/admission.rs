@@ -138,7 +138,7 @@ impl TlsWorld {
     fn start(&self) -> (Server, String) {
         let s = self.world.start();
         let mut addr = None;
-        support::wait_until("the TLS listener", Duration::from_secs(30), || {
+        support::wait_until("the TLS listener", support::HANG, || {
             addr = tls_address(&s.logs());
             addr.is_some()
         });
@@ -857,14 +857,14 @@ fn a_rotated_certificate_is_served_without_a_restart_and_a_bad_one_keeps_the_old
     std::fs::write(&w.cert, &cert).unwrap();
     support::wait_until(
         "the refusal of the half-rotated pair",
-        Duration::from_secs(20),
+        support::HANG,
         || s.logs().contains("new TLS certificate refused"),
     );
     assert_eq!(reply_of(first.client().get(&url).call()).status, 200);
 
     // The key arrives: the new pair is served.
     std::fs::write(&w.key, &key).unwrap();
-    support::wait_until("the new certificate", Duration::from_secs(20), || {
+    support::wait_until("the new certificate", support::HANG, || {
         reply_of(second.client().get(&url).call()).status == 200
     });
     assert_eq!(reply_of(first.client().get(&url).call()).status, 0);
