@@ -168,7 +168,7 @@ fn a_scaffolded_python_policy_tests_builds_and_signs_as_it_stands() {
 }
 
 /// The benchmark table of docs/BENCHMARKS.md, "Python policies and sets":
-/// `cargo test -p stagegate --test python_policies python_benchmark_table
+/// `cargo test -p stagegate --test e2e python_benchmark_table
 /// -- --ignored --nocapture`. Ignored by default: it measures, it does not
 /// check.
 #[test]
