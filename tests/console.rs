@@ -9,33 +9,28 @@ use std::time::Duration;
 
 use serde_json::json;
 use support::records::{Backend, World, deploy, get, observe, post, registered_release, token};
-use support::server::{Reply, Server, reply_of};
+use support::server::{Reply, Request, Server};
 
-/// An HTTP agent that does not follow redirects (so a test sees the 303
-/// and its cookie) and keeps no cookies of its own.
-fn agent() -> ureq::Agent {
-    ureq::AgentBuilder::new()
-        .redirects(0)
-        .timeout(Duration::from_secs(60))
-        .build()
+/// A request that does not follow redirects (so a test sees the 303 and
+/// its cookie), with `cookie` (a `name=value` pair), if any.
+fn request(method: &str, s: &Server, path: &str, cookie: Option<&str>) -> Request {
+    let req = Request::new(method, &s.url(path)).no_redirects();
+    match cookie {
+        Some(c) => req.header("Cookie", c),
+        None => req,
+    }
 }
 
 /// GET `path` with `cookie` (a `name=value` pair), if any.
 fn page(s: &Server, path: &str, cookie: Option<&str>) -> Reply {
-    let mut req = agent().get(&s.url(path)).set("Accept", "text/html");
-    if let Some(c) = cookie {
-        req = req.set("Cookie", c);
-    }
-    reply_of(req.call())
+    request("GET", s, path, cookie)
+        .header("Accept", "text/html")
+        .send()
 }
 
 /// POSTs a form.
 fn form(s: &Server, path: &str, cookie: Option<&str>, fields: &[(&str, &str)]) -> Reply {
-    let mut req = agent().post(&s.url(path));
-    if let Some(c) = cookie {
-        req = req.set("Cookie", c);
-    }
-    reply_of(req.send_form(fields))
+    request("POST", s, path, cookie).form(fields).send()
 }
 
 /// Signs in as `who`; returns the session cookie as `name=value`.
@@ -432,12 +427,9 @@ fn without_tokens_the_console_is_open_on_loopback_only() {
     let r = page(&s, "/ui", None);
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.contains("open mode"), "{}", r.body);
-    let r = reply_of(
-        agent()
-            .get(&s.url("/ui"))
-            .set("Host", "console.example")
-            .call(),
-    );
+    let r = request("GET", &s, "/ui", None)
+        .header("Host", "console.example")
+        .send();
     assert_eq!(r.status, 403, "a non-loopback Host is refused: {}", r.body);
 }
 

@@ -9,7 +9,7 @@ use crate::support;
 use std::time::{Duration, Instant};
 
 use support::records::{Backend, World, deploy, observe, registered_release, token};
-use support::server::{Server, reply_of};
+use support::server::{Request, Server};
 
 /// How often each replica rebuilds its route table from the records.
 const REFRESH_MS: u64 = 250;
@@ -21,15 +21,10 @@ fn check(
     who: Option<&str>,
     headers: &[(&str, &str)],
 ) -> support::server::Reply {
-    let agent = ureq::AgentBuilder::new().build();
-    let mut req = agent.request(method, &s.url(path));
-    if let Some(who) = who {
-        req = req.set("Authorization", &format!("Bearer {}", token(who)));
-    }
-    for (k, v) in headers {
-        req = req.set(k, v);
-    }
-    reply_of(req.call())
+    Request::new(method, &s.url(path))
+        .bearer(who.map(token).as_deref())
+        .headers(headers)
+        .send()
 }
 
 fn world(key: &std::path::Path) -> World {

@@ -251,16 +251,12 @@ fn signature(body: &[u8], secret: &str) -> String {
 }
 
 fn deliver(s: &support::server::Server, body: &Value, signature: &str) -> support::server::Reply {
-    let agent = ureq::AgentBuilder::new().build();
-    support::server::reply_of(
-        agent
-            .post(&s.url("/v1/integrations/github/deployment-protection"))
-            .set("Content-Type", "application/json")
-            .set("X-GitHub-Event", "deployment_protection_rule")
-            .set("X-GitHub-Delivery", "d-1")
-            .set("X-Hub-Signature-256", signature)
-            .send_bytes(&serde_json::to_vec(body).unwrap()),
-    )
+    support::server::Request::post(&s.url("/v1/integrations/github/deployment-protection"))
+        .json(body)
+        .header("X-GitHub-Event", "deployment_protection_rule")
+        .header("X-GitHub-Delivery", "d-1")
+        .header("X-Hub-Signature-256", signature)
+        .send()
 }
 
 fn wait_for_callbacks(github: &GithubStandIn, n: usize) -> Vec<Value> {

@@ -277,17 +277,15 @@ fn the_notice_tells_users_what_the_live_release_can_and_cannot_do() {
     );
     let html = s.send("GET", "/v1/systems/credit-scoring/notice", None, None, None);
     assert!(html.body.starts_with('{'), "JSON by default");
-    let agent = ureq::AgentBuilder::new().build();
-    let page = agent
-        .get(&s.url("/v1/systems/credit-scoring/notice"))
-        .set("Accept", "text/html")
-        .call()
-        .unwrap();
+    let page = support::server::Request::get(&s.url("/v1/systems/credit-scoring/notice"))
+        .header("Accept", "text/html")
+        .send();
+    assert_eq!(page.status, 200, "{}", page.body);
     assert_eq!(
         page.header("content-type"),
         Some("text/html; charset=utf-8")
     );
-    let page = page.into_string().unwrap();
+    let page = page.body;
     assert!(page.contains("<html lang=\"en\">"));
     assert!(page.contains("<h1>About Credit scoring</h1>"));
     assert!(page.contains("<li>thin-file applicants score less reliably</li>"));

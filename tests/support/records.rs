@@ -202,16 +202,11 @@ pub fn post(
     body: &Value,
     headers: &[(&str, &str)],
 ) -> super::server::Reply {
-    let bytes = serde_json::to_vec(body).unwrap();
-    let agent = ureq::AgentBuilder::new().build();
-    let mut req = agent
-        .post(&s.url(path))
-        .set("Authorization", &format!("Bearer {}", token(who)))
-        .set("Content-Type", "application/json");
-    for (k, v) in headers {
-        req = req.set(k, v);
-    }
-    super::server::reply_of(req.send_bytes(&bytes))
+    super::server::Request::post(&s.url(path))
+        .bearer(Some(&token(who)))
+        .json(body)
+        .headers(headers)
+        .send()
 }
 
 pub fn get(s: &Server, who: &str, path: &str) -> super::server::Reply {
