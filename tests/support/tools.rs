@@ -45,10 +45,11 @@ pub fn require_tool(tool: &str) -> bool {
     }
 }
 
-/// nginx: `NGINX`, else Debian's path, else the other usual ones.
+/// nginx: `NGINX` (pointed at nothing, it shows what a machine without
+/// nginx does), else Debian's path, else the other usual ones.
 pub fn nginx_path() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("NGINX").filter(|p| !p.is_empty()) {
-        return Some(PathBuf::from(p));
+        return Some(PathBuf::from(p)).filter(|p| p.is_file());
     }
     ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"]
         .into_iter()
@@ -76,9 +77,9 @@ pub fn postgres_server() -> Option<String> {
 /// Ok when `tool` is here, else why not.
 fn find(tool: &str) -> Result<(), String> {
     match tool {
-        "nginx" => nginx_path().map(|_| ()).ok_or_else(|| {
-            "no nginx in /usr/sbin, /usr/local/sbin or /usr/bin (NGINX=PATH names another)".into()
-        }),
+        "nginx" => nginx_path()
+            .map(|_| ())
+            .ok_or_else(|| "no nginx at $NGINX or in /usr/sbin, /usr/local/sbin, /usr/bin".into()),
         "docker-registry" => {
             let p = registry_path();
             if p.is_file() {
