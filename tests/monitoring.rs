@@ -180,7 +180,9 @@ fn a_receiver_that_was_down_gets_every_event_once_and_in_order() {
     let d = deploy(&s, &registered_release(&s, "2.3.0"));
     // While the receiver is down: alerts from silence (no observation at
     // all), then an operator's suspension.
-    std::thread::sleep(Duration::from_millis(1500));
+    wait_until("an alert from silence, refused", support::HANG, || {
+        *receiver.refused.lock().unwrap() >= 1
+    });
     let r = post(
         &s,
         "ops",
