@@ -35,12 +35,64 @@ bundle: build
 serve: build
     {{bin}} serve
 
-# Run every test: unit, policy cases, end-to-end
+# Run every test (unit, policy cases, end-to-end), then list those skipped for want of a tool
 test: policies python-tools
+    #!/usr/bin/env bash
+    set -euo pipefail
+    # Each test skipped by support::require_tool appends a line here.
+    skipped="$(realpath -m "{{target_dir}}")/skipped-tests.txt"
+    mkdir -p "$(dirname "$skipped")"
+    : > "$skipped"
+    export STAGEGATE_SKIPPED="$skipped"
+    summary() {
+        echo
+        if [ -s "$skipped" ]; then
+            sort -u "$skipped"
+            echo "skipped: $(sort -u "$skipped" | wc -l) tests for want of a tool (just test-deps installs them)"
+        else
+            echo "skipped: none"
+        fi
+    }
+    trap summary EXIT
     cargo test --workspace
     {{bin}} test policies/iso42001 | tail -n 1
     python3 -m unittest discover -s sdk/python/tests
     {{bin}} test policies/acme-python | tail -n 1
+
+# Install the tools the tests use beyond Rust: Debian packages, pinned Python packages (.ci/run too)
+test-deps: python-tools
+    #!/usr/bin/env bash
+    set -euo pipefail
+    # PostgreSQL: the records tests; jq, curl: the README scenario; openssl:
+    # the admission tests' certificates and the GitHub App key; nginx: the
+    # real gateway of the exposure check; docker-registry: the real OCI
+    # registry of the bundle distribution tests; chromium: the console's
+    # browser test.
+    need=()
+    command -v pg_ctlcluster >/dev/null 2>&1 || need+=(postgresql)
+    command -v jq >/dev/null 2>&1 || need+=(jq)
+    command -v curl >/dev/null 2>&1 || need+=(curl)
+    command -v openssl >/dev/null 2>&1 || need+=(openssl)
+    [ -x /usr/sbin/nginx ] || need+=(nginx)
+    [ -x /usr/bin/docker-registry ] || need+=(docker-registry)
+    [ -x /usr/bin/chromium ] || need+=(chromium)
+    if [ "${#need[@]}" -gt 0 ]; then
+        sudo=""
+        [ "$(id -u)" = 0 ] || sudo=sudo
+        export DEBIAN_FRONTEND=noninteractive
+        $sudo apt-get update -qq
+        $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+    fi
+    # Implementations of the formats no one here wrote: in-toto and
+    # securesystemslib make and check attestations and receipts; trestle
+    # and NIST's schema validate the OSCAL export; PyYAML reads the example
+    # manifests; playwright drives the system Chromium (no browser
+    # download). componentize-py (Python policies) comes with python-tools.
+    pip install --quiet \
+        in-toto==3.1.0 'securesystemslib[crypto]==1.6.0' \
+        compliance-trestle==5.2.0 jsonschema==4.26.0 \
+        PyYAML==6.0.3 \
+        playwright==1.65.2
 
 # Build the `stagegate` binary (and the tests) with one set of dependency
 # features. The tests add the benches' and guests' crates, whose features

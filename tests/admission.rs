@@ -10,7 +10,7 @@
 //! oldObject, dryRun, options); the objects follow the manifests in
 //! examples/kubernetes/.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -138,7 +138,7 @@ impl TlsWorld {
     fn start(&self) -> (Server, String) {
         let s = self.world.start();
         let mut addr = None;
-        support::wait_until("the TLS listener", Duration::from_secs(30), || {
+        support::wait_until("the TLS listener", support::HANG, || {
             addr = tls_address(&s.logs());
             addr.is_some()
         });
@@ -309,17 +309,13 @@ fn promote(s: &Server, id: &str, target: &str) {
     assert_eq!(v["deployment"]["stage"], target, "{v:#}");
 }
 
-#[test]
-fn admission_answers_follow_the_deployment_from_pilot_through_promotion_to_rollback() {
-    the_story(Backend::Sqlite);
-}
+support::on_both_backends!(
+    admission_answers_follow_the_deployment_from_pilot_through_promotion_to_rollback
+);
 
-#[test]
-fn admission_answers_follow_the_deployment_from_pilot_through_promotion_to_rollback_on_postgres() {
-    the_story(Backend::Postgres);
-}
-
-fn the_story(backend: Backend) {
+fn admission_answers_follow_the_deployment_from_pilot_through_promotion_to_rollback(
+    backend: Backend,
+) {
     let ca = Ca::new("admission test CA");
     let Some(w) = TlsWorld::on(backend, &ca) else {
         return;
@@ -861,14 +857,14 @@ fn a_rotated_certificate_is_served_without_a_restart_and_a_bad_one_keeps_the_old
     std::fs::write(&w.cert, &cert).unwrap();
     support::wait_until(
         "the refusal of the half-rotated pair",
-        Duration::from_secs(20),
+        support::HANG,
         || s.logs().contains("new TLS certificate refused"),
     );
     assert_eq!(reply_of(first.client().get(&url).call()).status, 200);
 
     // The key arrives: the new pair is served.
     std::fs::write(&w.key, &key).unwrap();
-    support::wait_until("the new certificate", Duration::from_secs(20), || {
+    support::wait_until("the new certificate", support::HANG, || {
         reply_of(second.client().get(&url).call()).status == 200
     });
     assert_eq!(reply_of(first.client().get(&url).call()).status, 0);
@@ -932,6 +928,11 @@ fn yaml_documents(path: &Path) -> Vec<Value> {
 
 #[test]
 fn the_shipped_certificate_script_and_manifests_work_against_a_running_server() {
+    for tool in ["bash", "openssl", "pyyaml"] {
+        if !support::require_tool(tool) {
+            return;
+        }
+    }
     let examples = support::root().join("examples/kubernetes");
     let certs = tempfile::tempdir().unwrap();
     let out = std::process::Command::new("bash")

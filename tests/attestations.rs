@@ -5,9 +5,10 @@
 //! securesystemslib's DSSE verification and read by in-toto.
 //!
 //! Without python3, securesystemslib or in-toto these tests are skipped
-//! with a message, except under `CI`, where that is a failure.
+//! and listed ([`support::require_tool`]), except under `CI`, where that is
+//! a failure.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,18 +16,7 @@ use std::process::Command;
 use serde_json::{Value, json};
 use support::records::{Backend, World, get, plan, post, release_body};
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[test] fn $name() { super::$name(super::Backend::Sqlite) })*
-        }
-        mod postgres {
-            $(#[test] fn $name() { super::$name(super::Backend::Postgres) })*
-        }
-    };
-}
-
-on_both_backends!(
+support::on_both_backends!(
     attestations_signed_by_securesystemslib_become_the_releases_verified_evidence,
     every_bad_attestation_is_refused_naming_it_and_nothing_is_stored,
 );
@@ -44,27 +34,24 @@ fn script() -> PathBuf {
     support::root().join("tests/interop/attestations.py")
 }
 
-/// Runs the interop script; `None` (skip) when python or its packages are
-/// missing outside CI.
+/// Runs the interop script; `None` (the test skipped, through
+/// [`support::require_tool`]) when in-toto or securesystemslib is missing.
 fn python(args: &[&str]) -> Option<std::process::Output> {
-    let out = Command::new("python3").arg(script()).args(args).output();
-    let missing = match &out {
-        Err(e) => Some(format!("python3: {e}")),
-        Ok(o) if o.status.code() == Some(3) => {
-            Some(String::from_utf8_lossy(&o.stderr).into_owned())
-        }
-        Ok(_) => None,
-    };
-    if let Some(why) = missing {
-        if std::env::var_os("CI").is_some() {
-            panic!(
-                "CI is set but the interop tests cannot run: {why} (pip install in-toto 'securesystemslib[crypto]')"
-            );
-        }
-        eprintln!("skipping: {why} (pip install in-toto 'securesystemslib[crypto]')");
+    if !support::require_tool("in-toto") {
         return None;
     }
-    out.ok()
+    let out = Command::new("python3")
+        .arg(script())
+        .args(args)
+        .output()
+        .expect("running python3, which require_tool just ran");
+    assert_ne!(
+        out.status.code(),
+        Some(3),
+        "the interop script is missing a package: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(out)
 }
 
 /// Attestations and keys made by securesystemslib.

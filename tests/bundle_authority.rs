@@ -5,7 +5,7 @@
 //! trusts only entries private to the service; development signing keys
 //! stay off non-loopback listeners.
 
-mod support;
+use crate::support;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::time::Duration;
@@ -76,35 +76,27 @@ fn force_needs_the_bundle_admin_role_and_a_publisher_gets_403_naming_it() {
     assert_eq!(r.json()["forced_over"], "2.0.0");
     assert_eq!(active_version(&s, admin), "1.5.0");
     // The forced activation reaches the subscriber as a typed event.
-    support::wait_until(
-        "the forced-activation event",
-        Duration::from_secs(5),
-        || {
-            s.logs().lines().any(|l| {
-                l.contains("forced bundle activation")
-                    && l.contains("\"actor\":\"policy-owner\"")
-                    && l.contains("\"from_version\":\"2.0.0\"")
-                    && l.contains("\"to_version\":\"1.5.0\"")
-                    && l.contains("CVE-2026-1 in 2.0.0")
-            })
-        },
-    );
+    support::wait_until("the forced-activation event", support::HANG, || {
+        s.logs().lines().any(|l| {
+            l.contains("forced bundle activation")
+                && l.contains("\"actor\":\"policy-owner\"")
+                && l.contains("\"from_version\":\"2.0.0\"")
+                && l.contains("\"to_version\":\"1.5.0\"")
+                && l.contains("CVE-2026-1 in 2.0.0")
+        })
+    });
     // ...and is an entry of the decision log's hash chain, which still
     // verifies.
     let database = format!("sqlite://{}", d.path("data/stagegate.db").display());
-    support::wait_until(
-        "the forced activation in the chain",
-        Duration::from_secs(5),
-        || {
-            let out = support::run(
-                d.dir.path(),
-                &["audit", "verify", "--database", &database],
-                None,
-            );
-            let (o, _) = support::text(&out);
-            out.status.success() && o.contains("decision log verified: 1 entries")
-        },
-    );
+    support::wait_until("the forced activation in the chain", support::HANG, || {
+        let out = support::run(
+            d.dir.path(),
+            &["audit", "verify", "--database", &database],
+            None,
+        );
+        let (o, _) = support::text(&out);
+        out.status.success() && o.contains("decision log verified: 1 entries")
+    });
     let entry = forced_entry(&database);
     assert_eq!(entry.0, "policy-owner");
     assert!(

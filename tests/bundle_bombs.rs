@@ -4,7 +4,7 @@
 //! and the limit, the service keeps deciding meanwhile, and no process's
 //! peak resident memory reaches 256 MiB.
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::sync::Arc;
@@ -211,7 +211,7 @@ fn uploads_and_watched_directories_refuse_every_bomb_while_decisions_continue() 
         let origin = format!("incoming/{what}.bundle");
         support::wait_until(
             &format!("the watched {what} bomb's rejection"),
-            Duration::from_secs(30),
+            support::HANG,
             || {
                 let st = s.get("/v1/bundles/watched", None);
                 assert_eq!(st.status, 200, "the server stopped answering: {}", s.logs());

@@ -1,7 +1,7 @@
 //! Bundles through the CLI: keygen, build, sign, verify (k of n), inspect,
 //! and every way a tampered or hostile archive is refused.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -2,7 +2,7 @@
 //! bundle in process and against a running service, and what it leaves for
 //! GitHub Actions and GitLab (annotations, step outputs, job summary, JUnit).
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};

@@ -3,39 +3,34 @@
 //! gets a clear page with a 4xx status, never a 500. The last test drives
 //! a real browser (Debian's Chromium through Python's playwright).
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
 use serde_json::json;
 use support::records::{Backend, World, deploy, get, observe, post, registered_release, token};
-use support::server::{Reply, Server, reply_of};
+use support::server::{Reply, Request, Server};
 
-/// An HTTP agent that does not follow redirects (so a test sees the 303
-/// and its cookie) and keeps no cookies of its own.
-fn agent() -> ureq::Agent {
-    ureq::AgentBuilder::new()
-        .redirects(0)
-        .timeout(Duration::from_secs(60))
-        .build()
+/// A request that does not follow redirects (so a test sees the 303 and
+/// its cookie), with `cookie` (a `name=value` pair), if any.
+fn request(method: &str, s: &Server, path: &str, cookie: Option<&str>) -> Request {
+    let req = Request::new(method, &s.url(path)).no_redirects();
+    match cookie {
+        Some(c) => req.header("Cookie", c),
+        None => req,
+    }
 }
 
 /// GET `path` with `cookie` (a `name=value` pair), if any.
 fn page(s: &Server, path: &str, cookie: Option<&str>) -> Reply {
-    let mut req = agent().get(&s.url(path)).set("Accept", "text/html");
-    if let Some(c) = cookie {
-        req = req.set("Cookie", c);
-    }
-    reply_of(req.call())
+    request("GET", s, path, cookie)
+        .header("Accept", "text/html")
+        .send()
 }
 
 /// POSTs a form.
 fn form(s: &Server, path: &str, cookie: Option<&str>, fields: &[(&str, &str)]) -> Reply {
-    let mut req = agent().post(&s.url(path));
-    if let Some(c) = cookie {
-        req = req.set("Cookie", c);
-    }
-    reply_of(req.send_form(fields))
+    request("POST", s, path, cookie).form(fields).send()
 }
 
 /// Signs in as `who`; returns the session cookie as `name=value`.
@@ -304,17 +299,12 @@ fn every_value_is_html_escaped() {
     }
 }
 
-#[test]
-fn the_pages_tell_the_rolled_back_deployments_story_sqlite() {
-    pages_tell_the_story(Backend::Sqlite);
-}
+support::on_both_backends!(
+    the_pages_tell_the_rolled_back_deployments_story,
+    the_decision_log_pages_by_keyset_without_repeating_or_skipping,
+);
 
-#[test]
-fn the_pages_tell_the_rolled_back_deployments_story_postgres() {
-    pages_tell_the_story(Backend::Postgres);
-}
-
-fn pages_tell_the_story(backend: Backend) {
+fn the_pages_tell_the_rolled_back_deployments_story(backend: Backend) {
     let Some((_w, s)) = world_on(backend, "") else {
         return;
     };
@@ -394,17 +384,7 @@ fn pages_tell_the_story(backend: Backend) {
     assert!(r.body.contains("No decision matches"), "{}", r.body);
 }
 
-#[test]
-fn the_decision_log_pages_by_keyset_without_repeating_or_skipping_sqlite() {
-    pages_by_keyset(Backend::Sqlite);
-}
-
-#[test]
-fn the_decision_log_pages_by_keyset_without_repeating_or_skipping_postgres() {
-    pages_by_keyset(Backend::Postgres);
-}
-
-fn pages_by_keyset(backend: Backend) {
+fn the_decision_log_pages_by_keyset_without_repeating_or_skipping(backend: Backend) {
     let Some((_w, s)) = world_on(backend, "") else {
         return;
     };
@@ -447,33 +427,16 @@ fn without_tokens_the_console_is_open_on_loopback_only() {
     let r = page(&s, "/ui", None);
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.contains("open mode"), "{}", r.body);
-    let r = reply_of(
-        agent()
-            .get(&s.url("/ui"))
-            .set("Host", "console.example")
-            .call(),
-    );
+    let r = request("GET", &s, "/ui", None)
+        .header("Host", "console.example")
+        .send();
     assert_eq!(r.status, 403, "a non-loopback Host is refused: {}", r.body);
 }
 
 /// The browser test's script: `tests/browser/console.py`.
 #[test]
 fn an_auditor_reads_the_rollback_in_a_real_browser() {
-    let in_ci = std::env::var_os("CI").is_some();
-    let chromium = std::path::Path::new("/usr/bin/chromium");
-    let playwright = std::process::Command::new("python3")
-        .args(["-c", "import playwright.sync_api"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !chromium.exists() || !playwright {
-        let why = format!(
-            "the browser test needs /usr/bin/chromium (found: {}) and python3 with playwright (found: {playwright})",
-            chromium.exists()
-        );
-        if in_ci {
-            panic!("{why}");
-        }
-        eprintln!("skipping: {why}; CI runs it");
+    if !support::require_tool("chromium") || !support::require_tool("playwright") {
         return;
     }
     let (_w, s) = world("");

@@ -1,7 +1,7 @@
 //! `stagegate test --coverage`: the finding codes, outcomes and parameters
 //! a policy's test cases leave untried, and `--coverage-min` as a gate.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 

@@ -1,6 +1,6 @@
 //! `stagegate eval` and `stagegate test` as a user runs them.
 
-mod support;
+use crate::support;
 
 use support::{SignedBundle, high_risk_gate, run, text};
 

@@ -2,14 +2,17 @@
 //! nginx's auth_request call it: headers in and out, bad requests, tokens,
 //! any method and path suffix, and two replicas on one database agreeing on
 //! every subject and following a transition made on the other within a
-//! second.
+//! few refreshes.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 
 use support::records::{Backend, World, deploy, observe, registered_release, token};
-use support::server::{Server, reply_of};
+use support::server::{Request, Server};
+
+/// How often each replica rebuilds its route table from the records.
+const REFRESH_MS: u64 = 250;
 
 fn check(
     s: &Server,
@@ -18,15 +21,10 @@ fn check(
     who: Option<&str>,
     headers: &[(&str, &str)],
 ) -> support::server::Reply {
-    let agent = ureq::AgentBuilder::new().build();
-    let mut req = agent.request(method, &s.url(path));
-    if let Some(who) = who {
-        req = req.set("Authorization", &format!("Bearer {}", token(who)));
-    }
-    for (k, v) in headers {
-        req = req.set(k, v);
-    }
-    reply_of(req.call())
+    Request::new(method, &s.url(path))
+        .bearer(who.map(token).as_deref())
+        .headers(headers)
+        .send()
 }
 
 fn world(key: &std::path::Path) -> World {
@@ -36,7 +34,10 @@ fn world(key: &std::path::Path) -> World {
 fn world_on(backend: Backend, key: &std::path::Path) -> Option<World> {
     World::new(
         backend,
-        &format!("\n[integrations.authz]\nkey_file = \"{}\"\n", key.display()),
+        &format!(
+            "\n[integrations.authz]\nkey_file = \"{}\"\nrefresh_ms = {REFRESH_MS}\n",
+            key.display()
+        ),
     )
 }
 
@@ -48,10 +49,10 @@ fn the_check_answers_from_headers_with_stage_release_and_why() {
     let release = registered_release(&s, "2.3.0");
     let d = deploy(&s, &release);
     let dep = [("X-Stagegate-Deployment", d.as_str())];
-    // The route table follows the creation within a second.
+    // The route table follows the creation.
     support::wait_until(
         "the new deployment in the route table",
-        Duration::from_secs(1),
+        support::HANG,
         || {
             check(&s, "GET", "/v1/integrations/authz", Some("gw"), &dep)
                 .header("x-stagegate-stage")
@@ -178,17 +179,11 @@ fn the_check_answers_from_headers_with_stage_release_and_why() {
     assert!(metrics.contains("stagegate_authz_total{deployment=\"unknown\",result=\"out\"}"));
 }
 
-#[test]
-fn a_second_replica_assigns_the_same_buckets_and_sees_a_rollback_within_a_second() {
-    two_replicas(Backend::Sqlite);
-}
+support::on_both_backends!(
+    a_second_replica_assigns_the_same_buckets_and_follows_a_rollback_on_the_other
+);
 
-#[test]
-fn on_postgres_a_second_replica_assigns_the_same_buckets_and_sees_a_rollback_within_a_second() {
-    two_replicas(Backend::Postgres);
-}
-
-fn two_replicas(backend: Backend) {
+fn a_second_replica_assigns_the_same_buckets_and_follows_a_rollback_on_the_other(backend: Backend) {
     let keys = tempfile::tempdir().unwrap();
     let Some(w) = world_on(backend, &keys.path().join("authz.key")) else {
         return;
@@ -198,21 +193,17 @@ fn two_replicas(backend: Backend) {
     let d = deploy(&a, &release);
     let b = w.start();
     for s in [&a, &b] {
-        support::wait_until(
-            "the deployment in both route tables",
-            Duration::from_secs(1),
-            || {
-                check(
-                    s,
-                    "GET",
-                    "/v1/integrations/authz",
-                    Some("gw"),
-                    &[("X-Stagegate-Deployment", d.as_str())],
-                )
-                .header("x-stagegate-stage")
-                .is_some()
-            },
-        );
+        support::wait_until("the deployment in both route tables", support::HANG, || {
+            check(
+                s,
+                "GET",
+                "/v1/integrations/authz",
+                Some("gw"),
+                &[("X-Stagegate-Deployment", d.as_str())],
+            )
+            .header("x-stagegate-stage")
+            .is_some()
+        });
     }
     let ask = |s: &Server, subject: &str| {
         check(
@@ -232,21 +223,28 @@ fn two_replicas(backend: Backend) {
     assert_eq!(on_a, on_b, "the replicas disagree on some subject");
     let admitted = format!("u{}", on_a.iter().position(|s| *s == 200).unwrap());
 
-    // A rollback committed on replica A.
+    // A rollback committed on replica A. B learns of it only from its own
+    // periodic refresh: within a refresh or two, plus the time a query
+    // takes. How long a query takes on this machine right now is measured
+    // side by side: the rollback's own round trip (a decision and a
+    // write) on A.
+    let sent = Instant::now();
     let v = observe(&a, &d, 0.08, 20_000).json();
+    let write = sent.elapsed();
     assert_eq!(v["deployment"]["status"], "rolled_back", "{v:#}");
-    let committed = Instant::now();
-    let took = support::wait_until(
-        "replica B to stop admitting",
-        Duration::from_secs(3),
-        || ask(&b, &admitted) == 403,
-    );
-    let delay = committed.elapsed();
+    let took = support::wait_until("replica B to stop admitting", support::HANG, || {
+        ask(&b, &admitted) == 403
+    });
     println!(
-        "replica B refused {} ms after the rollback on replica A",
-        delay.as_millis()
+        "replica B refused {} ms after the rollback on replica A answered (refresh {REFRESH_MS} ms, the rollback's round trip {} ms)",
+        took.as_millis(),
+        write.as_millis()
     );
-    assert!(took <= Duration::from_secs(1), "replica B took {took:?}");
+    let bound = Duration::from_millis(4 * REFRESH_MS) + write * 4;
+    assert!(
+        took <= bound,
+        "replica B took {took:?}: more than 4 refreshes of {REFRESH_MS} ms and 4 of the rollback's round trips ({write:?})"
+    );
     let r = check(
         &b,
         "GET",

@@ -1,7 +1,7 @@
 //! The decision API over HTTP: answers, every kind of bad input, access
 //! control, and what /metrics and /v1/bundles report.
 
-mod support;
+use crate::support;
 
 use serde_json::json;
 use support::server::{Deployment, Server};
@@ -554,49 +554,59 @@ fn a_flood_of_notice_requests_does_not_starve_decisions() {
         took.sort();
         took[198]
     };
-    let quiet = p99(&s);
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    let (flooded, served) = std::thread::scope(|scope| {
-        let floods: Vec<_> = (0..16)
-            .map(|i| {
-                let (s, stop) = (&s, &stop);
-                scope.spawn(move || {
-                    let mut n = 0u64;
-                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        // Real and made-up systems alike.
-                        let id = if i % 2 == 0 {
-                            "s1".to_string()
-                        } else {
-                            format!("nope-{n}")
-                        };
-                        let r = s.get(&format!("/v1/systems/{id}/notice"), None);
-                        assert!(
-                            r.status == 200 || r.status == 404 || r.status == 503,
-                            "{}",
-                            r.body
-                        );
-                        n += 1;
-                    }
-                    n
+    // The same decisions during a flood of notice requests, and during a
+    // flood as large of /healthz (answered from memory, no database): the
+    // second is the baseline, the cost of sharing the machine with sixteen
+    // busy clients, measured in the same run.
+    let flood = |path: &(dyn Fn(u64, usize) -> String + Sync)| {
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let floods: Vec<_> = (0..16)
+                .map(|i| {
+                    let (s, stop) = (&s, &stop);
+                    scope.spawn(move || {
+                        let mut n = 0u64;
+                        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            let r = s.get(&path(n, i), None);
+                            assert!(
+                                r.status == 200 || r.status == 404 || r.status == 503,
+                                "{}",
+                                r.body
+                            );
+                            n += 1;
+                        }
+                        n
+                    })
                 })
-            })
-            .collect();
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        let flooded = p99(&s);
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        (
-            flooded,
-            floods.into_iter().map(|h| h.join().unwrap()).sum::<u64>(),
-        )
+                .collect();
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let flooded = p99(&s);
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            (
+                flooded,
+                floods.into_iter().map(|h| h.join().unwrap()).sum::<u64>(),
+            )
+        })
+    };
+    let quiet = p99(&s);
+    // Real and made-up systems alike.
+    let (flooded, served) = flood(&|n, i| {
+        if i % 2 == 0 {
+            "/v1/systems/s1/notice".to_string()
+        } else {
+            format!("/v1/systems/nope-{n}/notice")
+        }
     });
+    let (busy, health) = flood(&|_, _| "/healthz".to_string());
     eprintln!(
-        "decision p99: {quiet:?} quiet, {flooded:?} during {served} notice requests from 16 clients"
+        "decision p99: {quiet:?} quiet, {flooded:?} during {served} notice requests from 16 clients, {busy:?} during {health} /healthz requests from 16 clients"
     );
     // Isolation, not a benchmark: a decision stuck behind the notice's
     // database work would wait for whole queries, and the log writer for
-    // a connection.
+    // a connection; one that only shares the CPU waits as long as beside
+    // /healthz.
     assert!(
-        flooded < std::time::Duration::from_millis(250),
-        "p99 {flooded:?} (quiet {quiet:?})"
+        flooded < busy * 4,
+        "p99 {flooded:?} beside notices, {busy:?} beside /healthz (quiet {quiet:?})"
     );
 }

@@ -2,7 +2,7 @@
 //! active version serving; versions only move forward unless forced;
 //! watched sources; hot swap under load; restart from the persisted copy.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
@@ -150,7 +150,7 @@ fn a_downgrade_needs_force_and_is_logged() {
     assert_eq!(decision_fingerprint(&s)["policy"]["version"], "1.5.0");
     let st = s.get(&format!("/v1/bundles/{NAME}"), None).json();
     assert_eq!(st["active"]["forced"], true);
-    support::wait_until("the force log line", Duration::from_secs(5), || {
+    support::wait_until("the force log line", support::HANG, || {
         s.logs().contains("force=true")
     });
     // Same version, different content: refused too.
@@ -181,7 +181,7 @@ fn a_new_version_in_a_watched_directory_or_file_is_activated() {
     assert_eq!(decision_fingerprint(&s)["policy"]["version"], "1.0.0");
     std::fs::write(d.path("incoming/b.bundle"), d.reference("1.2.0")).unwrap();
     std::fs::write(d.path("incoming/c.bundle"), d.reference("1.1.0")).unwrap();
-    support::wait_until("1.2.0 from the directory", Duration::from_secs(20), || {
+    support::wait_until("1.2.0 from the directory", support::HANG, || {
         decision_fingerprint(&s)["policy"]["version"] == "1.2.0"
     });
     // A file source that appears after start is picked up too.
@@ -193,7 +193,7 @@ fn a_new_version_in_a_watched_directory_or_file_is_activated() {
         true,
     );
     std::fs::write(d.path("second.bundle"), second).unwrap();
-    support::wait_until("the second bundle", Duration::from_secs(20), || {
+    support::wait_until("the second bundle", support::HANG, || {
         let v = s.post_json("/v1/decisions/gate?bundle=second", None, &high_risk_gate());
         v.status == 200 && v.json()["policy"]["version"] == "3.0.0"
     });

@@ -2,7 +2,7 @@
 //! bundles, overload is refused rather than queued, shutdown drains, and
 //! every log line about a decision carries its id.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 
@@ -96,11 +96,13 @@ fn a_hostile_bundle_fails_closed_within_its_deadline_and_other_bundles_keep_thei
                 .contains(cause),
             "{id}: {v:#}"
         );
-        assert!(took < Duration::from_secs(5), "{id} took {took:?}");
+        // Cut off, not left to hang.
+        assert!(took < support::HANG, "{id} took {took:?}");
     }
 
     // Keep two clients hammering the spinning policy while measuring the
-    // reference bundle: its median must stay far below the hostile deadline.
+    // reference bundle: its median must stay far below a spinning call's,
+    // measured side by side.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut hammers = Vec::new();
     for _ in 0..2 {
@@ -108,8 +110,9 @@ fn a_hostile_bundle_fails_closed_within_its_deadline_and_other_bundles_keep_thei
         let stop = stop.clone();
         let body = serde_json::to_vec(&hostile_request("spin")).unwrap();
         hammers.push(std::thread::spawn(move || {
-            let mut n = 0;
+            let mut took = Vec::new();
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let t = Instant::now();
                 let r = support::server::send(
                     &url,
                     "POST",
@@ -118,24 +121,32 @@ fn a_hostile_bundle_fails_closed_within_its_deadline_and_other_bundles_keep_thei
                     Some(&body),
                 );
                 assert_eq!(r.status, 200, "{}", r.body);
-                n += 1;
+                took.push(t.elapsed());
             }
-            n
+            took
         }));
     }
     std::thread::sleep(Duration::from_millis(300));
     let under_attack = percentile(reference_latencies(&s, 200), 0.5);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let spins: usize = hammers.into_iter().map(|h| h.join().unwrap()).sum();
+    let spins: Vec<Duration> = hammers
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
     assert!(
-        spins >= 2,
-        "the hostile bundle was barely exercised ({spins} calls)"
+        spins.len() >= 2,
+        "the hostile bundle was barely exercised ({} calls)",
+        spins.len()
+    );
+    let spin = percentile(spins, 0.5);
+    eprintln!(
+        "reference median {under_attack:?} under attack ({baseline:?} before); a spinning call's median {spin:?}"
     );
     // Correctness of isolation, not a benchmark: a reference decision that
-    // had to wait for a spinning call would take ~250 ms.
+    // had to wait for a spinning call would take a good part of one.
     assert!(
-        under_attack < Duration::from_millis(40),
-        "reference median {under_attack:?} under attack vs {baseline:?} before"
+        under_attack * 4 < spin,
+        "reference median {under_attack:?} under attack vs {baseline:?} before and {spin:?} for a spinning call"
     );
 
     let m = s.get("/metrics", None).body;
@@ -235,7 +246,7 @@ fn json_logs_carry_the_decision_id_on_lines_about_a_decision() {
         .post_json("/v1/decisions/gate", None, &high_risk_gate())
         .json();
     let ok_id = ok["decision_id"].as_str().unwrap().to_string();
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + support::HANG;
     loop {
         let logs = s.logs();
         let lines: Vec<serde_json::Value> = logs
@@ -336,7 +347,7 @@ fn a_policy_failure_during_a_progression_is_counted_and_logged_with_its_decision
     assert!(counted, "{m}");
     support::wait_until(
         "a log line naming the failed decision",
-        Duration::from_secs(5),
+        support::HANG,
         || {
             s.logs().lines().any(|l| {
                 l.contains("policy failed; decision fails closed") && l.contains(&decision_id)
@@ -396,17 +407,21 @@ fn a_deployment_decision_under_a_hostile_bundle_fails_closed_within_its_deadline
         took.len()
     );
     // Each transition waits for the one before it (the chain lock) and then
-    // spins for its own deadline: bounded by a few deadlines, never open.
-    let worst = took.iter().max().unwrap();
+    // spins for its own deadline: bounded by a few transitions, never open.
+    let worst = *took.iter().max().unwrap();
+    let spin = percentile(took, 0.5);
+    eprintln!(
+        "reference median {under_attack:?} under attack ({baseline:?} before); transitions: median {spin:?}, worst {worst:?}"
+    );
     assert!(
-        *worst < Duration::from_secs(3),
-        "a transition under a spinning policy took {worst:?}"
+        worst < spin * 4,
+        "a transition under a spinning policy took {worst:?} (median {spin:?})"
     );
     // Correctness of isolation, not a benchmark: a stateless decision that
-    // waited for a spinning transition would take ~300 ms.
+    // waited for a spinning transition would take a good part of one.
     assert!(
-        under_attack < Duration::from_millis(40),
-        "reference median {under_attack:?} under attack vs {baseline:?} before"
+        under_attack * 4 < spin,
+        "reference median {under_attack:?} under attack vs {baseline:?} before and {spin:?} for a transition"
     );
     assert!(s.get("/metrics", None).body.contains(&format!(
         "stagegate_policy_errors_total{{bundle=\"{HOSTILE}\",cause=\"deadline\"}}"

@@ -20,24 +20,13 @@
 //!   carries `eventMessage`, `eventType` and `timestamp`; a status above
 //!   202 fails the hook, and `rollback` passing means roll back.
 
-mod support;
+use crate::support;
 
 use serde_json::{Value, json};
 use support::records::{Backend, World, get, observe, plan, post, registered_release, token};
 use support::server::{Reply, Server};
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[test] fn $name() { super::$name(super::Backend::Sqlite) })*
-        }
-        mod postgres {
-            $(#[test] fn $name() { super::$name(super::Backend::Postgres) })*
-        }
-    };
-}
-
-on_both_backends!(
+support::on_both_backends!(
     controllers_follow_the_scenario_from_pilot_to_automatic_rollback,
     bad_controller_input_is_a_clear_4xx_never_a_5xx,
 );

@@ -3,32 +3,21 @@
 //! published OSCAL JSON schema, findings derived from the decisions,
 //! byte-identical on every export, over HTTP and from the command line.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 
 use serde_json::{Value, json};
 use support::records::{Backend, World, deploy, get, observe, post, registered_release};
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[test] fn $name() { super::$name(super::Backend::Sqlite) })*
-        }
-        mod postgres {
-            $(#[test] fn $name() { super::$name(super::Backend::Postgres) })*
-        }
-    };
-}
-
-on_both_backends!(
+support::on_both_backends!(
     a_rolled_back_deployment_exports_valid_oscal_with_its_rollback_as_the_decisive_finding,
     unknown_deployments_are_404_and_unknown_formats_are_400_naming_the_parameter,
 );
 
 /// Runs tests/oscal/validate.py on `doc`: trestle's model and NIST's
-/// schema. Without Python or its packages the check is skipped with a
-/// message, except under CI, where that is a failure.
+/// schema. Without trestle the check is skipped and listed
+/// ([`support::require_tool`]), except under CI, where that is a failure.
 fn validate(doc: &str) {
     if let Some(text) = run_validator(doc, true) {
         eprintln!("{text}");
@@ -45,20 +34,18 @@ fn refused(doc: &str, what: &str) {
 /// The validator's output when it accepted (`valid`) or refused
 /// (`!valid`) the document as expected; None when it could not run here.
 fn run_validator(doc: &str, valid: bool) -> Option<String> {
+    if !support::require_tool("trestle") {
+        return None;
+    }
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("assessment-results.json");
     std::fs::write(&file, doc).unwrap();
     let script = support::root().join("tests/oscal/validate.py");
-    let out = Command::new("python3").arg(&script).arg(&file).output();
-    let ci = std::env::var_os("CI").is_some();
-    let out = match out {
-        Ok(out) => out,
-        Err(e) if !ci => {
-            eprintln!("skipping the OSCAL validation: python3 not runnable ({e})");
-            return None;
-        }
-        Err(e) => panic!("CI is set but python3 cannot run: {e}"),
-    };
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg(&file)
+        .output()
+        .expect("running python3, which require_tool just ran");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -67,11 +54,7 @@ fn run_validator(doc: &str, valid: bool) -> Option<String> {
     match out.status.code() {
         Some(0) if valid => Some(text),
         Some(1) if !valid => Some(text),
-        Some(3) if !ci => {
-            eprintln!("skipping the OSCAL validation: {text}");
-            None
-        }
-        Some(3) => panic!("CI is set but the OSCAL validation cannot run: {text}"),
+        Some(3) => panic!("the OSCAL validation is missing a package: {text}"),
         _ if valid => panic!("the export is not valid OSCAL:\n{text}"),
         _ => panic!("the validator accepted a document it must refuse:\n{text}"),
     }

@@ -2,7 +2,7 @@
 //! organisation rules deciding together, in process, on the command line
 //! and over HTTP while one member is hot-swapped.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

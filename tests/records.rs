@@ -2,7 +2,7 @@
 //! lifecycle decided by the policy, concurrency, idempotency, refusals that
 //! write nothing, a tamper-evident decision log, and a crash.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,18 +11,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use support::records::{Backend, World, deploy, get, observe, post, registered_release};
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[test] fn $name() { super::$name(super::Backend::Sqlite) })*
-        }
-        mod postgres {
-            $(#[test] fn $name() { super::$name(super::Backend::Postgres) })*
-        }
-    };
-}
-
-on_both_backends!(
+support::on_both_backends!(
     a_release_walks_from_gate_to_rollback_and_its_fix_to_general_availability,
     two_concurrent_promotions_one_succeeds_the_other_gets_409,
     refused_progressions_write_nothing,
@@ -513,10 +502,12 @@ fn a_crash_loses_no_acknowledged_write_and_leaves_every_state_explained(b: Backe
     let release = registered_release(&s, "2.3.0");
     let deployments: Vec<String> = (0..4).map(|_| deploy(&s, &release)).collect();
     let stop = Arc::new(AtomicBool::new(false));
+    let acknowledged = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let url = s.url("");
     let mut clients = Vec::new();
     for i in 0..8 {
         let (stop, url, d) = (stop.clone(), url.clone(), deployments[i % 4].clone());
+        let acknowledged = acknowledged.clone();
         clients.push(std::thread::spawn(move || {
             // Acknowledged decision ids.
             let mut acked = Vec::new();
@@ -543,6 +534,7 @@ fn a_crash_loses_no_acknowledged_write_and_leaves_every_state_explained(b: Backe
                         let id = v["decision"]["decision_id"].as_str().or(v["decision_id"].as_str()).map(str::to_string);
                         if let Some(id) = id {
                             acked.push(id);
+                            acknowledged.fetch_add(1, Ordering::Relaxed);
                         }
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
@@ -551,7 +543,11 @@ fn a_crash_loses_no_acknowledged_write_and_leaves_every_state_explained(b: Backe
             acked
         }));
     }
-    std::thread::sleep(Duration::from_millis(2500));
+    // The crash comes once more than 50 writes were acknowledged, with
+    // more under way: counted, not timed.
+    support::wait_until("50 acknowledged writes", support::HANG, || {
+        acknowledged.load(Ordering::Relaxed) > 50
+    });
     s.kill();
     stop.store(true, Ordering::Relaxed);
     let acked: Vec<String> = clients

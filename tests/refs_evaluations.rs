@@ -4,25 +4,14 @@
 //! and evaluations decide without changing anything while appearing in
 //! the log marked read-only.
 
-mod support;
+use crate::support;
 
 use serde_json::{Value, json};
 use support::records::{
     Backend, World, get, observe, plan, post, registered_release, release_body,
 };
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[test] fn $name() { super::$name(super::Backend::Sqlite) })*
-        }
-        mod postgres {
-            $(#[test] fn $name() { super::$name(super::Backend::Postgres) })*
-        }
-    };
-}
-
-on_both_backends!(
+support::on_both_backends!(
     a_ref_resolves_to_the_newest_deployment_and_the_older_is_superseded_at_full_exposure,
     malformed_refs_are_refused_naming_the_field,
     a_deployment_created_at_its_plans_only_stage_supersedes_at_once,

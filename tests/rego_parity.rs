@@ -6,7 +6,7 @@
 //! (the reference policy's warnings, such as `plan.trigger_incomplete`, are
 //! not transcribed to Rego).
 
-mod support;
+use crate::support;
 
 #[path = "../host/benches/rego/mod.rs"]
 mod rego;

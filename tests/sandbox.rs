@@ -1,7 +1,7 @@
 //! The sandbox under hostile code: every misbehaviour fails closed within
 //! its deadline, and the same runtime keeps serving afterwards.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 
@@ -72,10 +72,7 @@ fn every_hostile_behaviour_fails_closed_within_the_deadline_and_the_next_call_wo
                 assert_eq!(d.envelope.findings.len(), 1);
                 assert_eq!(d.envelope.findings[0].code, "policy.error");
                 // Correctness, not speed: the call was cut off instead of hanging.
-                assert!(
-                    elapsed < Duration::from_secs(5),
-                    "{id}/{kind} took {elapsed:?}"
-                );
+                assert!(elapsed < support::HANG, "{id}/{kind} took {elapsed:?}");
 
                 let ok = policy
                     .decide_json(kind, &request(kind, "fine"))
@@ -89,25 +86,36 @@ fn every_hostile_behaviour_fails_closed_within_the_deadline_and_the_next_call_wo
 
 #[test]
 fn a_spinning_policy_is_interrupted_at_its_deadline_not_long_after() {
-    let rt = runtime(30);
-    let policy = ActivePolicy::load(&rt, support::hostile_bundle(), Isolation::Warm).unwrap();
-    let started = Instant::now();
-    let d = policy
-        .decide_json(DecisionKind::Gate, &request(DecisionKind::Gate, "spin"))
-        .unwrap();
-    let elapsed = started.elapsed();
+    // The same spin under a 30 ms and a 600 ms deadline, side by side: the
+    // call is never cut off before its deadline, and the short deadline
+    // stops it well before the long one does (were the deadline checked
+    // late, or only now and then, both would stop at about the same time).
+    // A ratio, not a number of milliseconds: a loaded machine slows both.
+    let spin = |deadline_ms: u64| {
+        let rt = runtime(deadline_ms);
+        let policy = ActivePolicy::load(&rt, support::hostile_bundle(), Isolation::Warm).unwrap();
+        let started = Instant::now();
+        let d = policy
+            .decide_json(DecisionKind::Gate, &request(DecisionKind::Gate, "spin"))
+            .unwrap();
+        let elapsed = started.elapsed();
+        assert!(
+            matches!(d.error, Some(PolicyError::Deadline(ms)) if ms == u128::from(deadline_ms)),
+            "{:?}",
+            d.error
+        );
+        assert!(
+            elapsed >= Duration::from_millis(deadline_ms),
+            "stopped early: {elapsed:?} under a {deadline_ms} ms deadline"
+        );
+        elapsed
+    };
+    let short = spin(30);
+    let long = spin(600);
+    eprintln!("spin stopped after {short:?} (30 ms deadline), {long:?} (600 ms deadline)");
     assert!(
-        matches!(d.error, Some(PolicyError::Deadline(30))),
-        "{:?}",
-        d.error
-    );
-    assert!(
-        elapsed >= Duration::from_millis(30),
-        "stopped early: {elapsed:?}"
-    );
-    assert!(
-        elapsed < Duration::from_millis(1000),
-        "stopped late: {elapsed:?}"
+        short * 2 <= long,
+        "stopped late: {short:?} under 30 ms against {long:?} under 600 ms"
     );
 }
 
@@ -249,15 +257,15 @@ fn a_bundles_own_limits_replace_the_server_wide_ones_for_that_bundle_alone() {
         &own,
     )
     .unwrap();
-    let started = Instant::now();
+    // The call was cut off by the bundle's 50 ms, not the server's 3 s:
+    // the deadline a call is given is the one its error names.
     let d = tight
         .decide_json(DecisionKind::Gate, &request(DecisionKind::Gate, "spin"))
         .unwrap();
-    assert_eq!(d.error.as_ref().map(|e| e.cause()), Some("deadline"));
     assert!(
-        started.elapsed() < Duration::from_millis(1_500),
+        matches!(d.error, Some(PolicyError::Deadline(50))),
         "the bundle's 50 ms deadline did not apply: {:?}",
-        started.elapsed()
+        d.error
     );
     let d = tight
         .decide_json(DecisionKind::Gate, &request(DecisionKind::Gate, "allocate"))

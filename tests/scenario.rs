@@ -2,10 +2,15 @@
 //! written: every step checks its own answer, so if this passes, the
 //! scenario that page tells is true.
 
-mod support;
+use crate::support;
 
 #[test]
 fn the_readme_scenario_runs_end_to_end() {
+    for tool in ["bash", "curl", "jq", "python3"] {
+        if !support::require_tool(tool) {
+            return;
+        }
+    }
     let out = std::process::Command::new("bash")
         .arg(support::root().join("examples/scenario/run.sh"))
         .env("STAGEGATE_BIN", support::bin())

@@ -4,7 +4,7 @@
 //! attestations, and a bundle built for a newer version is refused at load,
 //! naming the version it was built for and the versions this host runs.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -1,7 +1,9 @@
 //! Shared helpers for the end-to-end tests: where things are, the bundles
-//! built once per test binary, and running the real `stagegate` binary.
+//! built once per test binary, running the real `stagegate` binary, the
+//! gate for tools beyond Rust ([`require_tool`]) and the tests run on both
+//! records backends ([`on_both_backends!`]).
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros, unused_imports)]
 
 pub mod load;
 pub mod oci_registry;
@@ -9,6 +11,32 @@ pub mod receiver;
 pub mod records;
 pub mod server;
 pub mod sets;
+pub mod tools;
+
+pub use tools::require_tool;
+
+/// Declares `sqlite::NAME` and `postgres::NAME` tests for each
+/// `fn NAME(backend: Backend)` of the calling module. The PostgreSQL
+/// variants pass through [`require_tool`]`("postgresql")` (in
+/// [`records::World::new`]): skipped and listed without a server,
+/// failing under CI.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test] fn $name() { super::$name($crate::support::records::Backend::Sqlite) })*
+        }
+        mod postgres {
+            $(#[test] fn $name() { super::$name($crate::support::records::Backend::Postgres) })*
+        }
+    };
+}
+pub(crate) use on_both_backends;
+
+/// The ceiling of a wait for something that must happen: long enough that
+/// only a hang reaches it, however loaded the machine. How soon things
+/// happen is never asserted against the clock; where it matters, against
+/// a baseline measured in the same test.
+pub const HANG: std::time::Duration = std::time::Duration::from_secs(60);
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -2,9 +2,9 @@
 //! package (the CNCF distribution registry), on a loopback port with its
 //! storage in a temporary directory.
 //!
-//! When the binary is missing the tests that need it are skipped on a
-//! developer machine, and fail under `CI` or `STAGEGATE_REQUIRE_REGISTRY`
-//! (which `.ci/run` sets after installing it).
+//! When the binary is missing the tests that need it are skipped and
+//! listed on a developer machine, and fail under `CI`
+//! ([`super::require_tool`]).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -12,29 +12,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The registry binary, or None (after saying why) when the test should be
-/// skipped; panics under `CI`.
+/// The registry binary, or None when the test is skipped (panics under
+/// `CI`).
 pub fn binary() -> Option<PathBuf> {
-    // STAGEGATE_TEST_REGISTRY names another binary (and, pointed at
-    // nothing, shows what a machine without the registry does).
-    let path = std::env::var_os("STAGEGATE_TEST_REGISTRY")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/docker-registry"));
-    if path.is_file() {
-        return Some(path);
-    }
-    if std::env::var_os("CI").is_some() || std::env::var_os("STAGEGATE_REQUIRE_REGISTRY").is_some()
-    {
-        panic!(
-            "{} is not installed (apt-get install docker-registry); CI must run the registry tests",
-            path.display()
-        );
-    }
-    eprintln!(
-        "skipped: {} is not installed (apt-get install docker-registry)",
-        path.display()
-    );
-    None
+    super::require_tool("docker-registry").then(super::tools::registry_path)
 }
 
 /// A running registry; stopped when dropped. Its storage outlives a stop,

@@ -3,8 +3,7 @@
 //! PostgreSQL comes from `STAGEGATE_TEST_POSTGRES` (a server URL such as
 //! `postgres://postgres:postgres@127.0.0.1:5432`); each test gets a fresh
 //! database on it. Without the variable the PostgreSQL variants are skipped
-//! with a message, unless `STAGEGATE_REQUIRE_POSTGRES=1` (as in CI), which
-//! makes a missing server a failure.
+//! and listed, and fail under `CI` ([`super::require_tool`]).
 
 use super::server::{Deployment, Server};
 use serde_json::{Value, json};
@@ -50,17 +49,13 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
-/// A fresh PostgreSQL database URL, if a server is configured.
+/// A fresh PostgreSQL database URL, or None (the test skipped, through
+/// [`super::require_tool`]) when no server is configured.
 pub fn postgres_database() -> Option<String> {
-    let Ok(server) = std::env::var("STAGEGATE_TEST_POSTGRES") else {
-        if std::env::var("STAGEGATE_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
-            panic!("STAGEGATE_REQUIRE_POSTGRES=1 but STAGEGATE_TEST_POSTGRES is not set");
-        }
-        eprintln!(
-            "skipping the PostgreSQL variant: set STAGEGATE_TEST_POSTGRES=postgres://USER:PASS@HOST:PORT"
-        );
+    if !super::require_tool("postgresql") {
         return None;
-    };
+    }
+    let server = super::tools::postgres_server()?;
     let name = format!("sg_test_{}", ulid::Ulid::new().to_string().to_lowercase());
     block_on(async {
         sqlx::any::install_default_drivers();
@@ -207,16 +202,11 @@ pub fn post(
     body: &Value,
     headers: &[(&str, &str)],
 ) -> super::server::Reply {
-    let bytes = serde_json::to_vec(body).unwrap();
-    let agent = ureq::AgentBuilder::new().build();
-    let mut req = agent
-        .post(&s.url(path))
-        .set("Authorization", &format!("Bearer {}", token(who)))
-        .set("Content-Type", "application/json");
-    for (k, v) in headers {
-        req = req.set(k, v);
-    }
-    super::server::reply_of(req.send_bytes(&bytes))
+    super::server::Request::post(&s.url(path))
+        .bearer(Some(&token(who)))
+        .json(body)
+        .headers(headers)
+        .send()
 }
 
 pub fn get(s: &Server, who: &str, path: &str) -> super::server::Reply {

@@ -209,7 +209,128 @@ pub fn raw(addr: &str, request: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// One HTTP request with ureq, any status.
+/// One HTTP request, any status: the one request helper of the tests.
+/// Build it, add what the request needs, [`Request::send`] it.
+///
+/// ```ignore
+/// Request::get(&s.url("/ui")).header("Accept", "text/html").no_redirects().send()
+/// ```
+pub struct Request {
+    method: String,
+    url: String,
+    headers: Vec<(String, String)>,
+    body: Option<Vec<u8>>,
+    timeout: Duration,
+    redirects: u32,
+}
+
+impl Request {
+    pub fn new(method: &str, url: &str) -> Request {
+        Request {
+            method: method.to_string(),
+            url: url.to_string(),
+            headers: Vec::new(),
+            body: None,
+            timeout: Duration::from_secs(60),
+            redirects: 5,
+        }
+    }
+
+    pub fn get(url: &str) -> Request {
+        Self::new("GET", url)
+    }
+
+    pub fn post(url: &str) -> Request {
+        Self::new("POST", url)
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Request {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// Each `(name, value)` as a header.
+    pub fn headers(self, headers: &[(&str, &str)]) -> Request {
+        headers
+            .iter()
+            .fold(self, |req, (name, value)| req.header(name, value))
+    }
+
+    /// `Authorization: Bearer TOKEN`, when there is a token.
+    pub fn bearer(self, token: Option<&str>) -> Request {
+        match token {
+            Some(t) => self.header("Authorization", &format!("Bearer {t}")),
+            None => self,
+        }
+    }
+
+    /// The body, with its content type if given.
+    pub fn body(mut self, content_type: Option<&str>, body: &[u8]) -> Request {
+        if let Some(ct) = content_type {
+            self = self.header("Content-Type", ct);
+        }
+        self.body = Some(body.to_vec());
+        self
+    }
+
+    /// A JSON body.
+    pub fn json(self, body: &serde_json::Value) -> Request {
+        self.body(
+            Some("application/json"),
+            &serde_json::to_vec(body).expect("JSON"),
+        )
+    }
+
+    /// An `application/x-www-form-urlencoded` body, as a browser sends a form.
+    pub fn form(self, fields: &[(&str, &str)]) -> Request {
+        fn encode(s: &str) -> String {
+            s.bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
+                        (b as char).to_string()
+                    }
+                    b' ' => "+".to_string(),
+                    _ => format!("%{b:02X}"),
+                })
+                .collect()
+        }
+        let text = fields
+            .iter()
+            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        self.body(Some("application/x-www-form-urlencoded"), text.as_bytes())
+    }
+
+    pub fn timeout(mut self, timeout: Duration) -> Request {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Returns a redirect as it is (its status, `Location` and cookies)
+    /// instead of following it.
+    pub fn no_redirects(mut self) -> Request {
+        self.redirects = 0;
+        self
+    }
+
+    pub fn send(self) -> Reply {
+        let agent = ureq::AgentBuilder::new()
+            .timeout(self.timeout)
+            .redirects(self.redirects)
+            .build();
+        let mut req = agent.request(&self.method, &self.url);
+        for (name, value) in &self.headers {
+            req = req.set(name, value);
+        }
+        reply_of(match &self.body {
+            Some(b) => req.send_bytes(b),
+            None => req.call(),
+        })
+    }
+}
+
+/// One HTTP request with ureq, any status (a [`Request`] in one call).
 pub fn send(
     url: &str,
     method: &str,
@@ -217,21 +338,15 @@ pub fn send(
     content_type: Option<&str>,
     body: Option<&[u8]>,
 ) -> Reply {
-    let agent = ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(60))
-        .build();
-    let mut req = agent.request(method, url);
-    if let Some(t) = token {
-        req = req.set("Authorization", &format!("Bearer {t}"));
+    let req = Request::new(method, url).bearer(token);
+    match body {
+        Some(b) => req.body(content_type, b),
+        None => match content_type {
+            Some(ct) => req.header("Content-Type", ct),
+            None => req,
+        },
     }
-    if let Some(ct) = content_type {
-        req = req.set("Content-Type", ct);
-    }
-    let result = match body {
-        Some(b) => req.send_bytes(b),
-        None => req.call(),
-    };
-    reply_of(result)
+    .send()
 }
 
 /// A ureq result as a reply, whatever the status; status 0 for a

@@ -1,0 +1,42 @@
+//! The end-to-end tests, in one binary (one link instead of one per file).
+//!
+//! Each file beside this one is a module named after it, so
+//! `cargo test -p stagegate --test e2e records::` runs one file's tests.
+//! A new file: declare it here (`mod name;`, in order), and begin it with
+//! `use crate::support;` rather than `mod support;`. What the files share
+//! — bundles built once, servers, the tool gate — is in `support/`.
+//!
+//! Tests in one binary share a process: none may change the environment,
+//! the current directory or another global; each takes its own ports,
+//! directories and servers.
+
+mod support;
+
+mod admission;
+mod attestations;
+mod bundle_authority;
+mod bundle_bombs;
+mod bundle_cli;
+mod check_cli;
+mod console;
+mod coverage_cli;
+mod docs_links;
+mod eval_cli;
+mod gateway_authz;
+mod gateway_nginx;
+mod github_protection;
+mod http_api;
+mod http_bundles;
+mod http_faults;
+mod integrations;
+mod monitoring;
+mod oscal;
+mod policy_sets;
+mod python_policies;
+mod records;
+mod refs_evaluations;
+mod registry_bundles;
+mod rego_parity;
+mod sandbox;
+mod scenario;
+mod wit_versions;
