@@ -178,7 +178,7 @@ pub fn parse(token: &str) -> Result<Unverified, Refusal> {
         alg,
         kid: header.kid,
         claims,
-        signing_input: token[..h.len() + 1 + p.len()].as_bytes().to_vec(),
+        signing_input: token.as_bytes()[..h.len() + 1 + p.len()].to_vec(),
         signature,
     })
 }
