@@ -629,3 +629,109 @@ fn a_broken_identity_entry_stops_the_service_naming_the_key() {
         .unwrap();
     assert!(e.contains("identities[0].jwks_file"), "{e}");
 }
+
+#[test]
+fn an_approver_identity_that_reviews_what_it_authorised_is_held_for_separation_of_duties() {
+    if !python_ready() {
+        return;
+    }
+    let keys_dir = tempfile::tempdir().unwrap();
+    keys(keys_dir.path());
+    let d = deployment(&identity_entry(
+        "approvers",
+        K8S_ISSUER,
+        &format!(
+            "jwks_file = \"{}\"",
+            keys_dir.path().join("jwks.json").display()
+        ),
+        "claims = { \"kubernetes.io/serviceaccount/name\" = \"risk-*\" }\nroles = [\"approver\", \"operator\"]\ntitle = \"Head of AI Risk\"\n",
+    ));
+    let trust = support::records::evidence_trust(&d.path("evidence.pem"));
+    let config = std::fs::read_to_string(d.config()).unwrap();
+    std::fs::write(d.config(), format!("{config}\n{trust}")).unwrap();
+    let s = d.start();
+    let approver = |sa: &str| {
+        let mut c = kubernetes_claims();
+        c["sub"] = json!(format!("system:serviceaccount:risk:{sa}"));
+        c["kubernetes.io"]["serviceaccount"]["name"] = json!(sa);
+        mint(keys_dir.path(), json!({"key": "ec", "claims": c}))
+    };
+    let alice = approver("risk-alice");
+    let post = |token: &str, path: &str, body: Value| {
+        let r = s.post_json(path, Some(token), &body);
+        assert!(r.status == 201 || r.status == 200, "{path}: {}", r.body);
+        r.json()
+    };
+    post(
+        &alice,
+        "/v1/systems",
+        json!({"id": "credit-scoring", "risk_tier": "high", "consequential": true,
+            "escalation_contact": "risk-desk on-call"}),
+    );
+    let mut release = support::records::release_body("3.0.0");
+    support::records::attest(&mut release);
+    post(&alice, "/v1/systems/credit-scoring/releases", release);
+    let id = "credit-scoring@3.0.0";
+    post(
+        &alice,
+        &format!("/v1/releases/{id}/reviews"),
+        json!({"outcome": "approved"}),
+    );
+    post(
+        &alice,
+        &format!("/v1/releases/{id}/authorisations"),
+        json!({}),
+    );
+    post(
+        &alice,
+        &format!("/v1/releases/{id}/acceptances"),
+        json!({"deficiency_id": "D-7", "rationale": "within tolerance, monitored"}),
+    );
+    let dep = post(
+        &alice,
+        "/v1/deployments",
+        json!({"release_id": id, "plan": support::records::plan()}),
+    );
+    let dep = dep["deployment"]["id"].as_str().unwrap().to_string();
+    post(
+        &alice,
+        &format!("/v1/deployments/{dep}/observations"),
+        json!({"observations": [
+            {"metric": "error_rate", "value": 0.01, "samples": 5000},
+            {"metric": "harmful_output_rate", "value": 0.0, "samples": 5000},
+            {"metric": "complaint_rate", "value": 0.0, "samples": 5000}
+        ]}),
+    );
+    // The identity that authorised the release reviews its progression.
+    post(
+        &alice,
+        &format!("/v1/deployments/{dep}/reviews"),
+        json!({"outcome": "approved"}),
+    );
+    let v = post(
+        &alice,
+        &format!("/v1/deployments/{dep}/progressions"),
+        json!({"target_stage": "regional"}),
+    );
+    assert_eq!(v["decision"]["outcome"], "hold", "{v:#}");
+    let codes: Vec<&str> = v["decision"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["code"].as_str())
+        .collect();
+    assert!(codes.contains(&"progression.separation_of_duties"), "{v:#}");
+    // Another subject of the same identity is another actor.
+    let bob = approver("risk-bob");
+    post(
+        &bob,
+        &format!("/v1/deployments/{dep}/reviews"),
+        json!({"outcome": "approved"}),
+    );
+    let v = post(
+        &alice,
+        &format!("/v1/deployments/{dep}/progressions"),
+        json!({"target_stage": "regional"}),
+    );
+    assert_eq!(v["decision"]["outcome"], "promote", "{v:#}");
+}
