@@ -540,7 +540,10 @@ fn oidc_github_fetches_the_job_id_token_and_the_service_accepts_it_as_an_identit
         "--output",
         "json",
     ];
-    let out = check(d.dir.path(), &args, &high_risk_gate(), &env);
+    // An inherited STAGEGATE_TOKEN_FILE does not stand in the way.
+    let mut with_file = env.to_vec();
+    with_file.push(("STAGEGATE_TOKEN_FILE", "/nonexistent/token"));
+    let out = check(d.dir.path(), &args, &high_risk_gate(), &with_file);
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();

@@ -13,13 +13,10 @@ use super::CliError;
 /// Where a token for the service comes from.
 #[derive(Debug, Clone, Args)]
 pub struct CredentialArgs {
-    /// Read the bearer token from this file (instead of STAGEGATE_TOKEN)
-    #[arg(
-        long,
-        value_name = "FILE",
-        env = "STAGEGATE_TOKEN_FILE",
-        conflicts_with = "oidc"
-    )]
+    /// Read the bearer token from this file (instead of STAGEGATE_TOKEN;
+    /// --oidc wins over both, so an inherited STAGEGATE_TOKEN_FILE does
+    /// not stop it)
+    #[arg(long, value_name = "FILE", env = "STAGEGATE_TOKEN_FILE")]
     token_file: Option<PathBuf>,
     /// Fetch this CI job's OIDC id-token and send it (`github`: through
     /// ACTIONS_ID_TOKEN_REQUEST_URL and ACTIONS_ID_TOKEN_REQUEST_TOKEN,
