@@ -144,6 +144,13 @@ pub fn validate(identities: &[IdentityConfig]) -> Result<(), String> {
                 return Err(format!("{}: must be at least 1", at(key)));
             }
         }
+        if id.jwks_max_age_s < id.jwks_refresh_s {
+            return Err(format!(
+                "{}: must be at least jwks_refresh_s ({} s): keys are re-read only once they are that old",
+                at("jwks_max_age_s"),
+                id.jwks_refresh_s
+            ));
+        }
         if id.leeway_s > 600 {
             return Err(format!(
                 "{}: at most 600 seconds (a larger skew keeps expired tokens alive)",
