@@ -63,6 +63,7 @@ pub fn parse_set(bytes: &[u8]) -> Result<Vec<Key>, String> {
     let set: RawSet =
         serde_json::from_slice(bytes).map_err(|e| format!("not a JWKS document: {e}"))?;
     let mut out = Vec::new();
+    let mut skipped = Vec::new();
     for (i, raw) in set.keys.into_iter().enumerate() {
         let Ok(k) = serde_json::from_value::<RawKey>(raw) else {
             continue;
@@ -70,42 +71,55 @@ pub fn parse_set(bytes: &[u8]) -> Result<Vec<Key>, String> {
         if k.use_.as_deref().is_some_and(|u| u != "sig") {
             continue;
         }
-        let b64 = |field: &Option<String>, name: &str| -> Result<Vec<u8>, String> {
-            URL_SAFE_NO_PAD
-                .decode(field.as_deref().ok_or(format!("keys[{i}]: no '{name}'"))?)
-                .map_err(|_| format!("keys[{i}].{name}: not base64url"))
-        };
-        let key = match (k.kty.as_str(), k.crv.as_deref()) {
-            ("RSA", _) => {
-                let n = b64(&k.n, "n")?;
-                if n.len() < 256 {
-                    return Err(format!(
-                        "keys[{i}]: RSA keys shorter than 2048 bits are refused"
-                    ));
+        // A key this service cannot use (too short, bad encoding) is
+        // skipped like a key of another type, not fatal to the set.
+        let built = (|| -> Result<Option<PublicKey>, String> {
+            let b64 = |field: &Option<String>, name: &str| -> Result<Vec<u8>, String> {
+                URL_SAFE_NO_PAD
+                    .decode(field.as_deref().ok_or(format!("keys[{i}]: no '{name}'"))?)
+                    .map_err(|_| format!("keys[{i}].{name}: not base64url"))
+            };
+            let key = match (k.kty.as_str(), k.crv.as_deref()) {
+                ("RSA", _) => {
+                    let n = b64(&k.n, "n")?;
+                    if n.len() < 256 {
+                        return Err(format!(
+                            "keys[{i}]: RSA keys shorter than 2048 bits are refused"
+                        ));
+                    }
+                    PublicKey::Rsa {
+                        n,
+                        e: b64(&k.e, "e")?,
+                    }
                 }
-                PublicKey::Rsa {
-                    n,
-                    e: b64(&k.e, "e")?,
+                ("EC", Some("P-256")) => {
+                    let (x, y) = (b64(&k.x, "x")?, b64(&k.y, "y")?);
+                    if x.len() != 32 || y.len() != 32 {
+                        return Err(format!("keys[{i}]: P-256 coordinates are 32 bytes"));
+                    }
+                    let mut point = vec![4u8];
+                    point.extend(x);
+                    point.extend(y);
+                    PublicKey::P256(point)
                 }
+                ("OKP", Some("Ed25519")) => {
+                    let x = b64(&k.x, "x")?;
+                    if x.len() != 32 {
+                        return Err(format!("keys[{i}]: Ed25519 keys are 32 bytes"));
+                    }
+                    PublicKey::Ed25519(x)
+                }
+                _ => return Ok(None),
+            };
+            Ok(Some(key))
+        })();
+        let key = match built {
+            Ok(Some(key)) => key,
+            Ok(None) => continue,
+            Err(e) => {
+                skipped.push(e);
+                continue;
             }
-            ("EC", Some("P-256")) => {
-                let (x, y) = (b64(&k.x, "x")?, b64(&k.y, "y")?);
-                if x.len() != 32 || y.len() != 32 {
-                    return Err(format!("keys[{i}]: P-256 coordinates are 32 bytes"));
-                }
-                let mut point = vec![4u8];
-                point.extend(x);
-                point.extend(y);
-                PublicKey::P256(point)
-            }
-            ("OKP", Some("Ed25519")) => {
-                let x = b64(&k.x, "x")?;
-                if x.len() != 32 {
-                    return Err(format!("keys[{i}]: Ed25519 keys are 32 bytes"));
-                }
-                PublicKey::Ed25519(x)
-            }
-            _ => continue,
         };
         // A key that declares its algorithm must declare the one its type
         // verifies.
@@ -116,8 +130,18 @@ pub fn parse_set(bytes: &[u8]) -> Result<Vec<Key>, String> {
         }
         out.push(Key { kid: k.kid, key });
     }
+    if !skipped.is_empty() {
+        tracing::warn!(skipped = %skipped.join("; "), "identity key set: keys skipped");
+    }
     if out.is_empty() {
-        return Err("no RS256, ES256 or EdDSA signing key in the set".into());
+        return Err(format!(
+            "no usable RS256, ES256 or EdDSA signing key in the set{}",
+            if skipped.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", skipped.join("; "))
+            }
+        ));
     }
     Ok(out)
 }
@@ -339,6 +363,15 @@ mod tests {
         assert_eq!(keys[0].kid.as_deref(), Some("b"));
         assert!(parse_set(br#"{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}"#).is_err());
         assert!(parse_set(b"[]").is_err());
+        // A short RSA key is skipped, not fatal to the other keys.
+        let short = URL_SAFE_NO_PAD.encode([1u8; 128]);
+        let doc = format!(
+            r#"{{"keys":[{{"kty":"RSA","kid":"short","n":"{short}","e":"AQAB"}},{{"kty":"OKP","crv":"Ed25519","x":"{x}","kid":"b"}}]}}"#
+        );
+        assert_eq!(parse_set(doc.as_bytes()).unwrap().len(), 1);
+        let only_short = format!(r#"{{"keys":[{{"kty":"RSA","n":"{short}","e":"AQAB"}}]}}"#);
+        let e = parse_set(only_short.as_bytes()).unwrap_err();
+        assert!(e.contains("shorter than 2048 bits"), "{e}");
     }
 
     #[test]
