@@ -87,12 +87,14 @@ test-deps: python-tools
     # securesystemslib make and check attestations and receipts; trestle
     # and NIST's schema validate the OSCAL export; PyYAML reads the example
     # manifests; playwright drives the system Chromium (no browser
-    # download). componentize-py (Python policies) comes with python-tools.
+    # download); cryptography is the stand-in OIDC issuer's (tests/identity).
+    # componentize-py (Python policies) comes with python-tools.
     pip install --quiet \
         in-toto==3.1.0 'securesystemslib[crypto]==1.6.0' \
         compliance-trestle==5.2.0 jsonschema==4.26.0 \
         PyYAML==6.0.3 \
-        playwright==1.65.2
+        playwright==1.65.2 \
+        cryptography==48.0.0
 
 # Build the `stagegate` binary (and the tests) with one set of dependency
 # features. The tests add the benches' and guests' crates, whose features

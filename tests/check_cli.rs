@@ -23,6 +23,11 @@ fn check(cwd: &Path, args: &[&str], stdin: &serde_json::Value, env: &[(&str, &st
         .env_remove("GITHUB_OUTPUT")
         .env_remove("GITHUB_STEP_SUMMARY")
         .env_remove("STAGEGATE_TOKEN")
+        .env_remove("STAGEGATE_TOKEN_FILE")
+        .env_remove("STAGEGATE_URL")
+        .env_remove("STAGEGATE_AUDIENCE")
+        .env_remove("ACTIONS_ID_TOKEN_REQUEST_URL")
+        .env_remove("ACTIONS_ID_TOKEN_REQUEST_TOKEN")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -321,4 +326,465 @@ fn junit_report_has_one_test_case_per_finding_code_and_fails_the_blocking_ones()
     assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
     let xml = std::fs::read_to_string(sb.path("report.xml")).unwrap();
     assert!(xml.contains("failures=\"0\""), "{xml}");
+}
+
+/// A service with the reference bundle and one static token for `gateway`.
+fn service_with_token() -> (Deployment, support::server::Server, String) {
+    let (token, hash) = stagegate::server::auth::new_token();
+    let d = Deployment::new(&format!(
+        "[[bundles]]\nname = \"iso42001-reference\"\nfile = \"ref.bundle\"\ndefault = true\n\
+         [[tokens]]\nname = \"ci\"\nsha256 = \"{hash}\"\nroles = [\"gateway\"]\n"
+    ));
+    std::fs::write(d.path("ref.bundle"), d.reference("1.0.0")).unwrap();
+    let s = d.start();
+    (d, s, token)
+}
+
+#[test]
+fn the_server_and_token_come_from_stagegate_url_stagegate_token_or_a_token_file() {
+    let (d, s, token) = service_with_token();
+    let url = s.url("/");
+    let args = ["gate", "--input", "-"];
+    let out = check(
+        d.dir.path(),
+        &args,
+        &high_risk_gate(),
+        &[("STAGEGATE_URL", &url), ("STAGEGATE_TOKEN", &token)],
+    );
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    std::fs::write(d.path("token"), format!("{token}\n")).unwrap();
+    let out = check(
+        d.dir.path(),
+        &["gate", "--input", "-", "--token-file", "token"],
+        &high_risk_gate(),
+        &[("STAGEGATE_URL", &url)],
+    );
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    // A missing token file is bad input naming the file.
+    let out = check(
+        d.dir.path(),
+        &["gate", "--input", "-", "--token-file", "nope"],
+        &high_risk_gate(),
+        &[("STAGEGATE_URL", &url)],
+    );
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--token-file nope"), "{stderr}");
+    // STAGEGATE_URL in the environment does not stop an explicit --local.
+    let sb = SignedBundle::new();
+    let out = check(
+        sb.dir.path(),
+        LOCAL,
+        &high_risk_gate(),
+        &[("STAGEGATE_URL", &url)],
+    );
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+}
+
+/// A stand-in of GitHub's id-token endpoint (ACTIONS_ID_TOKEN_REQUEST_URL):
+/// answers `{"value": TOKEN}` to a GET bearing the request token, and
+/// reports the audience each request asked for.
+fn id_token_endpoint(
+    request_token: &'static str,
+    token: String,
+) -> (String, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            reader.read_line(&mut request_line).unwrap();
+            let mut authorised = false;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                    break;
+                }
+                if line.to_ascii_lowercase().starts_with("authorization:")
+                    && line
+                        .trim_end()
+                        .ends_with(&format!("Bearer {request_token}"))
+                {
+                    authorised = true;
+                }
+            }
+            let target = request_line
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or("")
+                .to_string();
+            let audience = target
+                .split(['?', '&'])
+                .find_map(|p| p.strip_prefix("audience="))
+                .unwrap_or("")
+                .to_string();
+            let _ = tx.send(format!("{target} audience={audience}"));
+            let (status, body) = if !authorised {
+                ("401 Unauthorized", "{}".to_string())
+            } else if !target.contains("api-version=2.0") {
+                ("400 Bad Request", "{}".to_string())
+            } else {
+                ("200 OK", serde_json::json!({"value": token}).to_string())
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    // The runner's URL already carries a query; the audience is appended.
+    (
+        format!("http://127.0.0.1:{port}/_apis/token?api-version=2.0"),
+        rx,
+    )
+}
+
+#[test]
+fn oidc_github_fetches_the_job_id_token_and_the_service_accepts_it_as_an_identity() {
+    if !support::require_tool("cryptography") {
+        return;
+    }
+    let issuer = support::root().join("tests/identity/issuer.py");
+    let keys = tempfile::tempdir().unwrap();
+    let made = Command::new("python3")
+        .arg(&issuer)
+        .arg("keys")
+        .arg(keys.path())
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let audience = "https://stagegate.example";
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // GitHub Actions' id-token claims (docs.github.com, "About security
+    // hardening with OpenID Connect", "Understanding the OIDC token").
+    let claims = serde_json::json!({
+        "iss": "https://token.actions.githubusercontent.com",
+        "aud": audience,
+        "sub": "repo:acme/credit-scoring:environment:production",
+        "repository": "acme/credit-scoring",
+        "repository_owner": "acme",
+        "ref": "refs/heads/main",
+        "ref_type": "branch",
+        "environment": "production",
+        "workflow": "release",
+        "event_name": "push",
+        "run_id": "1",
+        "actor": "octocat",
+        "job_workflow_ref": "acme/credit-scoring/.github/workflows/release.yml@refs/heads/main",
+        "runner_environment": "github-hosted",
+        "iat": now - 5, "nbf": now - 5, "exp": now + 300
+    });
+    let jwt = {
+        use std::io::Write;
+        let mut child = Command::new("python3")
+            .arg(&issuer)
+            .arg("mint")
+            .arg(keys.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(
+                serde_json::json!({"key": "rsa", "claims": claims})
+                    .to_string()
+                    .as_bytes(),
+            )
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let d = Deployment::new(&format!(
+        "[[bundles]]\nname = \"iso42001-reference\"\nfile = \"ref.bundle\"\ndefault = true\n\
+         [[identities]]\nname = \"release-pipeline\"\nissuer = \"https://token.actions.githubusercontent.com\"\n\
+         audiences = [\"{audience}\"]\njwks_file = \"{}\"\nclaims = {{ repository = \"acme/*\" }}\nroles = [\"gateway\"]\n",
+        keys.path().join("jwks.json").display()
+    ));
+    std::fs::write(d.path("ref.bundle"), d.reference("1.0.0")).unwrap();
+    let s = d.start();
+    let (endpoint, requests) = id_token_endpoint("runner-request-token", jwt);
+    let url = s.url("/");
+    let env = [
+        ("STAGEGATE_URL", url.as_str()),
+        ("ACTIONS_ID_TOKEN_REQUEST_URL", endpoint.as_str()),
+        ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "runner-request-token"),
+    ];
+    let args = [
+        "gate",
+        "--input",
+        "-",
+        "--oidc",
+        "github",
+        "--audience",
+        audience,
+        "--output",
+        "json",
+    ];
+    // An inherited STAGEGATE_TOKEN_FILE does not stand in the way.
+    let mut with_file = env.to_vec();
+    with_file.push(("STAGEGATE_TOKEN_FILE", "/nonexistent/token"));
+    let out = check(d.dir.path(), &args, &high_risk_gate(), &with_file);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["outcome"], "allow");
+    let seen = requests.recv().unwrap();
+    assert!(
+        seen.contains("api-version=2.0")
+            && seen.ends_with("audience=https%3A%2F%2Fstagegate.example"),
+        "{seen}"
+    );
+    // The decision log names the identity's actor.
+    assert!(
+        s.logs()
+            .contains("release-pipeline:repo:acme/credit-scoring:environment:production"),
+        "{}",
+        s.logs()
+    );
+    // Without --audience, or outside a job with id-token permission: bad
+    // input that says what is missing.
+    let out = check(d.dir.path(), &args[..6], &high_risk_gate(), &env);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--audience"), "{stderr}");
+    let out = check(d.dir.path(), &args, &high_risk_gate(), &env[..1]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("ACTIONS_ID_TOKEN_REQUEST_URL"), "{stderr}");
+    // A request token the endpoint refuses: the step fails (exit 3) without
+    // quoting the token.
+    let bad = [
+        env[0],
+        env[1],
+        ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "wrong-request-token"),
+    ];
+    let out = check(d.dir.path(), &args, &high_risk_gate(), &bad);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("401") && !stderr.contains("wrong-request-token"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn json_output_has_the_documented_shape() {
+    let sb = SignedBundle::new();
+    let mut args = LOCAL.to_vec();
+    args.extend(["--output", "json"]);
+    let out = check(sb.dir.path(), &args, &unauthorised(), &[]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("stdout is one JSON object");
+    assert_eq!(v["command"], "check");
+    assert_eq!(v["passed"], false);
+    assert_eq!(v["exit_code"], 1);
+    assert_eq!(v["decision"], "gate");
+    assert_eq!(v["outcome"], "deny");
+    assert!(v["decision_id"].as_str().is_some_and(|s| !s.is_empty()));
+    assert_eq!(v["policy"]["bundle"], "iso42001-reference");
+    let items = v["items"].as_array().unwrap();
+    assert_eq!(items[0]["id"], "outcome");
+    assert_eq!(items[0]["level"], "error");
+    assert!(
+        items
+            .iter()
+            .any(|i| i["id"] == "authorisation.missing" && i["level"] == "error"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn sarif_output_validates_against_the_sarif_2_1_0_schema() {
+    let sb = SignedBundle::new();
+    let mut args = LOCAL.to_vec();
+    args.extend(["--output", "sarif"]);
+    let out = check(sb.dir.path(), &args, &unauthorised(), &[]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let log: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(log["version"], "2.1.0");
+    assert!(
+        log["runs"][0]["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["ruleId"] == "authorisation.missing" && r["level"] == "error")
+    );
+    std::fs::write(sb.path("check.sarif"), &stdout).unwrap();
+    if !support::require_tool("jsonschema") {
+        return;
+    }
+    let o = Command::new("python3")
+        .arg(support::root().join("tests/interop/sarif_validate.py"))
+        .arg(support::root().join("tests/fixtures/sarif/sarif-schema-2.1.0.json"))
+        .arg(sb.path("check.sarif"))
+        .output()
+        .expect("running python3");
+    let (v_out, v_err) = text(&o);
+    eprintln!("{v_out}{v_err}");
+    assert_eq!(o.status.code(), Some(0), "{v_out}{v_err}");
+    assert!(v_out.contains("valid: SARIF 2.1.0"), "{v_out}");
+}
+
+#[test]
+fn junit_and_github_outputs_go_to_standard_output() {
+    let sb = SignedBundle::new();
+    let mut args = LOCAL.to_vec();
+    args.extend(["--output", "junit"]);
+    let out = check(sb.dir.path(), &args, &unauthorised(), &[]);
+    let (stdout, _) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout.starts_with("<?xml"), "{stdout}");
+    assert!(
+        stdout.contains("name=\"authorisation.missing\"><failure"),
+        "{stdout}"
+    );
+    let summary = sb.path("summary.md");
+    let mut args = LOCAL.to_vec();
+    args.extend(["--output", "github"]);
+    let out = check(
+        sb.dir.path(),
+        &args,
+        &unauthorised(),
+        &[("GITHUB_STEP_SUMMARY", summary.to_str().unwrap())],
+    );
+    let (stdout, _) = text(&out);
+    assert!(
+        stdout.contains("::error title=stagegate authorisation.missing::"),
+        "{stdout}"
+    );
+    assert!(
+        std::fs::read_to_string(summary)
+            .unwrap()
+            .contains("`authorisation.missing`")
+    );
+}
+
+#[test]
+fn verify_test_and_receipt_verify_report_in_every_output_mode() {
+    let sb = SignedBundle::new();
+    let run = |args: &[&str]| {
+        Command::new(support::bin())
+            .args(args)
+            .current_dir(sb.dir.path())
+            .env_remove("GITHUB_STEP_SUMMARY")
+            .env_remove("GITHUB_OUTPUT")
+            .output()
+            .unwrap()
+    };
+    let out = run(&[
+        "verify",
+        "ref.bundle",
+        "--trust",
+        "trust",
+        "--output",
+        "json",
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        (v["command"].as_str(), v["passed"].as_bool()),
+        (Some("verify"), Some(true))
+    );
+    assert_eq!(v["bundle"]["name"], "iso42001-reference");
+    assert!(v["signers"].as_array().is_some_and(|s| !s.is_empty()));
+    // A trust store without the signer: a failed report, exit 1.
+    std::fs::create_dir_all(sb.path("other")).unwrap();
+    stagegate::bundle::keys::generate(&sb.path("other/k")).unwrap();
+    std::fs::remove_file(sb.path("other/k")).unwrap();
+    let out = run(&[
+        "verify",
+        "ref.bundle",
+        "--trust",
+        "other",
+        "--output",
+        "sarif",
+    ]);
+    let (stdout, _) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    let log: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(log["runs"][0]["results"][0]["ruleId"], "bundle.verify");
+
+    let policy = support::root().join("policies/iso42001");
+    let out = run(&["test", policy.to_str().unwrap(), "--output", "junit"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stdout.contains("<testsuite name=\"stagegate.test: "),
+        "{stdout}"
+    );
+    assert!(stdout.contains("failures=\"0\""), "{stdout}");
+    let out = run(&["test", policy.to_str().unwrap(), "--output", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&text(&out).0).unwrap();
+    assert_eq!(v["cases_failed"], 0);
+    assert!(v["cases_passed"].as_u64().unwrap() > 0);
+
+    std::fs::write(sb.path("receipt.json"), "{\"payloadType\": \"x\"}").unwrap();
+    let out = run(&[
+        "receipt",
+        "verify",
+        "receipt.json",
+        "--trust",
+        "trust",
+        "--output",
+        "json",
+    ]);
+    let (stdout, _) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        (v["command"].as_str(), v["passed"].as_bool()),
+        (Some("receipt verify"), Some(false))
+    );
+}
+
+#[test]
+fn completions_and_the_manual_page_are_generated_from_the_command_line() {
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef stagegate"),
+        ("fish", "complete -c stagegate"),
+    ] {
+        let out = Command::new(support::bin())
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        let (stdout, _) = text(&out);
+        assert_eq!(out.status.code(), Some(0));
+        assert!(
+            stdout.contains(marker),
+            "{shell}: {}",
+            &stdout[..stdout.len().min(300)]
+        );
+        assert!(stdout.contains("--oidc"), "{shell} completes check's flags");
+    }
+    let out = Command::new(support::bin()).arg("man").output().unwrap();
+    let (stdout, _) = text(&out);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        stdout.starts_with(".ie") || stdout.contains(".TH stagegate"),
+        "{}",
+        &stdout[..200]
+    );
+    assert!(
+        stdout.contains(".TH stagegate-check"),
+        "a page per subcommand"
+    );
+    assert!(
+        stdout.contains("STAGEGATE_URL"),
+        "the environment variables are documented"
+    );
 }

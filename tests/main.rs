@@ -28,6 +28,7 @@ mod github_protection;
 mod http_api;
 mod http_bundles;
 mod http_faults;
+mod identities;
 mod integrations;
 mod monitoring;
 mod oscal;

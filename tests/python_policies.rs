@@ -159,7 +159,20 @@ fn a_scaffolded_python_policy_tests_builds_and_signs_as_it_stands() {
     let tested = run(&["test", "org-rules"]);
     assert!(tested.contains("3 passed, 0 failed"), "{tested}");
     run(&["keygen", "--out", "keys/dev"]);
-    run(&["build", "org-rules", "--out", "org-rules.bundle"]);
+    // Off a terminal, the 10-40 s componentize-py build says when it
+    // starts and how long it took (a spinner only on a terminal).
+    let out = support::run(
+        d,
+        &["build", "org-rules", "--out", "org-rules.bundle"],
+        None,
+    );
+    let (stdout, stderr) = support::text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("componentize-py: compiling policy.py (this takes 10-40 s)")
+            && stderr.contains("componentize-py: compiling policy.py: done in "),
+        "{stderr}"
+    );
     run(&["sign", "org-rules.bundle", "--key", "keys/dev"]);
     run(&["verify", "org-rules.bundle", "--trust", "keys"]);
     // A second scaffold into the same, now non-empty directory is refused.

@@ -21,6 +21,7 @@ pub mod bundle;
 pub mod cli;
 pub mod decision;
 pub mod distribution;
+pub mod identity;
 pub mod integrations;
 pub mod policy;
 pub mod records;

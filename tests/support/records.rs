@@ -230,7 +230,7 @@ fn evidence_signer() -> ed25519_dalek::SigningKey {
 
 /// Writes the test evidence key's public half to `pem` and returns the
 /// `[[evidence.keys]]` entry that trusts it.
-fn evidence_trust(pem: &std::path::Path) -> String {
+pub fn evidence_trust(pem: &std::path::Path) -> String {
     let public = stagegate::attest::receipt::ReceiptSigner::new(evidence_signer(), "test").public();
     std::fs::write(pem, public.public_key_pem).unwrap();
     format!(

@@ -110,6 +110,8 @@ fn find(tool: &str) -> Result<(), String> {
         ]),
         "trestle" => python_imports(&["trestle.oscal.assessment_results", "jsonschema"]),
         "pyyaml" => python_imports(&["yaml"]),
+        "cryptography" => python_imports(&["cryptography"]),
+        "jsonschema" => python_imports(&["jsonschema"]),
         "python3" | "openssl" | "bash" | "curl" | "jq" => {
             let arg = if tool == "openssl" {
                 "version"

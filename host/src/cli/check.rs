@@ -14,23 +14,23 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::{ArgGroup, Args};
+use clap::Args;
 use serde::Deserialize;
 
 use super::eval::{evaluate, read_input};
+use super::output::{Item, Level, Output, Results};
 use super::{CliError, CliResult, Exit, LimitArgs, TrustArgs};
 use crate::decision::DecisionKind;
 
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("source").required(true).args(["server", "local"])))]
 pub struct CheckArgs {
     /// gate, progression or monitoring
     decision: DecisionKind,
-    /// Ask this stagegate service (bearer token from STAGEGATE_TOKEN)
-    #[arg(long, value_name = "URL")]
+    /// Ask this stagegate service
+    #[arg(long, value_name = "URL", env = "STAGEGATE_URL")]
     server: Option<String>,
     /// With --server: the bundle to ask (default: the service's default bundle)
-    #[arg(long, value_name = "NAME", requires = "server")]
+    #[arg(long, value_name = "NAME")]
     bundle: Option<String>,
     /// Evaluate in this process with this bundle file (or policy directory)
     #[arg(long, value_name = "BUNDLE")]
@@ -38,6 +38,11 @@ pub struct CheckArgs {
     /// Request JSON (docs/decisions.md#requests); `-` reads standard input
     #[arg(long, value_name = "FILE|-")]
     input: PathBuf,
+    #[command(flatten)]
+    credentials: super::credentials::CredentialArgs,
+    /// How to report: text, json, junit, github or sarif (on standard output)
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
     /// Also write a JUnit XML report here (one test case per finding code)
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
@@ -94,7 +99,25 @@ impl Report {
 }
 
 pub fn run(args: CheckArgs) -> CliResult {
-    let report = match (&args.server, &args.local) {
+    // STAGEGATE_URL set in the environment does not stop an explicit
+    // --local; both given on the command line is a usage error.
+    let server_from_env = args.server.is_some()
+        && std::env::var("STAGEGATE_URL").ok().as_deref() == args.server.as_deref();
+    let server = match (&args.server, &args.local) {
+        (Some(_), Some(_)) if !server_from_env => {
+            return Err(CliError::bad_input(
+                "give --server URL or --local BUNDLE, not both",
+            ));
+        }
+        (Some(s), None) => Some(s.as_str()),
+        _ => None,
+    };
+    if args.bundle.is_some() && server.is_none() {
+        return Err(CliError::bad_input(
+            "--bundle goes with --server (or STAGEGATE_URL)",
+        ));
+    }
+    let report = match (server, &args.local) {
         (Some(server), _) => ask_server(&args, server)?,
         (None, Some(bundle)) => {
             let decided = evaluate(
@@ -121,7 +144,11 @@ pub fn run(args: CheckArgs) -> CliResult {
                 message: format!("reading the decision: {e}"),
             })?
         }
-        (None, None) => return Err(CliError::bad_input("give --server URL or --local BUNDLE")),
+        (None, None) => {
+            return Err(CliError::bad_input(
+                "give --server URL (or set STAGEGATE_URL) or --local BUNDLE",
+            ));
+        }
     };
     let exit = if report.policy_failed() {
         Exit::PolicyError
@@ -130,13 +157,29 @@ pub fn run(args: CheckArgs) -> CliResult {
     } else {
         Exit::Failure
     };
-    print!("{}", summary(&report));
-    if github_actions() {
-        github::annotate(&report);
-        github::outputs(&report).map_err(|e| CliError {
-            exit: Exit::PolicyError,
-            message: e,
-        })?;
+    let written = |e: String| CliError {
+        exit: Exit::PolicyError,
+        message: e,
+    };
+    match args.output {
+        Output::Text => {
+            print!("{}", summary(&report));
+            // Under GitHub Actions the text mode annotates too, as it
+            // always has.
+            if github_actions() {
+                github::annotate(&report);
+                github::outputs(&report).map_err(written)?;
+            }
+        }
+        Output::Github => {
+            print!("{}", summary(&report));
+            github::annotate(&report);
+            github::outputs(&report).map_err(written)?;
+        }
+        Output::Junit => print!("{}", junit::report(&report)),
+        format => results(&report, &args.input)
+            .print(format, exit as u8, &[])
+            .map_err(written)?,
     }
     if let Some(path) = &args.junit {
         std::fs::write(path, junit::report(&report)).map_err(|e| CliError {
@@ -148,6 +191,44 @@ pub fn run(args: CheckArgs) -> CliResult {
         eprintln!("error: the policy failed; the decision fails closed");
     }
     Ok(exit)
+}
+
+/// The decision as the common result model: an `outcome` item (an error
+/// unless the outcome lets the pipeline go on), then one item per finding.
+fn results(r: &Report, input: &Path) -> Results {
+    let file = (input != Path::new("-")).then(|| input.display().to_string());
+    let mut items = vec![Item {
+        id: "outcome".into(),
+        level: if r.passed() {
+            Level::Pass
+        } else {
+            Level::Error
+        },
+        message: format!("{} {}: {}", r.decision, r.decision_id, r.outcome),
+        file: file.clone(),
+        path: None,
+        controls: Vec::new(),
+    }];
+    items.extend(r.findings.iter().map(|f| Item {
+        id: f.code.clone(),
+        level: Level::of_severity(&f.severity),
+        message: f.message.clone(),
+        file: file.clone(),
+        path: Some(f.path.clone()).filter(|p| !p.is_empty()),
+        controls: f.controls.clone(),
+    }));
+    Results {
+        command: "check",
+        subject: format!("{} decision {}", r.decision, r.decision_id),
+        passed: r.passed(),
+        items,
+        details: serde_json::json!({
+            "decision": r.decision,
+            "decision_id": r.decision_id,
+            "outcome": r.outcome,
+            "policy": r.policy.as_ref().map(|p| serde_json::json!({"bundle": p.bundle, "version": p.version})),
+        }),
+    }
 }
 
 fn github_actions() -> bool {
@@ -176,9 +257,7 @@ fn ask_server(args: &CheckArgs, server: &str) -> Result<Report, CliError> {
     if let Some(bundle) = &args.bundle {
         request = request.query("bundle", bundle);
     }
-    if let Ok(token) = std::env::var("STAGEGATE_TOKEN")
-        && !token.is_empty()
-    {
+    if let Some(token) = args.credentials.token()? {
         request = request.set("Authorization", &format!("Bearer {token}"));
     }
     match request.send_bytes(&body) {

@@ -9,11 +9,14 @@ mod attest;
 mod audit;
 mod build;
 mod check;
+mod completions;
 mod coverage;
+mod credentials;
 mod eval;
 mod inspect;
 mod keygen;
 mod new;
+pub mod output;
 mod receipt;
 mod registry;
 mod serve;
@@ -79,6 +82,10 @@ enum Command {
     Push(registry::PushArgs),
     /// Fetch a bundle from an OCI registry into a file: stagegate pull oci://HOST/REPO:TAG --out FILE
     Pull(registry::PullArgs),
+    /// Print a shell completion script: stagegate completions bash|zsh|fish
+    Completions(completions::CompletionsArgs),
+    /// Print the manual page (roff) to standard output
+    Man,
 }
 
 /// Exit codes (docs/decisions.md#command-line-exit-codes).
@@ -151,6 +158,8 @@ pub fn main() -> ExitCode {
         Command::Attest(a) => attest::run(a),
         Command::Push(a) => registry::push(a),
         Command::Pull(a) => registry::pull(a),
+        Command::Completions(a) => completions::completions(a),
+        Command::Man => completions::man(),
     };
     match result {
         Ok(exit) => exit.into(),

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 
+use super::output::{Item, Level, Output, Results};
 use super::{CliError, CliResult, Exit};
 use crate::attest::{Envelope, PublicKey};
 
@@ -29,6 +30,9 @@ enum ReceiptCommand {
         /// The artifact the receipt must be about
         #[arg(long, value_name = "sha256:HEX")]
         subject: Option<String>,
+        /// How to report: text, json, junit, github or sarif (on standard output)
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
     },
 }
 
@@ -38,7 +42,8 @@ pub fn run(args: ReceiptArgs) -> CliResult {
             file,
             trust,
             subject,
-        } => verify(&file, &trust, subject.as_deref()),
+            output,
+        } => verify(&file, &trust, subject.as_deref(), output),
     }
 }
 
@@ -69,15 +74,38 @@ fn load_keys(dir: &Path) -> Result<Vec<(String, PublicKey)>, CliError> {
     Ok(keys)
 }
 
-fn verify(file: &Path, trust: &Path, subject: Option<&str>) -> CliResult {
+fn verify(file: &Path, trust: &Path, subject: Option<&str>, output: Output) -> CliResult {
     let keys = load_keys(trust)?;
     let text = std::fs::read_to_string(file)
         .map_err(|e| CliError::bad_input(format!("{}: {e}", file.display())))?;
-    let fail = |e: crate::attest::AttestError| {
-        CliError::failure(format!("receipt NOT VERIFIED: {}: {e}", file.display()))
+    let name = file.display().to_string();
+    let verified =
+        Envelope::parse(&text).and_then(|env| crate::attest::receipt::verify(&env, &keys, subject));
+    let v = match verified {
+        Ok(v) => v,
+        Err(e) => {
+            let message = format!("receipt NOT VERIFIED: {name}: {e}");
+            if output != Output::Text {
+                Results {
+                    command: "receipt verify",
+                    subject: name.clone(),
+                    passed: false,
+                    items: vec![Item {
+                        id: "receipt.verify".into(),
+                        level: Level::Error,
+                        message: e.to_string(),
+                        file: Some(name),
+                        path: None,
+                        controls: Vec::new(),
+                    }],
+                    details: serde_json::json!({"decision_id": null, "keyid": null, "subjects": []}),
+                }
+                .print(output, Exit::Failure as u8, &[("passed", "false")])
+                .map_err(CliError::failure)?;
+            }
+            return Err(CliError::failure(message));
+        }
     };
-    let env = Envelope::parse(&text).map_err(fail)?;
-    let v = crate::attest::receipt::verify(&env, &keys, subject).map_err(fail)?;
     let subjects: Vec<String> = v
         .statement
         .subject
@@ -88,11 +116,34 @@ fn verify(file: &Path, trust: &Path, subject: Option<&str>) -> CliResult {
                 .map(|d| format!("{} sha256:{d}", s.name))
         })
         .collect();
-    println!(
-        "receipt verified: decision {} signed by key {} for {}",
-        v.decision_id.as_deref().unwrap_or("(unnamed)"),
-        v.keyid,
-        subjects.join(", ")
-    );
+    let decision = v.decision_id.as_deref().unwrap_or("(unnamed)");
+    if output == Output::Text {
+        println!(
+            "receipt verified: decision {decision} signed by key {} for {}",
+            v.keyid,
+            subjects.join(", ")
+        );
+        return Ok(Exit::Success);
+    }
+    Results {
+        command: "receipt verify",
+        subject: name.clone(),
+        passed: true,
+        items: vec![Item {
+            id: "receipt.verify".into(),
+            level: Level::Pass,
+            message: format!("decision {decision} signed by key {}", v.keyid),
+            file: Some(name),
+            path: None,
+            controls: Vec::new(),
+        }],
+        details: serde_json::json!({
+            "decision_id": v.decision_id,
+            "keyid": v.keyid,
+            "subjects": subjects,
+        }),
+    }
+    .print(output, Exit::Success as u8, &[("passed", "true")])
+    .map_err(CliError::failure)?;
     Ok(Exit::Success)
 }

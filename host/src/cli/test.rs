@@ -26,6 +26,7 @@ use clap::Args;
 use serde::Deserialize;
 
 use super::coverage::Coverage;
+use super::output::{Item, Level, Output, Results};
 use super::{CliError, CliResult, Exit, LimitArgs};
 use crate::bundle::source::PolicySource;
 use crate::bundle::{ArchiveLimits, Bundle};
@@ -50,6 +51,9 @@ pub struct TestArgs {
     /// (implies --coverage)
     #[arg(long, value_name = "N", value_parser = percent)]
     coverage_min: Option<f64>,
+    /// How to report: text, json, junit, github or sarif (on standard output)
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -118,6 +122,7 @@ pub fn run(args: TestArgs) -> CliResult {
     }
 
     let (mut passed, mut failed) = (0usize, 0usize);
+    let mut items = Vec::new();
     for (file, case) in &cases {
         if args
             .filter
@@ -133,22 +138,48 @@ pub fn run(args: TestArgs) -> CliResult {
         let result = policies
             .for_case(case)
             .and_then(|policy| check(policy, case, &mut coverage).map_err(|p| p.join("\n     ")));
+        let text = args.output == Output::Text;
+        let at = args.dir.join("tests").join(file).display().to_string();
         match result {
             Ok(()) => {
                 passed += 1;
-                println!("ok   {file}: {}", case.name);
+                if text {
+                    println!("ok   {file}: {}", case.name);
+                }
+                items.push(Item {
+                    id: case.name.clone(),
+                    level: Level::Pass,
+                    message: "passed".into(),
+                    file: Some(at),
+                    path: None,
+                    controls: Vec::new(),
+                });
             }
             Err(problems) => {
                 failed += 1;
-                println!("FAIL {file}: {}", case.name);
-                println!("     {problems}");
+                if text {
+                    println!("FAIL {file}: {}", case.name);
+                    println!("     {problems}");
+                }
+                items.push(Item {
+                    id: case.name.clone(),
+                    level: Level::Error,
+                    message: problems,
+                    file: Some(at),
+                    path: None,
+                    controls: Vec::new(),
+                });
             }
         }
     }
     let mut below = None;
+    let mut coverage_percent = None;
     if args.coverage || args.coverage_min.is_some() {
         let report = coverage.report(&controls, &base);
-        println!("{report}");
+        coverage_percent = Some(report.percent());
+        if args.output == Output::Text {
+            println!("{report}");
+        }
         if let Some(min) = args.coverage_min
             && report.percent() < min
         {
@@ -158,15 +189,43 @@ pub fn run(args: TestArgs) -> CliResult {
             ));
         }
     }
-    println!("{passed} passed, {failed} failed");
-    if let Some(message) = &below {
-        println!("{message}");
-    }
-    Ok(if failed == 0 && below.is_none() {
+    let exit = if failed == 0 && below.is_none() {
         Exit::Success
     } else {
         Exit::Failure
-    })
+    };
+    if args.output == Output::Text {
+        println!("{passed} passed, {failed} failed");
+        if let Some(message) = &below {
+            println!("{message}");
+        }
+        return Ok(exit);
+    }
+    if let Some(message) = &below {
+        items.push(Item {
+            id: "coverage".into(),
+            level: Level::Error,
+            message: message.clone(),
+            file: None,
+            path: None,
+            controls: Vec::new(),
+        });
+    }
+    let (p, f) = (passed.to_string(), failed.to_string());
+    Results {
+        command: "test",
+        subject: args.dir.display().to_string(),
+        passed: exit == Exit::Success,
+        items,
+        details: serde_json::json!({
+            "cases_passed": passed,
+            "cases_failed": failed,
+            "coverage_percent": coverage_percent,
+        }),
+    }
+    .print(args.output, exit as u8, &[("passed", &p), ("failed", &f)])
+    .map_err(CliError::failure)?;
+    Ok(exit)
 }
 
 /// `--coverage-min`: a percentage from 0 to 100.

@@ -7,6 +7,7 @@
 //! loopback only, every caller has every role.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::http::{HeaderMap, StatusCode, header};
 use sha2::{Digest, Sha256};
@@ -46,10 +47,12 @@ impl Caller {
     }
 }
 
-/// The configured tokens.
+/// The configured tokens and workload identities.
 #[derive(Debug, Clone, Default)]
 pub struct Auth {
     by_hash: HashMap<String, Caller>,
+    /// `[[identities]]`: a bearer value shaped like a JWT is checked there.
+    identities: Arc<crate::identity::Identities>,
 }
 
 impl Auth {
@@ -67,12 +70,21 @@ impl Auth {
                 )
             })
             .collect();
-        Auth { by_hash }
+        Auth {
+            by_hash,
+            identities: Arc::default(),
+        }
     }
 
-    /// No tokens: open development mode.
+    /// Adds the workload identities (docs/identities.md).
+    pub fn with_identities(mut self, identities: crate::identity::Identities) -> Self {
+        self.identities = Arc::new(identities);
+        self
+    }
+
+    /// No tokens and no identities: open development mode.
     pub fn is_open(&self) -> bool {
-        self.by_hash.is_empty()
+        self.by_hash.is_empty() && self.identities.is_empty()
     }
 
     /// The caller behind a request's `Authorization` header (401 if absent
@@ -96,11 +108,33 @@ impl Auth {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| unauthorised("the Authorization header must be 'Bearer <token>'"))?;
+        if crate::identity::jwt::looks_like_jwt(token) {
+            return self.identity(token);
+        }
         let hash = hex::encode(Sha256::digest(token.as_bytes()));
         self.by_hash
             .get(&hash)
             .cloned()
             .ok_or_else(|| unauthorised("unknown token"))
+    }
+}
+
+impl Auth {
+    /// A JWT, checked against `[[identities]]`: a refusal is 401 with the
+    /// reason's code (`token.expired`, ...), never quoting the token.
+    fn identity(&self, token: &str) -> Result<Caller, ApiError> {
+        match self.identities.verify(token) {
+            Ok(v) => Ok(Caller {
+                name: v.actor,
+                roles: v.roles,
+                title: v.title,
+            }),
+            Err(r) => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                r.reason.code(),
+                r.message,
+            )),
+        }
     }
 }
 

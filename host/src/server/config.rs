@@ -56,6 +56,9 @@ pub struct Config {
     /// Bearer tokens. None configured: loopback only, every caller has
     /// every role (local development).
     pub tokens: Vec<TokenConfig>,
+    /// Workload identities: OIDC/JWT tokens accepted as callers
+    /// (docs/identities.md).
+    pub identities: Vec<crate::identity::IdentityConfig>,
     /// Adapters for outside systems (docs/integrations/).
     pub integrations: super::integrations::IntegrationsConfig,
 }
@@ -627,6 +630,7 @@ impl Default for Config {
             sources: SourcesConfig::default(),
             console: ConsoleConfig::default(),
             tokens: Vec::new(),
+            identities: Vec::new(),
             integrations: Default::default(),
         }
     }
@@ -724,6 +728,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         crate::records::destinations::Destinations::parse(&self.webhooks.allow)?;
         self.integrations.validate()?;
+        crate::identity::config::validate(&self.identities)?;
         let l = &self.limits;
         for (name, value) in [
             ("limits.body_bytes", l.body_bytes as u64),

@@ -160,6 +160,9 @@ pub async fn prepare(config: &Config) -> Result<Arc<App>, ServeError> {
         None => None,
     };
     let registry = tokio::task::block_in_place(|| prepare_registry(config, events))?;
+    let identities = tokio::task::block_in_place(|| {
+        crate::identity::Identities::new(&config.identities).map_err(ServeError::Config)
+    })?;
     let exposure = Arc::new(
         exposure::Exposure::new(
             &config.integrations.authz,
@@ -181,7 +184,7 @@ pub async fn prepare(config: &Config) -> Result<Arc<App>, ServeError> {
         metrics: registry.metrics().clone(),
         registry,
         records,
-        auth: Auth::new(&config.tokens),
+        auth: Auth::new(&config.tokens).with_identities(identities),
         limits: config.limits.clone(),
         log_decisions: config.records.log_decisions,
         notices: routes::notice::NoticeCache::new(),
