@@ -29,6 +29,15 @@ enum ReceiptCommand {
         /// The artifact the receipt must be about
         #[arg(long, value_name = "sha256:HEX")]
         subject: Option<String>,
+        /// The decision's log proof (GET /v1/decisions/{id}/proof): also
+        /// check that the decision is in the log under a signed
+        /// checkpoint. A receipt fetched with `?include=proof` carries it
+        #[arg(long, value_name = "FILE", requires = "log_key")]
+        proof: Option<PathBuf>,
+        /// The log's key (`verifier_key` of GET /v1/log/key, file or
+        /// inline) the proof's checkpoint must be signed by
+        #[arg(long, value_name = "FILE|VKEY")]
+        log_key: Option<String>,
     },
 }
 
@@ -38,7 +47,15 @@ pub fn run(args: ReceiptArgs) -> CliResult {
             file,
             trust,
             subject,
-        } => verify(&file, &trust, subject.as_deref()),
+            proof,
+            log_key,
+        } => verify(
+            &file,
+            &trust,
+            subject.as_deref(),
+            proof.as_deref(),
+            log_key.as_deref(),
+        ),
     }
 }
 
@@ -69,10 +86,42 @@ fn load_keys(dir: &Path) -> Result<Vec<(String, PublicKey)>, CliError> {
     Ok(keys)
 }
 
-fn verify(file: &Path, trust: &Path, subject: Option<&str>) -> CliResult {
+fn verify(
+    file: &Path,
+    trust: &Path,
+    subject: Option<&str>,
+    proof: Option<&Path>,
+    log_key: Option<&str>,
+) -> CliResult {
     let keys = load_keys(trust)?;
     let text = std::fs::read_to_string(file)
         .map_err(|e| CliError::bad_input(format!("{}: {e}", file.display())))?;
+    // A receipt fetched with `?include=proof`: the envelope and its proof.
+    let combined: Option<serde_json::Value> = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .filter(|v| v.get("dsse_envelope").is_some());
+    let text = match &combined {
+        Some(v) => v["dsse_envelope"].to_string(),
+        None => text,
+    };
+    let proof_doc = match proof {
+        Some(p) => Some(
+            serde_json::from_str::<serde_json::Value>(
+                &std::fs::read_to_string(p)
+                    .map_err(|e| CliError::bad_input(format!("{}: {e}", p.display())))?,
+            )
+            .map_err(|e| CliError::bad_input(format!("{}: {e}", p.display())))?,
+        ),
+        None => combined
+            .as_ref()
+            .map(|v| v["log"].clone())
+            .filter(|_| log_key.is_some()),
+    };
+    if log_key.is_some() && proof_doc.is_none() {
+        return Err(CliError::bad_input(
+            "--log-key needs --proof FILE, or a receipt fetched with ?include=proof",
+        ));
+    }
     let fail = |e: crate::attest::AttestError| {
         CliError::failure(format!("receipt NOT VERIFIED: {}: {e}", file.display()))
     };
@@ -94,5 +143,16 @@ fn verify(file: &Path, trust: &Path, subject: Option<&str>) -> CliResult {
         v.keyid,
         subjects.join(", ")
     );
+    if let (Some(doc), Some(key)) = (proof_doc, log_key) {
+        if v.decision_id.is_none() {
+            return Err(CliError::failure(
+                "log proof NOT VERIFIED: the receipt names no decision to look for in the log",
+            ));
+        }
+        println!(
+            "{}",
+            super::log::verify_decision_proof(&doc, key, v.decision_id.as_deref())?
+        );
+    }
     Ok(Exit::Success)
 }

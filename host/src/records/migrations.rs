@@ -13,7 +13,12 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("migrations/0004_refs.sql")),
     (5, include_str!("migrations/0005_attestations.sql")),
     (6, include_str!("migrations/0006_console.sql")),
+    (7, include_str!("migrations/0007_log_tree.sql")),
 ];
+
+/// The migration that made the log a Merkle tree: it hashes every
+/// existing entry into the tree, in order, once.
+const LOG_TREE: i64 = 7;
 
 /// The migration after which every record row is committed to the chain:
 /// rows written before it are committed by it, once.
@@ -59,6 +64,14 @@ async fn run_until(store: &Store, last: i64) -> Result<(), StoreError> {
             let tables = tables_sealed_by(*version);
             if !tables.is_empty() {
                 seal_existing_rows(&mut tx, &tables)
+                    .await
+                    .map_err(|e| StoreError::Migrate {
+                        version: *version,
+                        message: e.to_string(),
+                    })?;
+            }
+            if *version == LOG_TREE {
+                super::tree::build_from_log(&mut tx)
                     .await
                     .map_err(|e| StoreError::Migrate {
                         version: *version,
@@ -116,7 +129,7 @@ async fn seal_existing_rows(
         .map(|r| super::ledger::entry(r, "stagegate-migration", now, None))
         .collect();
     let head = super::chain::lock(tx).await?;
-    super::chain::append(tx, head, &entries).await?;
+    super::chain::append_before_tree(tx, head, &entries).await?;
     Ok(())
 }
 
@@ -215,7 +228,7 @@ mod tests {
                 .map(|r| ledger::entry(r, "old", now, None))
                 .collect();
             let head = super::super::chain::lock(&mut tx).await.unwrap();
-            super::super::chain::append(&mut tx, head, &entries)
+            super::super::chain::append_before_tree(&mut tx, head, &entries)
                 .await
                 .unwrap();
         }
