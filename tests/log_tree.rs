@@ -319,3 +319,214 @@ fn requests_outside_the_tree_are_refused_with_the_reason() {
     let p = get(&s, "audit", "/v1/log/proof/consistency?from=5&to=5").json();
     assert_eq!(p["hashes"], serde_json::json!([]));
 }
+
+/// `stagegate ARGS` in the world's directory: (exit code, stdout+stderr).
+fn cli(w: &World, args: &[&str]) -> (i32, String) {
+    let out = support::run(w.d.dir.path(), args, None);
+    let (o, e) = support::text(&out);
+    (out.status.code().unwrap_or(-1), format!("{o}{e}"))
+}
+
+#[test]
+fn a_receipt_with_its_proof_verifies_offline_and_an_altered_proof_does_not() {
+    let Some(w) = World::new(Backend::Sqlite, "") else {
+        return;
+    };
+    let s = w.start();
+    let r = s.post_json(
+        "/v1/decisions/gate",
+        Some(&support::records::token("gw")),
+        &support::high_risk_gate(),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let id = r.json()["decision_id"].as_str().unwrap().to_string();
+    gate(&s);
+    let vkey = get(&s, "audit", "/v1/log/key").json()["verifier_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let combined = get(
+        &s,
+        "audit",
+        &format!("/v1/decisions/{id}/receipt?include=proof"),
+    );
+    assert_eq!(combined.status, 200, "{}", combined.body);
+    let doc = combined.json();
+    assert_eq!(doc["log"]["decoded"]["decision_id"], id.as_str());
+    let file = w.d.path("receipt.json");
+    std::fs::write(&file, &combined.body).unwrap();
+    let trust = w.d.path("data/keys/receipts");
+    let (code, out) = cli(
+        &w,
+        &[
+            "receipt",
+            "verify",
+            file.to_str().unwrap(),
+            "--trust",
+            trust.to_str().unwrap(),
+            "--log-key",
+            &vkey,
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("log proof verified: decision {id} is entry")),
+        "{out}"
+    );
+
+    // The proof alone, as GET /v1/decisions/{id}/proof serves it, with one
+    // hash of the path changed: refused.
+    let mut proof = get(&s, "audit", &format!("/v1/decisions/{id}/proof")).json();
+    let hashes = proof["inclusion"]["hashes"].as_array_mut().unwrap();
+    assert!(!hashes.is_empty());
+    hashes[0] = serde_json::json!(base64_of_zeros());
+    let proof_file = w.d.path("proof.json");
+    std::fs::write(&proof_file, proof.to_string()).unwrap();
+    std::fs::write(&file, doc["dsse_envelope"].to_string()).unwrap();
+    let (code, out) = cli(
+        &w,
+        &[
+            "receipt",
+            "verify",
+            file.to_str().unwrap(),
+            "--trust",
+            trust.to_str().unwrap(),
+            "--proof",
+            proof_file.to_str().unwrap(),
+            "--log-key",
+            &vkey,
+        ],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("log proof NOT VERIFIED: /inclusion"), "{out}");
+}
+
+fn base64_of_zeros() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode([0u8; 32])
+}
+
+#[test]
+fn a_witness_cosigns_only_checkpoints_that_extend_its_last_and_audits_count_it() {
+    let Some(w) = World::new(Backend::Sqlite, NO_RECEIPTS) else {
+        return;
+    };
+    let s = w.start();
+    for _ in 0..3 {
+        gate(&s);
+    }
+    let vkey = get(&s, "audit", "/v1/log/key").json()["verifier_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = |name: &str| w.d.path(name).to_str().unwrap().to_string();
+    std::fs::write(path("log.vkey"), &vkey).unwrap();
+    let (code, out) = cli(&w, &["keygen", "--out", &path("w.key")]);
+    assert_eq!(code, 0, "{out}");
+    let (code, wkey) = cli(
+        &w,
+        &[
+            "log",
+            "witness-key",
+            "--key",
+            &path("w.key"),
+            "--name",
+            "example.org/w",
+        ],
+    );
+    assert_eq!(code, 0, "{wkey}");
+    std::fs::write(path("w.vkey"), wkey.trim()).unwrap();
+
+    let cp1 = get(&s, "audit", "/v1/log/checkpoint").body;
+    std::fs::write(path("cp1.txt"), &cp1).unwrap();
+    let cosign = |note: &str, extra: &[&str]| {
+        let key = path("w.key");
+        let mut args = vec![
+            "log",
+            "cosign",
+            note,
+            "--key",
+            &key,
+            "--name",
+            "example.org/w",
+            "--log-key",
+        ];
+        let lk = path("log.vkey");
+        args.push(&lk);
+        args.extend_from_slice(extra);
+        cli(&w, &args)
+    };
+    let (code, out) = cosign(&path("cp1.txt"), &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("\n\u{2014} example.org/w "), "{out}");
+
+    for _ in 0..3 {
+        gate(&s);
+    }
+    // The newest checkpoint is re-signed once it is older than the bound.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let cp2 = get(&s, "audit", "/v1/log/checkpoint").body;
+    assert!(cp2.starts_with("stagegate/decision-log\n6\n"), "{cp2}");
+    std::fs::write(path("cp2.txt"), &cp2).unwrap();
+    let proof = get(&s, "audit", "/v1/log/proof/consistency?from=3&to=6").body;
+    std::fs::write(path("proof.json"), &proof).unwrap();
+    let (code, cosigned) = cosign(
+        &path("cp2.txt"),
+        &[
+            "--previous",
+            &path("cp1.txt"),
+            "--proof",
+            &path("proof.json"),
+        ],
+    );
+    assert_eq!(code, 0, "{cosigned}");
+    std::fs::write(path("cosigned.txt"), &cosigned).unwrap();
+
+    // A proof that does not lead from the previous checkpoint: refused.
+    let wrong = get(&s, "audit", "/v1/log/proof/consistency?from=2&to=6").body;
+    std::fs::write(path("wrong.json"), &wrong).unwrap();
+    let (code, out) = cosign(
+        &path("cp2.txt"),
+        &[
+            "--previous",
+            &path("cp1.txt"),
+            "--proof",
+            &path("wrong.json"),
+        ],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("NOT COSIGNED") && out.contains("does not extend"),
+        "{out}"
+    );
+
+    // Audits count the witness; the verifier key is accepted inline.
+    let (code, out) = w.audit_verify_with(&[
+        "--checkpoint",
+        &path("cosigned.txt"),
+        "--key",
+        &vkey,
+        "--witness",
+        &path("w.vkey"),
+        "--min-witnesses",
+        "1",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("witness example.org/w cosigned the checkpoint"),
+        "{out}"
+    );
+    assert!(out.contains("checkpoint verified"), "{out}");
+    let (code, out) = w.audit_verify_with(&[
+        "--checkpoint",
+        &path("cp2.txt"),
+        "--key",
+        &vkey,
+        "--witness",
+        &path("w.vkey"),
+        "--min-witnesses",
+        "1",
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("NOT WITNESSED"), "{out}");
+}

@@ -118,7 +118,7 @@ def tile_index(n):
 
 
 def parse_vkey(vkey):
-    name, khash, raw = vkey.rsplit("+", 2)
+    name, khash, raw = vkey.split("+", 2)
     raw = base64.b64decode(raw)
     if len(raw) != 33 or raw[0] != 1:
         fail("the verifier key is not an Ed25519 signed-note key")

@@ -36,6 +36,9 @@ fn entry(i: u64) -> LogEntry {
     }
 }
 
+/// Decision ids are unique across every store of the run.
+static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     samples.sort();
     samples[((samples.len() as f64 - 1.0) * p) as usize]
@@ -63,7 +66,8 @@ async fn append(
     let mut done = 0;
     while done < n {
         let k = batch.min(n - done);
-        let entries: Vec<LogEntry> = (done..done + k).map(entry).collect();
+        let first = NEXT.fetch_add(k, std::sync::atomic::Ordering::Relaxed);
+        let entries: Vec<LogEntry> = (first..first + k).map(entry).collect();
         let mut tx = store.pool.begin().await.unwrap();
         let head = chain::lock(&mut tx).await.unwrap();
         if with_tree {

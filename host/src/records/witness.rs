@@ -53,8 +53,9 @@ pub struct NoteKey {
 /// Parses a verifier key string, checking its key hash.
 pub fn parse_verifier_key(text: &str) -> Result<NoteKey, String> {
     let text = text.trim();
-    let mut parts = text.rsplitn(3, '+');
-    let (Some(raw), Some(hash), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
+    // The name holds no '+'; the base64 key may.
+    let mut parts = text.splitn(3, '+');
+    let (Some(name), Some(hash), Some(raw)) = (parts.next(), parts.next(), parts.next()) else {
         return Err("expected a verifier key NAME+HASH+BASE64".into());
     };
     if name.is_empty() || name.contains(char::is_whitespace) {
@@ -176,5 +177,11 @@ mod tests {
         let vkey = verifier_key("w", COSIGNATURE_V1, &w.verifying_key());
         let forged = vkey.replacen("w+", "x+", 1);
         assert!(parse_verifier_key(&forged).is_err());
+        // Keys whose base64 holds '+' parse.
+        for seed in 0..64u8 {
+            let k = SigningKey::from_bytes(&[seed; 32]);
+            let v = verifier_key("w", COSIGNATURE_V1, &k.verifying_key());
+            assert!(parse_verifier_key(&v).is_ok(), "{v}");
+        }
     }
 }
