@@ -102,9 +102,34 @@ fn rewind(w: &World, keep: i64, records: bool) {
     try_sql(w, &format!("DELETE FROM log_tree WHERE idx >= {keep}"));
 }
 
-#[test]
-fn a_rewound_log_gets_no_fresh_checkpoint_and_says_so() {
-    let Some(w) = World::new(Backend::Sqlite, NO_RECEIPTS) else {
+mod sqlite {
+    #[test]
+    fn a_rewound_log_gets_no_fresh_checkpoint_and_says_so() {
+        super::a_rewound_log_gets_no_fresh_checkpoint_and_says_so(super::Backend::Sqlite)
+    }
+    #[test]
+    fn audit_verify_fails_a_rewound_log_whose_record_rows_were_deleted_too() {
+        super::audit_verify_fails_a_rewound_log_whose_record_rows_were_deleted_too(
+            super::Backend::Sqlite,
+        )
+    }
+}
+
+mod postgres {
+    #[test]
+    fn a_rewound_log_gets_no_fresh_checkpoint_and_says_so() {
+        super::a_rewound_log_gets_no_fresh_checkpoint_and_says_so(super::Backend::Postgres)
+    }
+    #[test]
+    fn audit_verify_fails_a_rewound_log_whose_record_rows_were_deleted_too() {
+        super::audit_verify_fails_a_rewound_log_whose_record_rows_were_deleted_too(
+            super::Backend::Postgres,
+        )
+    }
+}
+
+fn a_rewound_log_gets_no_fresh_checkpoint_and_says_so(b: Backend) {
+    let Some(w) = World::new(b, NO_RECEIPTS) else {
         return;
     };
     let s = w.start();
@@ -158,9 +183,8 @@ fn a_rewound_log_gets_no_fresh_checkpoint_and_says_so() {
     );
 }
 
-#[test]
-fn audit_verify_fails_a_rewound_log_whose_record_rows_were_deleted_too() {
-    let Some(w) = World::new(Backend::Sqlite, NO_RECEIPTS) else {
+fn audit_verify_fails_a_rewound_log_whose_record_rows_were_deleted_too(b: Backend) {
+    let Some(w) = World::new(b, NO_RECEIPTS) else {
         return;
     };
     let s = w.start();

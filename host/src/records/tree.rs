@@ -31,8 +31,11 @@ where
     if nodes.is_empty() {
         return Ok(out);
     }
-    // Literal integers: they are computed here, never taken from input,
-    // and a proof needs a few dozen at most.
+    // Literal integers: they are computed here, never taken from input.
+    // A proof or root needs a few dozen nodes (each range of a plan is at
+    // most 64 complete subtrees, most are one), far below SQLite's
+    // expression depth (1,000) that a longer `OR` chain would reach; the
+    // primary key serves each term.
     let mut sql = String::from("SELECT level, idx, hash FROM log_tree WHERE ");
     for (i, n) in nodes.iter().enumerate() {
         if i > 0 {
