@@ -8,6 +8,11 @@
 //! - [`chain`], [`ledger`], [`log`] and [`checkpoint`]: the hash-chained
 //!   decision log that also commits to every record row, its batched
 //!   writer, and signed checkpoints of its head;
+//! - [`merkle`], [`tree`], [`proofs`], [`last`], [`witness`]: the same log
+//!   as an RFC 6962 Merkle tree: its hashing and proofs, its storage, the
+//!   tiles and proofs it serves, the last checkpoint kept outside the
+//!   database so a rewound log is never signed, and witnesses'
+//!   cosignatures (docs/log.md);
 //! - [`evidence`]: systems, releases, reviews, authorisations, acceptances;
 //! - [`attestations`]: a release's verified attestations, and the signed
 //!   receipts of `allow` and `promote` decisions;
