@@ -30,6 +30,7 @@ mod http_bundles;
 mod http_faults;
 mod identities;
 mod integrations;
+mod log_tree;
 mod monitoring;
 mod oscal;
 mod policy_sets;

@@ -725,12 +725,18 @@ fn a_history_rewritten_with_recomputed_hashes_fails_the_signed_checkpoint(b: Bac
     // hash after it: the chain alone is consistent again...
     w.rewrite_history(2, "deny");
     let (code, out) = w.audit_verify();
-    assert_eq!(code, 0, "a recomputed chain verifies on its own: {out}");
-    // ...but not against what the service signed.
+    assert!(out.contains("decision log verified"), "{out}");
+    // ...but not the Merkle tree, nor against what the service signed
+    // (its last checkpoint, kept outside the database, by default).
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("tree BROKEN at entry 2"), "{out}");
+    assert!(out.contains("history was rewritten"), "{out}");
     let (code, out) = w.audit_verify_with(&args);
     assert_eq!(code, 1, "{out}");
     assert!(
-        out.contains("checkpoint NOT EXTENDED: entry 4") && out.contains("history was rewritten"),
+        out.contains(
+            "checkpoint NOT EXTENDED: the log does not extend the checkpoint of 4 entries"
+        ) && out.contains("history was rewritten"),
         "{out}"
     );
     // A checkpoint edited to match, or checked with another key, is refused.

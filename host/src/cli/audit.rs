@@ -9,7 +9,7 @@ use super::{CliError, CliResult, Exit};
 use crate::bundle::{ArchiveLimits, Bundle};
 use crate::decision::Controls;
 use crate::records::checkpoint::Checkpoint;
-use crate::records::{Records, Store, chain, oscal};
+use crate::records::{Records, Store, chain, merkle, oscal, tree, witness};
 use crate::server::config::Config;
 
 #[derive(Debug, Args)]
@@ -26,19 +26,32 @@ pub struct AuditArgs {
 
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
-    /// Recompute the decision log's hash chain and every record row's
-    /// digest; name the first broken entry and every altered, inserted or
-    /// deleted row
+    /// Recompute the decision log's hash chain, each entry's leaf in its
+    /// Merkle tree and every record row's digest; check that the tree
+    /// extends the service's last signed checkpoint (DATA_DIR/log/
+    /// last-checkpoint) by a consistency proof; name the first broken
+    /// entry and every altered, inserted or deleted row
     Verify {
         /// A signed checkpoint (from `GET /v1/log/checkpoint`) the log must
-        /// still extend: a rewritten history, even with recomputed hashes,
-        /// no longer holds the checkpointed entry
+        /// extend, instead of the service's last one: a rewritten or
+        /// rewound history no longer does
         #[arg(long, value_name = "FILE", requires = "key")]
         checkpoint: Option<PathBuf>,
-        /// The checkpoint key's public half (PEM; `DATA_DIR/log/checkpoint.pub`
-        /// or `GET /v1/log/key`)
-        #[arg(long, value_name = "FILE", requires = "checkpoint")]
-        key: Option<PathBuf>,
+        /// The checkpoint key: its public half as PEM
+        /// (`DATA_DIR/log/checkpoint.pub`), or the signed-note verifier
+        /// key (`verifier_key` of `GET /v1/log/key`), as a file or inline
+        #[arg(long, value_name = "FILE|VKEY")]
+        key: Option<String>,
+        /// A witness's cosignature/v1 verifier key (file or inline) whose
+        /// cosignature on `--checkpoint` counts; repeatable
+        #[arg(long, value_name = "FILE|VKEY", requires = "checkpoint")]
+        witness: Vec<String>,
+        /// How many of the `--witness` keys must have cosigned
+        #[arg(long, value_name = "K", default_value_t = 0)]
+        min_witnesses: usize,
+        /// Also recompute every interior node of the tree
+        #[arg(long)]
+        full: bool,
     },
     /// Print one deployment's complete record as JSON, or as OSCAL
     /// assessment results (docs/oscal.md)
@@ -84,12 +97,23 @@ pub fn run(args: AuditArgs) -> CliResult {
             .await
             .map_err(|e| CliError::failure(e.to_string()))?;
         match args.command {
-            AuditCommand::Verify { checkpoint, key } => {
-                let checkpoint = match (checkpoint, key) {
-                    (Some(file), Some(key)) => Some(open_checkpoint(&file, &key)?),
-                    _ => None,
+            AuditCommand::Verify {
+                checkpoint,
+                key,
+                witness,
+                min_witnesses,
+                full,
+            } => {
+                let checkpoint = match checkpoint {
+                    Some(file) => Some(open_checkpoint(
+                        &file,
+                        key.as_deref().unwrap_or_default(),
+                        &witness,
+                        min_witnesses,
+                    )?),
+                    None => last_checkpoint(config.as_ref(), key.as_deref())?,
                 };
-                verify(&store, checkpoint).await
+                verify(&store, checkpoint, full).await
             }
             AuditCommand::Export {
                 deployment,
@@ -210,19 +234,109 @@ fn controls_of(path: &Path) -> Result<Controls, CliError> {
     }
 }
 
-/// Reads and checks a signed checkpoint against its key.
-fn open_checkpoint(file: &Path, key: &Path) -> Result<Checkpoint, CliError> {
+/// A checkpoint key: a PEM file, or a signed-note verifier key in a file
+/// or inline.
+fn checkpoint_key(arg: &str) -> Result<ed25519_dalek::VerifyingKey, CliError> {
+    let path = Path::new(arg);
+    let text = if path.is_file() {
+        std::fs::read_to_string(path)
+            .map_err(|e| CliError::bad_input(format!("{}: {e}", path.display())))?
+    } else {
+        arg.to_string()
+    };
+    if text.contains("-----BEGIN") {
+        return crate::bundle::keys::load_public(path)
+            .map_err(|e| CliError::bad_input(e.to_string()));
+    }
+    let k = witness::parse_verifier_key(&text)
+        .map_err(|e| CliError::bad_input(format!("--key {arg}: {e}")))?;
+    if k.kind != witness::ED25519 {
+        return Err(CliError::bad_input(format!(
+            "--key {arg}: not a log key (type 0x01)"
+        )));
+    }
+    Ok(k.key)
+}
+
+/// Reads and checks a signed checkpoint against its key, and its
+/// witnesses' cosignatures.
+fn open_checkpoint(
+    file: &Path,
+    key: &str,
+    witnesses: &[String],
+    min_witnesses: usize,
+) -> Result<Checkpoint, CliError> {
     let note = std::fs::read_to_string(file)
         .map_err(|e| CliError::bad_input(format!("{}: {e}", file.display())))?;
-    let key =
-        crate::bundle::keys::load_public(key).map_err(|e| CliError::bad_input(e.to_string()))?;
-    Checkpoint::open(&note, &key)
-        .map_err(|e| CliError::bad_input(format!("{}: {e}", file.display())))
+    let key = checkpoint_key(key)?;
+    let cp = Checkpoint::open(&note, &key)
+        .map_err(|e| CliError::bad_input(format!("{}: {e}", file.display())))?;
+    if min_witnesses > witnesses.len() {
+        return Err(CliError::bad_input(format!(
+            "--min-witnesses {min_witnesses} is more than the {} --witness keys given",
+            witnesses.len()
+        )));
+    }
+    let mut cosigned = 0;
+    for w in witnesses {
+        let text = match Path::new(w).is_file() {
+            true => {
+                std::fs::read_to_string(w).map_err(|e| CliError::bad_input(format!("{w}: {e}")))?
+            }
+            false => w.clone(),
+        };
+        let k = witness::parse_verifier_key(&text)
+            .map_err(|e| CliError::bad_input(format!("--witness {w}: {e}")))?;
+        match witness::verify_cosignature(&note, &k) {
+            Ok(t) => {
+                cosigned += 1;
+                println!(
+                    "witness {} cosigned the checkpoint at {t} (unix seconds)",
+                    k.name
+                );
+            }
+            Err(e) => println!("witness {}: {e}", k.name),
+        }
+    }
+    if cosigned < min_witnesses {
+        return Err(CliError::failure(format!(
+            "checkpoint NOT WITNESSED: {cosigned} of the required {min_witnesses} witnesses cosigned {}",
+            file.display()
+        )));
+    }
+    Ok(cp)
+}
+
+/// Without `--checkpoint`: the service's last signed checkpoint, kept
+/// outside the database beside its key (`records.checkpoint_key`), if
+/// there is one.
+fn last_checkpoint(
+    config: Option<&Config>,
+    key: Option<&str>,
+) -> Result<Option<Checkpoint>, CliError> {
+    let default = Config::default();
+    let config = config.unwrap_or(&default);
+    let key_path = config.checkpoint_key();
+    let file = crate::records::last::path_beside(&key_path);
+    if !file.exists() {
+        println!(
+            "no last signed checkpoint at {}: the log's extension is not checked (pass --checkpoint FILE --key KEY)",
+            file.display()
+        );
+        return Ok(None);
+    }
+    let public = match key {
+        Some(k) => k.to_string(),
+        None => crate::bundle::keys::public_path(&key_path)
+            .display()
+            .to_string(),
+    };
+    open_checkpoint(&file, &public, &[], 0).map(Some)
 }
 
 /// Everything `audit verify` checks, reported line by line; exit 1 on the
 /// first kind of problem found.
-async fn verify(store: &Store, checkpoint: Option<Checkpoint>) -> CliResult {
+async fn verify(store: &Store, checkpoint: Option<Checkpoint>, full: bool) -> CliResult {
     let failed = |e: crate::records::StoreError| CliError::failure(e.to_string());
     let v = chain::verify(&store.pool).await.map_err(failed)?;
     let mut ok = true;
@@ -256,25 +370,71 @@ async fn verify(store: &Store, checkpoint: Option<Checkpoint>) -> CliResult {
             println!("record TAMPERED: {} {}: {}", t.table, t.id, t.reason);
         }
     }
+    let size = v.head_seq.max(0) as u64;
+    let from = checkpoint.as_ref().map_or(0, |cp| cp.seq.max(0) as u64);
+    let leaves = tree::verify_leaves(&store.pool, from)
+        .await
+        .map_err(failed)?;
+    match &leaves.broken {
+        None => println!("tree verified: every entry is its leaf in the Merkle tree"),
+        Some((seq, reason)) => {
+            ok = false;
+            println!("tree BROKEN at entry {seq}: {reason}");
+        }
+    }
+    // The stored subtrees serve everyone's proofs: their root must be the
+    // one the entries themselves give.
+    let stored_root = tree::root(&store.pool, size).await.map_err(failed)?;
+    if stored_root != leaves.root {
+        ok = false;
+        println!(
+            "tree BROKEN: the stored subtrees' root is not the entries' root: the tree was altered (audit verify --full names the subtree)"
+        );
+    }
+    if full {
+        match tree::verify_nodes(&store.pool, size)
+            .await
+            .map_err(failed)?
+        {
+            None => println!("tree fully recomputed: every stored subtree matches its leaves"),
+            Some(reason) => {
+                ok = false;
+                println!("tree BROKEN: {reason}");
+            }
+        }
+    }
     if let Some(cp) = checkpoint {
-        let stored = chain::hash_at(&store.pool, cp.seq).await.map_err(failed)?;
-        let expected = (cp.seq == 0).then(|| "genesis".to_string());
-        match stored.or(expected) {
-            Some(h) if h == cp.hash => println!(
-                "checkpoint verified: the log still holds entry {} as signed at {} ({})",
+        let signed: Option<[u8; 32]> = hex::decode(&cp.hash).ok().and_then(|b| b.try_into().ok());
+        let result = match (signed, leaves.root_at) {
+            (None, _) => Err("the checkpoint's root is not 32 bytes".to_string()),
+            (Some(_), None) => Err(format!(
+                "the log holds {size} entries, fewer than the {from} it held: entries were removed"
+            )),
+            (Some(first), Some(recomputed)) if recomputed != first => Err(format!(
+                "its first {from} entries no longer hash to the signed root: history was rewritten"
+            )),
+            (Some(first), Some(_)) => {
+                // And the tree everyone else is served proves it too.
+                let proof = tree::compute(&store.pool, &merkle::consistency_plan(from, size))
+                    .await
+                    .map_err(failed)?;
+                if from == 0 {
+                    Ok(())
+                } else {
+                    merkle::verify_consistency(from, size, &first, &stored_root, &proof)
+                        .map_err(|e| format!("the served consistency proof fails: {e}"))
+                }
+            }
+        };
+        match result {
+            Ok(()) => println!(
+                "checkpoint verified: the log of {size} entries extends the checkpoint of {} entries signed at {} ({}), by a consistency proof",
                 cp.seq, cp.at, cp.origin
             ),
-            Some(h) => {
+            Err(reason) => {
                 ok = false;
                 println!(
-                    "checkpoint NOT EXTENDED: entry {} has hash {h}, but the checkpoint signed at {} says {}: history was rewritten",
-                    cp.seq, cp.at, cp.hash
-                );
-            }
-            None => {
-                ok = false;
-                println!(
-                    "checkpoint NOT EXTENDED: the log no longer holds entry {} signed at {}: entries were removed",
+                    "checkpoint NOT EXTENDED: the log does not extend the checkpoint of {} entries signed at {}: {reason}",
                     cp.seq, cp.at
                 );
             }

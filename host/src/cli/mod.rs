@@ -15,6 +15,7 @@ mod credentials;
 mod eval;
 mod inspect;
 mod keygen;
+mod log;
 mod new;
 pub mod output;
 mod receipt;
@@ -76,6 +77,8 @@ enum Command {
     Token(token::TokenArgs),
     /// Decision receipts: verify one offline
     Receipt(receipt::ReceiptArgs),
+    /// The decision log's witnesses: cosign a checkpoint, print a witness key
+    Log(log::LogArgs),
     /// Sign an in-toto statement about an artifact as a DSSE envelope (release evidence)
     Attest(attest::AttestArgs),
     /// Publish a bundle file to an OCI registry: stagegate push FILE oci://HOST/REPO:TAG
@@ -155,6 +158,7 @@ pub fn main() -> ExitCode {
         Command::Audit(a) => audit::run(a),
         Command::Webhook(a) => webhook::run(a),
         Command::Receipt(a) => receipt::run(a),
+        Command::Log(a) => log::run(a),
         Command::Attest(a) => attest::run(a),
         Command::Push(a) => registry::push(a),
         Command::Pull(a) => registry::pull(a),

@@ -1,6 +1,7 @@
 //! `stagegate receipt verify FILE --trust DIR [--subject sha256:…]`: checks
 //! a decision receipt offline, with nothing but the receipt keys' public
-//! halves (docs/evidence-and-receipts.md).
+//! halves (docs/evidence-and-receipts.md), and with `--proof --log-key` that
+//! the decision is in the log under a signed checkpoint (docs/log.md).
 
 use std::path::{Path, PathBuf};
 
@@ -30,6 +31,15 @@ enum ReceiptCommand {
         /// The artifact the receipt must be about
         #[arg(long, value_name = "sha256:HEX")]
         subject: Option<String>,
+        /// The decision's log proof (GET /v1/decisions/{id}/proof): also
+        /// check that the decision is in the log under a signed
+        /// checkpoint. A receipt fetched with `?include=proof` carries it
+        #[arg(long, value_name = "FILE", requires = "log_key")]
+        proof: Option<PathBuf>,
+        /// The log's key (`verifier_key` of GET /v1/log/key, file or
+        /// inline) the proof's checkpoint must be signed by
+        #[arg(long, value_name = "FILE|VKEY")]
+        log_key: Option<String>,
         /// How to report: text, json, junit, github or sarif (on standard output)
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
@@ -42,8 +52,17 @@ pub fn run(args: ReceiptArgs) -> CliResult {
             file,
             trust,
             subject,
+            proof,
+            log_key,
             output,
-        } => verify(&file, &trust, subject.as_deref(), output),
+        } => verify(
+            &file,
+            &trust,
+            subject.as_deref(),
+            proof.as_deref(),
+            log_key.as_deref(),
+            output,
+        ),
     }
 }
 
@@ -74,10 +93,43 @@ fn load_keys(dir: &Path) -> Result<Vec<(String, PublicKey)>, CliError> {
     Ok(keys)
 }
 
-fn verify(file: &Path, trust: &Path, subject: Option<&str>, output: Output) -> CliResult {
+fn verify(
+    file: &Path,
+    trust: &Path,
+    subject: Option<&str>,
+    proof: Option<&Path>,
+    log_key: Option<&str>,
+    output: Output,
+) -> CliResult {
     let keys = load_keys(trust)?;
     let text = std::fs::read_to_string(file)
         .map_err(|e| CliError::bad_input(format!("{}: {e}", file.display())))?;
+    // A receipt fetched with `?include=proof`: the envelope and its proof.
+    let combined: Option<serde_json::Value> = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .filter(|v| v.get("dsse_envelope").is_some());
+    let text = match &combined {
+        Some(v) => v["dsse_envelope"].to_string(),
+        None => text,
+    };
+    let proof_doc = match proof {
+        Some(p) => Some(
+            serde_json::from_str::<serde_json::Value>(
+                &std::fs::read_to_string(p)
+                    .map_err(|e| CliError::bad_input(format!("{}: {e}", p.display())))?,
+            )
+            .map_err(|e| CliError::bad_input(format!("{}: {e}", p.display())))?,
+        ),
+        None => combined
+            .as_ref()
+            .map(|v| v["log"].clone())
+            .filter(|_| log_key.is_some()),
+    };
+    if log_key.is_some() && proof_doc.is_none() {
+        return Err(CliError::bad_input(
+            "--log-key needs --proof FILE, or a receipt fetched with ?include=proof",
+        ));
+    }
     let name = file.display().to_string();
     let verified =
         Envelope::parse(&text).and_then(|env| crate::attest::receipt::verify(&env, &keys, subject));
@@ -117,26 +169,57 @@ fn verify(file: &Path, trust: &Path, subject: Option<&str>, output: Output) -> C
         })
         .collect();
     let decision = v.decision_id.as_deref().unwrap_or("(unnamed)");
+    // The log proof, when asked for: the decision's entry is included in a
+    // checkpoint signed by the log's key.
+    let in_log = match (proof_doc, log_key) {
+        (Some(doc), Some(key)) => {
+            if v.decision_id.is_none() {
+                return Err(CliError::failure(
+                    "log proof NOT VERIFIED: the receipt names no decision to look for in the log",
+                ));
+            }
+            Some(super::log::verify_decision_proof(
+                &doc,
+                key,
+                v.decision_id.as_deref(),
+            )?)
+        }
+        _ => None,
+    };
     if output == Output::Text {
         println!(
             "receipt verified: decision {decision} signed by key {} for {}",
             v.keyid,
             subjects.join(", ")
         );
+        if let Some(line) = &in_log {
+            println!("{line}");
+        }
         return Ok(Exit::Success);
+    }
+    let mut items = vec![Item {
+        id: "receipt.verify".into(),
+        level: Level::Pass,
+        message: format!("decision {decision} signed by key {}", v.keyid),
+        file: Some(name.clone()),
+        path: None,
+        controls: Vec::new(),
+    }];
+    if let Some(line) = in_log {
+        items.push(Item {
+            id: "receipt.log_inclusion".into(),
+            level: Level::Pass,
+            message: line,
+            file: Some(name.clone()),
+            path: None,
+            controls: Vec::new(),
+        });
     }
     Results {
         command: "receipt verify",
-        subject: name.clone(),
+        subject: name,
         passed: true,
-        items: vec![Item {
-            id: "receipt.verify".into(),
-            level: Level::Pass,
-            message: format!("decision {decision} signed by key {}", v.keyid),
-            file: Some(name),
-            path: None,
-            controls: Vec::new(),
-        }],
+        items,
         details: serde_json::json!({
             "decision_id": v.decision_id,
             "keyid": v.keyid,

@@ -66,21 +66,28 @@ pub(crate) fn digest(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
-/// The hash of an entry at `seq` following `prev_hash`.
-pub fn hash(seq: i64, entry: &LogEntry, prev_hash: &str) -> String {
+/// The canonical bytes of an entry at `seq` following `prev_hash`: JSON
+/// with the fields in a fixed order. The chain hashes them, and so does
+/// the Merkle tree's leaf ([`super::tree`]), so both commit to the same
+/// thing.
+pub fn entry_bytes(seq: i64, entry: &LogEntry, prev_hash: &str) -> Vec<u8> {
     #[derive(Serialize)]
     struct Canonical<'a> {
         seq: i64,
         prev_hash: &'a str,
         entry: &'a LogEntry,
     }
-    let bytes = serde_json::to_vec(&Canonical {
+    serde_json::to_vec(&Canonical {
         seq,
         prev_hash,
         entry,
     })
-    .unwrap_or_default();
-    hex::encode(Sha256::digest(bytes))
+    .unwrap_or_default()
+}
+
+/// The hash of an entry at `seq` following `prev_hash`.
+pub fn hash(seq: i64, entry: &LogEntry, prev_hash: &str) -> String {
+    hex::encode(Sha256::digest(entry_bytes(seq, entry, prev_hash)))
 }
 
 /// Takes the chain's write lock inside `tx`. A no-op update, because it
@@ -115,13 +122,47 @@ pub async fn hash_at(pool: &sqlx::AnyPool, seq: i64) -> Result<Option<String>, S
 }
 
 /// Appends entries after the head read by [`lock`] (which must have been
-/// called in `tx`); returns the new head.
+/// called in `tx`), to the chain and to the Merkle tree; returns the new
+/// head.
 pub async fn append(
     tx: &mut Transaction<'_, Any>,
     head: (i64, String),
     entries: &[LogEntry],
 ) -> Result<(i64, String), StoreError> {
+    append_to(tx, head, entries, true).await
+}
+
+/// [`append`] for the migrations that come before the tree existed (the
+/// tree's own migration then hashes their entries in).
+pub(crate) async fn append_before_tree(
+    tx: &mut Transaction<'_, Any>,
+    head: (i64, String),
+    entries: &[LogEntry],
+) -> Result<(i64, String), StoreError> {
+    append_to(tx, head, entries, false).await
+}
+
+/// The chain alone, as the log was appended before the tree: only for
+/// benchmarks that compare the two (benches/log.rs). A log written with
+/// it has no tree and fails `audit verify`.
+#[doc(hidden)]
+pub async fn append_chain_only(
+    tx: &mut Transaction<'_, Any>,
+    head: (i64, String),
+    entries: &[LogEntry],
+) -> Result<(i64, String), StoreError> {
+    append_to(tx, head, entries, false).await
+}
+
+async fn append_to(
+    tx: &mut Transaction<'_, Any>,
+    head: (i64, String),
+    entries: &[LogEntry],
+    tree: bool,
+) -> Result<(i64, String), StoreError> {
     let (mut seq, mut prev) = head;
+    let size = seq as u64;
+    let mut leaves = Vec::with_capacity(entries.len());
     // Many rows per statement: per-statement overhead, not hashing, is what
     // limits a large batch.
     const ROWS_PER_STATEMENT: usize = 64;
@@ -156,7 +197,9 @@ pub async fn append(
         let mut q = sqlx::query(&sql);
         for e in chunk {
             seq += 1;
-            let h = hash(seq, e, &prev);
+            let bytes = entry_bytes(seq, e, &prev);
+            let h = hex::encode(Sha256::digest(&bytes));
+            leaves.push(super::merkle::leaf_hash(&bytes));
             q = q
                 .bind(seq)
                 .bind(e.decision_id.clone())
@@ -181,6 +224,9 @@ pub async fn append(
             prev = h;
         }
         q.execute(&mut **tx).await?;
+    }
+    if tree {
+        super::tree::append(tx, size, &leaves).await?;
     }
     sqlx::query("UPDATE chain_head SET seq = $1, hash = $2 WHERE id = 1")
         .bind(seq)

@@ -1,22 +1,20 @@
 //! Signed checkpoints of the decision log.
 //!
-//! The hash chain proves the log consistent with itself, but whoever can
-//! write the database can rewrite history and recompute every hash after
-//! the change. A checkpoint closes that gap: the service signs its chain
-//! head (entry count, head hash, time) with its own Ed25519 key, and an
-//! auditor keeps the signed text outside the database. Later,
-//! `stagegate audit verify --checkpoint FILE --key KEY.pub` proves that
-//! the log still holds exactly that entry at that position: a rewrite,
-//! however carefully re-hashed, changes the head hash at the checkpointed
-//! position (or removes it) and is detected.
+//! The service signs its Merkle tree's head (size, root hash, time) with
+//! its own Ed25519 key; an auditor or a witness keeps the signed text
+//! outside the database, and the service keeps its own last one outside
+//! the database too ([`super::last`]). Later, any checkpoint proves that
+//! today's log extends it (a consistency proof, RFC 9162 §2.1.4) and that
+//! an entry is in it (an inclusion proof): a rewrite or a rewind, however
+//! carefully re-hashed, is detected.
 //!
-//! The text is a transparency-log checkpoint in the C2SP signed-note
-//! format, the one Go's checksum database and Sigstore's Rekor publish:
+//! The text is a C2SP `tlog-checkpoint` in `signed-note` form, the one
+//! Go's checksum database and Sigstore's Rekor publish:
 //!
 //! ```text
 //! stagegate/decision-log          <- origin: which log
-//! 4812                            <- entries in the log (the head's seq)
-//! 3q2+7w1X…=                      <- base64 of the head hash (32 bytes)
+//! 4812                            <- tree size: entries in the log
+//! 3q2+7w1X…=                      <- base64 of the Merkle root (32 bytes)
 //! time 2026-11-27T02:00:00Z       <- extension line: when it was signed
 //!
 //! — stagegate/decision-log AbCd…  <- em dash, key name, base64(key hash ‖ signature)
@@ -24,9 +22,8 @@
 //!
 //! The signature is Ed25519 over every byte before the blank line; the key
 //! hash is the first 4 bytes of SHA-256(name ‖ "\n" ‖ 0x01 ‖ public key),
-//! so a note can carry several signatures and a verifier picks its own.
-//! Our chain is a hash chain rather than a Merkle tree, so the root hash
-//! line carries the chain head; the format is otherwise unchanged.
+//! so a note can carry several signatures (witnesses' cosignatures,
+//! [`super::witness`]) and a verifier picks its own. docs/log.md.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -39,9 +36,9 @@ use crate::decision::Timestamp;
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Checkpoint {
     pub origin: String,
-    /// Entries in the log: the head entry's sequence number.
+    /// The tree size: entries in the log (the head entry's seq).
     pub seq: i64,
-    /// The head entry's hash (hex), `genesis` for an empty log.
+    /// The Merkle tree's root hash at that size (hex).
     pub hash: String,
     pub at: Timestamp,
 }
@@ -156,11 +153,7 @@ impl Checkpoint {
             .find_map(|l| l.strip_prefix("time "))
             .and_then(Timestamp::parse)
             .ok_or_else(|| malformed(4, "expected a 'time RFC3339' extension line"))?;
-        let hash = if seq == 0 {
-            "genesis".to_string()
-        } else {
-            hex::encode(&root)
-        };
+        let hash = hex::encode(&root);
         let want = key_hash(&origin, key);
         let no_signature = || CheckpointError::NoSignature {
             name: origin.clone(),

@@ -199,7 +199,7 @@ impl Records {
             log_verified: proof.iter().all(|p| p.matches),
             proof,
             head: Head { seq, hash },
-            checkpoint: self.latest_checkpoint().await?.map(|(_, note)| note),
+            checkpoint: self.latest_checkpoint().await?.map(|(_, _, note)| note),
         })
     }
 }

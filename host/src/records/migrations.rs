@@ -13,7 +13,12 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("migrations/0004_refs.sql")),
     (5, include_str!("migrations/0005_attestations.sql")),
     (6, include_str!("migrations/0006_console.sql")),
+    (7, include_str!("migrations/0007_log_tree.sql")),
 ];
+
+/// The migration that made the log a Merkle tree: it hashes every
+/// existing entry into the tree, in order, once.
+const LOG_TREE: i64 = 7;
 
 /// The migration after which every record row is committed to the chain:
 /// rows written before it are committed by it, once.
@@ -59,6 +64,14 @@ async fn run_until(store: &Store, last: i64) -> Result<(), StoreError> {
             let tables = tables_sealed_by(*version);
             if !tables.is_empty() {
                 seal_existing_rows(&mut tx, &tables)
+                    .await
+                    .map_err(|e| StoreError::Migrate {
+                        version: *version,
+                        message: e.to_string(),
+                    })?;
+            }
+            if *version == LOG_TREE {
+                super::tree::build_from_log(&mut tx)
                     .await
                     .map_err(|e| StoreError::Migrate {
                         version: *version,
@@ -116,7 +129,7 @@ async fn seal_existing_rows(
         .map(|r| super::ledger::entry(r, "stagegate-migration", now, None))
         .collect();
     let head = super::chain::lock(tx).await?;
-    super::chain::append(tx, head, &entries).await?;
+    super::chain::append_before_tree(tx, head, &entries).await?;
     Ok(())
 }
 
@@ -215,7 +228,7 @@ mod tests {
                 .map(|r| ledger::entry(r, "old", now, None))
                 .collect();
             let head = super::super::chain::lock(&mut tx).await.unwrap();
-            super::super::chain::append(&mut tx, head, &entries)
+            super::super::chain::append_before_tree(&mut tx, head, &entries)
                 .await
                 .unwrap();
         }
@@ -254,5 +267,93 @@ mod tests {
             s,
             vec!["CREATE TABLE a (x TEXT)", "INSERT INTO a VALUES ('y')"]
         );
+    }
+
+    #[tokio::test]
+    async fn an_existing_log_is_hashed_into_the_tree_in_order_and_its_chain_still_verifies() {
+        use super::super::{chain, merkle, tree};
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("db").display());
+        let store = Store::connect(&url).await.unwrap();
+        run_until(&store, LOG_TREE - 1).await.unwrap();
+        let entries: Vec<chain::LogEntry> = (0..300)
+            .map(|i| chain::LogEntry {
+                decision_id: format!("d{i}"),
+                at: i,
+                kind: "gate".into(),
+                outcome: "allow".into(),
+                codes: vec![],
+                bundle: "b".into(),
+                bundle_version: "1".into(),
+                bundle_digest: "sha256:00".into(),
+                request_digest: "sha256:11".into(),
+                request: None,
+                deployment_id: None,
+                actor: "gw".into(),
+                record: None,
+                read_only: false,
+            })
+            .collect();
+        let mut tx = store.pool.begin().await.unwrap();
+        let head = chain::lock(&mut tx).await.unwrap();
+        chain::append_before_tree(&mut tx, head, &entries)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let hashes_before: Vec<(i64, String)> =
+            sqlx::query_as("SELECT seq, hash FROM decision_log ORDER BY seq")
+                .fetch_all(&store.pool)
+                .await
+                .unwrap();
+
+        run(&store).await.unwrap();
+
+        let hashes_after: Vec<(i64, String)> =
+            sqlx::query_as("SELECT seq, hash FROM decision_log ORDER BY seq")
+                .fetch_all(&store.pool)
+                .await
+                .unwrap();
+        assert_eq!(hashes_before, hashes_after, "the chain's hashes are kept");
+        assert_eq!(chain::verify(&store.pool).await.unwrap().broken, None);
+        // The leaves are the entries in order: the root a verifier
+        // computes from the entries themselves.
+        let mut prev = "genesis".to_string();
+        let mut leaves = Vec::new();
+        for (i, e) in entries.iter().enumerate() {
+            let seq = i as i64 + 1;
+            leaves.push(merkle::leaf_hash(&chain::entry_bytes(seq, e, &prev)));
+            prev = chain::hash(seq, e, &prev);
+        }
+        let check = tree::verify_leaves(&store.pool, 300).await.unwrap();
+        assert_eq!(check.broken, None);
+        assert_eq!(tree::root(&store.pool, 300).await.unwrap(), check.root);
+        assert_eq!(tree::verify_nodes(&store.pool, 300).await.unwrap(), None);
+        let mut all = std::collections::HashMap::new();
+        for (n, h) in merkle::append(0, &Default::default(), &leaves).unwrap() {
+            all.insert(n, h);
+        }
+        assert_eq!(merkle::root_plan(300).hashes(&all).unwrap()[0], check.root);
+        // Appending after the migration extends the same tree.
+        let mut tx = store.pool.begin().await.unwrap();
+        let head = chain::lock(&mut tx).await.unwrap();
+        chain::append(
+            &mut tx,
+            head,
+            &entries[..1]
+                .iter()
+                .map(|e| chain::LogEntry {
+                    decision_id: "next".into(),
+                    ..e.clone()
+                })
+                .collect::<Vec<_>>(),
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(
+            tree::verify_leaves(&store.pool, 300).await.unwrap().broken,
+            None
+        );
+        assert_eq!(tree::verify_nodes(&store.pool, 301).await.unwrap(), None);
     }
 }

@@ -8,6 +8,11 @@
 //! - [`chain`], [`ledger`], [`log`] and [`checkpoint`]: the hash-chained
 //!   decision log that also commits to every record row, its batched
 //!   writer, and signed checkpoints of its head;
+//! - [`merkle`], [`tree`], [`proofs`], [`last`], [`witness`]: the same log
+//!   as an RFC 6962 Merkle tree: its hashing and proofs, its storage, the
+//!   tiles and proofs it serves, the last checkpoint kept outside the
+//!   database so a rewound log is never signed, and witnesses'
+//!   cosignatures (docs/log.md);
 //! - [`evidence`]: systems, releases, reviews, authorisations, acceptances;
 //! - [`attestations`]: a release's verified attestations, and the signed
 //!   receipts of `allow` and `promote` decisions;
@@ -39,17 +44,23 @@ mod evaluations;
 pub(crate) mod evidence;
 pub(crate) mod export;
 pub(crate) mod idempotency;
+pub mod last;
 pub(crate) mod ledger;
 mod log;
+pub mod merkle;
 mod migrations;
 pub mod model;
 pub mod oscal;
+pub mod proofs;
 pub mod refs;
 mod reports;
 pub mod schedule;
+mod signing;
 pub mod store;
 pub(crate) mod transitions;
+pub mod tree;
 pub mod webhooks;
+pub mod witness;
 mod write;
 
 use std::collections::HashMap;
@@ -85,6 +96,11 @@ pub const ROUTE_TTL: Duration = Duration::from_secs(1);
 pub struct CheckpointSigner {
     pub key: ed25519_dalek::SigningKey,
     pub origin: String,
+    /// Where the last signed checkpoint is kept, outside the database
+    /// ([`last`]).
+    pub last: std::path::PathBuf,
+    /// Sign on read when the log moved and the newest checkpoint is older.
+    pub max_age_ms: u64,
 }
 
 /// The records service: the store, the decision log and the route cache.
@@ -102,6 +118,8 @@ pub struct Records {
     /// refreshes at once instead of at its next tick.
     route_changed: Arc<tokio::sync::Notify>,
     signer: Option<Arc<CheckpointSigner>>,
+    /// The newest checkpoint, and whether the log still extends it.
+    heads: Arc<signing::Heads>,
     /// How far past the service's clock an observation's window may end.
     clock_skew_ms: i64,
     /// Where escalation webhooks may point.
@@ -127,6 +145,7 @@ impl Records {
             routes: Arc::new(RwLock::new(HashMap::new())),
             route_changed: Arc::new(tokio::sync::Notify::new()),
             signer: None,
+            heads: Default::default(),
             clock_skew_ms: transitions::DEFAULT_CLOCK_SKEW_MS,
             destinations: Default::default(),
             evidence: Default::default(),
@@ -238,57 +257,6 @@ impl Records {
             record: None,
             read_only: false,
         }
-    }
-
-    /// Signs the chain's current head, keeps the checkpoint and returns it
-    /// as a signed note; `None` when no checkpoint key is configured.
-    pub async fn checkpoint(&self) -> Result<Option<String>, RecordError> {
-        let Some(signer) = &self.signer else {
-            return Ok(None);
-        };
-        let (seq, hash) = chain::head(&self.store.pool).await?;
-        let cp = checkpoint::Checkpoint {
-            origin: signer.origin.clone(),
-            seq,
-            hash,
-            at: Timestamp::now(),
-        };
-        let note = cp.sign(&signer.key);
-        sqlx::query(
-            "INSERT INTO checkpoints (id, seq, hash, at, note) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(new_id())
-        .bind(cp.seq)
-        .bind(&cp.hash)
-        .bind(cp.at.millis())
-        .bind(&note)
-        .execute(&self.store.pool)
-        .await?;
-        Ok(Some(note))
-    }
-
-    /// Signs a checkpoint if the chain moved since the latest one.
-    pub async fn checkpoint_if_moved(&self) -> Result<bool, RecordError> {
-        let (seq, _) = chain::head(&self.store.pool).await?;
-        if self
-            .latest_checkpoint()
-            .await?
-            .is_some_and(|(s, _)| s == seq)
-        {
-            return Ok(false);
-        }
-        Ok(self.checkpoint().await?.is_some())
-    }
-
-    /// The latest stored checkpoint: (seq, signed note).
-    pub async fn latest_checkpoint(&self) -> Result<Option<(i64, String)>, RecordError> {
-        use sqlx::Row;
-        let row =
-            sqlx::query("SELECT seq, note FROM checkpoints ORDER BY at DESC, seq DESC LIMIT 1")
-                .fetch_optional(&self.store.pool)
-                .await?;
-        row.map(|r| Ok((r.try_get("seq")?, r.try_get("note")?)))
-            .transpose()
     }
 
     /// The checkpoint key's public half, if checkpoints are signed.

@@ -148,6 +148,10 @@ pub struct RecordsConfig {
     pub checkpoint_interval_ms: u64,
     /// The log's name in its checkpoints.
     pub checkpoint_origin: String,
+    /// `GET /v1/log/checkpoint` signs a new checkpoint when the log moved
+    /// and the newest one is older than this; otherwise it serves the
+    /// newest (docs/log.md).
+    pub checkpoint_max_age_ms: u64,
     /// How far past the service's clock an observation's `window_end` may
     /// be before the observation is refused (clock skew of metric
     /// pipelines).
@@ -165,6 +169,7 @@ impl Default for RecordsConfig {
             checkpoint_key: None,
             checkpoint_interval_ms: 60_000,
             checkpoint_origin: "stagegate/decision-log".into(),
+            checkpoint_max_age_ms: 1000,
             max_clock_skew_ms: 300_000,
         }
     }

@@ -60,6 +60,7 @@ pub struct Metrics {
     scheduled: Histogram,
     webhook_results: Family<ResultLabels, Counter>,
     webhooks_pending: Gauge,
+    log_rewound: Gauge,
     source_polls: Family<PollLabels, Counter>,
     source_last_success: Family<BundleLabels, Gauge>,
     source_stale: Family<BundleLabels, Gauge>,
@@ -212,6 +213,12 @@ impl Metrics {
             "Escalation webhook deliveries not yet delivered (retried until they are)",
             webhooks_pending.clone(),
         );
+        let log_rewound = Gauge::default();
+        registry.register(
+            "log_rewound",
+            "1 when the decision log does not extend the last checkpoint the service signed (it signs none until it does)",
+            log_rewound.clone(),
+        );
         let source_polls = Family::<PollLabels, Counter>::default();
         registry.register(
             "bundle_source_polls",
@@ -251,6 +258,7 @@ impl Metrics {
             scheduled,
             webhook_results,
             webhooks_pending,
+            log_rewound,
             registry,
             decisions,
             latency,
@@ -373,6 +381,11 @@ impl Metrics {
 
     pub fn webhooks_pending(&self, n: i64) {
         self.webhooks_pending.set(n);
+    }
+
+    /// Whether the decision log was found rewound (records/signing.rs).
+    pub fn log_rewound(&self, rewound: bool) {
+        self.log_rewound.set(i64::from(rewound));
     }
 
     /// One poll of `bundle`'s remote source ended with `result`

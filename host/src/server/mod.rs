@@ -124,6 +124,7 @@ pub async fn prepare(config: &Config) -> Result<Arc<App>, ServeError> {
                 crate::records::destinations::Destinations::parse(&config.webhooks.allow)
                     .map_err(ServeError::Config)?,
             );
+    records.check_log_extends_last().await;
     let (events, mut bundle_events) = tokio::sync::mpsc::unbounded_channel();
     // The one subscriber to bundle events: a forced activation goes into
     // the decision log's hash chain (who, from which version to which,
@@ -217,6 +218,8 @@ fn checkpoint_signer(config: &Config) -> Result<crate::records::CheckpointSigner
     Ok(crate::records::CheckpointSigner {
         key,
         origin: config.records.checkpoint_origin.clone(),
+        last: crate::records::last::path_beside(&path),
+        max_age_ms: config.records.checkpoint_max_age_ms,
     })
 }
 
@@ -375,6 +378,11 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/v1/log/checkpoint", get(routes::records::checkpoint))
         .route("/v1/log/key", get(routes::records::checkpoint_key))
+        .route("/v1/log/tile/{*path}", get(routes::log::tile))
+        .route("/v1/log/proof/inclusion", get(routes::log::inclusion))
+        .route("/v1/log/proof/consistency", get(routes::log::consistency))
+        .route("/v1/log/entries/{index}", get(routes::log::entry))
+        .route("/v1/decisions/{id}/proof", get(routes::log::decision_proof))
         .route("/v1/decisions/{id}/receipt", get(routes::records::receipt))
         .route("/v1/receipts/keys", get(routes::records::receipt_keys))
         .route("/v1/deployments/{id}", get(routes::records::get_deployment))

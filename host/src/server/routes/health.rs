@@ -20,8 +20,12 @@ pub async fn healthz() -> impl IntoResponse {
     )
 }
 
-/// Readiness: at least one verified bundle is active.
+/// Readiness: at least one verified bundle is active, and the decision
+/// log extends the last checkpoint the service signed.
 pub async fn readyz(State(app): State<Arc<App>>) -> Result<Json<serde_json::Value>, ApiError> {
+    if let Some(reason) = app.records.log_rewound() {
+        return Err(ApiError::unavailable("not_ready", reason));
+    }
     let slots = app.registry.slots();
     let active: Vec<String> = slots
         .values()
@@ -38,6 +42,7 @@ pub async fn readyz(State(app): State<Arc<App>>) -> Result<Json<serde_json::Valu
 
 /// Prometheus text exposition.
 pub async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
+    app.metrics.log_rewound(app.records.log_rewound().is_some());
     (
         [(
             header::CONTENT_TYPE,

@@ -6,5 +6,6 @@ pub mod decisions;
 pub mod evaluations;
 pub mod health;
 pub mod integrations;
+pub mod log;
 pub mod notice;
 pub mod records;

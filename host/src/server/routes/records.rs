@@ -553,9 +553,10 @@ pub async fn deliveries(
     )
 }
 
-/// `GET /v1/log/checkpoint`: signs the chain's head now and answers the
-/// signed note (`text/plain`), for an auditor to keep outside the
-/// database.
+/// `GET /v1/log/checkpoint`: the newest signed checkpoint of the log's
+/// Merkle tree (`text/plain`), for an auditor or witness to keep outside
+/// the database; signs one only when the log moved and the newest is
+/// older than `records.checkpoint_max_age_ms` (docs/log.md).
 pub async fn checkpoint(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -607,6 +608,7 @@ pub async fn checkpoint_key(
 pub async fn receipt(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     app.auth.caller(&headers)?.require(&[
@@ -616,6 +618,9 @@ pub async fn receipt(
         Role::Approver,
     ])?;
     let text = app.records.receipt(&id).await?;
+    if q.get("include").is_some_and(|v| v == "proof") {
+        return super::log::receipt_with_proof(&app, &id, &text).await;
+    }
     Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],
