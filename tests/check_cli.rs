@@ -176,7 +176,7 @@ fn a_service_that_cannot_be_reached_or_refuses_the_token_exits_3() {
     );
     assert_eq!(out.status.code(), Some(3), "{:?}", text(&out));
 
-    let (token, hash) = stagegate::server::auth::new_token();
+    let (token, hash) = stagegate::auth::new_token();
     let d = Deployment::new(&format!(
         "[[bundles]]\nname = \"iso42001-reference\"\nfile = \"ref.bundle\"\ndefault = true\n\
          [[tokens]]\nname = \"ci\"\nsha256 = \"{hash}\"\nroles = [\"gateway\"]\n"

@@ -7,10 +7,10 @@ use clap::{Args, Subcommand};
 
 use super::{CliError, CliResult, Exit};
 use crate::bundle::{ArchiveLimits, Bundle};
+use crate::config::Config;
 use crate::decision::Controls;
 use crate::records::checkpoint::Checkpoint;
 use crate::records::{Records, Store, chain, oscal};
-use crate::server::config::Config;
 
 #[derive(Debug, Args)]
 pub struct AuditArgs {

@@ -4,14 +4,31 @@
 //! Unknown keys are errors: a misspelt `min_signature = 2` that silently
 //! kept the default of 1 would weaken the trust policy unnoticed.
 
+mod bundles;
+mod console;
+mod evidence;
+#[cfg(test)]
+mod example;
+mod limits;
+mod records;
+mod sources;
+mod tls;
+mod webhooks;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::decision::DecodeLimits;
-use crate::policy::Isolation;
+pub use crate::auth::{Role, TokenConfig};
+pub use bundles::{BundleConfig, PolicySetConfig, default_bundle};
+pub use console::ConsoleConfig;
+pub use evidence::{EvidenceConfig, ReceiptsConfig};
+pub use limits::{LimitsConfig, TrustConfig};
+pub use records::{RecordsConfig, SchedulerConfig};
+pub use sources::SourcesConfig;
+pub use tls::{TlsConfig, TlsFiles};
+pub use webhooks::WebhooksConfig;
 
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -59,234 +76,7 @@ pub struct Config {
     /// every role (local development).
     pub tokens: Vec<TokenConfig>,
     /// Adapters for outside systems (README.md, "CI pipelines").
-    pub integrations: super::integrations::IntegrationsConfig,
-}
-
-/// The HTTPS listener's certificate chain and private key (PEM files),
-/// re-read when their contents change (every `limits.watch_interval_ms`).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TlsConfig {
-    /// The server certificate, then any intermediates.
-    pub certificate: Option<PathBuf>,
-    /// Its private key (PKCS#8, PKCS#1 or SEC1).
-    pub key: Option<PathBuf>,
-}
-
-impl TlsConfig {
-    /// The files, when both are configured.
-    pub fn files(&self) -> Option<crate::server::tls::TlsFiles> {
-        Some(crate::server::tls::TlsFiles {
-            certificate: self.certificate.clone()?,
-            key: self.key.clone()?,
-        })
-    }
-}
-
-/// The evidence trust store: `[[evidence.keys]]`, each a public key and
-/// the predicate types it may attest.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct EvidenceConfig {
-    /// Refuse attestations whose predicate type stagegate does not map into
-    /// evidence (otherwise they are kept but used for nothing).
-    pub require_known_predicates: bool,
-    pub keys: Vec<crate::attest::trust::KeyConfig>,
-}
-
-/// Decision receipts.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ReceiptsConfig {
-    /// Sign a receipt for every `allow` and `promote`.
-    pub enabled: bool,
-    /// Ed25519 key (a `stagegate keygen` key) receipts are signed with;
-    /// created on first start when the file does not exist. Default
-    /// `DATA_DIR/keys/receipts/receipt` (a directory of its own, so the
-    /// bundle trust store never takes it for a policy signer).
-    pub key: Option<PathBuf>,
-    /// `verifier.id` in every receipt: this service.
-    pub verifier_id: String,
-}
-
-impl Default for ReceiptsConfig {
-    fn default() -> Self {
-        ReceiptsConfig {
-            enabled: true,
-            key: None,
-            verifier_id: "https://stagegate.dev/verifier".into(),
-        }
-    }
-}
-
-/// Deployment records and the decision log.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RecordsConfig {
-    /// `sqlite://PATH` or `postgres://USER@HOST/DB`; default
-    /// `sqlite://DATA_DIR/stagegate.db`.
-    pub database: Option<String>,
-    /// Log stateless decisions (`POST /v1/decisions/*`). Decisions about
-    /// recorded deployments are always logged.
-    pub log_decisions: bool,
-    /// Keep each decision's request body in the decision log (its digest
-    /// is always kept).
-    pub log_requests: bool,
-    /// `ack`: answer a decision after its log entry is committed;
-    /// `queued`: once it is queued.
-    pub durability: crate::records::Durability,
-    /// Log entries waiting to be written before decisions wait (backpressure).
-    pub queue: usize,
-    /// Ed25519 key that signs checkpoints of the decision log's head
-    /// (`stagegate keygen` format); created on first start when the file
-    /// does not exist. Default `DATA_DIR/log/checkpoint` (not beside the
-    /// bundle trust store: this key must never be trusted to sign bundles).
-    pub checkpoint_key: Option<PathBuf>,
-    /// Sign a checkpoint this often when the log moved (0: only on demand,
-    /// `GET /v1/log/checkpoint`).
-    pub checkpoint_interval_ms: u64,
-    /// The log's name in its checkpoints.
-    pub checkpoint_origin: String,
-    /// How far past the service's clock an observation's `window_end` may
-    /// be before the observation is refused (clock skew of metric
-    /// pipelines).
-    pub max_clock_skew_ms: u64,
-}
-
-impl Default for RecordsConfig {
-    fn default() -> Self {
-        RecordsConfig {
-            database: None,
-            log_decisions: true,
-            log_requests: false,
-            durability: crate::records::Durability::Ack,
-            queue: 8192,
-            checkpoint_key: None,
-            checkpoint_interval_ms: 60_000,
-            checkpoint_origin: "stagegate/decision-log".into(),
-            max_clock_skew_ms: 300_000,
-        }
-    }
-}
-
-/// Scheduled monitoring of active deployments.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SchedulerConfig {
-    pub enabled: bool,
-    /// Between evaluations during a deployment's intensive period.
-    pub intensive_interval_ms: u64,
-    /// Between evaluations after it.
-    pub interval_ms: u64,
-    /// How often this replica looks for due deployments.
-    pub tick_ms: u64,
-    /// How long a claim lasts: a replica that dies mid-interval is taken
-    /// over once its claims expire.
-    pub lease_ms: u64,
-    /// This replica's name in claims and as the scheduler's actor
-    /// (default: `scheduler-<random>`).
-    pub replica: Option<String>,
-}
-
-impl Default for SchedulerConfig {
-    fn default() -> Self {
-        SchedulerConfig {
-            enabled: true,
-            intensive_interval_ms: 60_000,
-            interval_ms: 900_000,
-            tick_ms: 1_000,
-            lease_ms: 30_000,
-            replica: None,
-        }
-    }
-}
-
-/// The auditor's console (README.md, "Auditor console").
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ConsoleConfig {
-    /// Serve the console at `/ui`.
-    pub enabled: bool,
-    /// How long a console session lasts after sign-in.
-    pub session_seconds: u64,
-    /// Mark the session cookie `Secure`: set it when browsers reach the
-    /// service over HTTPS (a TLS-terminating proxy in front of it).
-    pub secure_cookie: bool,
-}
-
-impl Default for ConsoleConfig {
-    fn default() -> Self {
-        ConsoleConfig {
-            enabled: true,
-            session_seconds: 28_800,
-            secure_cookie: false,
-        }
-    }
-}
-
-/// Delivery of escalation webhooks.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct WebhooksConfig {
-    pub enabled: bool,
-    /// How often pending deliveries are looked for.
-    pub tick_ms: u64,
-    /// How long a claimed delivery is reserved for this replica.
-    pub lease_ms: u64,
-    /// Internal destinations receivers may point at: CIDRs, addresses or
-    /// host names. Public addresses are always allowed; loopback, private
-    /// and link-local ones only when listed here.
-    pub allow: Vec<String>,
-    /// How long one delivery attempt may take.
-    pub timeout_ms: u64,
-    /// Deliveries in flight at once, across receivers.
-    pub concurrency: usize,
-    /// Deliveries in flight at once to one receiver: a slow or dead
-    /// receiver holds this many, never the others' turn.
-    pub per_receiver: usize,
-}
-
-impl Default for WebhooksConfig {
-    fn default() -> Self {
-        WebhooksConfig {
-            enabled: true,
-            tick_ms: 250,
-            lease_ms: 30_000,
-            allow: Vec::new(),
-            timeout_ms: 10_000,
-            concurrency: 32,
-            per_receiver: 2,
-        }
-    }
-}
-
-/// How remote bundle sources (`url`, `oci`) are polled (README.md,
-/// "Distributing bundles").
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SourcesConfig {
-    /// Between polls of a healthy source; each wait is drawn uniformly
-    /// from 80–120 % of it, so a fleet started together spreads out.
-    pub poll_interval_ms: u64,
-    /// Longest wait after failures: the wait doubles from the poll interval
-    /// with each consecutive failure, up to this, with jitter (50–100 %).
-    pub max_backoff_ms: u64,
-    /// A source without a successful poll for this long is flagged stale
-    /// in status and metrics (the active bundle keeps serving).
-    pub stale_after_ms: u64,
-    /// Budget of one request to a source.
-    pub timeout_ms: u64,
-}
-
-impl Default for SourcesConfig {
-    fn default() -> Self {
-        SourcesConfig {
-            poll_interval_ms: 30_000,
-            max_backoff_ms: 300_000,
-            stale_after_ms: 600_000,
-            timeout_ms: 30_000,
-        }
-    }
+    pub integrations: crate::server::integrations::IntegrationsConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -294,319 +84,6 @@ impl Default for SourcesConfig {
 pub enum LogFormat {
     Pretty,
     Json,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TrustConfig {
-    /// Directory of trusted public keys (`*.pub`), re-read at every
-    /// activation so keys can be rotated without a restart.
-    pub dir: PathBuf,
-    /// Valid signatures by distinct trusted keys a bundle needs (k of n).
-    pub min_signatures: usize,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LimitsConfig {
-    /// Largest decision request body (413 above).
-    pub body_bytes: usize,
-    /// Largest bundle upload (413 above).
-    pub upload_bytes: usize,
-    /// Wall-clock budget of one policy call.
-    pub decision_deadline_ms: u64,
-    /// Largest linear memory of one policy instance.
-    pub memory_mib: usize,
-    /// Requests in flight at once; more get 503 with `Retry-After`
-    /// instead of queueing without bound.
-    pub concurrency: usize,
-    /// Budget of one whole HTTP request (503 when exceeded).
-    pub request_timeout_ms: u64,
-    /// `warm` (reuse instances) or `fresh` (one instance per decision).
-    pub isolation: Isolation,
-    /// How often bundle sources are checked for new versions.
-    pub watch_interval_ms: u64,
-    /// Most items in any one list of a decision request (422 above).
-    pub max_list_len: usize,
-    /// Most list items in a whole decision request, nested lists included
-    /// (422 above).
-    pub max_total_items: usize,
-    /// Largest file inside a bundle archive, uncompressed, in MiB (the
-    /// component is the largest; a componentize-py one is ~19 MB).
-    pub bundle_member_mib: u64,
-}
-
-impl LimitsConfig {
-    /// The archive limits bundles are read with: the member limit as
-    /// configured, the total and compressed limits raised with it when
-    /// it exceeds what they allow.
-    pub fn archive(&self) -> crate::bundle::ArchiveLimits {
-        let d = crate::bundle::ArchiveLimits::DEFAULT;
-        let member = self.bundle_member_mib << 20;
-        crate::bundle::ArchiveLimits {
-            max_member_bytes: member,
-            max_total_bytes: d.max_total_bytes.max(member.saturating_mul(3)),
-            max_archive_bytes: d.max_archive_bytes.max(member.saturating_mul(2)),
-            max_members: d.max_members,
-        }
-    }
-}
-
-/// One served bundle.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BundleConfig {
-    pub name: String,
-    /// Answer decisions that name no bundle.
-    #[serde(default)]
-    pub default: bool,
-    /// A bundle file, re-read when it changes.
-    #[serde(default)]
-    pub file: Option<PathBuf>,
-    /// A directory; every `*.bundle` in it is a candidate, highest version wins.
-    #[serde(default)]
-    pub dir: Option<PathBuf>,
-    /// Development: build this policy directory at start…
-    #[serde(default)]
-    pub build: Option<PathBuf>,
-    /// …and sign it with this key (created if missing).
-    #[serde(default)]
-    pub sign_with: Option<PathBuf>,
-    /// An HTTP(S) URL of a bundle file, polled with conditional requests.
-    #[serde(default)]
-    pub url: Option<String>,
-    /// An OCI registry reference `HOST/REPOSITORY:TAG`, polled.
-    #[serde(default)]
-    pub oci: Option<String>,
-    /// Overrides `[sources] poll_interval_ms` for this bundle.
-    #[serde(default)]
-    pub poll_interval_ms: Option<u64>,
-    /// Overrides `[sources] stale_after_ms` for this bundle.
-    #[serde(default)]
-    pub stale_after_ms: Option<u64>,
-    /// `oci`: speak plain HTTP to the registry (loopback only, unless
-    /// `allow_insecure`).
-    #[serde(default)]
-    pub plain_http: bool,
-    /// Allow plain HTTP (`http://` URLs, `plain_http`) to hosts other than
-    /// this machine.
-    #[serde(default)]
-    pub allow_insecure: bool,
-    /// PEM CA certificates trusted for this source's TLS, instead of the
-    /// built-in web PKI roots.
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-    /// `url`: a file holding a bearer token.
-    #[serde(default)]
-    pub bearer_token_file: Option<PathBuf>,
-    /// `url`: an environment variable holding a bearer token.
-    #[serde(default)]
-    pub bearer_token_env: Option<String>,
-    /// A file holding `USER:PASSWORD` (HTTP basic; for `oci`, the
-    /// registry login).
-    #[serde(default)]
-    pub basic_auth_file: Option<PathBuf>,
-    /// An environment variable holding `USER:PASSWORD`.
-    #[serde(default)]
-    pub basic_auth_env: Option<String>,
-    /// `oci`: a Docker `config.json` to take the registry login from
-    /// (default `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`).
-    #[serde(default)]
-    pub docker_config: Option<PathBuf>,
-    /// This bundle's own sandbox limits (`memory_mib`, `deadline_ms`,
-    /// `warm_instances`), each replacing the `[limits]` one.
-    #[serde(default)]
-    pub limits: crate::policy::BundleLimits,
-}
-
-impl BundleConfig {
-    /// An entry with only a name (no source).
-    pub fn named(name: &str) -> Self {
-        BundleConfig {
-            name: name.to_string(),
-            default: false,
-            file: None,
-            dir: None,
-            build: None,
-            sign_with: None,
-            url: None,
-            oci: None,
-            poll_interval_ms: None,
-            stale_after_ms: None,
-            plain_http: false,
-            allow_insecure: false,
-            ca_file: None,
-            bearer_token_file: None,
-            bearer_token_env: None,
-            basic_auth_file: None,
-            basic_auth_env: None,
-            docker_config: None,
-            limits: Default::default(),
-        }
-    }
-
-    /// The settings of remote sources: only with `url` or `oci`, each
-    /// where it applies, at most one credential, plain HTTP only where
-    /// allowed.
-    fn check_remote(&self) -> Result<(), String> {
-        let remote = self.url.is_some() || self.oci.is_some();
-        let only_remote = [
-            ("poll_interval_ms", self.poll_interval_ms.is_some()),
-            ("stale_after_ms", self.stale_after_ms.is_some()),
-            ("allow_insecure", self.allow_insecure),
-            ("ca_file", self.ca_file.is_some()),
-            ("basic_auth_file", self.basic_auth_file.is_some()),
-            ("basic_auth_env", self.basic_auth_env.is_some()),
-        ];
-        let only_url = [
-            ("bearer_token_file", self.bearer_token_file.is_some()),
-            ("bearer_token_env", self.bearer_token_env.is_some()),
-        ];
-        let only_oci = [
-            ("plain_http", self.plain_http),
-            ("docker_config", self.docker_config.is_some()),
-        ];
-        for (key, set) in only_remote {
-            if set && !remote {
-                return Err(format!("`{key}` only applies to `url` or `oci` sources"));
-            }
-        }
-        for (key, set) in only_url {
-            if set && self.url.is_none() {
-                return Err(format!("`{key}` only applies to a `url` source"));
-            }
-        }
-        for (key, set) in only_oci {
-            if set && self.oci.is_none() {
-                return Err(format!("`{key}` only applies to an `oci` source"));
-            }
-        }
-        for (key, v) in [
-            ("poll_interval_ms", self.poll_interval_ms),
-            ("stale_after_ms", self.stale_after_ms),
-        ] {
-            if v == Some(0) {
-                return Err(format!("`{key}` must be greater than 0"));
-            }
-        }
-        let credentials = [
-            self.bearer_token_file.is_some(),
-            self.bearer_token_env.is_some(),
-            self.basic_auth_file.is_some(),
-            self.basic_auth_env.is_some(),
-        ]
-        .iter()
-        .filter(|x| **x)
-        .count();
-        if credentials > 1 {
-            return Err("give at most one of `bearer_token_file`, `bearer_token_env`, `basic_auth_file`, `basic_auth_env`".into());
-        }
-        if let Some(url) = &self.url {
-            crate::distribution::http::check_url(url, self.allow_insecure)
-                .map_err(|e| format!("url: {e}"))?;
-        }
-        if let Some(oci) = &self.oci {
-            let r: crate::distribution::oci::Reference =
-                oci.parse().map_err(|e| format!("oci: {e}"))?;
-            crate::distribution::oci::check_plain_http(
-                &r.registry,
-                self.plain_http,
-                self.allow_insecure,
-            )
-            .map_err(|e| format!("oci: {e}"))?;
-        }
-        Ok(())
-    }
-
-    /// The credential configured for a remote source, if any.
-    pub fn credential(&self) -> Option<crate::distribution::credentials::Credential> {
-        use crate::distribution::credentials::{Credential, SecretSource};
-        if let Some(p) = &self.bearer_token_file {
-            return Some(Credential::Bearer(SecretSource::File(p.clone())));
-        }
-        if let Some(v) = &self.bearer_token_env {
-            return Some(Credential::Bearer(SecretSource::Env(v.clone())));
-        }
-        if let Some(p) = &self.basic_auth_file {
-            return Some(Credential::Basic(SecretSource::File(p.clone())));
-        }
-        self.basic_auth_env
-            .as_ref()
-            .map(|v| Credential::Basic(SecretSource::Env(v.clone())))
-    }
-}
-
-/// A policy set: usable wherever a bundle name is; every member decides
-/// and the most restrictive answer wins (docs/policy-sets.md).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PolicySetConfig {
-    pub name: String,
-    /// Bundle names, in the order their findings are listed.
-    pub members: Vec<String>,
-    /// Answer decisions (and deployments) that name no bundle.
-    #[serde(default)]
-    pub default: bool,
-}
-
-/// Roles a token may grant (README.md, "Access control").
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// Uploads bundles.
-    Publisher,
-    /// Asks for decisions, reads routes.
-    Gateway,
-    /// Reads everything.
-    Auditor,
-    /// Records authorisations and risk acceptances.
-    Approver,
-    /// Posts observations, rolls back and suspends.
-    Operator,
-    /// Overrides a bundle's version floor (`force=true` on an upload):
-    /// a downgrade, or other content under the same version. Kept apart
-    /// from `publisher` so that a leaked publishing token cannot roll a
-    /// policy back to an older, laxer signed version.
-    BundleAdmin,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Publisher => "publisher",
-            Role::Gateway => "gateway",
-            Role::Auditor => "auditor",
-            Role::Approver => "approver",
-            Role::Operator => "operator",
-            Role::BundleAdmin => "bundle_admin",
-        }
-    }
-
-    pub const ALL: [Role; 6] = [
-        Role::Publisher,
-        Role::Gateway,
-        Role::Auditor,
-        Role::Approver,
-        Role::Operator,
-        Role::BundleAdmin,
-    ];
-}
-
-/// A bearer token, stored as its SHA-256 so the config file holds no secret.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TokenConfig {
-    /// Who holds the token: recorded as the actor of what it does.
-    pub name: String,
-    /// Lowercase hex SHA-256 of the token (`stagegate token` prints it).
-    pub sha256: String,
-    pub roles: Vec<Role>,
-    /// The holder's accountable role, recorded on authorisations they give
-    /// (e.g. "Head of AI Risk").
-    #[serde(default)]
-    pub title: Option<String>,
 }
 
 impl Default for Config {
@@ -632,49 +109,6 @@ impl Default for Config {
             tokens: Vec::new(),
             integrations: Default::default(),
         }
-    }
-}
-
-impl Default for TrustConfig {
-    fn default() -> Self {
-        TrustConfig {
-            dir: PathBuf::from("data/keys"),
-            min_signatures: 1,
-        }
-    }
-}
-
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        // The sandbox's own defaults live in `policy::Limits` alone.
-        let sandbox = crate::policy::Limits::default();
-        LimitsConfig {
-            body_bytes: 1 << 20,
-            upload_bytes: 64 << 20,
-            decision_deadline_ms: sandbox.deadline_ms(),
-            memory_mib: sandbox.memory_mib(),
-            concurrency: 256,
-            request_timeout_ms: 10_000,
-            isolation: Isolation::default(),
-            watch_interval_ms: 2_000,
-            max_list_len: DecodeLimits::default().max_list_len,
-            max_total_items: DecodeLimits::default().max_total_items,
-            bundle_member_mib: crate::bundle::ArchiveLimits::DEFAULT.max_member_bytes >> 20,
-        }
-    }
-}
-
-impl LimitsConfig {
-    /// The limits decision requests are decoded under.
-    pub fn decode(&self) -> DecodeLimits {
-        DecodeLimits {
-            max_list_len: self.max_list_len,
-            max_total_items: self.max_total_items,
-        }
-    }
-
-    pub fn request_timeout(&self) -> Duration {
-        Duration::from_millis(self.request_timeout_ms)
     }
 }
 
@@ -876,26 +310,7 @@ impl Config {
         if defaults > 1 {
             return Err("more than one bundle is marked `default = true`".into());
         }
-        let mut token_names = std::collections::BTreeSet::new();
-        for (i, t) in self.tokens.iter().enumerate() {
-            if t.sha256.len() != 64 || !t.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(format!(
-                    "tokens[{i}] ('{}'): sha256 must be 64 hex digits (the token's SHA-256, not the token)",
-                    t.name
-                ));
-            }
-            if t.roles.is_empty() {
-                return Err(format!(
-                    "tokens[{i}] ('{}'): roles must not be empty",
-                    t.name
-                ));
-            }
-            if t.name.trim().is_empty() || !token_names.insert(t.name.as_str()) {
-                return Err(format!(
-                    "tokens[{i}]: token names must be non-empty and unique"
-                ));
-            }
-        }
+        crate::auth::validate(&self.tokens).map_err(|e| e.to_string())?;
         Ok(())
     }
 
@@ -990,7 +405,7 @@ impl Config {
     }
 
     /// The name of the default bundle (or policy set) among the
-    /// configured ones, by [`crate::server::registry::default_bundle`]'s
+    /// configured ones, by [`default_bundle`]'s
     /// rule.
     pub fn default_bundle(&self) -> Option<&str> {
         let marked = self
@@ -1004,7 +419,7 @@ impl Config {
                     .find(|s| s.default)
                     .map(|s| s.name.as_str())
             });
-        crate::server::registry::default_bundle(
+        default_bundle(
             marked,
             self.bundles
                 .iter()
@@ -1017,6 +432,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decision::DecodeLimits;
 
     #[test]
     fn the_archive_member_limit_is_configurable_and_defaults_to_the_readers_own() {

@@ -15,8 +15,8 @@ pub mod loaded;
 pub mod runtime;
 pub mod set;
 
+pub use crate::wit::WitVersion;
 pub use active::{ActivePolicy, Decided, LoadError};
-pub use bindings::WitVersion;
 pub use cache::{CacheOutcome, ComponentCache};
 pub use error::PolicyError;
 pub use limits::{BundleLimits, Isolation, Limits};

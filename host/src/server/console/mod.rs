@@ -28,8 +28,10 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::App;
-use super::auth::Caller;
-use super::config::{ConsoleConfig, Role};
+use crate::auth::Caller;
+use crate::auth::Role;
+use crate::config::ConsoleConfig;
+use crate::server::auth::RequireRole;
 use pages::Page;
 use session::{COOKIE, Lookup, Session, Sessions};
 

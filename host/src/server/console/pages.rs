@@ -282,8 +282,8 @@ fn status_class(status: crate::records::DeploymentStatus) -> &'static str {
 /// Where the active bundle came from, and for a polled source how its
 /// polling stands (the same fields as `GET /v1/bundles/{name}`).
 fn source_text(
-    origin: &crate::server::registry::Origin,
-    source: Option<crate::server::remote::SourceStatus>,
+    origin: &crate::service::registry::Origin,
+    source: Option<crate::service::registry::SourceStatus>,
 ) -> String {
     let mut text = origin.to_string();
     if let Some(s) = source {
