@@ -1,9 +1,12 @@
 //! `[[bundles]]` (each served bundle and where it comes from) and
 //! `[[policy_sets]]`.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use serde::Deserialize;
+
+use super::LimitsConfig;
 
 /// One served bundle.
 #[derive(Debug, Clone, Deserialize)]
@@ -200,6 +203,106 @@ pub struct PolicySetConfig {
     /// Answer decisions (and deployments) that name no bundle.
     #[serde(default)]
     pub default: bool,
+}
+
+/// Checks each `[[bundles]]` entry: a valid name given once, at most one
+/// source, remote settings only where they apply, its own limits within
+/// `[limits]`. Returns the names taken, which policy sets may not reuse.
+pub(super) fn validate_bundles<'a>(
+    bundles: &'a [BundleConfig],
+    l: &LimitsConfig,
+) -> Result<BTreeSet<&'a str>, String> {
+    let mut names = BTreeSet::new();
+    for (i, b) in bundles.iter().enumerate() {
+        crate::bundle::manifest::check_name(&b.name).map_err(|e| format!("bundles[{i}]: {e}"))?;
+        if !names.insert(b.name.as_str()) {
+            return Err(format!(
+                "bundles[{i}]: bundle '{}' is configured twice",
+                b.name
+            ));
+        }
+        let sources = [
+            b.file.is_some(),
+            b.dir.is_some(),
+            b.build.is_some(),
+            b.url.is_some(),
+            b.oci.is_some(),
+        ]
+        .iter()
+        .filter(|x| **x)
+        .count();
+        if sources > 1 {
+            return Err(format!(
+                "bundles[{i}] ('{}'): give at most one of `file`, `dir`, `build`, `url`, `oci`",
+                b.name
+            ));
+        }
+        b.check_remote()
+            .map_err(|e| format!("bundles[{i}] ('{}'): {e}", b.name))?;
+        let own = &b.limits;
+        if own.memory_mib.is_some_and(|m| m == 0 || m > 4096) {
+            return Err(format!(
+                "bundles[{i}] ('{}'): limits.memory_mib must be 1-4096",
+                b.name
+            ));
+        }
+        if let Some(d) = own.deadline_ms
+            && (d == 0 || d >= l.request_timeout_ms)
+        {
+            return Err(format!(
+                "bundles[{i}] ('{}'): limits.deadline_ms ({d}) must be greater than 0 and below limits.request_timeout_ms ({})",
+                b.name, l.request_timeout_ms
+            ));
+        }
+        if b.sign_with.is_some() && b.build.is_none() {
+            return Err(format!(
+                "bundles[{i}] ('{}'): `sign_with` only applies to `build`",
+                b.name
+            ));
+        }
+    }
+    Ok(names)
+}
+
+/// Checks each `[[policy_sets]]` entry: a valid name no bundle or other set
+/// has, at least one member, members named once and none a set.
+pub(super) fn validate_policy_sets<'a>(
+    sets: &'a [PolicySetConfig],
+    names: &mut BTreeSet<&'a str>,
+) -> Result<(), String> {
+    for (i, set) in sets.iter().enumerate() {
+        crate::bundle::manifest::check_name(&set.name)
+            .map_err(|e| format!("policy_sets[{i}]: {e}"))?;
+        if !names.insert(set.name.as_str()) {
+            return Err(format!(
+                "policy_sets[{i}]: '{}' is already the name of a bundle or another set",
+                set.name
+            ));
+        }
+        if set.members.is_empty() {
+            return Err(format!(
+                "policy_sets[{i}] ('{}'): `members` must name at least one bundle",
+                set.name
+            ));
+        }
+        let mut members = BTreeSet::new();
+        for (j, m) in set.members.iter().enumerate() {
+            crate::bundle::manifest::check_name(m)
+                .map_err(|e| format!("policy_sets[{i}].members[{j}]: {e}"))?;
+            if !members.insert(m.as_str()) {
+                return Err(format!(
+                    "policy_sets[{i}].members[{j}]: '{m}' is listed twice in set '{}'",
+                    set.name
+                ));
+            }
+            if sets.iter().any(|s| &s.name == m) {
+                return Err(format!(
+                    "policy_sets[{i}].members[{j}]: '{m}' is a policy set; members are bundles (sets do not nest)"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Which bundle answers a decision that names none: the one marked as the

@@ -1,5 +1,6 @@
 //! `listen_tls` and `[tls]`: the HTTPS listener's certificate and key.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde::Deserialize;
@@ -30,4 +31,21 @@ impl TlsConfig {
 pub struct TlsFiles {
     pub certificate: PathBuf,
     pub key: PathBuf,
+}
+
+/// `listen_tls` and `[tls]` go together: both files with it, neither
+/// without it.
+pub(super) fn validate(listen_tls: Option<SocketAddr>, tls: &TlsConfig) -> Result<(), String> {
+    match (listen_tls, tls.certificate.is_some(), tls.key.is_some()) {
+        (Some(_), true, true) | (None, false, false) => {}
+        (Some(_), _, _) => {
+            return Err("listen_tls needs both tls.certificate and tls.key (PEM files)".into());
+        }
+        (None, _, _) => {
+            return Err(
+                "tls.certificate and tls.key are used only with listen_tls; set listen_tls or remove them".into(),
+            );
+        }
+    }
+    Ok(())
 }
