@@ -348,9 +348,12 @@ fn is_pub_before(toks: &[Tok], use_at: usize) -> bool {
     k >= 1 && toks[k - 1] == Tok::Ident("pub".into())
 }
 
+/// A use tree's leaf: its path and its alias (`as name`), if any.
+type Leaf = (Vec<String>, Option<String>);
+
 /// Parses a use tree from `at` up to its `;`: every leaf path with its
 /// alias (`a::{b, c::d as e, f::*}` → `a::b`, `a::c::d` as `e`, `a::f`).
-fn use_tree(toks: &[Tok], at: usize) -> (Vec<(Vec<String>, Option<String>)>, usize) {
+fn use_tree(toks: &[Tok], at: usize) -> (Vec<Leaf>, usize) {
     let mut out = Vec::new();
     let end = parse_tree(toks, at, &mut Vec::new(), &mut out);
     let mut end = end;
@@ -360,12 +363,7 @@ fn use_tree(toks: &[Tok], at: usize) -> (Vec<(Vec<String>, Option<String>)>, usi
     (out, end + 1)
 }
 
-fn parse_tree(
-    toks: &[Tok],
-    mut i: usize,
-    prefix: &mut Vec<String>,
-    out: &mut Vec<(Vec<String>, Option<String>)>,
-) -> usize {
+fn parse_tree(toks: &[Tok], mut i: usize, prefix: &mut Vec<String>, out: &mut Vec<Leaf>) -> usize {
     let base = prefix.len();
     loop {
         match toks.get(i) {
@@ -475,15 +473,14 @@ fn resolve(
         return None;
     }
     let file = files[&path[..n]];
-    if hops < 8 {
-        if let Some(next) = path.get(n) {
-            if let Some(target) = reexports[file].get(next) {
-                let mut followed = target.clone();
-                followed.extend_from_slice(&path[n + 1..]);
-                if let Some(f) = resolve(&followed, files, reexports, hops + 1) {
-                    return Some(f);
-                }
-            }
+    if hops < 8
+        && let Some(next) = path.get(n)
+        && let Some(target) = reexports[file].get(next)
+    {
+        let mut followed = target.clone();
+        followed.extend_from_slice(&path[n + 1..]);
+        if let Some(f) = resolve(&followed, files, reexports, hops + 1) {
+            return Some(f);
         }
     }
     Some(file)
@@ -510,10 +507,10 @@ fn graph(files: &[File]) -> BTreeSet<(usize, usize)> {
     let mut edges = BTreeSet::new();
     for (from, imps) in all.iter().enumerate() {
         for imp in imps.iter().filter(|i| i.reexport_as.is_none()) {
-            if let Some(to) = resolve(&imp.path, &index, &reexports, 0) {
-                if to != from {
-                    edges.insert((from, to));
-                }
+            if let Some(to) = resolve(&imp.path, &index, &reexports, 0)
+                && to != from
+            {
+                edges.insert((from, to));
             }
         }
     }
@@ -648,13 +645,13 @@ fn violations(root: &Path, known: &[(&str, &str, &str)]) -> Vec<String> {
     // (a) Top-level modules; each edge named by the files that make it.
     let mut top_edges: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
     for &(a, b) in &edges {
-        if let (Some(ta), Some(tb)) = (top(a), top(b)) {
-            if ta != tb {
-                top_edges
-                    .entry((ta, tb))
-                    .or_default()
-                    .push(format!("{} → {}", files[a].rel, files[b].rel));
-            }
+        if let (Some(ta), Some(tb)) = (top(a), top(b))
+            && ta != tb
+        {
+            top_edges
+                .entry((ta, tb))
+                .or_default()
+                .push(format!("{} → {}", files[a].rel, files[b].rel));
         }
     }
     let keys: BTreeSet<(String, String)> = top_edges.keys().cloned().collect();
@@ -698,13 +695,13 @@ fn violations(root: &Path, known: &[(&str, &str, &str)]) -> Vec<String> {
         };
         let mut local: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
         for &(a, b) in &edges {
-            if let (Some(na), Some(nb)) = (node(a), node(b)) {
-                if na != nb {
-                    local
-                        .entry((na, nb))
-                        .or_default()
-                        .push(format!("{} → {}", files[a].rel, files[b].rel));
-                }
+            if let (Some(na), Some(nb)) = (node(a), node(b))
+                && na != nb
+            {
+                local
+                    .entry((na, nb))
+                    .or_default()
+                    .push(format!("{} → {}", files[a].rel, files[b].rel));
             }
         }
         let keys: BTreeSet<(String, String)> = local.keys().cloned().collect();
@@ -731,13 +728,14 @@ fn violations(root: &Path, known: &[(&str, &str, &str)]) -> Vec<String> {
 
     // (c) Nothing below HTTP imports it.
     for &(a, b) in &edges {
-        if let (Some(ta), Some(tb)) = (top(a), top(b)) {
-            if BELOW_SERVER.contains(&ta.as_str()) && tb == "server" {
-                problems.push(format!(
-                    "{} imports {}: `{ta}` must not depend on `server`",
-                    files[a].rel, files[b].rel
-                ));
-            }
+        if let (Some(ta), Some(tb)) = (top(a), top(b))
+            && BELOW_SERVER.contains(&ta.as_str())
+            && tb == "server"
+        {
+            problems.push(format!(
+                "{} imports {}: `{ta}` must not depend on `server`",
+                files[a].rel, files[b].rel
+            ));
         }
     }
 
