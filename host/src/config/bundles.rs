@@ -308,7 +308,7 @@ pub(super) fn validate_policy_sets<'a>(
 /// Which bundle answers a decision that names none: the one marked as the
 /// default (`marked`), else the only bundle there is; among several with
 /// none marked there is no default, and a decision must name its bundle.
-/// The configuration and the registry both decide by this one rule.
+/// The registry is handed this answer (`RegistrySettings::default_bundle`).
 pub fn default_bundle<'a>(
     marked: Option<&'a str>,
     mut names: impl Iterator<Item = &'a str>,
