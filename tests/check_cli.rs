@@ -181,7 +181,7 @@ fn a_service_that_cannot_be_reached_or_refuses_the_token_exits_3() {
     );
     assert_eq!(out.status.code(), Some(3), "{:?}", text(&out));
 
-    let (token, hash) = stagegate::server::auth::new_token();
+    let (token, hash) = stagegate::auth::new_token();
     let d = Deployment::new(&format!(
         "[[bundles]]\nname = \"iso42001-reference\"\nfile = \"ref.bundle\"\ndefault = true\n\
          [[tokens]]\nname = \"ci\"\nsha256 = \"{hash}\"\nroles = [\"gateway\"]\n"
@@ -330,7 +330,7 @@ fn junit_report_has_one_test_case_per_finding_code_and_fails_the_blocking_ones()
 
 /// A service with the reference bundle and one static token for `gateway`.
 fn service_with_token() -> (Deployment, support::server::Server, String) {
-    let (token, hash) = stagegate::server::auth::new_token();
+    let (token, hash) = stagegate::auth::new_token();
     let d = Deployment::new(&format!(
         "[[bundles]]\nname = \"iso42001-reference\"\nfile = \"ref.bundle\"\ndefault = true\n\
          [[tokens]]\nname = \"ci\"\nsha256 = \"{hash}\"\nroles = [\"gateway\"]\n"

@@ -218,8 +218,8 @@ fn a_list_longer_than_the_configured_bound_is_a_422_naming_the_list() {
 
 #[test]
 fn tokens_map_to_roles_with_401_and_403_and_health_needs_none() {
-    let (gateway, gateway_hash) = stagegate::server::auth::new_token();
-    let (publisher, publisher_hash) = stagegate::server::auth::new_token();
+    let (gateway, gateway_hash) = stagegate::auth::new_token();
+    let (publisher, publisher_hash) = stagegate::auth::new_token();
     let d = deployment(&format!(
         "[[tokens]]\nname = \"rollout-controller\"\nsha256 = \"{gateway_hash}\"\nroles = [\"gateway\"]\n\
          [[tokens]]\nname = \"compliance\"\nsha256 = \"{publisher_hash}\"\nroles = [\"publisher\"]\n"
@@ -275,7 +275,7 @@ fn without_tokens_a_public_listen_address_is_narrowed_to_loopback() {
     let d = deployment_with("listen = \"0.0.0.0:0\"", "");
     // The harness passes --listen 127.0.0.1:0; check the narrowing on the
     // configured address directly, as serve applies it.
-    let config = stagegate::server::config::Config::load(&d.config()).unwrap();
+    let config = stagegate::config::Config::load(&d.config()).unwrap();
     let addr = stagegate::server::effective_listen(&config);
     assert!(addr.ip().is_loopback(), "{addr}");
     let s = d.start();
@@ -410,7 +410,7 @@ fn open_mode_refuses_a_host_that_is_not_loopback() {
 
 #[test]
 fn with_tokens_any_host_name_is_served() {
-    let (gateway, hash) = stagegate::server::auth::new_token();
+    let (gateway, hash) = stagegate::auth::new_token();
     let d = deployment(&format!(
         "[[tokens]]\nname = \"gw\"\nsha256 = \"{hash}\"\nroles = [\"gateway\"]\n"
     ));
@@ -478,7 +478,7 @@ fn open_mode_refuses_state_changes_a_web_form_could_send() {
 
 #[test]
 fn refused_uploads_are_not_buffered() {
-    let (publisher, hash) = stagegate::server::auth::new_token();
+    let (publisher, hash) = stagegate::auth::new_token();
     let d = deployment(&format!(
         "[[tokens]]\nname = \"pub\"\nsha256 = \"{hash}\"\nroles = [\"publisher\"]\n"
     ));

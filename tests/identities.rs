@@ -497,7 +497,7 @@ fn kubernetes_service_account_tokens_from_a_jwks_file_and_static_tokens_side_by_
     }
     let keys_dir = tempfile::tempdir().unwrap();
     keys(keys_dir.path());
-    let (static_token, hash) = stagegate::server::auth::new_token();
+    let (static_token, hash) = stagegate::auth::new_token();
     let d = deployment(&format!(
         "{}{}[[tokens]]\nname = \"legacy-ci\"\nsha256 = \"{hash}\"\nroles = [\"gateway\"]\n",
         identity_entry(

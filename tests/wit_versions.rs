@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 use stagegate::bundle::Bundle;
 use stagegate::bundle::source::PolicySource;
 use stagegate::decision::DecisionKind;
-use stagegate::policy::bindings::package_of;
 use stagegate::policy::{ActivePolicy, Isolation, Limits, Runtime, WitVersion};
+use stagegate::wit::package_of;
 
 use support::server::Deployment;
 

@@ -16,9 +16,9 @@ use stagegate::attest::dsse::{Envelope, Signature, pae};
 use stagegate::attest::receipt::{InputAttestation, ReceiptFacts};
 use stagegate::attest::trust::{EvidenceTrust, TrustedKey};
 use stagegate::attest::{PAYLOAD_TYPE, PublicKey, ReceiptSigner, predicates};
+use stagegate::config::Config;
 use stagegate::decision::request::Attestation;
 use stagegate::decision::{PolicyRef, Timestamp};
-use stagegate::server::config::Config;
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -13,13 +13,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use sha2::Digest;
+use stagegate::auth::Caller;
+use stagegate::config::{Config, Role};
 use stagegate::records::Actor;
 use stagegate::records::chain::{self, LogEntry};
-use stagegate::server::auth::Caller;
-use stagegate::server::config::{Config, Role};
 use stagegate::server::console::Viewer;
 use stagegate::server::console::pages;
-use stagegate::server::pipeline::Pipeline;
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -71,7 +70,7 @@ fn main() {
         config.evidence.keys.push(support::evidence_trust(&dir));
         let app = stagegate::server::prepare(&config).await.unwrap();
         let records = app.records();
-        let pipeline = Pipeline::resolve(&app, None).unwrap();
+        let pipeline = app.pipeline(None).unwrap();
         let ops = Actor { name: "ops".into(), title: None };
         let approver = Actor { name: "j.doe".into(), title: Some("Head of AI Risk".into()) };
         let reviewer = Actor { name: "a.lee".into(), title: None };

@@ -15,7 +15,7 @@
 use std::time::{Duration, Instant};
 
 use stagegate::records::chain::{self, LogEntry};
-use stagegate::records::{merkle, tree};
+use stagegate::records::{leaves, merkle, tree};
 
 fn entry(i: u64) -> LogEntry {
     LogEntry {
@@ -169,7 +169,7 @@ fn main() {
         );
 
         let start = Instant::now();
-        let check = tree::verify_leaves(pool, n - 1000).await.unwrap();
+        let check = leaves::verify_leaves(pool, n - 1000).await.unwrap();
         assert_eq!(check.broken, None);
         assert_eq!(check.root, root);
         println!(

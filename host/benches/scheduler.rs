@@ -7,11 +7,10 @@ mod support;
 use std::time::Instant;
 
 use serde_json::json;
+use stagegate::config::Config;
 use stagegate::decision::Timestamp;
 use stagegate::records::Actor;
 use stagegate::records::schedule::{self, Intervals};
-use stagegate::server::config::Config;
-use stagegate::server::pipeline::Pipeline;
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -68,7 +67,7 @@ fn main() {
         let records = app.records();
         let store = records.store.clone();
         let intervals = records.intervals;
-        let pipeline = Pipeline::resolve(&app, None).unwrap();
+        let pipeline = app.pipeline(None).unwrap();
         let ops = Actor { name: "ops".into(), title: None };
         let approver = Actor { name: "j.doe".into(), title: Some("Head of AI Risk".into()) };
         let reviewer = Actor { name: "a.lee".into(), title: None };

@@ -7,18 +7,31 @@
 //! from the command line and over HTTP.
 //!
 //! - [`decision`]: requests, conversion to WIT, the response envelope;
+//! - [`wit`]: the WIT package versions this host serves, read from a
+//!   component's bytes;
 //! - [`policy`]: the wasmtime sandbox that runs policy components;
 //! - [`bundle`]: signed bundle archives, keys and the trust store;
 //! - [`attest`]: attested evidence in (DSSE, in-toto) and signed decision
 //!   receipts out;
 //! - [`distribution`]: fetching and publishing bundles (HTTP(S), OCI registries);
 //! - [`records`]: deployment records and the hash-chained decision log;
-//! - [`server`]: the HTTP decision service;
+//! - [`config`]: the `stagegate serve` configuration, one file per section;
+//! - [`auth`]: roles and the static token table;
+//! - [`service`]: the engine without HTTP: bundle registry and sources,
+//!   lanes, the one decision pipeline, the scheduler;
+//! - [`integrations`]: each outside tool's rules, on typed inputs;
+//! - [`server`]: HTTP only: the router, extractors, handlers, the console;
 //! - [`cli`]: the `stagegate` command line.
+//!
+//! The dependencies point one way: `server` → `service` → `policy`,
+//! `bundle`, `records` → `decision`; `config` and `auth` sit below
+//! `server` and never import it (`architecture_test` holds the map).
 
 pub mod attest;
+pub mod auth;
 pub mod bundle;
 pub mod cli;
+pub mod config;
 pub mod decision;
 pub mod distribution;
 pub mod identity;
@@ -26,3 +39,8 @@ pub mod integrations;
 pub mod policy;
 pub mod records;
 pub mod server;
+pub mod service;
+pub mod wit;
+
+#[cfg(test)]
+mod architecture_test;

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::BundleError;
-use crate::policy::bindings::{WitVersion, supported_list};
+use crate::wit::{WitVersion, supported_list};
 
 /// The manifest format this host reads and writes.
 pub const FORMAT: u32 = 1;
@@ -189,7 +189,7 @@ pub fn check_name(name: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::bindings::WIT_PACKAGE;
+    use crate::wit::WIT_PACKAGE;
 
     fn manifest(wit: &str) -> Manifest {
         Manifest {

@@ -26,7 +26,7 @@ use serde::Deserialize;
 
 use super::{ArchiveLimits, Bundle, BundleError, read_bounded};
 use crate::decision::Controls;
-use crate::policy::bindings::{WIT_PACKAGE, package_of};
+use crate::wit::{WIT_PACKAGE, package_of};
 
 /// Largest file that may become a bundle member: a larger one would only
 /// build a bundle that no reader accepts.

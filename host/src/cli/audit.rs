@@ -7,10 +7,10 @@ use clap::{Args, Subcommand};
 
 use super::{CliError, CliResult, Exit};
 use crate::bundle::{ArchiveLimits, Bundle};
+use crate::config::Config;
 use crate::decision::Controls;
 use crate::records::checkpoint::Checkpoint;
-use crate::records::{Records, Store, chain, merkle, oscal, tree, witness};
-use crate::server::config::Config;
+use crate::records::{Records, Store, chain, leaves, merkle, oscal, tree, witness};
 
 #[derive(Debug, Args)]
 pub struct AuditArgs {
@@ -372,7 +372,7 @@ async fn verify(store: &Store, checkpoint: Option<Checkpoint>, full: bool) -> Cl
     }
     let size = v.head_seq.max(0) as u64;
     let from = checkpoint.as_ref().map_or(0, |cp| cp.seq.max(0) as u64);
-    let leaves = tree::verify_leaves(&store.pool, from)
+    let leaves = leaves::verify_leaves(&store.pool, from)
         .await
         .map_err(failed)?;
     match &leaves.broken {

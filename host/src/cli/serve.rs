@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::{CliError, CliResult, Exit};
-use crate::server::{self, config::Config};
+use crate::config::Config;
+use crate::server;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {

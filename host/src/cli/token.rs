@@ -4,7 +4,7 @@
 use clap::Args;
 
 use super::{CliResult, Exit};
-use crate::server::config::Role;
+use crate::auth::Role;
 
 #[derive(Debug, Args)]
 pub struct TokenArgs {
@@ -28,7 +28,7 @@ fn parse_role(s: &str) -> Result<Role, String> {
 }
 
 pub fn run(args: TokenArgs) -> CliResult {
-    let (token, hash) = crate::server::auth::new_token();
+    let (token, hash) = crate::auth::new_token();
     let roles: Vec<String> = args
         .roles
         .iter()

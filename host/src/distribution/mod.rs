@@ -5,7 +5,7 @@
 //! source named (digests, sizes, media types). Whether a bundle may be
 //! served (signatures, version floor, compilation, smoke call) is decided
 //! by the one activation path every source goes through
-//! (`server::registry`).
+//! (`service::registry`).
 //!
 //! Both clients run over `ureq`, the blocking HTTP client the service
 //! already uses for webhooks; sources poll on their own threads.

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::claims::{ClaimPattern, SubjectTemplate};
-use crate::server::config::Role;
+use crate::auth::Role;
 
 /// One accepted kind of workload identity token.
 #[derive(Debug, Clone, Deserialize)]

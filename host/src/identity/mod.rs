@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::server::config::Role;
+use crate::auth::Role;
 use claims::{ClaimPattern, SubjectTemplate, lookup, scalar};
 pub use config::IdentityConfig;
 use config::JwksLocation;

@@ -8,11 +8,9 @@
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, Linker};
 
-use super::loaded::StoreState;
-
 /// Defines the inert functions for every version of the interfaces that
-/// `component` imports.
-pub fn define(linker: &mut Linker<StoreState>, component: &Component) -> wasmtime::Result<()> {
+/// `component` imports, whatever the store holds (they touch none of it).
+pub fn define<T: 'static>(linker: &mut Linker<T>, component: &Component) -> wasmtime::Result<()> {
     let engine = linker.engine().clone();
     let imports: Vec<String> = component
         .component_type()

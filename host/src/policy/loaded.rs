@@ -18,8 +18,9 @@ use std::sync::Mutex;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{ResourceLimiter, Store, Trap};
 
-use super::bindings::{WitVersion, v1_0, v1_1};
+use super::bindings::{v1_0, v1_1};
 use super::{Isolation, PolicyError, Runtime};
+use crate::wit::WitVersion;
 
 /// Per-store state: only the memory limiter. No WASI context exists, so no
 /// capability can be granted even by mistake.

@@ -5,18 +5,18 @@
 //! - [`ActivePolicy`]: a loaded policy with its bundle identity and control
 //!   map, answering decisions from request to envelope and failing closed.
 
-pub mod active;
-pub mod bindings;
-pub mod cache;
-pub mod error;
+mod active;
+pub(crate) mod bindings;
+mod cache;
+mod error;
 mod inert;
-pub mod limits;
-pub mod loaded;
-pub mod runtime;
+mod limits;
+mod loaded;
+mod runtime;
 pub mod set;
 
+pub use crate::wit::WitVersion;
 pub use active::{ActivePolicy, Decided, LoadError};
-pub use bindings::WitVersion;
 pub use cache::{CacheOutcome, ComponentCache};
 pub use error::PolicyError;
 pub use limits::{BundleLimits, Isolation, Limits};

@@ -551,7 +551,7 @@ mod tests {
         let url = format!("sqlite://{}", dir.path().join("r.db").display());
         let store = super::super::open_store(&url).await.unwrap();
         let log = super::super::DecisionLog::start(store.clone(), Default::default(), 16);
-        let intervals = crate::server::config::Config::default().intervals();
+        let intervals = crate::config::Config::default().intervals();
         let records = Records::new(store, log, false, intervals).with_receipts(Some(
             ReceiptSigner::new(ed25519_dalek::SigningKey::from_bytes(&[1; 32]), "test"),
         ));

@@ -71,7 +71,7 @@ async fn run_until(store: &Store, last: i64) -> Result<(), StoreError> {
                     })?;
             }
             if *version == LOG_TREE {
-                super::tree::build_from_log(&mut tx)
+                super::leaves::build_from_log(&mut tx)
                     .await
                     .map_err(|e| StoreError::Migrate {
                         version: *version,
@@ -271,7 +271,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_existing_log_is_hashed_into_the_tree_in_order_and_its_chain_still_verifies() {
-        use super::super::{chain, merkle, tree};
+        use super::super::{chain, leaves as leaf_audit, merkle, tree};
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("db").display());
         let store = Store::connect(&url).await.unwrap();
@@ -324,7 +324,7 @@ mod tests {
             leaves.push(merkle::leaf_hash(&chain::entry_bytes(seq, e, &prev)));
             prev = chain::hash(seq, e, &prev);
         }
-        let check = tree::verify_leaves(&store.pool, 300).await.unwrap();
+        let check = leaf_audit::verify_leaves(&store.pool, 300).await.unwrap();
         assert_eq!(check.broken, None);
         assert_eq!(tree::root(&store.pool, 300).await.unwrap(), check.root);
         assert_eq!(tree::verify_nodes(&store.pool, 300).await.unwrap(), None);
@@ -351,7 +351,10 @@ mod tests {
         .unwrap();
         tx.commit().await.unwrap();
         assert_eq!(
-            tree::verify_leaves(&store.pool, 300).await.unwrap().broken,
+            leaf_audit::verify_leaves(&store.pool, 300)
+                .await
+                .unwrap()
+                .broken,
             None
         );
         assert_eq!(tree::verify_nodes(&store.pool, 301).await.unwrap(), None);

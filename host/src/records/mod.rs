@@ -45,6 +45,7 @@ pub(crate) mod evidence;
 pub(crate) mod export;
 pub(crate) mod idempotency;
 pub mod last;
+pub mod leaves;
 pub(crate) mod ledger;
 mod log;
 pub mod merkle;

@@ -1,95 +1,64 @@
-//! Bearer tokens and roles.
+//! The HTTP side of authentication: the bearer token read from a
+//! request's `Authorization` header and looked up in the token table
+//! ([`crate::auth`]).
 //!
-//! The configuration holds each token's SHA-256, never the token, so a
-//! leaked config file grants nothing. A presented token is hashed and
-//! looked up; the holder's name becomes the actor of what it does.
 //! Without any token configured the service runs in open development mode:
 //! loopback only, every caller has every role.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::http::{HeaderMap, StatusCode, header};
-use sha2::{Digest, Sha256};
 
-use super::config::{Role, TokenConfig};
 use super::error::ApiError;
+use crate::auth::{Caller, Forbidden, Role, TokenConfig, Tokens};
 
-/// Who is calling, and what they may do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
-    pub name: String,
-    pub roles: Vec<Role>,
-    /// The accountable role recorded on authorisations.
-    pub title: Option<String>,
-}
-
-impl Caller {
-    pub fn has(&self, role: Role) -> bool {
-        self.roles.contains(&role)
-    }
-
-    /// 403 naming the missing role unless the caller has one of `roles`.
-    pub fn require(&self, roles: &[Role]) -> Result<(), ApiError> {
-        if roles.iter().any(|r| self.has(*r)) {
-            return Ok(());
-        }
-        let wanted: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!(
-                "'{}' lacks the role this needs: {}",
-                self.name,
-                wanted.join(" or ")
-            ),
-        ))
+impl From<Forbidden> for ApiError {
+    fn from(e: Forbidden) -> Self {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", e.to_string())
     }
 }
 
-/// The configured tokens and workload identities.
+/// [`Caller::permits`] answered the HTTP way: 403 naming the missing role.
+pub(crate) trait RequireRole {
+    fn require(&self, roles: &[Role]) -> Result<(), ApiError>;
+}
+
+impl RequireRole for Caller {
+    fn require(&self, roles: &[Role]) -> Result<(), ApiError> {
+        Ok(self.permits(roles)?)
+    }
+}
+
+/// The configured tokens and workload identities, as requests present them.
 #[derive(Debug, Clone, Default)]
-pub struct Auth {
-    by_hash: HashMap<String, Caller>,
+pub(crate) struct Auth {
+    tokens: Tokens,
     /// `[[identities]]`: a bearer value shaped like a JWT is checked there.
     identities: Arc<crate::identity::Identities>,
 }
 
 impl Auth {
-    pub fn new(tokens: &[TokenConfig]) -> Self {
-        let by_hash = tokens
-            .iter()
-            .map(|t| {
-                (
-                    t.sha256.to_ascii_lowercase(),
-                    Caller {
-                        name: t.name.clone(),
-                        roles: t.roles.clone(),
-                        title: t.title.clone(),
-                    },
-                )
-            })
-            .collect();
+    pub(crate) fn new(tokens: &[TokenConfig]) -> Self {
         Auth {
-            by_hash,
+            tokens: Tokens::new(tokens),
             identities: Arc::default(),
         }
     }
 
     /// Adds the workload identities (docs/identities.md).
-    pub fn with_identities(mut self, identities: crate::identity::Identities) -> Self {
+    pub(crate) fn with_identities(mut self, identities: crate::identity::Identities) -> Self {
         self.identities = Arc::new(identities);
         self
     }
 
     /// No tokens and no identities: open development mode.
-    pub fn is_open(&self) -> bool {
-        self.by_hash.is_empty() && self.identities.is_empty()
+    pub(crate) fn is_open(&self) -> bool {
+        self.tokens.is_open() && self.identities.is_empty()
     }
 
     /// The caller behind a request's `Authorization` header (401 if absent
     /// or unknown).
-    pub fn caller(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    pub(crate) fn caller(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
         if self.is_open() {
             return Ok(Caller {
                 name: anonymous_name(headers),
@@ -111,15 +80,11 @@ impl Auth {
         if crate::identity::jwt::looks_like_jwt(token) {
             return self.identity(token);
         }
-        let hash = hex::encode(Sha256::digest(token.as_bytes()));
-        self.by_hash
-            .get(&hash)
-            .cloned()
+        self.tokens
+            .holder(token)
             .ok_or_else(|| unauthorised("unknown token"))
     }
-}
 
-impl Auth {
     /// A JWT, checked against `[[identities]]`: a refusal is 401 with the
     /// reason's code (`token.expired`, ...), never quoting the token.
     fn identity(&self, token: &str) -> Result<Caller, ApiError> {
@@ -151,19 +116,10 @@ fn anonymous_name(headers: &HeaderMap) -> String {
         .unwrap_or_else(|| "anonymous".into())
 }
 
-/// A new random token and its SHA-256, for `stagegate token`.
-pub fn new_token() -> (String, String) {
-    use rand::RngCore;
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    let token = format!("sg_{}", hex::encode(bytes));
-    let hash = hex::encode(Sha256::digest(token.as_bytes()));
-    (token, hash)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::new_token;
 
     fn auth() -> (Auth, String) {
         let (token, sha256) = new_token();

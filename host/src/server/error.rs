@@ -147,3 +147,14 @@ impl IntoResponse for ApiError {
         res
     }
 }
+
+impl From<crate::service::PipelineError> for ApiError {
+    fn from(e: crate::service::PipelineError) -> Self {
+        match e {
+            crate::service::PipelineError::Request(e) => e.into(),
+            crate::service::PipelineError::Task(m) => {
+                ApiError::internal(format!("decision task failed: {m}"))
+            }
+        }
+    }
+}

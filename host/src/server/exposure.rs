@@ -34,10 +34,11 @@ use sha2::Sha256;
 use sqlx::Row;
 
 use super::App;
-use super::config::Role;
 use super::error::ApiError;
-use super::metrics::Metrics;
+use crate::auth::Role;
 use crate::records::Records;
+use crate::server::auth::RequireRole;
+use crate::service::Metrics;
 
 /// Buckets a subject can fall in: 0..9,999, so traffic is honoured to a
 /// hundredth of a percent.

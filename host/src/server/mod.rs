@@ -1,30 +1,24 @@
-//! `stagegate serve`: the HTTP decision service (docs/http-api.md).
+//! `stagegate serve`: the HTTP decision service (docs/http-api.md), HTTP
+//! only: the router, its middleware, the extractors, the handlers, error
+//! mapping, TLS and the console. The engine they call (registry, pipeline,
+//! scheduler) is [`crate::service`], which knows nothing of HTTP.
 //!
 //! axum on tokio. Decisions run inline on the request's task: a warm
 //! policy call takes microseconds, less than handing it to another thread
 //! would; a bundle whose calls turn slow moves to a bounded blocking lane
-//! ([`lane`]). Every request passes a concurrency gate (503 + `Retry-After`
-//! instead of an unbounded queue) and a timeout; bundle activations run on
-//! blocking threads so compilation never stalls decisions.
+//! (`service::lane`). Every request passes a concurrency gate (503 +
+//! `Retry-After` instead of an unbounded queue) and a timeout; bundle
+//! activations run on blocking threads so compilation never stalls
+//! decisions.
 
-pub mod auth;
+pub(crate) mod auth;
 pub(crate) mod body;
-pub mod config;
-#[cfg(test)]
-mod config_example;
 pub mod console;
 pub(crate) mod error;
-pub mod exposure;
+pub(crate) mod exposure;
 pub mod integrations;
-pub(crate) mod lane;
-pub(crate) mod metrics;
-pub(crate) mod monitor;
-pub mod pipeline;
-pub(crate) mod registry;
-pub(crate) mod remote;
 pub(crate) mod routes;
-pub(crate) mod sources;
-pub mod tls;
+pub(crate) mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,11 +32,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use tokio::sync::Semaphore;
 
+use crate::config::{Config, LimitsConfig, LogFormat};
+use crate::service::registry::ResolveError;
+use crate::service::{Metrics, Pipeline, Registry, Service, StartError};
 use auth::Auth;
-use config::{Config, LimitsConfig, LogFormat};
 use error::ApiError;
-use metrics::Metrics;
-use registry::{Registry, RegistrySettings};
 
 /// Shared state of every handler.
 pub struct App {
@@ -71,6 +65,21 @@ impl App {
     pub fn records(&self) -> &crate::records::Records {
         &self.records
     }
+
+    /// The decision pipeline of bundle or policy set `name`, or of the
+    /// default: what every handler decides with.
+    pub fn pipeline(&self, name: Option<&str>) -> Result<Pipeline, ResolveError> {
+        Pipeline::resolve(&self.registry, &self.metrics, name)
+    }
+
+    /// The engine behind this service.
+    pub(crate) fn service(&self) -> Service {
+        Service {
+            records: self.records.clone(),
+            registry: self.registry.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
 }
 
 /// A failure to start: reported before the port is bound.
@@ -80,6 +89,15 @@ pub enum ServeError {
     Config(String),
     #[error("{0}")]
     Startup(String),
+}
+
+impl From<StartError> for ServeError {
+    fn from(e: StartError) -> Self {
+        match e {
+            StartError::Config(m) => ServeError::Config(m),
+            StartError::Startup(m) => ServeError::Startup(m),
+        }
+    }
 }
 
 /// Installs the log subscriber: `RUST_LOG` filters (default `info`).
@@ -101,66 +119,21 @@ pub fn init_logging(format: LogFormat) {
     };
 }
 
-/// Opens the records database, then builds the registry and loads every
-/// configured bundle.
+/// Starts the engine ([`Service::start`]) and builds the HTTP state
+/// around it: tokens, the console, the integrations' gates and the
+/// exposure route table.
 pub async fn prepare(config: &Config) -> Result<Arc<App>, ServeError> {
-    let url = config.database_url();
-    let store = crate::records::open_store(&url)
-        .await
-        .map_err(|e| ServeError::Startup(format!("records: {e}")))?;
-    tracing::info!(database = %crate::records::store::redact(&url), "records store open");
-    let log = crate::records::DecisionLog::start(
-        store.clone(),
-        config.records.durability,
-        config.records.queue,
-    );
-    let records =
-        crate::records::Records::new(store, log, config.records.log_requests, config.intervals())
-            .with_clock_skew(i64::try_from(config.records.max_clock_skew_ms).unwrap_or(i64::MAX))
-            .with_checkpoints(checkpoint_signer(config)?)
-            .with_evidence(evidence_trust(config)?)
-            .with_receipts(receipt_signer(config)?)
-            .with_destinations(
-                crate::records::destinations::Destinations::parse(&config.webhooks.allow)
-                    .map_err(ServeError::Config)?,
-            );
-    records.check_log_extends_last().await;
-    let (events, mut bundle_events) = tokio::sync::mpsc::unbounded_channel();
-    // The one subscriber to bundle events: a forced activation goes into
-    // the decision log's hash chain (who, from which version to which,
-    // why), so an auditor sees every downgrade beside the decisions it
-    // changed.
-    let chain = records.clone();
-    tokio::spawn(async move {
-        while let Some(event) = bundle_events.recv().await {
-            let registry::BundleEvent::ForcedActivation(f) = &event;
-            tracing::warn!(
-                bundle = %f.bundle,
-                actor = %f.actor,
-                from_version = %f.from_version,
-                to_version = %f.to_version,
-                to_digest = %f.to_digest,
-                reason = f.reason.as_deref().unwrap_or(""),
-                "forced bundle activation"
-            );
-            let entry = chain.event_entry(
-                "bundle.forced_activation",
-                &f.actor,
-                (&f.bundle, &f.to_version, &f.to_digest),
-                &event,
-            );
-            if let Err(e) = chain.log.record(entry).await {
-                tracing::error!(bundle = %f.bundle, error = %e, "could not log a forced bundle activation");
-            }
-        }
-    });
     let github = match &config.integrations.github {
         Some(g) => Some(Arc::new(
             integrations::github::GithubGate::load(g).map_err(ServeError::Config)?,
         )),
         None => None,
     };
-    let registry = tokio::task::block_in_place(|| prepare_registry(config, events))?;
+    let Service {
+        records,
+        registry,
+        metrics,
+    } = Service::start(config).await?;
     let identities = tokio::task::block_in_place(|| {
         crate::identity::Identities::new(&config.identities).map_err(ServeError::Config)
     })?;
@@ -182,7 +155,7 @@ pub async fn prepare(config: &Config) -> Result<Arc<App>, ServeError> {
         Duration::from_millis(config.integrations.authz.refresh_ms),
     );
     let app = Arc::new(App {
-        metrics: registry.metrics().clone(),
+        metrics,
         registry,
         records,
         auth: Auth::new(&config.tokens).with_identities(identities),
@@ -196,133 +169,8 @@ pub async fn prepare(config: &Config) -> Result<Arc<App>, ServeError> {
         admission_requires_receipt: config.integrations.kubernetes.require_receipt,
         inflight: Arc::new(Semaphore::new(config.limits.concurrency)),
     });
-    monitor::start(&app, config);
+    app.service().spawn_background(config);
     Ok(app)
-}
-
-/// The checkpoint key, created on first start (its public half beside it,
-/// for auditors).
-fn checkpoint_signer(config: &Config) -> Result<crate::records::CheckpointSigner, ServeError> {
-    let path = config.checkpoint_key();
-    let key = if path.exists() {
-        crate::bundle::keys::load_secret(&path)
-    } else {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| ServeError::Startup(format!("{}: {e}", dir.display())))?;
-        }
-        tracing::info!(key = %path.display(), "created the checkpoint signing key");
-        crate::bundle::keys::generate(&path).map(|(k, _)| k)
-    }
-    .map_err(|e| ServeError::Startup(format!("checkpoint key: {e}")))?;
-    Ok(crate::records::CheckpointSigner {
-        key,
-        origin: config.records.checkpoint_origin.clone(),
-        last: crate::records::last::path_beside(&path),
-        max_age_ms: config.records.checkpoint_max_age_ms,
-    })
-}
-
-/// The evidence trust store: `[[evidence.keys]]`, files relative to the
-/// working directory.
-fn evidence_trust(config: &Config) -> Result<crate::attest::EvidenceTrust, ServeError> {
-    crate::attest::EvidenceTrust::load(
-        &config.evidence.keys,
-        config.evidence.require_known_predicates,
-        std::path::Path::new(""),
-    )
-    .map_err(|e| ServeError::Config(format!("evidence: {e}")))
-}
-
-/// The receipt key, created on first start (its public half beside it);
-/// none when receipts are off.
-fn receipt_signer(config: &Config) -> Result<Option<crate::attest::ReceiptSigner>, ServeError> {
-    if !config.receipts.enabled {
-        return Ok(None);
-    }
-    let path = config.receipt_key();
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| ServeError::Startup(format!("{}: {e}", dir.display())))?;
-    }
-    crate::attest::ReceiptSigner::load_or_create(&path, &config.receipts.verifier_id)
-        .map(Some)
-        .map_err(|e| ServeError::Startup(format!("receipt key: {e}")))
-}
-
-/// Builds the registry and loads every configured bundle: persisted copies
-/// first (so a restart serves the last good bundles even if no source is
-/// reachable), then development builds, then watched sources.
-fn prepare_registry(
-    config: &Config,
-    events: tokio::sync::mpsc::UnboundedSender<registry::BundleEvent>,
-) -> Result<Arc<Registry>, ServeError> {
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|e| ServeError::Startup(format!("data_dir {}: {e}", config.data_dir.display())))?;
-    let limits = crate::policy::Limits {
-        deadline: Duration::from_millis(config.limits.decision_deadline_ms),
-        memory_bytes: config.limits.memory_mib << 20,
-        max_instances: u32::try_from(config.limits.concurrency + 64).unwrap_or(u32::MAX),
-        largest_bundle_memory_bytes: config
-            .bundles
-            .iter()
-            .filter_map(|b| b.limits.memory_mib)
-            .max()
-            .unwrap_or(0)
-            << 20,
-        ..crate::policy::Limits::default()
-    };
-    let runtime =
-        crate::policy::Runtime::new(limits).map_err(|e| ServeError::Startup(e.to_string()))?;
-    let metrics = Arc::new(Metrics::new());
-    let registry = Arc::new(Registry::new(
-        runtime,
-        RegistrySettings {
-            trust_dir: config.trust.dir.clone(),
-            min_signatures: config.trust.min_signatures,
-            isolation: config.limits.isolation,
-            data_dir: config.data_dir.clone(),
-            default_bundle: config.default_bundle().map(str::to_string),
-            default_is_first_activated: config.bundles.is_empty() && config.policy_sets.is_empty(),
-            cache: config.cache,
-            events: Some(events),
-            archive_limits: config.limits.archive(),
-            bundle_limits: config
-                .bundles
-                .iter()
-                .map(|b| (b.name.clone(), b.limits))
-                .collect(),
-            sets: config
-                .policy_sets
-                .iter()
-                .map(|s| (s.name.clone(), s.members.clone()))
-                .collect(),
-        },
-        metrics.clone(),
-    ));
-    for b in &config.bundles {
-        registry.slot(&b.name);
-    }
-    registry.restore_persisted();
-    for b in &config.bundles {
-        let Some(dir) = &b.build else { continue };
-        if let Err(e) = sources::build_and_sign(
-            &registry,
-            &b.name,
-            dir,
-            b.sign_with.as_deref(),
-            &config.trust.dir,
-        ) {
-            tracing::error!(bundle = %b.name, policy_dir = %dir.display(), error = %e, "development build failed");
-        }
-    }
-    let mut watcher = sources::Watcher::new(registry.clone(), config.bundles.clone());
-    watcher.poll();
-    watcher.spawn(Duration::from_millis(config.limits.watch_interval_ms));
-    // Remote sources poll on their own threads: a registry that is down
-    // must not hold up start, which already serves the persisted bundles.
-    remote::start(&registry, &config.bundles, &config.sources).map_err(ServeError::Config)?;
-    Ok(registry)
 }
 
 /// The router: decision and bundle endpoints behind the concurrency gate

@@ -15,7 +15,6 @@
 //! connection with a handshake record (byte `0x16`).
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +28,8 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
+
+pub use crate::config::TlsFiles;
 
 /// The first byte of a TLS record carrying a handshake message.
 const TLS_HANDSHAKE: u8 = 0x16;
@@ -46,13 +47,6 @@ pub enum TlsError {
         key: String,
         message: String,
     },
-}
-
-/// The certificate chain and private key files (PEM) of the listener.
-#[derive(Debug, Clone)]
-pub struct TlsFiles {
-    pub certificate: PathBuf,
-    pub key: PathBuf,
 }
 
 /// The files' contents as last read: a reload happens when they differ.
@@ -370,7 +364,7 @@ mod tests {
 
     #[test]
     fn listen_tls_needs_both_files_and_the_files_need_listen_tls() {
-        use crate::server::config::Config;
+        use crate::config::Config;
         let e = Config::parse("listen_tls = \"127.0.0.1:8443\"\n[tls]\ncertificate = \"c.pem\"\n")
             .err()
             .unwrap();

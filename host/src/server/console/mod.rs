@@ -14,6 +14,8 @@
 pub mod charts;
 pub mod pages;
 pub mod session;
+pub mod visitor;
+pub use visitor::Viewer;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,13 +30,11 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::App;
-use super::auth::Caller;
-use super::config::{ConsoleConfig, Role};
+use crate::config::ConsoleConfig;
+use crate::server::auth::RequireRole;
 use pages::Page;
-use session::{COOKIE, Lookup, Session, Sessions};
-
-/// The roles that may use the console.
-pub const ROLES: &[Role] = &[Role::Auditor, Role::Approver, Role::Operator];
+use session::{COOKIE, Sessions};
+use visitor::{ROLES, session_id, viewer};
 
 /// The console's state: its sessions and cookie settings.
 #[derive(Debug)]
@@ -55,14 +55,6 @@ impl Console {
         let secure = if self.secure_cookie { "; Secure" } else { "" };
         format!("{COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/ui; Max-Age={max_age}{secure}")
     }
-}
-
-/// Who is looking at a page: the caller, and the session behind it (none
-/// in open mode).
-#[derive(Debug, Clone)]
-pub struct Viewer {
-    pub caller: Caller,
-    pub session: Option<Session>,
 }
 
 /// The console's routes (all under `/ui`), with their security headers.
@@ -141,57 +133,6 @@ async fn unknown_page(State(app): State<Arc<App>>, headers: HeaderMap) -> Respon
         .into_response(),
         Err(refusal) => *refusal,
     }
-}
-
-/// The session id in a request's cookie.
-fn session_id(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|h| session::cookie(h, COOKIE))
-}
-
-/// The viewer of a request, or the response that refuses it: a redirect
-/// to the sign-in form without a live session, saying so when it expired.
-pub(crate) fn viewer(app: &App, headers: &HeaderMap) -> Result<Viewer, Box<Response>> {
-    if app.auth.is_open() {
-        return Ok(Viewer {
-            caller: app.auth.caller(headers).map_err(|_| {
-                Box::new(
-                    Page::error(StatusCode::UNAUTHORIZED, "Sign in", "Sign in first.")
-                        .into_response(),
-                )
-            })?,
-            session: None,
-        });
-    }
-    let lookup = match session_id(headers) {
-        Some(id) => app.console.sessions.get(id),
-        None => Err(Lookup::Unknown),
-    };
-    match lookup {
-        Ok(s) => Ok(Viewer {
-            caller: s.caller.clone(),
-            session: Some(s),
-        }),
-        Err(Lookup::Expired) => Err(Box::new(to_sign_in(app, "/ui/sign-in?expired=1"))),
-        Err(Lookup::Unknown) => Err(Box::new(to_sign_in(app, "/ui/sign-in"))),
-    }
-}
-
-/// A browser without a live session is sent to the sign-in form (a 303:
-/// a refusal the browser follows without logging an error), and a stale
-/// cookie is dropped.
-fn to_sign_in(app: &App, location: &'static str) -> Response {
-    (
-        StatusCode::SEE_OTHER,
-        [
-            (header::LOCATION, location.to_string()),
-            (header::SET_COOKIE, app.console.cookie("", 0)),
-        ],
-    )
-        .into_response()
 }
 
 fn sign_in_page(status: StatusCode, message: Option<&str>, app: &App) -> Response {

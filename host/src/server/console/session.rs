@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use rand::RngCore;
 
-use crate::server::auth::Caller;
+use crate::auth::Caller;
 
 /// The session cookie's name.
 pub const COOKIE: &str = "sg_session";
@@ -135,7 +135,7 @@ mod tests {
     fn caller() -> Caller {
         Caller {
             name: "audit".into(),
-            roles: vec![crate::server::config::Role::Auditor],
+            roles: vec![crate::auth::Role::Auditor],
             title: None,
         }
     }

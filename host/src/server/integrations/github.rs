@@ -42,7 +42,6 @@ use crate::records::RecordError;
 use crate::server::App;
 use crate::server::body;
 use crate::server::error::ApiError;
-use crate::server::pipeline::Pipeline;
 
 /// `[integrations.github]`. Every key has a default so that each can be
 /// documented on its own; `validate` requires the ones without a sensible
@@ -481,7 +480,8 @@ async fn judge(
             RecordError::NotFound(m) => format!("{m}: register the release first"),
             e => format!("the records could not be read: {e}"),
         })?;
-    let pipeline = Pipeline::resolve(app, target.bundle.as_deref())
+    let pipeline = app
+        .pipeline(target.bundle.as_deref())
         .map_err(|e| format!("no bundle to decide with: {e}"))?;
     let actor = format!("github:{repository}");
     let request = Request::Gate(request);

@@ -24,15 +24,15 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use crate::auth::Role;
 use crate::decision::verdict::FindingSeverity;
 use crate::records::chain::LogEntry;
 use crate::records::model::Deployment;
 use crate::records::{DeploymentSelector, DeploymentStatus, RecordError};
 use crate::server::App;
+use crate::server::auth::RequireRole;
 use crate::server::body;
-use crate::server::config::Role;
 use crate::server::error::ApiError;
-use crate::server::pipeline::Pipeline;
 
 /// The only review version served (the webhook's `admissionReviewVersions`).
 pub const API_VERSION: &str = "admission.k8s.io/v1";
@@ -440,7 +440,7 @@ async fn resolve(
 /// changes the object sees them. They never refuse the object; an
 /// evaluation that cannot run is itself a warning.
 async fn monitoring_warnings(app: &App, deployment: &Deployment, actor: &str) -> Vec<Finding> {
-    let pipeline = match Pipeline::resolve(app, None) {
+    let pipeline = match app.pipeline(None) {
         Ok(p) => p,
         Err(e) => {
             return vec![Finding::warn(

@@ -9,13 +9,14 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 
+use crate::auth::Role;
 use crate::bundle::Signer;
 use crate::decision::Timestamp;
 use crate::server::App;
+use crate::server::auth::RequireRole;
 use crate::server::body;
-use crate::server::config::Role;
 use crate::server::error::ApiError;
-use crate::server::registry::{Active, Event, Origin, Rejection, Slot};
+use crate::service::registry::{Active, Event, Origin, Rejection, Slot};
 
 #[derive(Serialize)]
 pub struct ActiveView {
@@ -81,7 +82,7 @@ pub struct BundleStatus {
     last_rejection: Option<Event>,
     /// The polled remote source (`url`, `oci`), if the bundle has one.
     #[serde(skip_serializing_if = "Option::is_none")]
-    source: Option<crate::server::remote::SourceStatus>,
+    source: Option<crate::service::registry::SourceStatus>,
     history: Vec<Event>,
 }
 
@@ -133,7 +134,7 @@ pub async fn upload(
     query: Result<Query<UploadQuery>, QueryRejection>,
     headers: HeaderMap,
     request_body: Body,
-) -> Result<Json<crate::server::registry::Activated>, ApiError> {
+) -> Result<Json<crate::service::registry::Activated>, ApiError> {
     // `force=true` overrides the version floor, which only a bundle
     // administrator may do; the query is checked before the body is read.
     let wants_force = matches!(&query, Ok(Query(q)) if q.force);

@@ -9,13 +9,13 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
+use crate::auth::Role;
 use crate::decision::{self, DecisionKind};
 use crate::server::App;
+use crate::server::auth::RequireRole;
 use crate::server::body;
-use crate::server::config::Role;
 use crate::server::error::ApiError;
-use crate::server::pipeline::Pipeline;
-use crate::server::registry::ResolveError;
+use crate::service::registry::ResolveError;
 
 #[derive(Debug, Deserialize)]
 pub struct DecideQuery {
@@ -37,7 +37,9 @@ pub async fn decide(
         .map_err(|e: decision::UnknownDecision| ApiError::not_found(e.to_string()))?;
     let Query(query) = query.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
     body::require_json(&headers)?;
-    let pipeline = Pipeline::resolve(&app, query.bundle.as_deref()).map_err(resolve_error)?;
+    let pipeline = app
+        .pipeline(query.bundle.as_deref())
+        .map_err(resolve_error)?;
     let bytes = body::read(&headers, request_body, app.limits.body_bytes).await?;
     // The log entry and the JSON grow with the request: they are made
     // where the decision runs (see `Pipeline::decide_body`).

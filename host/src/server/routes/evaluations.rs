@@ -11,11 +11,12 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::auth::Role;
 use crate::records::DeploymentSelector;
 use crate::server::App;
-use crate::server::config::Role;
+use crate::server::auth::RequireRole;
 use crate::server::error::ApiError;
-use crate::server::pipeline::Pipeline;
+use crate::service::pipeline::Pipeline;
 
 /// Who may ask: gateways and controllers (`gateway`), operators, and
 /// auditors.
@@ -32,7 +33,7 @@ pub fn query_params(
 
 /// The default bundle's pipeline: what deployments are decided by.
 pub fn pipeline(app: &App) -> Result<Pipeline, ApiError> {
-    Pipeline::resolve(app, None).map_err(super::decisions::resolve_error)
+    app.pipeline(None).map_err(super::decisions::resolve_error)
 }
 
 fn json<T: serde::Serialize>(v: &T) -> Result<Response, ApiError> {

@@ -10,9 +10,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::auth::Role;
 use crate::records::proofs::TILE_WIDTH;
 use crate::server::App;
-use crate::server::config::Role;
+use crate::server::auth::RequireRole;
 use crate::server::error::ApiError;
 
 const READERS: &[Role] = &[

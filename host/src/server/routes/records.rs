@@ -20,6 +20,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::auth::Caller;
+use crate::auth::Role;
 use crate::decision::decode::decode_as;
 use crate::records::idempotency::{self, IdempotencyKey};
 use crate::records::model::{
@@ -29,11 +31,10 @@ use crate::records::model::{
 use crate::records::oscal;
 use crate::records::{Actor, Intervention, RecordError};
 use crate::server::App;
-use crate::server::auth::Caller;
+use crate::server::auth::RequireRole;
 use crate::server::body;
-use crate::server::config::Role;
 use crate::server::error::ApiError;
-use crate::server::pipeline::Pipeline;
+use crate::service::pipeline::Pipeline;
 
 /// Every role may read records; `auditor` exists for those who only read.
 const READERS: &[Role] = &[
@@ -80,7 +81,7 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
 /// The decision pipeline of the default bundle: what deployment
 /// transitions are decided by.
 fn pipeline(app: &App) -> Result<Pipeline, ApiError> {
-    Pipeline::resolve(app, None).map_err(super::decisions::resolve_error)
+    app.pipeline(None).map_err(super::decisions::resolve_error)
 }
 
 /// Runs a write with `Idempotency-Key` handling: a known key replays the
@@ -502,7 +503,8 @@ pub async fn record(
             let evidence = app.records.oscal_evidence(&id).await?;
             // Findings are judged by the control map of the bundle that
             // decided the deployment, as loaded now.
-            let pipeline = Pipeline::resolve(&app, evidence.bundle())
+            let pipeline = app
+                .pipeline(evidence.bundle())
                 .map_err(super::decisions::resolve_error)?;
             let doc = oscal::document(&evidence, &pipeline.controls());
             let body = oscal::to_bytes(&doc)

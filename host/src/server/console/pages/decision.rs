@@ -12,7 +12,7 @@ use super::decision_row::decision_row;
 use super::*;
 use crate::records::chain::Chained;
 use crate::server::App;
-use crate::server::console::viewer;
+use crate::server::console::visitor::viewer;
 
 #[derive(Template)]
 #[template(path = "console/decision.html")]

@@ -11,7 +11,7 @@ use super::decision_row::decision_row;
 use super::*;
 use crate::records::console::{LogFilter, MAX_PAGE};
 use crate::server::App;
-use crate::server::console::viewer;
+use crate::server::console::visitor::viewer;
 
 /// Why a log filter was refused: the parameter and what it must be.
 #[derive(Debug, Clone, PartialEq)]

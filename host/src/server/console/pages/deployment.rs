@@ -14,7 +14,7 @@ use super::evidence::{acceptance_view, authorisation_view, review_view};
 use super::*;
 use crate::server::App;
 use crate::server::console::charts::{MetricChart, Timeline};
-use crate::server::console::viewer;
+use crate::server::console::visitor::viewer;
 
 pub struct StageView {
     pub name: String,

@@ -32,7 +32,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::charts;
-use super::{ROLES, Viewer};
+use super::visitor::{ROLES, Viewer};
 use crate::decision::Timestamp;
 use crate::records::RecordError;
 

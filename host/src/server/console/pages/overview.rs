@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::server::App;
-use crate::server::console::viewer;
+use crate::server::console::visitor::viewer;
 
 struct SystemRow {
     id: String,
@@ -46,8 +46,8 @@ struct OverviewTemplate {
 /// Where the active bundle came from, and for a polled source how its
 /// polling stands (the same fields as `GET /v1/bundles/{name}`).
 fn source_text(
-    origin: &crate::server::registry::Origin,
-    source: Option<crate::server::remote::SourceStatus>,
+    origin: &crate::service::registry::Origin,
+    source: Option<crate::service::registry::SourceStatus>,
 ) -> String {
     let mut text = origin.to_string();
     if let Some(s) = source {

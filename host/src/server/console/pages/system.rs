@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::evidence::{acceptance_view, authorisation_view, review_view};
 use super::*;
 use crate::server::App;
-use crate::server::console::viewer;
+use crate::server::console::visitor::viewer;
 
 struct NoticeView {
     release: String,

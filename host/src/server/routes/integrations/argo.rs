@@ -13,6 +13,7 @@ use super::CONTROLLERS;
 use crate::integrations::argo;
 use crate::records::DeploymentSelector;
 use crate::server::App;
+use crate::server::auth::RequireRole;
 use crate::server::error::ApiError;
 use crate::server::routes::evaluations::{pipeline, query_params};
 

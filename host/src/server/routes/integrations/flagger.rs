@@ -16,6 +16,7 @@ use super::CONTROLLERS;
 use crate::decision::decode::decode_as;
 use crate::integrations::flagger::{self, Hook, Payload};
 use crate::server::App;
+use crate::server::auth::RequireRole;
 use crate::server::body;
 use crate::server::error::ApiError;
 use crate::server::routes::evaluations::pipeline;

@@ -10,7 +10,7 @@
 pub mod argo;
 pub mod flagger;
 
-use crate::server::config::Role;
+use crate::auth::Role;
 
 /// Who may call the adapters.
 pub const CONTROLLERS: &[Role] = &[Role::Gateway, Role::Operator];

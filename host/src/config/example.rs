@@ -4,7 +4,7 @@
 //! tests hold the file to the code, so the documentation cannot drift from
 //! `Config::default()` (and, through it, `policy::Limits::default()`).
 
-use super::config::Config;
+use super::Config;
 
 const EXAMPLE: &str = include_str!("../../../examples/stagegate.toml");
 

@@ -15,14 +15,15 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 
-use super::App;
-use super::config::Config;
-use super::pipeline::Pipeline;
+use super::Service as Engine;
+use crate::config::Config;
 use crate::decision::{Outcome, Timestamp};
 use crate::records::{Actor, DeploymentStatus, RecordError, schedule, webhooks};
 
 /// Starts the scheduler and the deliverer (each if enabled).
-pub fn start(app: &Arc<App>, config: &Config) {
+pub(crate) fn start(engine: Engine, config: &Config) {
+    let app = Arc::new(engine);
+    let app = &app;
     let replica =
         config.scheduler.replica.clone().unwrap_or_else(|| {
             format!("scheduler-{}", ulid::Ulid::new().to_string().to_lowercase())
@@ -69,7 +70,7 @@ pub fn start(app: &Arc<App>, config: &Config) {
 
 /// Evaluates every due deployment this replica can claim. Returns how
 /// many were evaluated.
-pub async fn scheduler_pass(app: &App, replica: &str) -> Result<usize, RecordError> {
+pub(crate) async fn scheduler_pass(app: &Engine, replica: &str) -> Result<usize, RecordError> {
     let records = &app.records;
     let intervals = records.intervals;
     let mut evaluated = 0;
@@ -81,7 +82,7 @@ pub async fn scheduler_pass(app: &App, replica: &str) -> Result<usize, RecordErr
         }
         for d in due {
             let started = Instant::now();
-            let Ok(pipeline) = Pipeline::resolve(app, None) else {
+            let Ok(pipeline) = app.pipeline(None) else {
                 // No policy to ask: leave the claim to expire and retry.
                 tracing::warn!(deployment = %d.deployment_id, "no active default bundle; scheduled evaluation postponed");
                 return Ok(evaluated);
@@ -143,7 +144,7 @@ pub(crate) struct Deliverer {
 }
 
 impl Deliverer {
-    pub(crate) fn new(config: &super::config::WebhooksConfig) -> Self {
+    pub(crate) fn new(config: &crate::config::WebhooksConfig) -> Self {
         Deliverer {
             all: Arc::new(Semaphore::new(config.concurrency.max(1))),
             per_receiver: config.per_receiver.max(1),
@@ -164,7 +165,7 @@ impl Deliverer {
 /// Starts sending every due webhook delivery this replica can claim and
 /// has permits for; returns how many were started.
 pub(crate) async fn delivery_pass(
-    app: &Arc<App>,
+    app: &Arc<Engine>,
     deliverer: &Arc<Deliverer>,
     replica: &str,
 ) -> Result<usize, RecordError> {
@@ -202,7 +203,11 @@ pub(crate) async fn delivery_pass(
 }
 
 /// One attempt at one delivery, and its result recorded.
-async fn deliver(app: &App, d: &webhooks::Claimed, timeout: Duration) -> Result<(), RecordError> {
+async fn deliver(
+    app: &Engine,
+    d: &webhooks::Claimed,
+    timeout: Duration,
+) -> Result<(), RecordError> {
     let records = &app.records;
     let secret = records
         .webhook_secret(&d.system_id, &d.url)

@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::config::BundleConfig;
-use super::registry::{Origin, Registry};
+use super::registry::{Origin, Registry, read_candidate};
 use crate::bundle::source::PolicySource;
-use crate::bundle::{ArchiveLimits, Bundle, keys};
+use crate::bundle::{Bundle, keys};
+use crate::config::BundleConfig;
 
 /// What a file looked like when last read.
 type Stamp = (SystemTime, u64);
@@ -22,13 +22,6 @@ type Stamp = (SystemTime, u64);
 fn stamp(path: &Path) -> Option<Stamp> {
     let m = std::fs::metadata(path).ok()?;
     Some((m.modified().ok()?, m.len()))
-}
-
-/// Reads a candidate bundle file, refusing one larger than a bundle may be
-/// before reading it (and while reading, should it grow).
-pub fn read_candidate(path: &Path, limits: &ArchiveLimits) -> Result<Vec<u8>, String> {
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    crate::bundle::read_bounded(file, limits.max_archive_bytes).map_err(|e| e.to_string())
 }
 
 /// Watches the file and directory sources of the configured bundles.

@@ -11,12 +11,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::Bytes;
+use bytes::Bytes;
 
-use super::App;
 use super::lane;
 use super::metrics::Metrics;
-use super::registry::{Active, ResolveError, Target};
+use super::registry::{Active, Registry, ResolveError, Target};
 use crate::decision::{DecisionKind, DecodeLimits, Request, RequestError, Timestamp, decode_with};
 use crate::policy::{Decided, PolicyError};
 
@@ -32,13 +31,18 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// The pipeline of bundle or policy set `name`, or of the default.
-    pub fn resolve(app: &App, name: Option<&str>) -> Result<Pipeline, ResolveError> {
-        let (target, members) = app.registry.resolve(name)?;
+    /// The pipeline of bundle or policy set `name`, or of the default,
+    /// counting into `metrics`.
+    pub(crate) fn resolve(
+        registry: &Registry,
+        metrics: &Arc<Metrics>,
+        name: Option<&str>,
+    ) -> Result<Pipeline, ResolveError> {
+        let (target, members) = registry.resolve(name)?;
         Ok(Pipeline {
             target,
             members: Arc::new(members),
-            metrics: app.metrics.clone(),
+            metrics: metrics.clone(),
         })
     }
 
@@ -198,17 +202,6 @@ pub enum PipelineError {
     /// The task running the decision died.
     #[error("decision task failed: {0}")]
     Task(String),
-}
-
-impl From<PipelineError> for super::error::ApiError {
-    fn from(e: PipelineError) -> Self {
-        match e {
-            PipelineError::Request(e) => e.into(),
-            PipelineError::Task(m) => {
-                super::error::ApiError::internal(format!("decision task failed: {m}"))
-            }
-        }
-    }
 }
 
 impl crate::records::Decide for Pipeline {
