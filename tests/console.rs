@@ -29,13 +29,27 @@ fn page(s: &Server, path: &str, cookie: Option<&str>) -> Reply {
     reply_of(req.call())
 }
 
-/// POSTs a form.
+/// POSTs a form. A sign-in is sent as the console's own form sends it:
+/// with the form's token, in its hidden field and its cookie.
 fn form(s: &Server, path: &str, cookie: Option<&str>, fields: &[(&str, &str)]) -> Reply {
     let mut req = agent().post(&s.url(path));
-    if let Some(c) = cookie {
-        req = req.set("Cookie", c);
+    let mut cookies: Vec<String> = cookie.map(str::to_string).into_iter().collect();
+    let mut fields: Vec<(&str, String)> = fields.iter().map(|(k, v)| (*k, v.to_string())).collect();
+    if path == "/ui/sign-in" {
+        let f = page(s, "/ui/sign-in", None);
+        if let Some(at) = f.body.find("name=\"csrf\" value=\"") {
+            let token = f.body[at + 19..].split('"').next().unwrap().to_string();
+            fields.push(("csrf", token));
+        }
+        if let Some(c) = f.header("set-cookie") {
+            cookies.push(c.split(';').next().unwrap().trim().to_string());
+        }
     }
-    reply_of(req.send_form(fields))
+    if !cookies.is_empty() {
+        req = req.set("Cookie", &cookies.join("; "));
+    }
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    reply_of(req.send_form(&fields))
 }
 
 /// Signs in as `who`; returns the session cookie as `name=value`.

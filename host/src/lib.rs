@@ -25,3 +25,6 @@ pub mod integrations;
 pub mod policy;
 pub mod records;
 pub mod server;
+
+#[cfg(test)]
+mod parser_properties;

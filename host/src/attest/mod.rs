@@ -72,6 +72,21 @@ pub enum AttestError {
     Receipt(String),
 }
 
+/// Decodes JSON, an error naming the JSON path of the problem
+/// (`/signatures/0/sig: invalid type ...`).
+pub(crate) fn json_at_path<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let pointer = if path == "." {
+            String::new()
+        } else {
+            format!("/{}", path.replace('.', "/"))
+        };
+        format!("{pointer}: {}", e.inner())
+    })
+}
+
 /// `sha256:<hex>` of `bytes`.
 pub fn sha256_digest(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};

@@ -60,6 +60,8 @@ pub struct Config {
     pub tokens: Vec<TokenConfig>,
     /// Adapters for outside systems (README.md, "CI pipelines").
     pub integrations: super::integrations::IntegrationsConfig,
+    /// Reserved pools, limits on callers without a token, read deadlines.
+    pub capacity: super::capacity::CapacityConfig,
 }
 
 /// The HTTPS listener's certificate chain and private key (PEM files),
@@ -631,6 +633,7 @@ impl Default for Config {
             console: ConsoleConfig::default(),
             tokens: Vec::new(),
             integrations: Default::default(),
+            capacity: Default::default(),
         }
     }
 }
@@ -727,6 +730,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         crate::records::destinations::Destinations::parse(&self.webhooks.allow)?;
         self.integrations.validate()?;
+        self.capacity.validate()?;
         let l = &self.limits;
         for (name, value) in [
             ("limits.body_bytes", l.body_bytes as u64),

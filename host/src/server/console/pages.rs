@@ -98,6 +98,8 @@ struct SignInTemplate<'a> {
     chrome: Chrome,
     message: Option<&'a str>,
     open: bool,
+    /// The form's token (console::csrf).
+    csrf: &'a str,
 }
 
 impl Page {
@@ -127,7 +129,7 @@ impl Page {
         }
     }
 
-    pub fn sign_in(status: StatusCode, message: Option<&str>, open: bool) -> Self {
+    pub fn sign_in(status: StatusCode, message: Option<&str>, open: bool, csrf: &str) -> Self {
         let t = SignInTemplate {
             chrome: Chrome {
                 title: "Sign in".into(),
@@ -136,6 +138,7 @@ impl Page {
             },
             message,
             open,
+            csrf,
         };
         Page::Html(status, t.render())
     }
@@ -800,6 +803,8 @@ pub struct ProofView {
 #[derive(Template)]
 #[template(path = "console/deployment.html")]
 pub struct DeploymentTemplate {
+    /// The viewer is an auditor: the audit record's sections are shown.
+    auditor: bool,
     chrome: Chrome,
     id: String,
     system: String,
@@ -885,19 +890,27 @@ pub async fn deployment_page(
         format!("/ui/decisions/{d}")
     });
     let charts = charts::metric_charts(&x.deployment.plan, &observations);
-    let chrome = Chrome::new(v, format!("Deployment {id}"), "systems")
-        .api("Deployment (JSON)", format!("/v1/deployments/{id}"))
-        .api(
-            "Audit record (JSON)",
-            format!("/v1/deployments/{id}/record"),
-        )
-        .api(
-            "Audit record (OSCAL)",
-            format!("/v1/deployments/{id}/record?format=oscal"),
-        );
+    // The page shows what the API gives the same role: the audit record
+    // (the release's evidence, the chain proof, the checkpoint) is the
+    // auditors' (`GET /v1/deployments/{id}/record`).
+    let auditor = v.caller.has(crate::server::config::Role::Auditor);
+    let mut chrome = Chrome::new(v, format!("Deployment {id}"), "systems")
+        .api("Deployment (JSON)", format!("/v1/deployments/{id}"));
+    if auditor {
+        chrome = chrome
+            .api(
+                "Audit record (JSON)",
+                format!("/v1/deployments/{id}/record"),
+            )
+            .api(
+                "Audit record (OSCAL)",
+                format!("/v1/deployments/{id}/record?format=oscal"),
+            );
+    }
     let d = &x.deployment;
     let plan = &d.plan;
-    Ok(DeploymentTemplate {
+    let mut page = DeploymentTemplate {
+        auditor,
         chrome,
         id: d.id.clone(),
         system: d.system_id.clone(),
@@ -994,7 +1007,16 @@ pub async fn deployment_page(
             .collect(),
         head: format!("entry {}, hash {}", x.chain.head.seq, x.chain.head.hash),
         checkpoint: x.chain.checkpoint.clone(),
-    })
+    };
+    if !auditor {
+        page.reviews.clear();
+        page.authorisations.clear();
+        page.acceptances.clear();
+        page.proof.clear();
+        page.head.clear();
+        page.checkpoint = None;
+    }
+    Ok(page)
 }
 
 impl DeploymentTemplate {
