@@ -308,7 +308,10 @@ fn slow_headers_and_slow_bodies_are_closed() {
         }
         eprintln!(
             "slow {name}: closed after {}",
-            String::from_utf8_lossy(&out).lines().next().unwrap_or("nothing")
+            String::from_utf8_lossy(&out)
+                .lines()
+                .next()
+                .unwrap_or("nothing")
         );
     }
     let _ = token("gw");

@@ -125,7 +125,12 @@ fn sign_in_form(s: &Server) -> (String, String) {
     (csrf, cookie)
 }
 
-fn sign_in_post(s: &Server, origin: Option<&str>, cookie: Option<&str>, fields: &[(&str, &str)]) -> Reply {
+fn sign_in_post(
+    s: &Server,
+    origin: Option<&str>,
+    cookie: Option<&str>,
+    fields: &[(&str, &str)],
+) -> Reply {
     let mut req = agent().post(&s.url("/ui/sign-in"));
     if let Some(o) = origin {
         req = req.set("Origin", o);
@@ -149,7 +154,8 @@ fn a_cross_origin_or_tokenless_sign_in_gets_no_session() {
         &[("token", audit.as_str())],
     );
     assert!(
-        r.header("set-cookie").is_none_or(|c| !c.starts_with("sg_session=") || c.contains("Max-Age=0")),
+        r.header("set-cookie")
+            .is_none_or(|c| !c.starts_with("sg_session=") || c.contains("Max-Age=0")),
         "a cross-origin form post got a session: {} {:?}",
         r.status,
         r.headers
@@ -225,7 +231,10 @@ fn the_deployment_page_shows_the_audit_record_only_to_auditors() {
         r.body
     };
     let auditor = page("audit");
-    assert!(auditor.contains("id=\"chain\""), "the auditor sees the chain proof");
+    assert!(
+        auditor.contains("id=\"chain\""),
+        "the auditor sees the chain proof"
+    );
     assert!(auditor.contains(&format!("/v1/deployments/{id}/record")));
     for who in ["ops", "a.lee"] {
         let body = page(who);
@@ -399,7 +408,9 @@ fn stand_in(
             let mut body = vec![0; length];
             let _ = reader.read_exact(&mut body);
             let line = line.trim().to_string();
-            log.lock().unwrap().push((line.clone(), authorization.clone()));
+            log.lock()
+                .unwrap()
+                .push((line.clone(), authorization.clone()));
             let (status, headers, body) = answer(&line, authorization.as_deref());
             let mut out = format!(
                 "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n",
@@ -527,7 +538,10 @@ fn a_short_sha_release_mapping_is_refused_at_load_naming_the_key() {
     let d = dir.path();
     std::fs::create_dir_all(d.join("trust")).unwrap();
     let (code, text) = serve_check(d, &github_config(d, "v-{short_sha}", ""));
-    assert_ne!(code, 0, "release = \"v-{{short_sha}}\" was accepted: {text}");
+    assert_ne!(
+        code, 0,
+        "release = \"v-{{short_sha}}\" was accepted: {text}"
+    );
     assert!(
         text.contains("integrations.github.environments[0].release"),
         "names the key: {text}"
@@ -542,7 +556,10 @@ fn a_ref_release_mapping_needs_an_explicit_list_of_allowed_refs() {
     let d = dir.path();
     std::fs::create_dir_all(d.join("trust")).unwrap();
     let (code, text) = serve_check(d, &github_config(d, "{ref}", ""));
-    assert_ne!(code, 0, "release = \"{{ref}}\" without allowed refs was accepted: {text}");
+    assert_ne!(
+        code, 0,
+        "release = \"{{ref}}\" without allowed refs was accepted: {text}"
+    );
     assert!(
         text.contains("integrations.github.environments[0]") && text.contains("allowed_refs"),
         "names the key and says what to add: {text}"

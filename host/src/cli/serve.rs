@@ -38,7 +38,12 @@ pub fn run(args: ServeArgs) -> CliResult {
             .chain(config.listen_tls)
             .collect(),
         trust_dir: &config.trust.dir,
-        evidence_keys: config.evidence.keys.iter().map(|k| k.file.clone()).collect(),
+        evidence_keys: config
+            .evidence
+            .keys
+            .iter()
+            .map(|k| k.file.clone())
+            .collect(),
         data_dir: &config.data_dir,
     })
     .map_err(|e| CliError::bad_input(format!("refusing to start: {e}")))?;

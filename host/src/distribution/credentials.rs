@@ -224,19 +224,34 @@ mod forwarding_tests {
     #[test]
     fn credentials_go_only_to_the_registrys_own_host() {
         let base = "https://registry.example.com";
-        assert!(may_receive(base, "https://registry.example.com/token", false));
-        assert!(may_receive(base, "https://registry.example.com:8443/token", false));
+        assert!(may_receive(
+            base,
+            "https://registry.example.com/token",
+            false
+        ));
+        assert!(may_receive(
+            base,
+            "https://registry.example.com:8443/token",
+            false
+        ));
         assert!(!may_receive(base, "https://auth.example.com/token", false));
-        assert!(!may_receive(base, "http://registry.example.com/token", false));
+        assert!(!may_receive(
+            base,
+            "http://registry.example.com/token",
+            false
+        ));
         assert!(may_receive(base, "https://auth.example.com/token", true));
         // A loopback registry in plain HTTP: its own host, same scheme.
         let local = "http://127.0.0.1:5000";
         assert!(may_receive(local, "http://127.0.0.1:5001/token", false));
         assert!(!may_receive(local, "http://127.0.0.2:5000/token", false));
-        assert!(!may_receive(base, "https://user@evil.example/registry.example.com", false));
+        assert!(!may_receive(
+            base,
+            "https://user@evil.example/registry.example.com",
+            false
+        ));
         assert!(same_host(local, "http://127.0.0.1:9/upload"));
         assert!(!same_host(local, "http://127.0.0.2:5000/upload"));
         assert!(!same_host(local, "not a url"));
     }
 }
-

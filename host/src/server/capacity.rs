@@ -79,7 +79,10 @@ impl CapacityConfig {
     /// Every value must be positive: a zero would refuse everything.
     pub fn validate(&self) -> Result<(), String> {
         for (name, value) in [
-            ("capacity.reserved_concurrency", self.reserved_concurrency as u64),
+            (
+                "capacity.reserved_concurrency",
+                self.reserved_concurrency as u64,
+            ),
             (
                 "capacity.unauthenticated_concurrency",
                 self.unauthenticated_concurrency as u64,
@@ -321,7 +324,9 @@ async fn unauthenticated(app: Arc<App>, req: Request, next: Next) -> Response {
         None => None,
     };
     let Ok(_permit) = capacity.unauthenticated.clone().try_acquire_owned() else {
-        return with_close(overloaded("the permits for requests without an access token"));
+        return with_close(overloaded(
+            "the permits for requests without an access token",
+        ));
     };
     let deadline = Duration::from_millis(capacity.config.unauthenticated_timeout_ms);
     match tokio::time::timeout(deadline, next.run(req)).await {

@@ -36,7 +36,10 @@ pub(super) const BLOCKS: &[(&str, &str)] = &[
     ("192.52.193.0/24", "AMT (RFC 7450)"),
     ("192.88.99.0/24", "deprecated 6to4 relay anycast (RFC 7526)"),
     ("192.168.0.0/16", "private use (RFC 1918)"),
-    ("192.175.48.0/24", "direct delegation AS112 service (RFC 7534)"),
+    (
+        "192.175.48.0/24",
+        "direct delegation AS112 service (RFC 7534)",
+    ),
     ("198.18.0.0/15", "benchmarking (RFC 2544)"),
     ("198.51.100.0/24", "documentation TEST-NET-2 (RFC 5737)"),
     ("203.0.113.0/24", "documentation TEST-NET-3 (RFC 5737)"),
@@ -48,7 +51,10 @@ pub(super) const BLOCKS: &[(&str, &str)] = &[
     ("::/128", "unspecified (RFC 4291)"),
     ("::/96", "IPv4-compatible, deprecated (RFC 4291)"),
     ("64:ff9b::/96", "IPv4-IPv6 translation (RFC 6052)"),
-    ("64:ff9b:1::/48", "local-use IPv4/IPv6 translation (RFC 8215)"),
+    (
+        "64:ff9b:1::/48",
+        "local-use IPv4/IPv6 translation (RFC 8215)",
+    ),
     ("100::/64", "discard-only (RFC 6666)"),
     ("100:0:0:1::/64", "dummy IPv6 prefix (RFC 9780)"),
     // More specific blocks first: the first match names the refusal.
@@ -57,7 +63,10 @@ pub(super) const BLOCKS: &[(&str, &str)] = &[
     ("2001::/23", "IETF protocol assignments (RFC 2928)"),
     ("2001:db8::/32", "documentation (RFC 3849)"),
     ("2002::/16", "6to4 (RFC 3056)"),
-    ("2620:4f:8000::/48", "direct delegation AS112 service (RFC 7534)"),
+    (
+        "2620:4f:8000::/48",
+        "direct delegation AS112 service (RFC 7534)",
+    ),
     ("3fff::/20", "documentation (RFC 9637)"),
     ("5f00::/16", "segment routing SIDs (RFC 9602)"),
     ("fc00::/7", "unique local (RFC 4193)"),

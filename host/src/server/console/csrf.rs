@@ -7,8 +7,10 @@
 //! cookie scoped to the form's path (`HttpOnly`, `SameSite=Strict`): a page
 //! on another origin can read neither, and cannot set the cookie. The
 //! post is also refused when the browser says it came from elsewhere
-//! (`Origin` naming another host than the request's `Host`, an opaque
-//! `null` origin, or `Sec-Fetch-Site: cross-site`).
+//! (`Origin` naming another host than the request's `Host`, or
+//! `Sec-Fetch-Site: cross-site`). An `Origin: null` is what browsers send
+//! for the console's own form, because its pages set `Referrer-Policy:
+//! no-referrer`; it says nothing either way, and the form token decides.
 
 use axum::http::{HeaderMap, header};
 
@@ -63,7 +65,10 @@ pub fn check(headers: &HeaderMap, form_token: &str) -> Result<(), Refusal> {
     {
         return Err(Refusal::OtherOrigin);
     }
-    if let Some(origin) = headers.get(header::ORIGIN) {
+    if let Some(origin) = headers
+        .get(header::ORIGIN)
+        .filter(|o| o.as_bytes() != b"null")
+    {
         let host = headers
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
@@ -117,17 +122,26 @@ mod tests {
         // No Origin (a non-browser client): the token pair still decides.
         let no_origin = headers(&[("host", "h"), ("cookie", &cookie)]);
         assert_eq!(check(&no_origin, &t), Ok(()));
+        // `Origin: null` (the form under `Referrer-Policy: no-referrer`).
+        let null = headers(&[("host", "h"), ("origin", "null"), ("cookie", &cookie)]);
+        assert_eq!(check(&null, &t), Ok(()));
+        let null_forged = headers(&[("host", "h"), ("origin", "null")]);
+        assert_eq!(check(&null_forged, &t), Err(Refusal::NoFormToken));
         for (h, why) in [
             (
-                headers(&[("host", "h"), ("origin", "https://evil.example"), ("cookie", &cookie)]),
+                headers(&[
+                    ("host", "h"),
+                    ("origin", "https://evil.example"),
+                    ("cookie", &cookie),
+                ]),
                 Refusal::OtherOrigin,
             ),
             (
-                headers(&[("host", "h"), ("origin", "null"), ("cookie", &cookie)]),
-                Refusal::OtherOrigin,
-            ),
-            (
-                headers(&[("host", "h"), ("sec-fetch-site", "cross-site"), ("cookie", &cookie)]),
+                headers(&[
+                    ("host", "h"),
+                    ("sec-fetch-site", "cross-site"),
+                    ("cookie", &cookie),
+                ]),
                 Refusal::OtherOrigin,
             ),
             (headers(&[("host", "h")]), Refusal::NoFormToken),

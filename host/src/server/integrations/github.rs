@@ -342,12 +342,7 @@ struct PayloadInstallation {
 pub(crate) fn parse_payload(bytes: &[u8]) -> Result<Payload, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let pointer = if path == "." {
-            String::new()
-        } else {
-            format!("/{}", path.replace('.', "/"))
-        };
+        let pointer = crate::attest::json_pointer(e.path());
         ApiError::bad_request(
             "request.malformed",
             format!("deployment_protection_rule payload: {}", e.inner()),
@@ -371,7 +366,12 @@ pub async fn deployment_protection(
     // Read before the HMAC can be checked, so read little: a webhook body
     // is a few KiB, and callers without a token get a short deadline
     // (server::capacity).
-    let bytes = body::read(&headers, request_body, WEBHOOK_MAX.min(app.limits.body_bytes)).await?;
+    let bytes = body::read(
+        &headers,
+        request_body,
+        WEBHOOK_MAX.min(app.limits.body_bytes),
+    )
+    .await?;
     if !gate.signed(&headers, &bytes) {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
