@@ -541,7 +541,7 @@ async fn judge(
         .clone()
         .or_else(|| payload.deployment.as_ref().and_then(|d| d.git_ref.clone()))
         .unwrap_or_default();
-    if target.release.contains("{ref}") && !target.allowed_refs.iter().any(|r| *r == git_ref) {
+    if target.release.contains("{ref}") && !target.allowed_refs.contains(&git_ref) {
         return Err(format!(
             "ref '{git_ref}' is not in allowed_refs for {repository} environment '{}'",
             payload.environment
