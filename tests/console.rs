@@ -28,9 +28,31 @@ fn page(s: &Server, path: &str, cookie: Option<&str>) -> Reply {
         .send()
 }
 
-/// POSTs a form.
+/// POSTs a form. A sign-in is sent as the console's own form sends it:
+/// with the form's token, in its hidden field and its cookie.
 fn form(s: &Server, path: &str, cookie: Option<&str>, fields: &[(&str, &str)]) -> Reply {
-    request("POST", s, path, cookie).form(fields).send()
+    let mut cookies: Vec<String> = cookie.map(str::to_string).into_iter().collect();
+    let mut fields: Vec<(&str, String)> = fields.iter().map(|(k, v)| (*k, v.to_string())).collect();
+    if path == "/ui/sign-in" {
+        let f = page(s, "/ui/sign-in", None);
+        if let Some(at) = f.body.find("name=\"csrf\" value=\"") {
+            let token = f.body[at + 19..].split('"').next().unwrap().to_string();
+            fields.push(("csrf", token));
+        }
+        if let Some(c) = f.header("set-cookie") {
+            cookies.push(c.split(';').next().unwrap().trim().to_string());
+        }
+    }
+    let joined = cookies.join("; ");
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    request(
+        "POST",
+        s,
+        path,
+        (!joined.is_empty()).then_some(joined.as_str()),
+    )
+    .form(&fields)
+    .send()
 }
 
 /// Signs in as `who`; returns the session cookie as `name=value`.
@@ -158,7 +180,11 @@ fn an_unknown_token_is_401_and_a_token_without_a_console_role_is_403() {
     let r = form(&s, "/ui/sign-in", None, &[("token", "not-a-token")]);
     assert_eq!(r.status, 401);
     assert!(r.body.contains("not known to this service"), "{}", r.body);
-    assert!(r.header("set-cookie").is_none());
+    // No session (the form again carries a fresh sign-in form cookie).
+    assert!(
+        r.header("set-cookie")
+            .is_none_or(|c| !c.starts_with("sg_session="))
+    );
     let r = form(&s, "/ui/sign-in", None, &[("token", &token("gw"))]);
     assert_eq!(r.status, 403, "{}", r.body);
     assert!(
@@ -167,7 +193,10 @@ fn an_unknown_token_is_401_and_a_token_without_a_console_role_is_403() {
         r.body
     );
     assert!(r.body.contains("auditor, approver or operator"));
-    assert!(r.header("set-cookie").is_none());
+    assert!(
+        r.header("set-cookie")
+            .is_none_or(|c| !c.starts_with("sg_session="))
+    );
     let r = form(&s, "/ui/sign-in", None, &[("password", "x")]);
     assert_eq!(r.status, 400, "{}", r.body);
     assert!(r.body.contains("field named"), "{}", r.body);

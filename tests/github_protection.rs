@@ -251,10 +251,25 @@ fn signature(body: &[u8], secret: &str) -> String {
 }
 
 fn deliver(s: &support::server::Server, body: &Value, signature: &str) -> support::server::Reply {
+    // GitHub names each delivery with a fresh GUID (a redelivery keeps it).
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let id = format!(
+        "d-{}",
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    deliver_as(s, body, signature, &id)
+}
+
+fn deliver_as(
+    s: &support::server::Server,
+    body: &Value,
+    signature: &str,
+    delivery: &str,
+) -> support::server::Reply {
     support::server::Request::post(&s.url("/v1/integrations/github/deployment-protection"))
         .json(body)
         .header("X-GitHub-Event", "deployment_protection_rule")
-        .header("X-GitHub-Delivery", "d-1")
+        .header("X-GitHub-Delivery", delivery)
         .header("X-Hub-Signature-256", signature)
         .send()
 }
@@ -406,4 +421,55 @@ fn a_bad_signature_is_401_and_nothing_is_called_back() {
         1,
         "one token request, for the signed delivery"
     );
+}
+
+#[test]
+fn a_redelivered_webhook_is_judged_and_called_back_once() {
+    let Some(Setup {
+        world,
+        github,
+        _files: _keep,
+    }) = setup()
+    else {
+        return;
+    };
+    let s = world.start();
+    let sha = "4c3f2a1b0e9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b";
+    registered_release(&s, sha);
+    let body = payload(&github, sha);
+    let raw = serde_json::to_vec(&body).unwrap();
+    let sig = signature(&raw, SECRET);
+    let first = deliver_as(&s, &body, &sig, "72d3162e-cc78-11e3-81ab-4c9367dc0958");
+    assert_eq!(first.status, 202, "{}", first.body);
+    wait_for_callbacks(&github, 1);
+    // GitHub's "Redeliver" (or an attacker replaying a captured delivery):
+    // the same X-GitHub-Delivery, the same signed body.
+    let again = deliver_as(&s, &body, &sig, "72d3162e-cc78-11e3-81ab-4c9367dc0958");
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.json()["duplicate"], true, "{}", again.body);
+    // Give a second review time to happen, were it started.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        github.callbacks().len(),
+        1,
+        "a redelivery was judged and called back again"
+    );
+}
+
+#[test]
+fn a_commit_that_is_not_a_full_sha_is_refused() {
+    let Some(Setup {
+        world,
+        github,
+        _files: _keep,
+    }) = setup()
+    else {
+        return;
+    };
+    let s = world.start();
+    let body = payload(&github, "4c3f2a1");
+    let raw = serde_json::to_vec(&body).unwrap();
+    let r = deliver(&s, &body, &signature(&raw, SECRET));
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["error"]["path"], "/sha", "{}", r.body);
 }

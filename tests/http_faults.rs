@@ -197,11 +197,10 @@ fn overload_is_answered_with_503_and_retry_after_instead_of_queueing() {
     assert_eq!(r.status, 503, "{}", r.body);
     assert_eq!(r.json()["error"]["code"], "overloaded");
     assert_eq!(r.header("retry-after"), Some("1"));
-    // Public routes pass the same gate: a flood of them cannot take the
-    // permits decisions need.
+    // Health draws from a reserved pool: decisions that take every shared
+    // permit do not make the service look dead to its orchestrator.
     let r = s.get("/healthz", None);
-    assert_eq!(r.status, 503, "{}", r.body);
-    assert_eq!(r.json()["error"]["code"], "overloaded");
+    assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(slow.join().unwrap().status, 200);
     assert_eq!(s.get("/healthz", None).status, 200);
     assert_eq!(

@@ -44,3 +44,5 @@ pub mod wit;
 
 #[cfg(test)]
 mod architecture_test;
+#[cfg(test)]
+mod parser_properties;

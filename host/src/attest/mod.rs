@@ -72,6 +72,27 @@ pub enum AttestError {
     Receipt(String),
 }
 
+/// Decodes JSON, an error naming the JSON path of the problem
+/// (`/signatures/0/sig: invalid type ...`).
+pub(crate) fn json_at_path<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut de)
+        .map_err(|e| format!("{}: {}", json_pointer(e.path()), e.inner()))
+}
+
+/// A serde path as a JSON pointer (`/signatures/0/sig`; "" for the root).
+pub(crate) fn json_pointer(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    path.iter()
+        .map(|s| match s {
+            Segment::Seq { index } => format!("/{index}"),
+            Segment::Map { key } => format!("/{key}"),
+            Segment::Enum { variant } => format!("/{variant}"),
+            Segment::Unknown => "/?".to_string(),
+        })
+        .collect()
+}
+
 /// `sha256:<hex>` of `bytes`.
 pub fn sha256_digest(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};

@@ -9,6 +9,7 @@
 
 pub mod archive;
 pub mod error;
+pub mod key_hygiene;
 pub mod keys;
 pub mod manifest;
 pub mod signatures;

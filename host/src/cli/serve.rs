@@ -34,6 +34,20 @@ pub fn run(args: ServeArgs) -> CliResult {
     config
         .check_development_keys()
         .map_err(|e| CliError::bad_input(format!("refusing to start: {e}")))?;
+    crate::bundle::key_hygiene::check(&crate::bundle::key_hygiene::Trusted {
+        listen: std::iter::once(config.listen)
+            .chain(config.listen_tls)
+            .collect(),
+        trust_dir: &config.trust.dir,
+        evidence_keys: config
+            .evidence
+            .keys
+            .iter()
+            .map(|k| k.file.clone())
+            .collect(),
+        data_dir: &config.data_dir,
+    })
+    .map_err(|e| CliError::bad_input(format!("refusing to start: {e}")))?;
     config
         .check_sources()
         .map_err(|e| CliError::bad_input(format!("invalid configuration: {e}")))?;

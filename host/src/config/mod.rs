@@ -73,6 +73,8 @@ pub struct Config {
     /// Bearer tokens. None configured: loopback only, every caller has
     /// every role (local development).
     pub tokens: Vec<TokenConfig>,
+    /// Reserved pools, limits on callers without a token, read deadlines.
+    pub capacity: crate::server::capacity::CapacityConfig,
     /// Workload identities: OIDC/JWT tokens accepted as callers
     /// (docs/identities.md).
     pub identities: Vec<crate::identity::IdentityConfig>,
@@ -108,6 +110,7 @@ impl Default for Config {
             sources: SourcesConfig::default(),
             console: ConsoleConfig::default(),
             tokens: Vec::new(),
+            capacity: Default::default(),
             identities: Vec::new(),
             integrations: Default::default(),
         }
@@ -164,6 +167,7 @@ impl Config {
         crate::records::destinations::Destinations::parse(&self.webhooks.allow)?;
         self.integrations.validate()?;
         crate::identity::config::validate(&self.identities)?;
+        self.capacity.validate()?;
         let l = &self.limits;
         for (name, value) in [
             ("limits.body_bytes", l.body_bytes as u64),

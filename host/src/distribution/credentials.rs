@@ -82,6 +82,43 @@ pub fn basic_header(user: &str, password: &str) -> String {
     format!("Basic {}", STANDARD.encode(format!("{user}:{password}")))
 }
 
+/// Whether a registry's credentials may be sent to `url`, which the
+/// registry named (a token realm, an upload location): only to the
+/// registry's own host (any port), and there over HTTPS unless the
+/// registry itself is spoken to in plain HTTP (loopback, or
+/// `allow_insecure`). `allow_insecure` lifts the host rule too, for
+/// registries whose token service lives on another host and that the
+/// operator has decided to trust with the login.
+pub fn may_receive(registry_base: &str, url: &str, allow_insecure: bool) -> bool {
+    if allow_insecure {
+        return true;
+    }
+    let (Some((base_scheme, base_host)), Some((scheme, host))) =
+        (scheme_host(registry_base), scheme_host(url))
+    else {
+        return false;
+    };
+    base_host.eq_ignore_ascii_case(&host)
+        && (scheme.eq_ignore_ascii_case("https") || base_scheme.eq_ignore_ascii_case(&scheme))
+}
+
+/// Whether `url` is on the registry's own host (any port).
+pub fn same_host(registry_base: &str, url: &str) -> bool {
+    match (scheme_host(registry_base), scheme_host(url)) {
+        (Some((_, a)), Some((_, b))) => a.eq_ignore_ascii_case(&b),
+        _ => false,
+    }
+}
+
+/// `https://user@host:port/path` → ("https", "host").
+fn scheme_host(url: &str) -> Option<(String, String)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit('@').next()?;
+    let host = super::host_of(authority);
+    (!host.is_empty()).then(|| (scheme.to_string(), host.to_string()))
+}
+
 /// The Docker `config.json` to read registry logins from: `explicit`, else
 /// `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`, if it exists.
 pub fn docker_config_path(explicit: Option<&Path>) -> Option<PathBuf> {
@@ -177,5 +214,44 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("USER:PASSWORD") && e.contains("basic"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod forwarding_tests {
+    use super::*;
+
+    #[test]
+    fn credentials_go_only_to_the_registrys_own_host() {
+        let base = "https://registry.example.com";
+        assert!(may_receive(
+            base,
+            "https://registry.example.com/token",
+            false
+        ));
+        assert!(may_receive(
+            base,
+            "https://registry.example.com:8443/token",
+            false
+        ));
+        assert!(!may_receive(base, "https://auth.example.com/token", false));
+        assert!(!may_receive(
+            base,
+            "http://registry.example.com/token",
+            false
+        ));
+        assert!(may_receive(base, "https://auth.example.com/token", true));
+        // A loopback registry in plain HTTP: its own host, same scheme.
+        let local = "http://127.0.0.1:5000";
+        assert!(may_receive(local, "http://127.0.0.1:5001/token", false));
+        assert!(!may_receive(local, "http://127.0.0.2:5000/token", false));
+        assert!(!may_receive(
+            base,
+            "https://user@evil.example/registry.example.com",
+            false
+        ));
+        assert!(same_host(local, "http://127.0.0.1:9/upload"));
+        assert!(!same_host(local, "http://127.0.0.2:5000/upload"));
+        assert!(!same_host(local, "not a url"));
     }
 }

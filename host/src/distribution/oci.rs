@@ -358,13 +358,15 @@ impl Client {
         };
         let sep = if location.contains('?') { '&' } else { '?' };
         let url = format!("{location}{sep}digest={digest}");
-        self.send(
-            "PUT",
-            &url,
-            &[("Content-Type", "application/octet-stream".into())],
-            Some(bytes),
-            &scope,
-        )?;
+        let headers = [("Content-Type", "application/octet-stream".to_string())];
+        if !credentials::same_host(&self.base, &url) {
+            // A storage backend on another host carries its own
+            // authorisation in the URL; the registry's never goes there.
+            self.once("PUT", &url, &headers, Some(bytes), None)
+                .map_err(|e| transport::error_of(&url, *e))?;
+            return Ok(());
+        }
+        self.send("PUT", &url, &headers, Some(bytes), &scope)?;
         Ok(())
     }
 
@@ -485,7 +487,17 @@ impl Client {
             .unwrap_or_else(|| scope.to_string());
         req = req.query("scope", &scope);
         if let Some((u, p)) = &login {
-            req = req.set("Authorization", &basic_header(u, p));
+            if credentials::may_receive(&self.base, &realm, self.options.allow_insecure) {
+                req = req.set("Authorization", &basic_header(u, p));
+            } else {
+                // Asked anonymously: enough for public repositories; a
+                // private one answers 401 below, saying why.
+                tracing::warn!(
+                    registry = %self.reference.registry,
+                    realm = %super::redact_url(&realm),
+                    "the token realm is not on the registry's host (or not HTTPS): asking it without the registry's credentials; set allow_insecure = true to send them"
+                );
+            }
         }
         let resp = req.call().map_err(|e| transport::error_of(&realm, e))?;
         #[derive(Deserialize)]
@@ -522,7 +534,7 @@ pub fn check_plain_http(
 }
 
 /// The bundle layer of a manifest, after checking the layout.
-fn bundle_layer(bytes: &[u8]) -> Result<Descriptor, String> {
+pub(crate) fn bundle_layer(bytes: &[u8]) -> Result<Descriptor, String> {
     let m: Manifest =
         serde_json::from_slice(bytes).map_err(|e| format!("not an image manifest: {e}"))?;
     if m.schema_version != 2 {

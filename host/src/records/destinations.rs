@@ -11,6 +11,8 @@
 //! address that passed it, so a name re-pointed in DNS after registration
 //! gains nothing.
 
+mod special;
+
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 
 use ipnet::IpNet;
@@ -27,34 +29,10 @@ pub struct Destinations {
 #[error("{0}")]
 pub struct Refused(pub String);
 
-/// Addresses that are not on the public internet.
+/// Addresses that are not on the public internet: every block of the
+/// IANA special-purpose registries ([`special`]).
 fn is_internal(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                // Shared address space (carrier-grade NAT), 100.64.0.0/10.
-                || (a == 100 && (64..128).contains(&b))
-                // "This network", 0.0.0.0/8.
-                || a == 0
-        }
-        IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                // Unique local fc00::/7 and link-local fe80::/10.
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                || v6.to_ipv4_mapped().is_some_and(|v4| is_internal(IpAddr::V4(v4)))
-        }
-    }
+    special::block_of(ip).is_some()
 }
 
 impl Destinations {
@@ -101,8 +79,9 @@ impl Destinations {
             return Err(Refused(format!("'{host}' resolves to no address")));
         }
         if let Some(bad) = addrs.iter().find(|a| !self.allows(&host, a.ip())) {
+            let block = special::block_of(bad.ip()).unwrap_or_default();
             return Err(Refused(format!(
-                "'{host}' resolves to {}, an internal address; allow it in [webhooks] allow to deliver there",
+                "'{host}' resolves to {}, an internal address ({block}); allow it in [webhooks] allow to deliver there",
                 bad.ip()
             )));
         }

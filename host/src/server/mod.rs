@@ -13,10 +13,12 @@
 
 pub(crate) mod auth;
 pub(crate) mod body;
+pub mod capacity;
 pub mod console;
 pub(crate) mod error;
 pub(crate) mod exposure;
 pub mod integrations;
+pub(crate) mod listener;
 pub(crate) mod routes;
 pub(crate) mod tls;
 
@@ -58,6 +60,8 @@ pub struct App {
     /// Admission requires a verified receipt for the artifact it admits.
     pub(crate) admission_requires_receipt: bool,
     inflight: Arc<Semaphore>,
+    /// Reserved pools and the limits on callers without a token.
+    pub(crate) capacity: capacity::Capacity,
 }
 
 impl App {
@@ -168,6 +172,7 @@ pub async fn prepare(config: &Config) -> Result<Arc<App>, ServeError> {
         exposure,
         admission_requires_receipt: config.integrations.kubernetes.require_receipt,
         inflight: Arc::new(Semaphore::new(config.limits.concurrency)),
+        capacity: capacity::Capacity::new(&config.capacity),
     });
     app.service().spawn_background(config);
     Ok(app)
@@ -361,30 +366,11 @@ fn is_loopback_host(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// Admission: a permit per request in flight, or 503 at once; and the
-/// request timeout.
+/// Admission: reserved pools, tokenless callers refused or limited before
+/// a byte of their body is read, a permit per request in flight or 503 at
+/// once, and the request timeout ([`capacity`]).
 async fn admit(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
-    let Ok(_permit) = app.inflight.clone().try_acquire_owned() else {
-        return ApiError::unavailable(
-            "overloaded",
-            format!(
-                "{} requests are in flight, the configured limit; retry shortly",
-                app.limits.concurrency
-            ),
-        )
-        .into_response();
-    };
-    match tokio::time::timeout(app.limits.request_timeout(), next.run(req)).await {
-        Ok(res) => res,
-        Err(_) => ApiError::unavailable(
-            "timeout",
-            format!(
-                "request took longer than {} ms",
-                app.limits.request_timeout_ms
-            ),
-        )
-        .into_response(),
-    }
+    capacity::admit(app, req, next).await
 }
 
 async fn count_responses(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
@@ -475,16 +461,19 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         );
     }
     let mut plain_stopped = stopped.clone();
-    let plain = axum::serve(listener, router(app)).with_graceful_shutdown(async move {
-        let _ = plain_stopped.wait_for(|s| *s).await;
-    });
+    let plain = listener::serve(
+        listener,
+        router(app),
+        config.capacity.header_timeout(),
+        async move {
+            let _ = plain_stopped.wait_for(|s| *s).await;
+        },
+    );
     tokio::spawn(async move {
         shutdown_signal().await;
         let _ = stop.send(true);
     });
-    plain
-        .await
-        .map_err(|e| ServeError::Startup(e.to_string()))?;
+    plain.await;
     if let Some(tls_server) = tls_server {
         let _ = tls_server.await;
     }

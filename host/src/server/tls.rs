@@ -219,7 +219,8 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let acceptor = certificates.acceptor();
-        let service = TowerToHyperService::new(router.clone());
+        let service =
+            TowerToHyperService::new(super::capacity::tag(router.clone(), peer.ip(), true));
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(handshake_timeout, start(tcp, acceptor)).await {

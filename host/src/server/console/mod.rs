@@ -12,6 +12,7 @@
 //! configured, loopback only) the console is open like the API.
 
 pub mod charts;
+pub mod csrf;
 pub mod pages;
 pub mod session;
 pub mod visitor;
@@ -77,8 +78,15 @@ pub(crate) fn routes(app: Arc<App>) -> Router<Arc<App>> {
 /// What every console response carries: scripts, frames, plugins and
 /// other origins forbidden; nothing cached or sniffed; no referrer leaves.
 async fn headers(State(_app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let over_tls = req
+        .extensions()
+        .get::<crate::server::capacity::OverTls>()
+        .is_some();
     let mut res = next.run(req).await;
     let h = res.headers_mut();
+    if over_tls {
+        secure_cookies(h);
+    }
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
@@ -98,6 +106,25 @@ async fn headers(State(_app): State<Arc<App>>, req: Request, next: Next) -> Resp
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     res
+}
+
+/// Reached over TLS, every cookie the console sets is `Secure`, whatever
+/// `console.secure_cookie` says: a browser must never send it in clear.
+fn secure_cookies(h: &mut HeaderMap) {
+    let cookies: Vec<HeaderValue> = h
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| match v.to_str() {
+            Ok(c) if !c.contains("; Secure") => {
+                HeaderValue::from_str(&format!("{c}; Secure")).unwrap_or_else(|_| v.clone())
+            }
+            _ => v.clone(),
+        })
+        .collect();
+    h.remove(header::SET_COOKIE);
+    for c in cookies {
+        h.append(header::SET_COOKIE, c);
+    }
 }
 
 async fn stylesheet() -> Response {
@@ -135,8 +162,15 @@ async fn unknown_page(State(app): State<Arc<App>>, headers: HeaderMap) -> Respon
     }
 }
 
+/// The sign-in form, with a fresh form token in a hidden field and in its
+/// cookie ([`csrf`]).
 fn sign_in_page(status: StatusCode, message: Option<&str>, app: &App) -> Response {
-    Page::sign_in(status, message, app.auth.is_open()).into_response()
+    let token = csrf::new_token();
+    let mut res = Page::sign_in(status, message, app.auth.is_open(), &token).into_response();
+    if let Ok(v) = HeaderValue::from_str(&csrf::cookie(&token)) {
+        res.headers_mut().append(header::SET_COOKIE, v);
+    }
+    res
 }
 
 #[derive(Deserialize)]
@@ -161,6 +195,9 @@ async fn sign_in_form(
 #[derive(Deserialize)]
 pub(crate) struct SignIn {
     token: String,
+    /// The form's token ([`csrf`]).
+    #[serde(default)]
+    csrf: String,
 }
 
 /// Exchanges a token for a session: 303 to the overview, or the form
@@ -168,6 +205,7 @@ pub(crate) struct SignIn {
 /// role, 400 no token field).
 async fn sign_in(
     State(app): State<Arc<App>>,
+    headers: HeaderMap,
     form: Result<Form<SignIn>, FormRejection>,
 ) -> Response {
     if app.auth.is_open() {
@@ -180,6 +218,10 @@ async fn sign_in(
             &app,
         );
     };
+    if let Err(refusal) = csrf::check(&headers, &form.csrf) {
+        tracing::warn!(?refusal, origin = ?headers.get(header::ORIGIN), "console sign-in refused: not from the console's own form");
+        return sign_in_page(StatusCode::FORBIDDEN, Some(refusal.message()), &app);
+    }
     let token = form.token.trim();
     let mut h = HeaderMap::new();
     let caller = HeaderValue::from_str(&format!("Bearer {token}"))

@@ -92,11 +92,18 @@ pub struct GithubEnvironment {
     pub environment: String,
     /// The registered system the repository deploys.
     pub system: String,
-    /// The release version the commit is registered under; `{sha}`,
-    /// `{short_sha}` (7 characters) and `{ref}` are replaced. The release
-    /// judged is `SYSTEM@VERSION`. Default `{sha}`.
+    /// The release version the commit is registered under; `{sha}` (the
+    /// full 40-hex commit) and `{ref}` are replaced. The release judged is
+    /// `SYSTEM@VERSION`. Default `{sha}`. `{short_sha}` is refused: seven
+    /// hex digits compare 28 bits, and a commit sharing them with an
+    /// approved release can be manufactured.
     #[serde(default = "default_release")]
     pub release: String,
+    /// With `{ref}` in `release`: the refs that may name a release
+    /// (`refs/tags/v2.3.0`, `main`, ...). Required then: without it the
+    /// pusher would choose the release by naming a branch.
+    #[serde(default)]
+    pub allowed_refs: Vec<String>,
     /// The rollout plan the gate judges the release under (JSON, the
     /// `plan` of a gate request).
     pub plan_file: PathBuf,
@@ -150,14 +157,22 @@ impl GithubConfig {
             if e.environment.trim().is_empty() || e.system.trim().is_empty() {
                 return Err(format!("{at}: environment and system must not be empty"));
             }
-            let unknown = e
-                .release
-                .replace("{sha}", "")
-                .replace("{short_sha}", "")
-                .replace("{ref}", "");
+            if e.release.contains("{short_sha}") {
+                return Err(format!(
+                    "{at}.release '{}': {{short_sha}} compares only 28 bits of the commit, and a commit that shares them with an approved release can be made; use {{sha}} (the full commit)",
+                    e.release
+                ));
+            }
+            let unknown = e.release.replace("{sha}", "").replace("{ref}", "");
             if unknown.contains('{') || unknown.contains('}') {
                 return Err(format!(
-                    "{at}.release '{}': only {{sha}}, {{short_sha}} and {{ref}} are replaced",
+                    "{at}.release '{}': only {{sha}} and {{ref}} are replaced",
+                    e.release
+                ));
+            }
+            if e.release.contains("{ref}") && e.allowed_refs.is_empty() {
+                return Err(format!(
+                    "{at}.release '{}' uses {{ref}}, which whoever pushes chooses by naming a branch: list the refs that may name a release in {at}.allowed_refs (e.g. [\"refs/tags/v2.3.0\"])",
                     e.release
                 ));
             }
@@ -180,6 +195,7 @@ fn key(repository: &str, environment: &str) -> (String, String) {
 struct Target {
     system: String,
     release: String,
+    allowed_refs: Vec<String>,
     plan: Plan,
     bundle: Option<String>,
 }
@@ -188,6 +204,8 @@ struct Target {
 /// decoded and checked.
 pub struct GithubGate {
     secret: Vec<u8>,
+    /// Delivery ids answered in the last 24 hours (replays refused).
+    deliveries: crate::integrations::github_deliveries::Deliveries,
     app: Arc<github_app::App>,
     targets: HashMap<(String, String), Target>,
 }
@@ -249,6 +267,7 @@ impl GithubGate {
                 Target {
                     system: e.system.clone(),
                     release: e.release.clone(),
+                    allowed_refs: e.allowed_refs.clone(),
                     plan,
                     bundle: e.bundle.clone(),
                 },
@@ -256,6 +275,7 @@ impl GithubGate {
         }
         Ok(GithubGate {
             secret: secret.into_bytes(),
+            deliveries: Default::default(),
             app: Arc::new(app),
             targets,
         })
@@ -284,7 +304,7 @@ impl GithubGate {
 
 /// The parts of the webhook stagegate reads.
 #[derive(Debug, Deserialize)]
-struct Payload {
+pub(crate) struct Payload {
     action: String,
     environment: String,
     #[serde(default)]
@@ -316,6 +336,20 @@ struct PayloadInstallation {
     id: u64,
 }
 
+/// A `deployment_protection_rule` payload, or a 400 naming the JSON path
+/// of what is wrong.
+pub(crate) fn parse_payload(bytes: &[u8]) -> Result<Payload, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let pointer = crate::attest::json_pointer(e.path());
+        ApiError::bad_request(
+            "request.malformed",
+            format!("deployment_protection_rule payload: {}", e.inner()),
+        )
+        .at(pointer)
+    })
+}
+
 /// `POST /v1/integrations/github/deployment-protection`: authenticated by
 /// the webhook signature, not a bearer token (GitHub sends none).
 pub async fn deployment_protection(
@@ -328,7 +362,15 @@ pub async fn deployment_protection(
             "the GitHub integration is not configured ([integrations.github])",
         ));
     };
-    let bytes = body::read(&headers, request_body, app.limits.body_bytes).await?;
+    // Read before the HMAC can be checked, so read little: a webhook body
+    // is a few KiB, and callers without a token get a short deadline
+    // (server::capacity).
+    let bytes = body::read(
+        &headers,
+        request_body,
+        WEBHOOK_MAX.min(app.limits.body_bytes),
+    )
+    .await?;
     if !gate.signed(&headers, &bytes) {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -341,6 +383,20 @@ pub async fn deployment_protection(
         .get("x-github-event")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
+    let delivery = headers
+        .get("x-github-delivery")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .map(str::to_string);
+    if let Some(id) = &delivery
+        && !gate.deliveries.first(id, std::time::Instant::now())
+    {
+        return Ok(accepted(
+            serde_json::json!({"duplicate": true, "delivery": id}),
+            StatusCode::OK,
+        ));
+    }
     if event == "ping" {
         return Ok(accepted(serde_json::json!({"pong": true}), StatusCode::OK));
     }
@@ -350,15 +406,7 @@ pub async fn deployment_protection(
             StatusCode::ACCEPTED,
         ));
     }
-    let mut de = serde_json::Deserializer::from_slice(&bytes);
-    let payload: Payload = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        ApiError::bad_request(
-            "request.malformed",
-            format!("deployment_protection_rule payload: {}", e.inner()),
-        )
-        .at(format!("/{}", path.replace('.', "/")))
-    })?;
+    let payload = parse_payload(&bytes)?;
     if payload.action != "requested" {
         return Ok(accepted(
             serde_json::json!({"ignored": format!("action '{}'", payload.action)}),
@@ -372,13 +420,20 @@ pub async fn deployment_protection(
         .ok_or_else(|| {
             ApiError::bad_request("request.malformed", "the payload names no commit").at("/sha")
         })?;
+    if sha.len() != 40 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::bad_request(
+            "request.malformed",
+            "the commit must be a full 40-hex SHA-1: only full commits map to releases",
+        )
+        .at("/sha"));
+    }
     let answer = serde_json::json!({
         "accepted": true,
         "repository": payload.repository.full_name,
         "environment": payload.environment,
         "sha": sha,
     });
-    tokio::spawn(review(app.clone(), gate, payload, sha));
+    tokio::spawn(review(app.clone(), gate, payload, sha, delivery));
     Ok(accepted(answer, StatusCode::ACCEPTED))
 }
 
@@ -388,7 +443,13 @@ fn accepted(body: serde_json::Value, status: StatusCode) -> Response {
 
 /// Judges the deployment and reports to GitHub; every way of not reaching
 /// an `allow` rejects.
-async fn review(app: Arc<App>, gate: Arc<GithubGate>, payload: Payload, sha: String) {
+async fn review(
+    app: Arc<App>,
+    gate: Arc<GithubGate>,
+    payload: Payload,
+    sha: String,
+    delivery: Option<String>,
+) {
     let repository = payload.repository.full_name.clone();
     let environment = payload.environment.clone();
     let (state, comment) = match judge(&app, &gate, &payload, &sha).await {
@@ -409,6 +470,7 @@ async fn review(app: Arc<App>, gate: Arc<GithubGate>, payload: Payload, sha: Str
         "comment": comment,
     });
     let github = gate.app.clone();
+    let deliveries_gate = gate.clone();
     let url = payload.deployment_callback_url.clone();
     let installation = payload.installation.id;
     let sent = tokio::task::spawn_blocking(move || {
@@ -436,13 +498,25 @@ async fn review(app: Arc<App>, gate: Arc<GithubGate>, payload: Payload, sha: Str
             tracing::info!(%repository, %environment, state, status, "reported to GitHub")
         }
         Ok(Err(e)) => {
+            forget(&deliveries_gate, delivery.as_deref());
             tracing::error!(%repository, %environment, error = %e, "could not report to GitHub")
         }
         Err(e) => {
+            forget(&deliveries_gate, delivery.as_deref());
             tracing::error!(%repository, %environment, error = %e, "GitHub report task failed")
         }
     }
 }
+
+/// A delivery whose review never reached GitHub may be redelivered.
+fn forget(gate: &GithubGate, delivery: Option<&str>) {
+    if let Some(id) = delivery {
+        gate.deliveries.forget(id);
+    }
+}
+
+/// The largest webhook body read (GitHub's payloads are a few KiB).
+const WEBHOOK_MAX: usize = 64 * 1024;
 
 /// The gate's decision on the mapped release, logged; or why there is none.
 async fn judge(
@@ -466,9 +540,14 @@ async fn judge(
         .clone()
         .or_else(|| payload.deployment.as_ref().and_then(|d| d.git_ref.clone()))
         .unwrap_or_default();
+    if target.release.contains("{ref}") && !target.allowed_refs.contains(&git_ref) {
+        return Err(format!(
+            "ref '{git_ref}' is not in allowed_refs for {repository} environment '{}'",
+            payload.environment
+        ));
+    }
     let version = target
         .release
-        .replace("{short_sha}", sha.get(..7).unwrap_or(sha))
         .replace("{sha}", sha)
         .replace("{ref}", &git_ref);
     let release_id = format!("{}@{version}", target.system);

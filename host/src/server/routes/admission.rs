@@ -183,7 +183,7 @@ pub(crate) struct Request<'a> {
 
 /// Checks the envelope: `apiVersion`, `kind`, `request.uid`. What is wrong
 /// here cannot be answered with a review (no `uid` to echo), so it is a 400.
-fn envelope(review: &Value) -> Result<Request<'_>, ApiError> {
+pub(crate) fn envelope(review: &Value) -> Result<Request<'_>, ApiError> {
     let bad = |path: &str, message: String| {
         ApiError::bad_request("bad_admission_review", message).at(path)
     };

@@ -55,6 +55,8 @@ pub struct ProofView {
 #[template(path = "console/deployment.html")]
 pub struct DeploymentTemplate {
     chrome: Chrome,
+    /// The viewer is an auditor: the audit record's sections are shown.
+    auditor: bool,
     id: String,
     system: String,
     system_name: String,
@@ -139,19 +141,27 @@ pub async fn deployment_page(
         format!("/ui/decisions/{d}")
     });
     let charts = charts::metric_charts(&x.deployment.plan, &observations);
-    let chrome = Chrome::new(v, format!("Deployment {id}"), "systems")
-        .api("Deployment (JSON)", format!("/v1/deployments/{id}"))
-        .api(
-            "Audit record (JSON)",
-            format!("/v1/deployments/{id}/record"),
-        )
-        .api(
-            "Audit record (OSCAL)",
-            format!("/v1/deployments/{id}/record?format=oscal"),
-        );
+    // The page shows what the API gives the same role: the audit record
+    // (the release's evidence, the chain proof, the checkpoint) is the
+    // auditors' (`GET /v1/deployments/{id}/record`).
+    let auditor = v.caller.has(crate::auth::Role::Auditor);
+    let mut chrome = Chrome::new(v, format!("Deployment {id}"), "systems")
+        .api("Deployment (JSON)", format!("/v1/deployments/{id}"));
+    if auditor {
+        chrome = chrome
+            .api(
+                "Audit record (JSON)",
+                format!("/v1/deployments/{id}/record"),
+            )
+            .api(
+                "Audit record (OSCAL)",
+                format!("/v1/deployments/{id}/record?format=oscal"),
+            );
+    }
     let d = &x.deployment;
     let plan = &d.plan;
-    Ok(DeploymentTemplate {
+    let mut page = DeploymentTemplate {
+        auditor,
         chrome,
         id: d.id.clone(),
         system: d.system_id.clone(),
@@ -248,7 +258,16 @@ pub async fn deployment_page(
             .collect(),
         head: format!("entry {}, hash {}", x.chain.head.seq, x.chain.head.hash),
         checkpoint: x.chain.checkpoint.clone(),
-    })
+    };
+    if !auditor {
+        page.reviews.clear();
+        page.authorisations.clear();
+        page.acceptances.clear();
+        page.proof.clear();
+        page.head.clear();
+        page.checkpoint = None;
+    }
+    Ok(page)
 }
 
 impl DeploymentTemplate {

@@ -115,6 +115,8 @@ struct SignInTemplate<'a> {
     chrome: Chrome,
     message: Option<&'a str>,
     open: bool,
+    /// The form's token (console::csrf).
+    csrf: &'a str,
 }
 
 impl Page {
@@ -144,7 +146,7 @@ impl Page {
         }
     }
 
-    pub fn sign_in(status: StatusCode, message: Option<&str>, open: bool) -> Self {
+    pub fn sign_in(status: StatusCode, message: Option<&str>, open: bool, csrf: &str) -> Self {
         let t = SignInTemplate {
             chrome: Chrome {
                 title: "Sign in".into(),
@@ -153,6 +155,7 @@ impl Page {
             },
             message,
             open,
+            csrf,
         };
         Page::Html(status, t.render())
     }

@@ -1,0 +1,59 @@
+//! The plain HTTP listener: hyper's HTTP/1.1 connections with a deadline
+//! on the request line and headers, each request tagged with its client
+//! address ([`super::capacity::Peer`]).
+//!
+//! `axum::serve` sets no timer on its connections, so hyper's header read
+//! deadline never fires there and a client that sends its headers one
+//! byte a minute keeps its connection for good (slowloris). This loop is
+//! the TLS listener's (`tls::serve`) without the handshake.
+
+use std::future::Future;
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+
+/// Serves `router` on `listener` until `shutdown` completes, then drains
+/// the connections in flight.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    header_timeout: Duration,
+    shutdown: impl Future<Output = ()>,
+) {
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: pause rather
+                    // than spin.
+                    tracing::warn!(error = %e, "listener: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let service =
+            TowerToHyperService::new(super::capacity::tag(router.clone(), peer.ip(), false));
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            let conn = http.serve_connection(TokioIo::new(tcp), service);
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
