@@ -727,6 +727,14 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         crate::records::destinations::Destinations::parse(&self.webhooks.allow)?;
         self.integrations.validate()?;
+        let k = &self.integrations.kubernetes;
+        super::admission_access::validate(
+            k.require_token,
+            k.client_ca.as_deref(),
+            k.unauthenticated_per_second,
+            self.listen_tls.is_some(),
+        )
+        .map_err(|e| e.to_string())?;
         let l = &self.limits;
         for (name, value) in [
             ("limits.body_bytes", l.body_bytes as u64),

@@ -223,6 +223,9 @@ impl Exposure {
         }
         self.snapshot.store(Arc::new(Snapshot { by_id, by_ref }));
         self.refreshed.store(Arc::new(Instant::now()));
+        self.metrics
+            .ops
+            .exposure_refreshed(super::ops_metrics::unix_now());
         Ok(())
     }
 

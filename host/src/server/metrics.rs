@@ -65,6 +65,8 @@ pub struct Metrics {
     source_stale: Family<BundleLabels, Gauge>,
     admissions: Family<ResultLabels, Counter>,
     authz: Family<AuthzLabels, Counter>,
+    /// Background work: checkpoints, scheduler, exposure table.
+    pub ops: super::ops_metrics::OpsMetrics,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -242,7 +244,9 @@ impl Metrics {
             "Per-request exposure checks by deployment (`unknown` when none is active under the name asked for) and result (in, out)",
             authz.clone(),
         );
+        let ops = super::ops_metrics::OpsMetrics::register(&mut registry);
         Metrics {
+            ops,
             authz,
             source_polls,
             source_last_success,
