@@ -67,6 +67,11 @@ bench-adapters: setup
 bench-memory: setup
     host/benches/memory.sh
 
+# The container image (buildah; FROM scratch, a static musl binary): target/image/stagegate.oci.tar
+image:
+    rustup target add x86_64-unknown-linux-musl
+    deploy/image/build.sh
+
 # Format the code
 fmt:
     cargo fmt --all
