@@ -38,7 +38,7 @@ impl Ca {
         Ca { cert, key }
     }
 
-    /// A leaf for `names` with `usage`: (cert PEM, key PEM, cert DER).
+    /// A leaf for `names` with `usage`: (cert PEM, key PEM).
     fn leaf(&self, names: &[&str], usage: rcgen::ExtendedKeyUsagePurpose) -> (String, String) {
         let mut params =
             rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
