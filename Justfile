@@ -76,6 +76,13 @@ test-deps: python-tools
     [ -x /usr/sbin/nginx ] || need+=(nginx)
     [ -x /usr/bin/docker-registry ] || need+=(docker-registry)
     [ -x /usr/bin/chromium ] || need+=(chromium)
+    # buildah, skopeo, musl-tools: `just image` and the image test;
+    # prometheus (promtool too): the alert rules' tests and the live
+    # Prometheus test.
+    command -v buildah >/dev/null 2>&1 || need+=(buildah)
+    command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
+    command -v musl-gcc >/dev/null 2>&1 || need+=(musl-tools)
+    command -v promtool >/dev/null 2>&1 || need+=(prometheus)
     if [ "${#need[@]}" -gt 0 ]; then
         sudo=""
         [ "$(id -u)" = 0 ] || sudo=sudo
@@ -94,7 +101,8 @@ test-deps: python-tools
         compliance-trestle==5.2.0 jsonschema==4.26.0 \
         PyYAML==6.0.3 \
         playwright==1.65.2 \
-        cryptography==48.0.0
+        cryptography==48.0.0 \
+        kubernetes-validate==1.37.0
 
 # Build the `stagegate` binary (and the tests) with one set of dependency
 # features. The tests add the benches' and guests' crates, whose features
@@ -120,6 +128,11 @@ bench-adapters: setup
 # Peak RSS with 4 bundles at 64 connections for 30 s
 bench-memory: setup
     host/benches/memory.sh
+
+# The container image (buildah; FROM scratch, a static musl binary): target/image/stagegate.oci.tar
+image:
+    rustup target add x86_64-unknown-linux-musl
+    deploy/image/build.sh
 
 # Format the code
 fmt:

@@ -653,10 +653,11 @@ fn admission_answers_follow_the_deployment_from_pilot_through_promotion_to_rollb
     // Counted: every answer, by result.
     let metrics = s.get("/metrics", None).body;
     for result in ["allowed", "denied", "not_annotated"] {
+        let series = format!("stagegate_admissions_total{{result=\"{result}\"}} ");
         assert!(
-            metrics.contains(&format!(
-                "stagegate_admissions_total{{result=\"{result}\"}}"
-            )),
+            metrics
+                .lines()
+                .any(|l| l.starts_with(&series) && !l.ends_with(" 0")),
             "{metrics}"
         );
     }

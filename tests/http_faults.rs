@@ -150,11 +150,13 @@ fn a_hostile_bundle_fails_closed_within_its_deadline_and_other_bundles_keep_thei
     );
 
     let m = s.get("/metrics", None).body;
+    // Counted, not only present (every cause's series starts at 0).
     for cause in ["deadline", "memory", "trap", "stack"] {
+        let series =
+            format!("stagegate_policy_errors_total{{bundle=\"{HOSTILE}\",cause=\"{cause}\"}} ");
         assert!(
-            m.contains(&format!(
-                "stagegate_policy_errors_total{{bundle=\"{HOSTILE}\",cause=\"{cause}\"}}"
-            )),
+            m.lines()
+                .any(|l| l.starts_with(&series) && !l.ends_with(" 0")),
             "{cause}: {m}"
         );
     }
@@ -422,7 +424,12 @@ fn a_deployment_decision_under_a_hostile_bundle_fails_closed_within_its_deadline
         under_attack * 4 < spin,
         "reference median {under_attack:?} under attack vs {baseline:?} before and {spin:?} for a transition"
     );
-    assert!(s.get("/metrics", None).body.contains(&format!(
-        "stagegate_policy_errors_total{{bundle=\"{HOSTILE}\",cause=\"deadline\"}}"
-    )));
+    let series =
+        format!("stagegate_policy_errors_total{{bundle=\"{HOSTILE}\",cause=\"deadline\"}} ");
+    assert!(
+        s.get("/metrics", None)
+            .body
+            .lines()
+            .any(|l| l.starts_with(&series) && !l.ends_with(" 0"))
+    );
 }

@@ -13,6 +13,7 @@
 mod support;
 
 mod admission;
+mod admission_access;
 mod attestations;
 mod bundle_authority;
 mod bundle_bombs;
@@ -21,6 +22,7 @@ mod capacity;
 mod check_cli;
 mod console;
 mod coverage_cli;
+mod deploy;
 mod docs_links;
 mod eval_cli;
 mod gateway_authz;

@@ -13,7 +13,7 @@ pub mod server;
 pub mod sets;
 pub mod tools;
 
-pub use tools::require_tool;
+pub use tools::{require, require_tool};
 
 /// Declares `sqlite::NAME` and `postgres::NAME` tests for each
 /// `fn NAME(backend: Backend)` of the calling module. The PostgreSQL

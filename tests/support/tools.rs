@@ -27,19 +27,23 @@ pub fn in_ci() -> bool {
 /// fails the calling test. `tool` is one of the names below; an unknown
 /// name is a test bug and panics.
 pub fn require_tool(tool: &str) -> bool {
+    require(tool, || find(tool))
+}
+
+/// [`require_tool`] for something a test needs that is not a program on
+/// the machine (a file a recipe makes, say): `check` says why it is
+/// missing, and the test is skipped and listed, or fails under CI.
+pub fn require(what: &str, check: impl FnOnce() -> Result<(), String>) -> bool {
     // Looked for once per run: some tests ask for a tool many times.
     static FOUND: Mutex<BTreeMap<String, Result<(), String>>> = Mutex::new(BTreeMap::new());
     let found = {
         let mut known = FOUND.lock().unwrap_or_else(|e| e.into_inner());
-        known
-            .entry(tool.to_string())
-            .or_insert_with(|| find(tool))
-            .clone()
+        known.entry(what.to_string()).or_insert_with(check).clone()
     };
     match found {
         Ok(()) => true,
         Err(why) => {
-            skip(tool, &why);
+            skip(what, &why);
             false
         }
     }
@@ -112,6 +116,15 @@ fn find(tool: &str) -> Result<(), String> {
         "pyyaml" => python_imports(&["yaml"]),
         "cryptography" => python_imports(&["cryptography"]),
         "jsonschema" => python_imports(&["jsonschema"]),
+        // deploy/: the image, the overlays and the alert rules.
+        "kubectl" | "promtool" | "prometheus" | "skopeo" | "buildah" | "unshare" => runs(
+            Command::new("sh").args(["-c", &format!("command -v {tool}")]),
+            tool,
+        ),
+        "kubernetes-validate" => runs(
+            Command::new("kubernetes-validate").arg("--version"),
+            "kubernetes-validate",
+        ),
         "python3" | "openssl" | "bash" | "curl" | "jq" => {
             let arg = if tool == "openssl" {
                 "version"

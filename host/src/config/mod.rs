@@ -168,6 +168,14 @@ impl Config {
         self.integrations.validate()?;
         crate::identity::config::validate(&self.identities)?;
         self.capacity.validate()?;
+        let k = &self.integrations.kubernetes;
+        crate::server::admission_access::validate(
+            k.require_token,
+            k.client_ca.as_deref(),
+            k.unauthenticated_per_second,
+            self.listen_tls.is_some(),
+        )
+        .map_err(|e| e.to_string())?;
         let l = &self.limits;
         for (name, value) in [
             ("limits.body_bytes", l.body_bytes as u64),

@@ -28,6 +28,20 @@ pub enum PolicyError {
 
 impl PolicyError {
     /// A short, stable label for metrics and findings.
+    /// Every value of [`PolicyError::cause`] (the metrics start each
+    /// series at zero).
+    pub const CAUSES: [&'static str; 9] = [
+        "deadline",
+        "memory",
+        "stack",
+        "trap",
+        "guest_error",
+        "configure",
+        "instantiate",
+        "compile",
+        "incompatible",
+    ];
+
     pub fn cause(&self) -> &'static str {
         match self {
             PolicyError::Deadline(_) => "deadline",

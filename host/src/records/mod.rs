@@ -129,7 +129,13 @@ pub struct Records {
     evidence: Arc<crate::attest::EvidenceTrust>,
     /// The key receipts are signed with; none: no receipts.
     receipts: Option<Arc<crate::attest::ReceiptSigner>>,
+    /// Told (log size, Unix seconds) after each checkpoint is signed: the
+    /// service's metrics.
+    on_checkpoint: Option<Arc<CheckpointObserver>>,
 }
+
+/// What [`Records::with_checkpoint_observer`] takes.
+type CheckpointObserver = dyn Fn(i64, i64) + Send + Sync;
 
 impl Records {
     pub fn new(
@@ -151,7 +157,18 @@ impl Records {
             destinations: Default::default(),
             evidence: Default::default(),
             receipts: None,
+            on_checkpoint: None,
         }
+    }
+
+    /// Calls `observer(log size, Unix seconds)` after each checkpoint is
+    /// signed and stored.
+    pub fn with_checkpoint_observer(
+        mut self,
+        observer: impl Fn(i64, i64) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_checkpoint = Some(Arc::new(observer));
+        self
     }
 
     /// Verifies releases' attestations against `trust`.

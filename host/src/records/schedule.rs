@@ -87,26 +87,28 @@ pub async fn claim(
 }
 
 /// Releases a claim and sets the next due time: one interval after the
-/// previous due time, or after now if the schedule fell behind.
+/// previous due time, or after now if the schedule fell behind. Returns
+/// false when the claim was no longer this replica's (its lease expired
+/// and another replica took the deployment).
 pub async fn complete(
     store: &Store,
     replica: &str,
     due: &Due,
     now: i64,
     intervals: &Intervals,
-) -> Result<(), RecordError> {
+) -> Result<bool, RecordError> {
     let step = intervals.at(now, due.intensive_until);
     let mut next = due.next_due + step;
     if next <= now {
         next = now + step;
     }
-    sqlx::query("UPDATE monitor_schedule SET next_due = $1, claimed_by = NULL, claimed_until = NULL WHERE deployment_id = $2 AND claimed_by = $3")
+    let done = sqlx::query("UPDATE monitor_schedule SET next_due = $1, claimed_by = NULL, claimed_until = NULL WHERE deployment_id = $2 AND claimed_by = $3")
         .bind(next)
         .bind(&due.deployment_id)
         .bind(replica)
         .execute(&store.pool)
         .await?;
-    Ok(())
+    Ok(done.rows_affected() > 0)
 }
 
 /// Stops scheduling a deployment that is no longer active.

@@ -151,6 +151,9 @@ impl Records {
         .bind(&note)
         .execute(&self.store.pool)
         .await?;
+        if let Some(observe) = &self.on_checkpoint {
+            observe(cp.seq, cp.at.millis() / 1000);
+        }
         let signed = Signed {
             size: seq,
             at: cp.at.millis(),

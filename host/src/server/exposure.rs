@@ -224,6 +224,9 @@ impl Exposure {
         }
         self.snapshot.store(Arc::new(Snapshot { by_id, by_ref }));
         self.refreshed.store(Arc::new(Instant::now()));
+        self.metrics
+            .ops
+            .exposure_refreshed(crate::service::ops_metrics::unix_now());
         Ok(())
     }
 

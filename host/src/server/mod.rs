@@ -11,6 +11,7 @@
 //! activations run on blocking threads so compilation never stalls
 //! decisions.
 
+pub mod admission_access;
 pub(crate) mod auth;
 pub(crate) mod body;
 pub mod capacity;
@@ -59,6 +60,8 @@ pub struct App {
     pub(crate) exposure: Arc<exposure::Exposure>,
     /// Admission requires a verified receipt for the artifact it admits.
     pub(crate) admission_requires_receipt: bool,
+    /// Who may call the admission route without a token.
+    pub(crate) admission_access: admission_access::AdmissionAccess,
     inflight: Arc<Semaphore>,
     /// Reserved pools and the limits on callers without a token.
     pub(crate) capacity: capacity::Capacity,
@@ -158,6 +161,10 @@ pub async fn prepare(config: &Config) -> Result<Arc<App>, ServeError> {
         records.clone(),
         Duration::from_millis(config.integrations.authz.refresh_ms),
     );
+    let signed = metrics.clone();
+    let records = records.with_checkpoint_observer(move |size, unix_seconds| {
+        signed.ops.checkpoint_signed(size, unix_seconds);
+    });
     let app = Arc::new(App {
         metrics,
         registry,
@@ -171,6 +178,11 @@ pub async fn prepare(config: &Config) -> Result<Arc<App>, ServeError> {
         github,
         exposure,
         admission_requires_receipt: config.integrations.kubernetes.require_receipt,
+        admission_access: admission_access::AdmissionAccess::new(
+            config.integrations.kubernetes.require_token,
+            config.integrations.kubernetes.client_ca.as_deref(),
+            config.integrations.kubernetes.unauthenticated_per_second,
+        ),
         inflight: Arc::new(Semaphore::new(config.limits.concurrency)),
         capacity: capacity::Capacity::new(&config.capacity),
     });
@@ -408,10 +420,19 @@ fn loopback_unless_tokens(config: &Config, listen: SocketAddr) -> SocketAddr {
 pub async fn serve(config: Config) -> Result<(), ServeError> {
     // The certificate is checked before anything is opened or bound.
     let certificates = match config.tls.files().filter(|_| config.listen_tls.is_some()) {
-        Some(files) => Some(
-            tls::Certificates::load(files)
-                .map_err(|e| ServeError::Config(format!("invalid configuration: {e}")))?,
-        ),
+        Some(files) => {
+            let client_ca = match &config.integrations.kubernetes.client_ca {
+                Some(path) => Some(
+                    admission_access::load_client_ca(path)
+                        .map_err(|e| ServeError::Config(format!("invalid configuration: {e}")))?,
+                ),
+                None => None,
+            };
+            Some(
+                tls::Certificates::load_with(files, client_ca)
+                    .map_err(|e| ServeError::Config(format!("invalid configuration: {e}")))?,
+            )
+        }
         None => None,
     };
     let app = prepare(&config).await?;

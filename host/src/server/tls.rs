@@ -28,6 +28,9 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
+use tower::ServiceExt;
+
+use super::admission_access::TlsConnection;
 
 pub use crate::config::TlsFiles;
 
@@ -72,10 +75,16 @@ impl TlsFiles {
     /// Reads and checks both files: a server configuration, or what is
     /// wrong with which file.
     pub fn load(&self) -> Result<Arc<ServerConfig>, TlsError> {
-        self.build(&self.read()?)
+        self.build(&self.read()?, None)
     }
 
-    fn build(&self, c: &Contents) -> Result<Arc<ServerConfig>, TlsError> {
+    /// `client`: the verifier of client certificates, when the admission
+    /// route takes them (`integrations.kubernetes.client_ca`).
+    fn build(
+        &self,
+        c: &Contents,
+        client: Option<&ClientVerifier>,
+    ) -> Result<Arc<ServerConfig>, TlsError> {
         let cert_err = |message: String| TlsError::Certificate {
             path: self.certificate.display().to_string(),
             message,
@@ -97,8 +106,11 @@ impl TlsFiles {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| cert_err(format!("TLS setup: {e}")))?
-            .with_no_client_auth();
+            .map_err(|e| cert_err(format!("TLS setup: {e}")))?;
+        let builder = match client {
+            Some(verifier) => builder.with_client_cert_verifier(verifier.clone()),
+            None => builder.with_no_client_auth(),
+        };
         let mut config = builder.with_single_cert(chain, key).map_err(|e| match e {
             rustls::Error::InconsistentKeys(_) => TlsError::Mismatch {
                 certificate: self.certificate.display().to_string(),
@@ -112,9 +124,13 @@ impl TlsFiles {
     }
 }
 
+/// Verifies the client certificates a connection may present.
+pub type ClientVerifier = Arc<dyn rustls::server::danger::ClientCertVerifier>;
+
 /// The current server configuration, swapped when the files change.
 pub struct Certificates {
     files: TlsFiles,
+    client: Option<ClientVerifier>,
     current: ArcSwap<ServerConfig>,
     /// The contents last tried, loaded or refused: a refused pair is
     /// reported once, not at every poll.
@@ -123,11 +139,22 @@ pub struct Certificates {
 
 impl Certificates {
     /// Loads the pair; fails naming the file when it cannot be used.
+    #[cfg(test)]
     pub fn load(files: TlsFiles) -> Result<Arc<Self>, TlsError> {
+        Self::load_with(files, None)
+    }
+
+    /// [`Certificates::load`], asking clients for a certificate that
+    /// `client` verifies (optional for the client).
+    pub fn load_with(
+        files: TlsFiles,
+        client: Option<ClientVerifier>,
+    ) -> Result<Arc<Self>, TlsError> {
         let contents = files.read()?;
-        let config = files.build(&contents)?;
+        let config = files.build(&contents, client.as_ref())?;
         Ok(Arc::new(Certificates {
             files,
+            client,
             current: ArcSwap::new(config),
             last: std::sync::Mutex::new(contents),
         }))
@@ -151,7 +178,7 @@ impl Certificates {
         if *last == contents {
             return false;
         }
-        let result = self.files.build(&contents);
+        let result = self.files.build(&contents, self.client.as_ref());
         *last = contents;
         match result {
             Ok(config) => {
@@ -219,8 +246,7 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let acceptor = certificates.acceptor();
-        let service =
-            TowerToHyperService::new(super::capacity::tag(router.clone(), peer.ip(), true));
+        let router = router.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(handshake_timeout, start(tcp, acceptor)).await {
@@ -231,6 +257,26 @@ pub async fn serve(
                     return;
                 }
             };
+            // Handlers see that the request came over TLS, and with which
+            // verified client certificate (the admission route's access).
+            let connection = TlsConnection {
+                client_certificate: tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .map(|leaf| super::admission_access::fingerprint(leaf)),
+            };
+            // And, for the capacity gate, the peer's address and that it
+            // came over TLS.
+            let service = TowerToHyperService::new(
+                super::capacity::tag(router, peer.ip(), true).map_request(
+                    move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                        req.extensions_mut().insert(connection.clone());
+                        req
+                    },
+                ),
+            );
             let mut http = hyper::server::conn::http1::Builder::new();
             http.timer(TokioTimer::new())
                 .header_read_timeout(handshake_timeout);

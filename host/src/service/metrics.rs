@@ -66,6 +66,8 @@ pub struct Metrics {
     source_stale: Family<BundleLabels, Gauge>,
     admissions: Family<ResultLabels, Counter>,
     authz: Family<AuthzLabels, Counter>,
+    /// Background work: checkpoints, scheduler, exposure table.
+    pub ops: super::ops_metrics::OpsMetrics,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -249,7 +251,15 @@ impl Metrics {
             "Per-request exposure checks by deployment (`unknown` when none is active under the name asked for) and result (in, out)",
             authz.clone(),
         );
+        for result in ["allowed", "denied", "not_annotated"] {
+            let _ = admissions.get_or_create(&ResultLabels { result });
+        }
+        for result in ["delivered", "failed"] {
+            let _ = webhook_results.get_or_create(&ResultLabels { result });
+        }
+        let ops = super::ops_metrics::OpsMetrics::register(&mut registry);
         Metrics {
+            ops,
             authz,
             source_polls,
             source_last_success,
@@ -272,6 +282,18 @@ impl Metrics {
 
     /// Counter handles for a bundle's decisions.
     pub fn bundle_counters(&self, bundle: &str) -> BundleCounters {
+        // The failure series exist at 0 from the start: an alert on
+        // `increase()` misses a counter's first increment when the series
+        // appears with it.
+        for cause in crate::policy::PolicyError::CAUSES {
+            let _ = self.policy_errors.get_or_create(&ErrorLabels {
+                bundle: bundle.to_string(),
+                cause,
+            });
+        }
+        let _ = self.activation_failures.get_or_create(&BundleLabels {
+            bundle: bundle.to_string(),
+        });
         let mut by_outcome = Vec::new();
         for (kind, outcomes) in OUTCOMES {
             for outcome in outcomes {

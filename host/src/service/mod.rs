@@ -12,6 +12,7 @@
 pub(crate) mod lane;
 pub(crate) mod metrics;
 pub(crate) mod monitor;
+pub(crate) mod ops_metrics;
 pub mod pipeline;
 pub(crate) mod registry;
 pub(crate) mod remote;

@@ -74,13 +74,19 @@ pub(crate) async fn scheduler_pass(app: &Engine, replica: &str) -> Result<usize,
     let records = &app.records;
     let intervals = records.intervals;
     let mut evaluated = 0;
+    // The most overdue claim of this pass, for the lag alert.
+    let mut lag_ms: i64 = 0;
     loop {
         let now = Timestamp::now().millis();
         let due = schedule::claim(&records.store, replica, now, intervals.lease_ms, 100).await?;
         if due.is_empty() {
+            app.metrics
+                .ops
+                .scheduler_pass(lag_ms as f64 / 1000.0, super::ops_metrics::unix_now());
             return Ok(evaluated);
         }
         for d in due {
+            lag_ms = lag_ms.max(now - d.next_due);
             let started = Instant::now();
             let Ok(pipeline) = app.pipeline(None) else {
                 // No policy to ask: leave the claim to expire and retry.
@@ -117,7 +123,7 @@ pub(crate) async fn scheduler_pass(app: &Engine, replica: &str) -> Result<usize,
                     continue;
                 }
             }
-            schedule::complete(
+            let still_ours = schedule::complete(
                 &records.store,
                 replica,
                 &d,
@@ -125,6 +131,10 @@ pub(crate) async fn scheduler_pass(app: &Engine, replica: &str) -> Result<usize,
                 &intervals,
             )
             .await?;
+            if !still_ours {
+                app.metrics.ops.lease_lost();
+                tracing::warn!(deployment = %d.deployment_id, replica = %replica, "the scheduler's lease on this deployment expired before its evaluation was recorded; another replica may evaluate it again");
+            }
         }
     }
 }

@@ -19,13 +19,32 @@ pub struct IntegrationsConfig {
 }
 
 /// `[integrations.kubernetes]`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KubernetesConfig {
     /// Admit an object only when the release's artifact digest it runs
     /// has a decision receipt of this service that verifies: proof that
     /// the artifact itself passed the gate (docs/evidence-and-receipts.md).
     pub require_receipt: bool,
+    /// `false`: the admission route on the TLS listener answers without a
+    /// bearer token (managed clusters; see `server::admission_access`).
+    pub require_token: bool,
+    /// A CA (PEM) whose client certificates the admission route on the
+    /// TLS listener accepts instead of a token (mTLS).
+    pub client_ca: Option<std::path::PathBuf>,
+    /// The rate limit of admission reviews that come without a credential.
+    pub unauthenticated_per_second: u32,
+}
+
+impl Default for KubernetesConfig {
+    fn default() -> Self {
+        KubernetesConfig {
+            require_receipt: false,
+            require_token: true,
+            client_ca: None,
+            unauthenticated_per_second: 50,
+        }
+    }
 }
 
 impl IntegrationsConfig {

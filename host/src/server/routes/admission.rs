@@ -24,13 +24,11 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::auth::Role;
 use crate::decision::verdict::FindingSeverity;
 use crate::records::chain::LogEntry;
 use crate::records::model::Deployment;
 use crate::records::{DeploymentSelector, DeploymentStatus, RecordError};
 use crate::server::App;
-use crate::server::auth::RequireRole;
 use crate::server::body;
 use crate::server::error::ApiError;
 
@@ -80,15 +78,17 @@ impl Finding {
 /// The handler: the `gateway` role (the API server's token).
 pub async fn review(
     State(app): State<Arc<App>>,
+    tls: Option<axum::Extension<crate::server::admission_access::TlsConnection>>,
     headers: HeaderMap,
     request_body: Body,
 ) -> Result<Response, ApiError> {
     // A refusal is answered after the body is read (bounded): the client
-    // then sees the 401 or 403, not a reset connection.
+    // then sees the 401 or 403, not a reset connection. On the TLS
+    // listener the API server may come without a token
+    // (`server::admission_access`).
     let caller = match app
-        .auth
-        .caller(&headers)
-        .and_then(|c| c.require(&[Role::Gateway]).map(|()| c))
+        .admission_access
+        .caller(&app.auth, &headers, tls.as_deref())
     {
         Ok(c) => c,
         Err(e) => return Err(body::refuse_after_drain(&headers, request_body, e).await),
