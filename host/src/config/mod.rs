@@ -4,7 +4,9 @@
 //! Unknown keys are errors: a misspelt `min_signature = 2` that silently
 //! kept the default of 1 would weaken the trust policy unnoticed.
 
+pub mod admission;
 mod bundles;
+mod capacity;
 mod console;
 mod evidence;
 #[cfg(test)]
@@ -22,6 +24,7 @@ use serde::Deserialize;
 
 pub use crate::auth::{Role, TokenConfig};
 pub use bundles::{BundleConfig, PolicySetConfig, default_bundle};
+pub use capacity::CapacityConfig;
 pub use console::ConsoleConfig;
 pub use evidence::{EvidenceConfig, ReceiptsConfig};
 pub use limits::{LimitsConfig, TrustConfig};
@@ -74,7 +77,7 @@ pub struct Config {
     /// every role (local development).
     pub tokens: Vec<TokenConfig>,
     /// Reserved pools, limits on callers without a token, read deadlines.
-    pub capacity: crate::server::capacity::CapacityConfig,
+    pub capacity: CapacityConfig,
     /// Workload identities: OIDC/JWT tokens accepted as callers
     /// (docs/identities.md).
     pub identities: Vec<crate::identity::IdentityConfig>,
@@ -169,7 +172,7 @@ impl Config {
         crate::identity::config::validate(&self.identities)?;
         self.capacity.validate()?;
         let k = &self.integrations.kubernetes;
-        crate::server::admission_access::validate(
+        admission::validate(
             k.require_token,
             k.client_ca.as_deref(),
             k.unauthenticated_per_second,

@@ -184,38 +184,11 @@ impl Bucket {
 /// Why the admission access settings cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum AccessError {
-    #[error(
-        "integrations.kubernetes.{key} applies to the admission route on the TLS listener only; set listen_tls (with tls.certificate and tls.key) or remove integrations.kubernetes.{key}"
-    )]
-    NeedsTls { key: &'static str },
-    #[error("integrations.kubernetes.unauthenticated_per_second must be at least 1")]
-    ZeroRate,
     #[error("integrations.kubernetes.client_ca {path}: {message}")]
     ClientCa { path: String, message: String },
 }
 
-/// Checks the settings against the rest of the configuration (at parse).
-pub fn validate(
-    require_token: bool,
-    client_ca: Option<&Path>,
-    per_second: u32,
-    listen_tls: bool,
-) -> Result<(), AccessError> {
-    if !listen_tls {
-        if !require_token {
-            return Err(AccessError::NeedsTls {
-                key: "require_token = false",
-            });
-        }
-        if client_ca.is_some() {
-            return Err(AccessError::NeedsTls { key: "client_ca" });
-        }
-    }
-    if per_second == 0 {
-        return Err(AccessError::ZeroRate);
-    }
-    Ok(())
-}
+pub use crate::config::admission::validate;
 
 /// Loads `client_ca` (PEM, one or more CA certificates) as the TLS
 /// listener's client certificate verifier. A client without a certificate
