@@ -667,6 +667,16 @@ fn every_metric_the_rules_and_the_dashboard_name_is_on_a_live_metrics_page() {
     assert_eq!(r.status, 200, "{}", r.body);
     let r = s.send("GET", "/v1/log/checkpoint", None, None, None);
     assert_eq!(r.status, 200, "{}", r.body);
+    // The route serves the newest checkpoint while it is younger than
+    // `records.checkpoint_max_age_ms`; the schedule (every 200 ms here)
+    // signs one that covers the decision.
+    support::wait_until("a checkpoint covering the decision", support::HANG, || {
+        s.get("/metrics", None).body.lines().any(|l| {
+            l.strip_prefix("stagegate_log_checkpoint_size ")
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .is_some_and(|v| v >= 1.0)
+        })
+    });
     let metrics = s.get("/metrics", None).body;
     let families = declared(&metrics);
     let root = support::root();

@@ -192,8 +192,14 @@ pub(crate) async fn admit(app: Arc<App>, req: Request, next: Next) -> Response {
         return next.run(req).await;
     }
     let authenticated = app.auth.is_open() || app.auth.caller(req.headers()).is_ok();
+    // Admission on the TLS listener may come without a token when
+    // `[integrations.kubernetes]` says so (require_token = false or
+    // client_ca); its handler decides, under its own rate limit.
+    let tokenless_admission = class == Some(Reserved::Admission)
+        && app.admission_access.mode() != super::admission_access::Mode::Token
+        && req.extensions().get::<OverTls>().is_some();
     if !authenticated {
-        if !serves_without_token(path) {
+        if !serves_without_token(path) && !tokenless_admission {
             // The handler would refuse it too; refusing here costs no
             // permit and reads no body.
             let refusal = match app.auth.caller(req.headers()) {
