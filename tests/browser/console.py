@@ -52,7 +52,17 @@ def main():
             else None,
         )
         page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-        page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url}"))
+        def failed(request):
+            # Chromium fetches the icon in the background and cancels that
+            # fetch (net::ERR_ABORTED) when the page navigates first: a race
+            # in the browser, not an answer from the server. Any other
+            # failure, and any failure of another request, is a problem.
+            why = request.failure or ""
+            if request.url.endswith("/ui/favicon.svg") and "ERR_ABORTED" in why:
+                return
+            problems.append(f"request failed: {request.url} ({why})")
+
+        page.on("requestfailed", failed)
 
         def watch(request):
             if urlsplit(request.url).netloc != ORIGIN:
