@@ -24,15 +24,9 @@ const READERS: &[Role] = &[
     Role::Gateway,
 ];
 
+/// A 200 with the value as JSON (the records routes' encoder).
 fn json<T: serde::Serialize>(v: &T) -> Result<Response, ApiError> {
-    let body = serde_json::to_vec(v)
-        .map_err(|e| ApiError::internal(format!("encoding the answer: {e}")))?;
-    Ok((
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
-        body,
-    )
-        .into_response())
+    super::records::json(StatusCode::OK, v)
 }
 
 /// A required non-negative integer query parameter.

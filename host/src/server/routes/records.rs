@@ -52,7 +52,7 @@ fn actor(c: &Caller) -> Actor {
     }
 }
 
-fn json<T: Serialize>(status: StatusCode, v: &T) -> Result<Response, ApiError> {
+pub(super) fn json<T: Serialize>(status: StatusCode, v: &T) -> Result<Response, ApiError> {
     let body = serde_json::to_vec(v)
         .map_err(|e| ApiError::internal(format!("encoding the answer: {e}")))?;
     Ok((status, [(header::CONTENT_TYPE, "application/json")], body).into_response())
