@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 
 use crate::auth::Role;
 use crate::records::DeploymentSelector;
@@ -36,15 +36,9 @@ pub fn pipeline(app: &App) -> Result<Pipeline, ApiError> {
     app.pipeline(None).map_err(super::decisions::resolve_error)
 }
 
+/// A 200 with the value as JSON.
 fn json<T: serde::Serialize>(v: &T) -> Result<Response, ApiError> {
-    let body = serde_json::to_vec(v)
-        .map_err(|e| ApiError::internal(format!("encoding the answer: {e}")))?;
-    Ok((
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
-        body,
-    )
-        .into_response())
+    super::respond::json(StatusCode::OK, v)
 }
 
 pub async fn progression(

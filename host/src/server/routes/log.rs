@@ -26,7 +26,7 @@ const READERS: &[Role] = &[
 
 /// A 200 with the value as JSON (the records routes' encoder).
 fn json<T: serde::Serialize>(v: &T) -> Result<Response, ApiError> {
-    super::records::json(StatusCode::OK, v)
+    super::respond::json(StatusCode::OK, v)
 }
 
 /// A required non-negative integer query parameter.

@@ -9,3 +9,4 @@ pub mod integrations;
 pub mod log;
 pub mod notice;
 pub mod records;
+mod respond;

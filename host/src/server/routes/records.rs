@@ -20,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::respond::json;
 use crate::auth::Caller;
 use crate::auth::Role;
 use crate::decision::decode::decode_as;
@@ -50,12 +51,6 @@ fn actor(c: &Caller) -> Actor {
         name: c.name.clone(),
         title: c.title.clone(),
     }
-}
-
-pub(super) fn json<T: Serialize>(status: StatusCode, v: &T) -> Result<Response, ApiError> {
-    let body = serde_json::to_vec(v)
-        .map_err(|e| ApiError::internal(format!("encoding the answer: {e}")))?;
-    Ok((status, [(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// Decodes a body with the decision decoder's errors (JSON path, 400 for
