@@ -8,6 +8,7 @@
 
 use std::fmt;
 
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::DecisionKind;
@@ -15,6 +16,7 @@ use super::limits::{self, DecodeLimits};
 use super::request::{
     Attestation, GateRequest, MonitoringRequest, Plan, ProgressionRequest, Request,
 };
+use super::strict::Strict;
 
 /// Why a request was refused before any policy saw it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -124,7 +126,8 @@ pub fn decode_as<T: DeserializeOwned>(body: &[u8]) -> Result<T, RequestError> {
         });
     }
     limits::clear_refused();
-    match serde_json::from_str::<T>(text) {
+    let mut de = serde_json::Deserializer::from_str(text);
+    match T::deserialize(Strict(&mut de)).and_then(|v| de.end().map(|()| v)) {
         Ok(v) => Ok(v),
         Err(_) => Err(locate::<T>(body)),
     }
@@ -133,7 +136,7 @@ pub fn decode_as<T: DeserializeOwned>(body: &[u8]) -> Result<T, RequestError> {
 /// Decodes again, tracking the path, to explain why the fast path failed.
 fn locate<T: DeserializeOwned>(body: &[u8]) -> RequestError {
     let mut de = serde_json::Deserializer::from_slice(body);
-    let (path, err) = match serde_path_to_error::deserialize::<_, T>(&mut de) {
+    let (path, err) = match serde_path_to_error::deserialize::<_, T>(Strict(&mut de)) {
         Ok(_) => match de.end() {
             // Only trailing characters after a valid document can get here.
             Err(e) => (String::new(), e),
@@ -210,7 +213,9 @@ fn strip_position(msg: &str) -> String {
 /// `expected a number, found string "5"`.
 fn humanise(msg: &str) -> String {
     // `invalid length 0, expected struct Plan with 3 elements`: an array
-    // where an object belongs (see `decode_as`).
+    // where an object belongs, as serde words it when a struct is read
+    // positionally (decoding goes through `strict`, which words it as an
+    // invalid type; this stays for any caller decoding without it).
     if msg.starts_with("invalid length ") && msg.contains(", expected struct ") {
         return "expected an object, found an array".into();
     }
@@ -229,8 +234,8 @@ fn humanise(msg: &str) -> String {
         e => e,
     };
     let found = match found {
-        "map" => "object",
-        "sequence" => "array",
+        "map" => "an object",
+        "sequence" => "an array",
         f => f,
     };
     format!("expected {expected}, found {found}")
@@ -400,6 +405,16 @@ mod tests {
         );
         let e = gate_err(&format!(r#"{MIN},"plan":[]}}"#));
         assert_eq!(e.path, "/plan");
+        assert_eq!(e.message, "expected an object, found an array");
+        // Plain serde would fill these positionally and accept them; a
+        // later domain error would then name a path the body lacks.
+        let e = gate_err(r#"{"now":"2026-11-26T12:00:00Z","system":["s","low"]}"#);
+        assert_eq!(e.path, "/system");
+        assert_eq!(e.message, "expected an object, found an array");
+        let e = gate_err(&format!(
+            r#"{MIN},"plan":{{"stages":[["pilot",5],{{"name":"b"}}]}}}}"#
+        ));
+        assert_eq!(e.path, "/plan/stages/0");
         assert_eq!(e.message, "expected an object, found an array");
     }
 

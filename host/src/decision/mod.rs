@@ -10,6 +10,7 @@ pub mod decode;
 mod decode_properties;
 pub mod limits;
 pub mod request;
+mod strict;
 pub mod timestamp;
 pub mod verdict;
 
