@@ -441,6 +441,7 @@ mod github {
 /// passing case, not an empty report).
 mod junit {
     use super::*;
+    use crate::cli::output::xml as escape;
 
     pub fn report(r: &Report) -> String {
         let mut codes: Vec<&str> = Vec::new();
@@ -519,31 +520,6 @@ mod junit {
             id = escape(&r.decision_id),
             outcome = escape(&r.outcome),
         )
-    }
-
-    /// Text for XML content and attribute values: the five markup
-    /// characters as entities, and characters XML 1.0 cannot carry at all
-    /// (control characters other than tab, LF, CR; U+FFFE, U+FFFF) as U+FFFD.
-    pub fn escape(text: &str) -> String {
-        let mut out = String::with_capacity(text.len());
-        for c in text.chars() {
-            match c {
-                '&' => out.push_str("&amp;"),
-                '<' => out.push_str("&lt;"),
-                '>' => out.push_str("&gt;"),
-                '"' => out.push_str("&quot;"),
-                '\'' => out.push_str("&apos;"),
-                // Attribute values normalise raw line breaks to spaces.
-                '\n' => out.push_str("&#10;"),
-                '\r' => out.push_str("&#13;"),
-                '\t' => out.push_str("&#9;"),
-                c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => {
-                    out.push('\u{FFFD}')
-                }
-                c => out.push(c),
-            }
-        }
-        out
     }
 }
 

@@ -8,7 +8,6 @@
 
 use std::fmt;
 
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::DecisionKind;

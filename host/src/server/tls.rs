@@ -21,7 +21,6 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
@@ -229,25 +228,9 @@ pub async fn serve(
     handshake_timeout: Duration,
     shutdown: impl Future<Output = ()>,
 ) {
-    let graceful = GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and the like: pause rather
-                    // than spin.
-                    tracing::warn!(error = %e, "TLS listener: accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
+    super::listener::accept_until(listener, shutdown, "TLS listener", |tcp, peer, watcher| {
         let acceptor = certificates.acceptor();
         let router = router.clone();
-        let watcher = graceful.watcher();
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(handshake_timeout, start(tcp, acceptor)).await {
                 Ok(Some(tls)) => tls,
@@ -285,9 +268,8 @@ pub async fn serve(
                 tracing::debug!(%peer, error = %e, "TLS connection ended with an error");
             }
         });
-    }
-    drop(listener);
-    graceful.shutdown().await;
+    })
+    .await;
 }
 
 /// The TLS handshake, or `None` (logged) when the peer does not speak TLS
