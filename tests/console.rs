@@ -556,8 +556,7 @@ fn the_deployment_page_proves_its_entries_by_inclusion_and_names_an_altered_one(
         "only the altered entry: {proof}"
     );
 
-    // Put back, it is proven again; altered with its leaf rewritten to
-    // match, the stored tree no longer leads to the signed root.
+    // Put back, it is proven again.
     w.sql(&format!(
         "UPDATE decision_log SET outcome = 'rollback' WHERE seq = {seq}"
     ));
@@ -566,6 +565,33 @@ fn the_deployment_page_proves_its_entries_by_inclusion_and_names_an_altered_one(
         proof.contains("<span class=\"badge good\">proven</span>"),
         "{proof}"
     );
+
+    // History rewritten with every chain hash after it recomputed: the
+    // chain walk the page did before (still the JSON export's `chain`
+    // section) sees nothing wrong; the leaf in the tree does.
+    w.rewrite_history(seq, "healthy");
+    let export = get(&s, "audit", &format!("/v1/deployments/{id}/record")).json();
+    assert_eq!(
+        export["chain"]["log_verified"], true,
+        "{:#}",
+        export["chain"]
+    );
+    let proof = proof_of(&page(&s, &format!("/ui/deployments/{id}"), Some(&cookie)).body);
+    assert!(
+        proof.contains("<span class=\"badge bad\">not proven</span>"),
+        "{proof}"
+    );
+    let row = proof
+        .split("<tr>")
+        .find(|r| r.contains(&rollback))
+        .unwrap_or_else(|| panic!("the rewritten entry is named: {proof}"));
+    assert!(
+        row.contains("its row no longer hashes to its leaf in the tree"),
+        "{row}"
+    );
+
+    // And with its leaf rewritten to match the row, the stored tree no
+    // longer leads to the signed root.
     rewrite_entry_and_its_leaf(&w, seq, "healthy");
     let proof = proof_of(&page(&s, &format!("/ui/deployments/{id}"), Some(&cookie)).body);
     assert!(
