@@ -331,6 +331,7 @@ fn every_value_is_html_escaped() {
 support::on_both_backends!(
     the_pages_tell_the_rolled_back_deployments_story,
     the_decision_log_pages_by_keyset_without_repeating_or_skipping,
+    the_deployment_page_proves_its_entries_by_inclusion_and_names_an_altered_one,
 );
 
 fn the_pages_tell_the_rolled_back_deployments_story(backend: Backend) {
@@ -382,8 +383,8 @@ fn the_pages_tell_the_rolled_back_deployments_story(backend: Backend) {
     );
     assert!(b.contains(&format!("/v1/deployments/{id}/record?format=oscal")));
     assert!(
-        b.contains("<span class=\"badge good\">verified</span>"),
-        "chain proof"
+        b.contains("<span class=\"badge good\">proven</span>"),
+        "inclusion proof"
     );
 
     let r = page(&s, "/ui/decisions?code=trigger.rollback", Some(&cookie));
@@ -411,6 +412,200 @@ fn the_pages_tell_the_rolled_back_deployments_story(backend: Backend) {
     // `trigger.roll` is not a prefix match.
     let r = page(&s, "/ui/decisions?code=trigger.roll", Some(&cookie));
     assert!(r.body.contains("No decision matches"), "{}", r.body);
+}
+
+/// The `seq` of the first log entry of `decision_id`.
+fn seq_of(w: &World, decision_id: &str) -> i64 {
+    let url = w.database.clone();
+    let id = decision_id.to_string();
+    block_on(async move {
+        sqlx::any::install_default_drivers();
+        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+            .await
+            .unwrap();
+        let row =
+            sqlx::query("SELECT seq FROM decision_log WHERE decision_id = $1 ORDER BY seq LIMIT 1")
+                .bind(id)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        sqlx::Row::try_get(&row, "seq").unwrap()
+    })
+}
+
+/// Plays someone with write access to the database who alters entry
+/// `seq`'s outcome and stores the altered entry's leaf hash in the tree,
+/// so that the row and its stored leaf agree again.
+fn rewrite_entry_and_its_leaf(w: &World, seq: i64, outcome: &str) {
+    let url = w.database.clone();
+    let outcome = outcome.to_string();
+    block_on(async move {
+        use stagegate::records::{chain, merkle};
+        sqlx::any::install_default_drivers();
+        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+            .await
+            .unwrap();
+        let row = sqlx::query("SELECT seq, decision_id, at, kind, outcome, codes, bundle, bundle_version, bundle_digest, request_digest, request, deployment_id, actor, record_table, record_id, read_only, prev_hash, hash FROM decision_log WHERE seq = $1")
+            .bind(seq)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        let mut c = chain::from_row(&row).unwrap();
+        c.entry.outcome = outcome;
+        let leaf = merkle::leaf_hash(&chain::entry_bytes(c.seq, &c.entry, &c.prev_hash));
+        sqlx::query("UPDATE decision_log SET outcome = $1 WHERE seq = $2")
+            .bind(&c.entry.outcome)
+            .bind(seq)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let n = sqlx::query("UPDATE log_tree SET hash = $1 WHERE level = 0 AND idx = $2")
+            .bind(hex::encode(leaf))
+            .bind(seq - 1)
+            .execute(&mut conn)
+            .await
+            .unwrap()
+            .rows_affected();
+        assert_eq!(n, 1, "entry {seq} has a leaf");
+    });
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// The auditor's deployment page proves every entry of the deployment by
+/// inclusion in the newest signed checkpoint: an altered entry elsewhere
+/// in the log does not touch it, one of its own altered rows is named as
+/// not proven, and so is one whose stored leaf was rewritten to match
+/// (the signed root catches it).
+fn the_deployment_page_proves_its_entries_by_inclusion_and_names_an_altered_one(backend: Backend) {
+    let Some((w, s)) = world_on(backend, "") else {
+        return;
+    };
+    let elsewhere = post(
+        &s,
+        "gw",
+        "/v1/decisions/gate",
+        &support::high_risk_gate(),
+        &[],
+    )
+    .json()["decision_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let id = rolled_back_deployment(&s);
+    let cookie = sign_in(&s, "audit");
+    let proof_of = |body: &str| -> String {
+        let at = body.find("id=\"chain\"").expect("the proof section");
+        body[at..].split("</section>").next().unwrap().to_string()
+    };
+    let r = page(&s, &format!("/ui/deployments/{id}"), Some(&cookie));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let proof = proof_of(&r.body);
+    assert!(
+        proof.contains("<span class=\"badge good\">proven</span>"),
+        "{proof}"
+    );
+    assert!(
+        proof.contains("are proven included in the checkpoint of"),
+        "{proof}"
+    );
+    assert!(!proof.contains("Entries not proven"), "{proof}");
+
+    // An entry of another caller, altered: not this deployment's to prove.
+    w.sql(&format!(
+        "UPDATE decision_log SET outcome = 'allow' WHERE decision_id = '{elsewhere}'"
+    ));
+    let proof = proof_of(&page(&s, &format!("/ui/deployments/{id}"), Some(&cookie)).body);
+    assert!(
+        proof.contains("<span class=\"badge good\">proven</span>"),
+        "{proof}"
+    );
+
+    // The rollback decision's row, altered: named, the rest still proven.
+    let r = page(&s, "/ui/decisions?code=trigger.rollback", Some(&cookie));
+    let link = "href=\"/ui/decisions/";
+    let at = r.body.find(link).expect("the rollback decision") + link.len();
+    let rollback = r.body[at..].split('"').next().unwrap().to_string();
+    let seq = seq_of(&w, &rollback);
+    w.sql(&format!(
+        "UPDATE decision_log SET outcome = 'healthy' WHERE seq = {seq}"
+    ));
+    let proof = proof_of(&page(&s, &format!("/ui/deployments/{id}"), Some(&cookie)).body);
+    assert!(
+        proof.contains("<span class=\"badge bad\">not proven</span>"),
+        "{proof}"
+    );
+    let row = proof
+        .split("<tr>")
+        .find(|r| r.contains(&rollback))
+        .unwrap_or_else(|| panic!("the altered entry is named: {proof}"));
+    assert!(
+        row.contains(&format!("<td class=\"num\">{seq}</td>"))
+            && row.contains("its row no longer hashes to its leaf in the tree"),
+        "{row}"
+    );
+    assert_eq!(
+        proof.matches("<strong>not proven</strong>").count(),
+        1,
+        "only the altered entry: {proof}"
+    );
+
+    // Put back, it is proven again.
+    w.sql(&format!(
+        "UPDATE decision_log SET outcome = 'rollback' WHERE seq = {seq}"
+    ));
+    let proof = proof_of(&page(&s, &format!("/ui/deployments/{id}"), Some(&cookie)).body);
+    assert!(
+        proof.contains("<span class=\"badge good\">proven</span>"),
+        "{proof}"
+    );
+
+    // History rewritten with every chain hash after it recomputed: the
+    // chain walk the page did before (still the JSON export's `chain`
+    // section) sees nothing wrong; the leaf in the tree does.
+    w.rewrite_history(seq, "healthy");
+    let export = get(&s, "audit", &format!("/v1/deployments/{id}/record")).json();
+    assert_eq!(
+        export["chain"]["log_verified"], true,
+        "{:#}",
+        export["chain"]
+    );
+    let proof = proof_of(&page(&s, &format!("/ui/deployments/{id}"), Some(&cookie)).body);
+    assert!(
+        proof.contains("<span class=\"badge bad\">not proven</span>"),
+        "{proof}"
+    );
+    let row = proof
+        .split("<tr>")
+        .find(|r| r.contains(&rollback))
+        .unwrap_or_else(|| panic!("the rewritten entry is named: {proof}"));
+    assert!(
+        row.contains("its row no longer hashes to its leaf in the tree"),
+        "{row}"
+    );
+
+    // And with its leaf rewritten to match the row, the stored tree no
+    // longer leads to the signed root.
+    rewrite_entry_and_its_leaf(&w, seq, "healthy");
+    let proof = proof_of(&page(&s, &format!("/ui/deployments/{id}"), Some(&cookie)).body);
+    assert!(
+        proof.contains("<span class=\"badge bad\">not proven</span>"),
+        "{proof}"
+    );
+    let row = proof
+        .split("<tr>")
+        .find(|r| r.contains(&rollback))
+        .unwrap_or_else(|| panic!("the rewritten entry is named: {proof}"));
+    assert!(
+        row.contains("its inclusion proof from the stored tree fails"),
+        "{row}"
+    );
 }
 
 fn the_decision_log_pages_by_keyset_without_repeating_or_skipping(backend: Backend) {

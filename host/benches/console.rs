@@ -1,11 +1,16 @@
-//! The auditor's console, rendered on the server (docs/console.md): the deployment page of a deployment with 1,000 decisions and
-//! 5,000 observations, and the decision log's first page over 100,000
-//! decisions, on SQLite, in-process. Each figure is the whole page: the
-//! records read through `records::console`/`export` (with the chain proof
-//! re-hashed) and the template rendered to HTML.
+//! The auditor's console, rendered on the server (docs/console.md): the
+//! deployment page of a deployment with 1,000 decisions and 5,000
+//! observations, first in a log of its own ~6,000 entries, then with
+//! 100,000 more entries of other deployments in the log; and the decision
+//! log's first page over those 100,000 decisions; on SQLite, in-process.
+//! Each figure is the whole page as an auditor sees it: the records read
+//! through `records::console`, the deployment's entries proved by
+//! inclusion in the newest signed checkpoint, the template rendered.
 //!
-//! `cargo bench -p stagegate --bench console` (optimised). The same
-//! program runs unoptimised with `cargo test -p stagegate --bench console`.
+//! `cargo bench --workspace --bench console` (optimised; `DECISIONS=`,
+//! `LOG_ENTRIES=` change the sizes, `DATABASE=postgres://…/EMPTY_DB` runs
+//! it on PostgreSQL). The same program runs unoptimised with `cargo test
+//! --workspace --bench console`.
 
 mod support;
 
@@ -66,6 +71,10 @@ fn main() {
         config.scheduler.enabled = false;
         config.webhooks.enabled = false;
         config.records.checkpoint_interval_ms = 0;
+        // PostgreSQL instead of SQLite: an empty database's URL.
+        if let Ok(url) = std::env::var("DATABASE") {
+            config.records.database = Some(url);
+        }
         // The release's results are attested (the high tier accepts no other).
         config.evidence.keys.push(support::evidence_trust(&dir));
         let app = stagegate::server::prepare(&config).await.unwrap();
@@ -115,60 +124,81 @@ fn main() {
             x.decisions.len(),
             t.elapsed().as_secs_f64()
         );
+        let decisions = x.decisions.len();
 
         let viewer = Viewer {
             caller: Caller { name: "audit".into(), roles: vec![Role::Auditor], title: None },
             session: None,
         };
-        // The deployment page: records read, proof re-hashed, HTML out.
-        let mut whole = Vec::new();
-        let mut render_only = Vec::new();
-        let mut bytes = 0;
-        for i in 0..33 {
-            let t = Instant::now();
-            let page = pages::deployment_page(&app, &id, &viewer).await.unwrap();
-            let t2 = Instant::now();
-            let html = page.html().unwrap();
-            let end = Instant::now();
-            bytes = html.len();
-            if i >= 3 {
-                whole.push(end - t);
-                render_only.push(end - t2);
+        // The deployment page: records read, entries proved, HTML out.
+        let measure = |log: String| {
+            let (app, id, viewer, records) = (&app, &id, &viewer, &records);
+            async move {
+                let mut whole = Vec::new();
+                let mut render_only = Vec::new();
+                let mut bytes = 0;
+                for i in 0..33 {
+                    let t = Instant::now();
+                    let page = pages::deployment_page(app, id, viewer).await.unwrap();
+                    let t2 = Instant::now();
+                    let html = page.html().unwrap();
+                    let end = Instant::now();
+                    bytes = html.len();
+                    assert!(html.contains("badge good\">proven<"), "every entry is proven");
+                    if i >= 3 {
+                        whole.push(end - t);
+                        render_only.push(end - t2);
+                    }
+                }
+                let (lo, med, hi) = median(whole);
+                println!(
+                    "deployment page ({decisions} decisions, {observations} observations, {log}, {} KiB of HTML): median {:.1} ms (min {:.1}, max {:.1}) over 30 renders, of which the template {:.1} ms",
+                    bytes / 1024,
+                    ms(med),
+                    ms(lo),
+                    ms(hi),
+                    ms(median(render_only).1)
+                );
+                // Where the time goes: each part read alone.
+                let (mut read, mut obs, mut proof) = (Vec::new(), Vec::new(), Vec::new());
+                let mut check = None;
+                for i in 0..33 {
+                    let t = Instant::now();
+                    let rec = records.deployment_record(id).await.unwrap();
+                    let t2 = Instant::now();
+                    records.observations(id).await.unwrap();
+                    let t3 = Instant::now();
+                    let c = records.prove_inclusion(&rec.entries).await.unwrap();
+                    if i >= 3 {
+                        read.push(t2 - t);
+                        obs.push(t3 - t2);
+                        proof.push(t3.elapsed());
+                    }
+                    check = Some(c);
+                }
+                let c = check.unwrap();
+                println!(
+                    "  of which, read alone (medians): the deployment's records and its {} log entries {:.1} ms, the observations {:.1} ms, the inclusion proof of the entries {:.1} ms ({} stored hashes read, checkpoint of {} entries)",
+                    c.entries.len(),
+                    ms(median(read).1),
+                    ms(median(obs).1),
+                    ms(median(proof).1),
+                    c.tree_hashes_read,
+                    c.checkpoint.as_ref().map_or(0, |c| c.size)
+                );
             }
-        }
-        // Where the time goes: the export with its chain proof, and the
-        // observations, each read alone.
-        let mut export = Vec::new();
-        let mut obs = Vec::new();
-        for i in 0..33 {
-            let t = Instant::now();
-            records.export(&id).await.unwrap();
-            let t2 = Instant::now();
-            records.observations(&id).await.unwrap();
-            if i >= 3 {
-                export.push(t2 - t);
-                obs.push(t2.elapsed());
-            }
-        }
-        let (lo, med, hi) = median(whole);
-        println!(
-            "deployment page ({} decisions, {observations} observations, {} KiB of HTML): median {:.1} ms (min {:.1}, max {:.1}) over 30 renders, of which the template {:.1} ms",
-            x.decisions.len(),
-            bytes / 1024,
-            ms(med),
-            ms(lo),
-            ms(hi),
-            ms(median(render_only).1)
-        );
-        println!(
-            "  of which, read alone: the export with its chain proof over {} log entries {:.1} ms, the observations {:.1} ms (medians)",
-            x.chain.proof.len(),
-            ms(median(export).1),
-            ms(median(obs).1)
-        );
+        };
+        let entries_now = chain::head(&records.store.pool).await.unwrap().0;
+        measure(format!("log of {entries_now} entries")).await;
 
-        // The decision log: 100,000 decisions appended to the chain as the
-        // log writer appends them, some about the deployment's system.
+        // A second deployment of the system, for the entries below that
+        // are not the measured deployment's.
+        let body = json!({"release_id": "s@1.0.0", "plan": g["plan"]});
+        let other = records.create_deployment(&pipeline, &ops, parse(body), None).await.unwrap().deployment.id;
+
+        // The decision log: 100,000 decisions appended to the log as the
+        // log writer appends them, one in ten about the system's other
+        // deployment, none about the measured one.
         let t = Instant::now();
         let kinds = ["gate", "progression", "monitoring"];
         let outcomes = [["allow", "deny"], ["promote", "hold"], ["healthy", "alert"]];
@@ -193,7 +223,7 @@ fn main() {
                             hex::encode(sha2::Sha256::digest(format!("r{}", written + j).as_bytes()))
                         ),
                         request: None,
-                        deployment_id: ((written + j) % 10 == 0).then(|| id.clone()),
+                        deployment_id: ((written + j) % 10 == 0).then(|| other.clone()),
                         read_only: false,
                         actor: "gw".into(),
                         record: None,
@@ -207,6 +237,38 @@ fn main() {
             written += n;
         }
         println!("setup: {log_entries} more decisions in the log in {:.1} s", t.elapsed().as_secs_f64());
+        // A checkpoint of the longer log, as the schedule would sign.
+        records.checkpoint().await.unwrap();
+        let entries_now = chain::head(&records.store.pool).await.unwrap().0;
+        measure(format!("log of {entries_now} entries")).await;
+
+        // The worst case for the batch proof: entries far apart, as when
+        // many deployments write at once. 6,000 entries, one in 17 of the
+        // log, proved together.
+        let rows = sqlx::query("SELECT seq, decision_id, at, kind, outcome, codes, bundle, bundle_version, bundle_digest, request_digest, request, deployment_id, actor, record_table, record_id, read_only, prev_hash, hash FROM decision_log WHERE seq % 17 = 0 ORDER BY seq LIMIT 6000")
+            .fetch_all(&records.store.pool)
+            .await
+            .unwrap();
+        let scattered: Vec<chain::Chained> = rows.iter().map(|r| chain::from_row(r).unwrap()).collect();
+        let mut samples = Vec::new();
+        let mut check = None;
+        for i in 0..13 {
+            let t = Instant::now();
+            let c = records.prove_inclusion(&scattered).await.unwrap();
+            if i >= 3 {
+                samples.push(t.elapsed());
+            }
+            check = Some(c);
+        }
+        let c = check.unwrap();
+        assert!(c.all_proven());
+        println!(
+            "inclusion proof of {} entries one in 17 apart in a log of {entries_now}: median {:.1} ms over 10 ({} stored hashes read)",
+            scattered.len(),
+            ms(median(samples).1),
+            c.tree_hashes_read
+        );
+
         let q = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
             pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
         };
@@ -231,7 +293,7 @@ fn main() {
             let (lo, med, hi) = median(samples);
             println!(
                 "decision log of {} entries, {label} ({rows} rows): median {:.1} ms (min {:.1}, max {:.1}) over 50 renders",
-                log_entries + x.decisions.len(),
+                log_entries + decisions,
                 ms(med),
                 ms(lo),
                 ms(hi)

@@ -2,6 +2,11 @@
 //! systems, one system's releases and their evidence, a deployment's
 //! observations, and the decision log filtered and paginated.
 //!
+//! The deployment page reads only what it shows ([`DeploymentRecord`]):
+//! not the auditors' export, whose chain proof walks every entry's
+//! predecessor; the page proves the entries by inclusion instead
+//! ([`super::inclusion`]).
+//!
 //! The decision log is paged by keyset (`seq < cursor ORDER BY seq DESC`),
 //! never by offset, so the 1,000th page costs what the first does; the
 //! filters that narrow it have indexes (migration 6).
@@ -12,7 +17,7 @@ use sqlx::Row;
 use super::chain::{self, Chained};
 use super::deployments::from_row as deployment_from_row;
 use super::export::{AcceptanceOf, Keyed};
-use super::model::{Authorisation, Deployment, Release, Review, SystemView};
+use super::model::{Authorisation, Deployment, Event, Release, Review, SystemView};
 use super::store::json_column;
 use super::{RecordError, Records};
 use crate::decision::Timestamp;
@@ -58,6 +63,31 @@ pub struct ObservationPoint {
     pub value: f64,
     pub samples: Option<i64>,
     pub window_end: Timestamp,
+}
+
+/// What the console's deployment page shows of one deployment: the
+/// export's parts it uses, without the export's chain proof, release
+/// attestations and receipts.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeploymentRecord {
+    pub deployment: Deployment,
+    pub system: SystemView,
+    pub reviews: Vec<Keyed<Review>>,
+    pub authorisations: Vec<Keyed<Authorisation>>,
+    pub acceptances: Vec<Keyed<AcceptanceOf>>,
+    pub observations_recorded: i64,
+    pub history: Vec<Event>,
+    pub escalations: Vec<super::webhooks::Delivery>,
+    /// Every log entry of the deployment (decisions and the record rows
+    /// committed for it), in log order.
+    pub entries: Vec<Chained>,
+}
+
+impl DeploymentRecord {
+    /// The decisions among the entries (not record rows), in log order.
+    pub fn decisions(&self) -> impl Iterator<Item = &Chained> {
+        self.entries.iter().filter(|c| c.entry.record.is_none())
+    }
 }
 
 /// Which decisions the log page shows; every field narrows it.
@@ -128,6 +158,76 @@ impl Records {
             });
         }
         Ok(out)
+    }
+
+    /// One deployment as its console page shows it: the deployment, then
+    /// everything else read side by side.
+    pub async fn deployment_record(&self, id: &str) -> Result<DeploymentRecord, RecordError> {
+        let deployment = self.deployment(id).await?;
+        let pool = &self.store.pool;
+        let rid = deployment.release_id.as_str();
+        let entries = async {
+            let rows = sqlx::query(&format!(
+                "{} WHERE deployment_id = $1 ORDER BY seq",
+                chain::SELECT
+            ))
+            .bind(id)
+            .fetch_all(pool)
+            .await?;
+            rows.iter()
+                .map(chain::from_row)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(RecordError::from)
+        };
+        let count = async {
+            let n: i64 =
+                sqlx::query("SELECT COUNT(*) AS n FROM observations WHERE deployment_id = $1")
+                    .bind(id)
+                    .fetch_one(pool)
+                    .await?
+                    .try_get("n")?;
+            Ok::<_, RecordError>(n)
+        };
+        let (system, reviews, authorisations, acceptances, observations_recorded) = tokio::join!(
+            self.system(&deployment.system_id),
+            super::export::keyed(
+                pool,
+                "SELECT id, deployment_id, doc FROM reviews WHERE release_id = $1 ORDER BY completed_at, id",
+                rid,
+                |r| json_column(r, "doc")
+            ),
+            super::export::keyed(
+                pool,
+                "SELECT id, deployment_id, doc FROM authorisations WHERE release_id = $1 ORDER BY authorised_at, id",
+                rid,
+                |r| json_column(r, "doc")
+            ),
+            super::export::keyed(
+                pool,
+                "SELECT id, NULL AS deployment_id, deficiency_id, doc FROM acceptances WHERE release_id = $1 ORDER BY accepted_at, id",
+                rid,
+                |r| {
+                    Ok(AcceptanceOf {
+                        deficiency_id: r.try_get("deficiency_id")?,
+                        acceptance: json_column(r, "doc")?,
+                    })
+                }
+            ),
+            count,
+        );
+        let (history, escalations, entries) =
+            tokio::join!(self.events(id), self.deliveries(id), entries);
+        Ok(DeploymentRecord {
+            system: system?,
+            reviews: reviews?,
+            authorisations: authorisations?,
+            acceptances: acceptances?,
+            observations_recorded: observations_recorded?,
+            history: history?,
+            escalations: escalations?,
+            entries: entries?,
+            deployment,
+        })
     }
 
     /// The ids of every registered system, in order.

@@ -12,7 +12,8 @@
 //!   as an RFC 6962 Merkle tree: its hashing and proofs, its storage, the
 //!   tiles and proofs it serves, the last checkpoint kept outside the
 //!   database so a rewound log is never signed, and witnesses'
-//!   cosignatures (docs/log.md);
+//!   cosignatures (docs/log.md); [`inclusion`]: a set of entries (a
+//!   deployment's) proved by inclusion in the newest signed checkpoint;
 //! - [`evidence`]: systems, releases, reviews, authorisations, acceptances;
 //! - [`attestations`]: a release's verified attestations, and the signed
 //!   receipts of `allow` and `promote` decisions;
@@ -44,6 +45,7 @@ mod evaluations;
 pub(crate) mod evidence;
 pub(crate) mod export;
 pub(crate) mod idempotency;
+pub mod inclusion;
 pub mod last;
 pub mod leaves;
 pub(crate) mod ledger;

@@ -1,6 +1,8 @@
 //! One deployment (`/ui/deployments/{id}`): the traffic timeline with every
 //! decision marked, one chart per monitored metric, the decisions, history,
-//! plan, evidence, escalation deliveries, chain proof and latest checkpoint.
+//! plan, evidence, escalation deliveries, and (for auditors) the proof that
+//! every log entry of the deployment is included in the newest signed
+//! checkpoint, with that checkpoint.
 
 use askama::Template;
 use axum::extract::{Path, State};
@@ -44,12 +46,17 @@ pub struct DeliveryView {
     pub last_error: String,
 }
 
+/// An entry of the deployment that is not proven, and why.
 pub struct ProofView {
     pub seq: i64,
     pub decision_id: String,
-    pub hash: String,
-    pub matches: bool,
+    pub leaf_hash: String,
+    pub reason: String,
 }
+
+/// Entries listed as not proven, at most: enough to act on, and a page
+/// that stays small when a whole log is broken (the count says the rest).
+const UNPROVEN_SHOWN: usize = 100;
 
 #[derive(Template)]
 #[template(path = "console/deployment.html")]
@@ -80,9 +87,13 @@ pub struct DeploymentTemplate {
     decisions: Vec<DecisionRow>,
     history: Vec<HistoryView>,
     escalations: Vec<DeliveryView>,
+    /// Every entry of the deployment is proven by inclusion.
     verified: bool,
-    proof: Vec<ProofView>,
-    head: String,
+    /// What was proved, against which checkpoint, at what cost.
+    proof_summary: String,
+    /// Entries not proven (at most [`UNPROVEN_SHOWN`]), and how many in all.
+    unproven: Vec<ProofView>,
+    unproven_total: usize,
     checkpoint: Option<String>,
 }
 
@@ -118,17 +129,30 @@ pub async fn deployment_page(
     id: &str,
     v: &Viewer,
 ) -> Result<DeploymentTemplate, RecordError> {
-    // Two independent reads: the export (with its chain proof) and the
-    // observations behind the charts, side by side.
-    let (x, observations) = tokio::join!(app.records.export(id), app.records.observations(id));
-    let (x, observations) = (x?, observations?);
+    // The page shows what the API gives the same role: the audit record
+    // (the release's evidence, the inclusion proof, the checkpoint) is the
+    // auditors' (`GET /v1/deployments/{id}/record`); nobody else's view
+    // pays for the proof.
+    let auditor = v.caller.has(crate::auth::Role::Auditor);
+    // Side by side: the deployment's records and the proof of its log
+    // entries, and the observations behind the charts.
+    let proved = async {
+        let x = app.records.deployment_record(id).await?;
+        let proof = match auditor {
+            true => Some(app.records.prove_inclusion(&x.entries).await?),
+            false => None,
+        };
+        Ok::<_, RecordError>((x, proof))
+    };
+    let (proved, observations) = tokio::join!(proved, app.records.observations(id));
+    let ((x, proof), observations) = (proved?, observations?);
+    let decision_entries: Vec<_> = x.decisions().cloned().collect();
     let reasons: HashMap<&str, &str> = x
         .history
         .iter()
         .filter_map(|e| Some((e.decision_id.as_deref()?, e.reason.as_deref()?)))
         .collect();
-    let decisions: Vec<DecisionRow> = x
-        .decisions
+    let decisions: Vec<DecisionRow> = decision_entries
         .iter()
         .map(|c| {
             let reason = reasons
@@ -137,14 +161,13 @@ pub async fn deployment_page(
             decision_row(app, c, reason)
         })
         .collect();
-    let timeline = charts::timeline(x.deployment.deployed_at, &x.history, &x.decisions, |d| {
-        format!("/ui/decisions/{d}")
-    });
+    let timeline = charts::timeline(
+        x.deployment.deployed_at,
+        &x.history,
+        &decision_entries,
+        |d| format!("/ui/decisions/{d}"),
+    );
     let charts = charts::metric_charts(&x.deployment.plan, &observations);
-    // The page shows what the API gives the same role: the audit record
-    // (the release's evidence, the chain proof, the checkpoint) is the
-    // auditors' (`GET /v1/deployments/{id}/record`).
-    let auditor = v.caller.has(crate::auth::Role::Auditor);
     let mut chrome = Chrome::new(v, format!("Deployment {id}"), "systems")
         .api("Deployment (JSON)", format!("/v1/deployments/{id}"));
     if auditor {
@@ -244,30 +267,63 @@ pub async fn deployment_page(
                 last_error: e.last_error.clone().unwrap_or_default(),
             })
             .collect(),
-        verified: x.chain.log_verified,
-        proof: x
-            .chain
-            .proof
+        verified: proof.as_ref().is_some_and(|p| p.all_proven()),
+        proof_summary: proof
+            .as_ref()
+            .map(|p| proof_summary(p, decision_entries.len()))
+            .unwrap_or_default(),
+        unproven: proof
             .iter()
-            .map(|p| ProofView {
-                seq: p.seq,
-                decision_id: p.decision_id.clone(),
-                hash: p.hash.clone(),
-                matches: p.matches,
+            .flat_map(|p| p.entries.iter())
+            .filter(|e| !e.proven)
+            .take(UNPROVEN_SHOWN)
+            .map(|e| ProofView {
+                seq: e.seq,
+                decision_id: e.decision_id.clone(),
+                leaf_hash: e.leaf_hash.clone(),
+                reason: e.reason.clone().unwrap_or_default(),
             })
             .collect(),
-        head: format!("entry {}, hash {}", x.chain.head.seq, x.chain.head.hash),
-        checkpoint: x.chain.checkpoint.clone(),
+        unproven_total: proof.as_ref().map_or(0, |p| p.entries.len() - p.proven()),
+        checkpoint: proof
+            .as_ref()
+            .and_then(|p| p.checkpoint.as_ref())
+            .map(|c| c.note.clone()),
     };
     if !auditor {
         page.reviews.clear();
         page.authorisations.clear();
         page.acceptances.clear();
-        page.proof.clear();
-        page.head.clear();
+        page.unproven.clear();
+        page.proof_summary.clear();
         page.checkpoint = None;
     }
     Ok(page)
+}
+
+/// One sentence: what was proved, against which checkpoint, at what cost.
+fn proof_summary(p: &crate::records::inclusion::InclusionCheck, decisions: usize) -> String {
+    let n = p.entries.len();
+    let Some(cp) = &p.checkpoint else {
+        return format!(
+            "None of the {n} log entries of this deployment is proven: {}.",
+            p.unavailable.as_deref().unwrap_or("no signed checkpoint")
+        );
+    };
+    let how = if p.all_proven() {
+        "the entries are proved together by one batch inclusion proof"
+    } else {
+        "the batch inclusion proof of the entries failed, so each was checked alone with its own inclusion proof from the stored tree"
+    };
+    format!(
+        "{} of the {n} log entries of this deployment ({decisions} decisions, {} record rows committed for it) are proven included in the checkpoint of {} entries signed at {}: each entry's leaf is recomputed from its stored row, and {how}, reading {} stored hashes of the tree (one entry's own proof takes at most {} hashes).",
+        p.proven(),
+        n - decisions,
+        cp.size,
+        cp.signed_at,
+        p.tree_hashes_read,
+        p.proof_length
+    )
 }
 
 impl DeploymentTemplate {
