@@ -621,9 +621,12 @@ fn a_stateless_gate_with_envelopes_refuses_typed_attestations_and_bad_envelopes_
         return;
     };
     let s = w.start();
+    // (The envelopes' results are mapped in by the service; the caller
+    // adds one typed result claiming to be attested.)
     let mut typed = attested_gate();
-    typed["verification"]["results"][0]["attestation"] = json!({"keyid": EVIDENCE_KEYID,
-        "predicate_type": TEST_RESULT, "statement_digest": format!("sha256:{}", "c".repeat(64))});
+    typed["verification"]["results"] = json!([{"name": "extra", "passed": true,
+        "attestation": {"keyid": EVIDENCE_KEYID, "predicate_type": TEST_RESULT,
+            "statement_digest": format!("sha256:{}", "c".repeat(64))}}]);
     let r = post(&s, "gw", "/v1/decisions/gate", &typed, &[]);
     assert_eq!(r.status, 422, "{}", r.body);
     assert_eq!(
