@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::{Value, json};
-use support::records::{Backend, World, get, plan, post, release_body};
+use support::records::{Backend, EVIDENCE_KEYID, World, get, plan, post, release_body};
 
 support::on_both_backends!(
     attestations_signed_by_securesystemslib_become_the_releases_verified_evidence,
@@ -348,13 +348,18 @@ fn attestations_signed_by_securesystemslib_become_the_releases_verified_evidence
         404
     );
 
-    // Attestation and receipt rows are in the chain like every record.
+    // The same receipt every time, and no receipt row: receipts are derived
+    // from the decision log.
+    let again = get(&s, "gw", &format!("/v1/decisions/{promoted}/receipt"));
+    assert_eq!(again.body, receipt.body);
+    assert_eq!(w.sql("DELETE FROM receipts"), 0, "no receipt row written");
+    // Attestation rows are in the chain like every record.
     let (code, out) = w.audit_verify();
     assert_eq!(code, 0, "{out}");
-    w.sql("UPDATE receipts SET keyid = 'someone-else'");
+    w.sql("UPDATE attestations SET keyid = 'someone-else'");
     let (code, out) = w.audit_verify();
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("receipts"), "{out}");
+    assert!(out.contains("attestations"), "{out}");
 }
 
 fn every_bad_attestation_is_refused_naming_it_and_nothing_is_stored(b: Backend) {
@@ -433,12 +438,41 @@ fn an_unknown_predicate_is_kept_unused_when_known_ones_are_not_required() {
     assert_eq!(a["evidence"], json!([]));
 }
 
+/// The statement a receipt's DSSE payload carries.
+fn receipt_statement(text: &str) -> Value {
+    let env: Value = serde_json::from_str(text).unwrap();
+    assert_eq!(env["payloadType"], "application/vnd.in-toto+json");
+    let payload = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        env["payload"].as_str().unwrap(),
+    )
+    .unwrap();
+    serde_json::from_slice(&payload).unwrap()
+}
+
+/// The high-risk example gate with its results signed by the test
+/// evidence key, as DSSE envelopes in `attestations` (the typed
+/// `attestation` objects are gone: only stagegate sets them).
+fn attested_gate() -> Value {
+    let mut gate = support::high_risk_gate();
+    let mut release = json!({
+        "artifact_digest": gate["release"]["artifact_digest"].clone(),
+        "verification": gate["verification"].clone(),
+    });
+    support::records::attest(&mut release);
+    gate["verification"] = release["verification"].take();
+    gate["attestations"] = release["attestations"].take();
+    gate
+}
+
 #[test]
-fn a_stateless_gate_allow_about_an_artifact_has_a_receipt_and_a_deny_has_none() {
+fn a_stateless_gate_on_caller_stated_evidence_gets_no_receipt_and_its_answer_says_why() {
     let Some(w) = World::new(Backend::Sqlite, "") else {
         return;
     };
     let s = w.start();
+    // The example types `attestation` objects on its results: the caller's
+    // word, which a policy may weigh but stagegate never signs for.
     let allow = post(
         &s,
         "gw",
@@ -449,52 +483,40 @@ fn a_stateless_gate_allow_about_an_artifact_has_a_receipt_and_a_deny_has_none() 
     .json();
     assert_eq!(allow["outcome"], "allow", "{allow:#}");
     let id = allow["decision_id"].as_str().unwrap();
-    let receipt = get(&s, "gw", &format!("/v1/decisions/{id}/receipt"));
-    assert_eq!(receipt.status, 200, "{}", receipt.body);
-    let env: Value = serde_json::from_str(&receipt.body).unwrap();
-    assert_eq!(env["payloadType"], "application/vnd.in-toto+json");
-    // A stateless gate cites the attestations its request names.
-    let mut attested = support::high_risk_gate();
-    let cited = format!("sha256:{}", "c".repeat(64));
-    attested["verification"]["results"][0]["attestation"] =
-        json!({"keyid": "k1", "predicate_type": TEST_RESULT, "statement_digest": cited});
-    let allow = post(&s, "gw", "/v1/decisions/gate", &attested, &[]).json();
+    let r = get(&s, "gw", &format!("/v1/decisions/{id}/receipt"));
+    assert_eq!(
+        r.status, 404,
+        "no receipt for caller-stated evidence: {}",
+        r.body
+    );
+    assert_eq!(allow["receipt"]["issued"], false, "{allow:#}");
+    let why = allow["receipt"]["reason"].as_str().unwrap_or_default();
+    assert!(why.contains("`attestations`"), "{why}");
+    // Caller-typed attestations citing any statement mint nothing either.
+    let mut typed = support::high_risk_gate();
+    typed["verification"]["results"][0]["attestation"] = json!({"keyid": "k1",
+        "predicate_type": TEST_RESULT, "statement_digest": format!("sha256:{}", "c".repeat(64))});
+    let allow = post(&s, "gw", "/v1/decisions/gate", &typed, &[]).json();
     assert_eq!(allow["outcome"], "allow", "{allow:#}");
     let id = allow["decision_id"].as_str().unwrap();
-    let receipt: Value =
-        serde_json::from_str(&get(&s, "gw", &format!("/v1/decisions/{id}/receipt")).body).unwrap();
-    let payload = base64::Engine::decode(
-        &base64::engine::general_purpose::STANDARD,
-        receipt["payload"].as_str().unwrap(),
-    )
-    .unwrap();
-    let statement: Value = serde_json::from_slice(&payload).unwrap();
-    // Every result of the example names its statement; the first is
-    // replaced by the one this test cites.
-    let expected: Vec<Value> = attested["verification"]["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let d = r["attestation"]["statement_digest"].as_str().unwrap();
-            json!({"name": format!("/verification/results/{i}"),
-                "digest": {"sha256": d.trim_start_matches("sha256:")}})
-        })
-        .collect();
-    assert_eq!(expected[0]["digest"]["sha256"], "c".repeat(64));
-    assert_eq!(statement["predicate"]["inputAttestations"], json!(expected));
     assert_eq!(
-        statement["subject"][0]["digest"]["sha256"],
-        support::high_risk_gate()["release"]["artifact_digest"]
-            .as_str()
-            .unwrap()
-            .trim_start_matches("sha256:")
+        get(&s, "gw", &format!("/v1/decisions/{id}/receipt")).status,
+        404
     );
+    assert_eq!(w.sql("DELETE FROM receipts"), 0, "no receipt row written");
+    // A deny says why too.
     let mut denied = support::high_risk_gate();
     denied.as_object_mut().unwrap().remove("authorisation");
     let deny = post(&s, "gw", "/v1/decisions/gate", &denied, &[]).json();
     assert_eq!(deny["outcome"], "deny", "{deny:#}");
+    assert_eq!(deny["receipt"]["issued"], false, "{deny:#}");
+    assert!(
+        deny["receipt"]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("allow decisions only"),
+        "{deny:#}"
+    );
     let id = deny["decision_id"].as_str().unwrap();
     assert_eq!(
         get(&s, "gw", &format!("/v1/decisions/{id}/receipt")).status,
@@ -504,6 +526,132 @@ fn a_stateless_gate_allow_about_an_artifact_has_a_receipt_and_a_deny_has_none() 
     // bundle trust store never reads.
     assert!(w.d.path("data/keys/receipts/receipt").exists());
     assert!(w.d.path("data/keys/receipts/receipt.pub").exists());
+}
+
+#[test]
+fn a_stateless_gate_whose_envelopes_verify_gets_a_receipt_citing_them_the_same_bytes_every_time() {
+    let Some(w) = World::new(Backend::Sqlite, "") else {
+        return;
+    };
+    let s = w.start();
+    let mut gate = attested_gate();
+    let digest = gate["release"]["artifact_digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let image = format!("registry.example/credit-scoring@{digest}");
+    gate["release"]["artifact_uri"] = json!(image);
+    let allow = post(&s, "gw", "/v1/decisions/gate", &gate, &[]).json();
+    assert_eq!(allow["outcome"], "allow", "{allow:#}");
+    let id = allow["decision_id"].as_str().unwrap();
+    assert_eq!(allow["receipt"]["issued"], true, "{allow:#}");
+    assert_eq!(
+        allow["receipt"]["href"],
+        format!("/v1/decisions/{id}/receipt")
+    );
+    let first = get(&s, "gw", &format!("/v1/decisions/{id}/receipt"));
+    assert_eq!(first.status, 200, "{}", first.body);
+    let again = get(&s, "gw", &format!("/v1/decisions/{id}/receipt"));
+    assert_eq!(first.body, again.body, "the same bytes every time");
+    let statement = receipt_statement(&first.body);
+    let p = &statement["predicate"];
+    assert_eq!(p["verificationResult"], "PASSED");
+    assert_eq!(p["resourceUri"], image, "the artifact's own URI");
+    assert_eq!(
+        statement["subject"][0]["digest"]["sha256"],
+        digest.trim_start_matches("sha256:")
+    );
+    assert_eq!(
+        p["policy"]["uri"],
+        "urn:stagegate:bundle:iso42001-reference:1.0.0"
+    );
+    assert_eq!(p["decision"]["uri"], format!("urn:stagegate:decision:{id}"));
+    // Each input is the envelope as sent: its URI and its SHA-256.
+    let expected: Vec<Value> = gate["attestations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let text = serde_json::to_string(e).unwrap();
+            let hex = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(text.as_bytes()));
+            json!({"uri": format!("urn:stagegate:decision:{id}:attestation:{i}"),
+                "digest": {"sha256": hex}})
+        })
+        .collect();
+    assert_eq!(expected.len(), 3);
+    assert_eq!(p["inputAttestations"], json!(expected));
+    // Nothing but the decision's log entry was written for it.
+    assert_eq!(w.sql("DELETE FROM receipts"), 0, "no receipt row written");
+    // A restarted service signs the same bytes.
+    drop(s);
+    let s = w.start();
+    let after = get(&s, "gw", &format!("/v1/decisions/{id}/receipt"));
+    assert_eq!(after.body, first.body, "the same bytes after a restart");
+    // And it verifies offline, for this artifact.
+    let keys = get(&s, "audit", "/v1/receipts/keys").json();
+    let trust = w.d.path("receipt-keys");
+    std::fs::create_dir_all(&trust).unwrap();
+    std::fs::write(
+        trust.join("stagegate.pub"),
+        keys["keys"][0]["public_key_pem"].as_str().unwrap(),
+    )
+    .unwrap();
+    std::fs::write(w.d.path("receipt.json"), &after.body).unwrap();
+    let out = support::run(
+        &w.d.path("."),
+        &[
+            "receipt",
+            "verify",
+            "receipt.json",
+            "--trust",
+            &trust.display().to_string(),
+            "--subject",
+            &digest,
+        ],
+        None,
+    );
+    let (o, e) = support::text(&out);
+    assert_eq!(out.status.code(), Some(0), "{o}{e}");
+}
+
+#[test]
+fn a_stateless_gate_with_envelopes_refuses_typed_attestations_and_bad_envelopes_naming_the_path() {
+    let Some(w) = World::new(Backend::Sqlite, "") else {
+        return;
+    };
+    let s = w.start();
+    // (The envelopes' results are mapped in by the service; the caller
+    // adds one typed result claiming to be attested.)
+    let mut typed = attested_gate();
+    typed["verification"]["results"] = json!([{"name": "extra", "passed": true,
+        "attestation": {"keyid": EVIDENCE_KEYID, "predicate_type": TEST_RESULT,
+            "statement_digest": format!("sha256:{}", "c".repeat(64))}}]);
+    let r = post(&s, "gw", "/v1/decisions/gate", &typed, &[]);
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(
+        r.json()["error"]["path"],
+        "/verification/results/0/attestation"
+    );
+    let mut tampered = attested_gate();
+    let payload = tampered["attestations"][1]["payload"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    tampered["attestations"][1]["payload"] = json!(payload.replacen('e', "f", 1));
+    let r = post(&s, "gw", "/v1/decisions/gate", &tampered, &[]);
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(r.json()["error"]["path"], "/attestations/1", "{}", r.body);
+    let mut elsewhere = attested_gate();
+    elsewhere["release"]["artifact_uri"] = json!("s3://attacker/models/x/");
+    let r = post(&s, "gw", "/v1/decisions/gate", &elsewhere, &[]);
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(
+        r.json()["error"]["path"],
+        "/release/artifact_uri",
+        "{}",
+        r.body
+    );
 }
 
 /// `stagegate attest` signs a statement with a keygen key that the

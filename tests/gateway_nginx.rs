@@ -1,7 +1,9 @@
 //! A real nginx in front of a tiny upstream asks stagegate before every
 //! request (`auth_request`, the configuration of examples/gateways/nginx.conf):
 //! 2,000 distinct callers at the pilot's 5 %, after promotion to regional
-//! (25 %), and after the automatic rollback, on the scenario's records.
+//! (25 %), and after the automatic rollback, on the scenario's records;
+//! and callers who try to choose or learn their bucket with headers of
+//! their own, which the example must neither use nor answer.
 //!
 //! nginx is the Debian package (`just test-deps` installs it); without it
 //! the test fails under `CI` and is skipped (and listed) elsewhere. nginx runs as the current user
@@ -19,6 +21,7 @@ use support::records::{Backend, World, observe, plan, post, registered_release, 
 
 const SUBJECTS: usize = 2_000;
 const REF: &str = "serving/credit-scoring";
+const PASSWORD: &str = "pw";
 /// How often the route table is rebuilt from the records (the default
 /// `[integrations.authz] refresh_ms`).
 const REFRESH_MS: u64 = 250;
@@ -55,6 +58,13 @@ impl Nginx {
         for d in ["logs", "tmp"] {
             std::fs::create_dir_all(p.join(d)).unwrap();
         }
+        // The callers nginx authenticates (the `{PLAIN}` scheme nginx reads
+        // for tests), each with the password [`PASSWORD`].
+        let users: String = (0..SUBJECTS)
+            .map(|i| format!("user-{i:05}:{{PLAIN}}{PASSWORD}\n"))
+            .collect();
+        let htpasswd = p.join("users.htpasswd");
+        std::fs::write(&htpasswd, users).unwrap();
         let example =
             std::fs::read_to_string(support::root().join("examples/gateways/nginx.conf")).unwrap();
         let (front, new, stable) = (free_port(), free_port(), free_port());
@@ -69,7 +79,11 @@ impl Nginx {
             .replace("listen 80;", &format!("listen 127.0.0.1:{front};"))
             .replace("127.0.0.1:9001", &format!("127.0.0.1:{new}"))
             .replace("127.0.0.1:9000", &format!("127.0.0.1:{stable}"))
-            .replace("GATEWAY_TOKEN", gateway_token);
+            .replace("GATEWAY_TOKEN", gateway_token)
+            .replace(
+                "/etc/nginx/model-users.htpasswd",
+                &htpasswd.display().to_string(),
+            );
         assert_ne!(config, example, "the example's placeholders changed");
         let test_config = format!(
             "{user}daemon off;\nworker_processes 1;\npid {p}/nginx.pid;\nerror_log {p}/logs/error.log info;\n\
@@ -111,25 +125,59 @@ impl Nginx {
     }
 }
 
-/// One request through nginx as caller `subject`: did it reach the new
-/// release? And the stage header nginx passed on.
-fn ask(agent: &ureq::Agent, nginx: &Nginx, subject: &str) -> (bool, String) {
-    let r = agent
+/// What one request through nginx got: did it reach the new release, the
+/// stage header nginx passed on, and every response header.
+struct Reply {
+    new: bool,
+    stage: String,
+    headers: Vec<(String, String)>,
+}
+
+/// One request through nginx as the authenticated caller `subject`, who
+/// also sends `extra` headers of its own.
+fn request(agent: &ureq::Agent, nginx: &Nginx, subject: &str, extra: &[(&str, &str)]) -> Reply {
+    let basic = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("{subject}:{PASSWORD}"),
+    );
+    let mut req = agent
         .get(&format!("http://127.0.0.1:{}/v1/predict", nginx.front))
-        .set("X-User", subject)
-        .call();
-    match r {
+        .set("Authorization", &format!("Basic {basic}"));
+    for (k, v) in extra {
+        req = req.set(k, v);
+    }
+    match req.call() {
         Ok(r) => {
+            let headers = r
+                .headers_names()
+                .into_iter()
+                .map(|n| {
+                    let v = r.header(&n).unwrap_or("").to_string();
+                    (n.to_ascii_lowercase(), v)
+                })
+                .collect();
             let stage = r.header("x-stagegate-stage").unwrap_or("").to_string();
             let body = r.into_string().unwrap_or_default();
-            match body.trim() {
-                "new" => (true, stage),
-                "stable" => (false, stage),
+            let new = match body.trim() {
+                "new" => true,
+                "stable" => false,
                 other => panic!("unexpected answer through nginx: {other}\n{}", nginx.log()),
+            };
+            Reply {
+                new,
+                stage,
+                headers,
             }
         }
         Err(e) => panic!("request through nginx failed: {e}\n{}", nginx.log()),
     }
+}
+
+/// One request through nginx as caller `subject`: did it reach the new
+/// release? And the stage header nginx passed on.
+fn ask(agent: &ureq::Agent, nginx: &Nginx, subject: &str) -> (bool, String) {
+    let r = request(agent, nginx, subject, &[]);
+    (r.new, r.stage)
 }
 
 fn admitted(agent: &ureq::Agent, nginx: &Nginx) -> Vec<bool> {
@@ -286,4 +334,107 @@ fn nginx_admits_the_plans_share_keeps_admitted_callers_and_stops_admitting_soon_
         )),
         "{metrics}"
     );
+}
+
+/// Asks stagegate directly (as the gateway) whether `subject` is in.
+fn stagegate_admits(s: &support::server::Server, subject: &str) -> bool {
+    let r = support::server::Request::get(&s.url("/v1/integrations/authz"))
+        .bearer(Some(&token("gw")))
+        .headers(&[("X-Stagegate-Ref", REF), ("X-Stagegate-Subject", subject)])
+        .send();
+    match r.status {
+        200 => true,
+        403 => false,
+        other => panic!("authz answered {other}: {}", r.body),
+    }
+}
+
+#[test]
+fn through_nginx_a_client_cannot_choose_or_learn_its_bucket_and_a_refused_gateway_token_serves_stable()
+ {
+    if !support::require_tool("nginx") {
+        return;
+    }
+    let binary = support::tools::nginx_path().expect("require_tool found nginx");
+    let world = World::new(Backend::Sqlite, "").unwrap();
+    let s = world.start();
+    let release = registered_release(&s, "2.3.0");
+    let r = post(
+        &s,
+        "ops",
+        "/v1/deployments",
+        &json!({"release_id": release, "plan": plan(), "refs": {"kubernetes": REF}}),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    // A name stagegate admits at the pilot's 5 %, and an authenticated
+    // caller it does not.
+    let inside = (0..SUBJECTS * 10)
+        .map(|i| format!("chosen-{i}"))
+        .find(|n| stagegate_admits(&s, n))
+        .expect("some name lands in the pilot");
+    let outside = (0..SUBJECTS)
+        .map(|i| format!("user-{i:05}"))
+        .find(|n| !stagegate_admits(&s, n))
+        .expect("some caller is outside the pilot");
+    let admitted_user = (0..SUBJECTS)
+        .map(|i| format!("user-{i:05}"))
+        .find(|n| stagegate_admits(&s, n))
+        .expect("some caller is inside the pilot");
+
+    let nginx = Nginx::start(&binary, &s.addr, &token("gw"));
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(10))
+        .build();
+    support::wait_until("nginx to see the pilot", support::HANG, || {
+        ask(&agent, &nginx, &admitted_user).1 == "pilot"
+    });
+    // The caller outside the pilot names the admitted subject in every
+    // header a careless configuration would read: still stable.
+    let hostile = [
+        ("X-User", inside.as_str()),
+        ("X-Stagegate-Subject", inside.as_str()),
+        ("X-Stagegate-Decision", "in: bucket 0 < 500"),
+        ("X-Stagegate-Deployment", "anything"),
+    ];
+    let r = request(&agent, &nginx, &outside, &hostile);
+    assert!(
+        !r.new,
+        "a client chose its bucket with its own headers ({outside} sent {inside})"
+    );
+    // Neither answer, new or stable, tells the client its bucket or the
+    // decision's detail.
+    let admitted = request(&agent, &nginx, &admitted_user, &hostile);
+    assert!(
+        admitted.new,
+        "the admitted caller still reaches the new release"
+    );
+    for reply in [&r, &admitted] {
+        for (name, value) in &reply.headers {
+            assert_ne!(
+                name, "x-stagegate-decision",
+                "decision detail echoed: {value}"
+            );
+            assert!(
+                !value.contains("bucket"),
+                "a response header carries the bucket: {name}: {value}"
+            );
+        }
+    }
+    // A caller nginx did not authenticate reaches no release.
+    let anonymous = agent
+        .get(&format!("http://127.0.0.1:{}/v1/predict", nginx.front))
+        .set("X-User", &inside)
+        .call();
+    match anonymous {
+        Err(ureq::Error::Status(code, _)) => assert_eq!(code, 401),
+        other => panic!("an anonymous caller got through: {other:?}"),
+    }
+    drop(nginx);
+
+    // stagegate refuses the gateway's token (rotated, revoked): 401, and
+    // every caller gets the stable release instead of an error.
+    let nginx = Nginx::start(&binary, &s.addr, "tok-rotated-away");
+    let r = request(&agent, &nginx, &admitted_user, &[]);
+    assert!(!r.new, "a refused token admitted a caller");
 }

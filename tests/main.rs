@@ -26,6 +26,7 @@ mod deploy;
 mod docs_links;
 mod eval_cli;
 mod gateway_authz;
+mod gateway_envoy;
 mod gateway_nginx;
 mod github_protection;
 mod hardening;

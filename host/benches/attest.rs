@@ -91,7 +91,7 @@ fn attestations(c: &mut Criterion) {
     };
     let inputs: Vec<InputAttestation> = (0..3)
         .map(|i| InputAttestation {
-            name: format!("s@1/attestations/{i}"),
+            uri: format!("urn:stagegate:release:s@1:attestation:{i}"),
             digest: format!("sha256:{HEX}"),
         })
         .collect();
@@ -103,7 +103,8 @@ fn attestations(c: &mut Criterion) {
                 outcome: "allow",
                 artifact_sha256: HEX,
                 subject_name: "s@1.0.0",
-                resource_uri: "stagegate:release/s@1.0.0",
+                resource_uri: "registry.example/s@sha256:0000",
+                deployment_id: Some("01JBENCHDEPLOYMENT"),
                 policy: &policy,
                 inputs: &inputs,
                 at: Timestamp::now(),

@@ -230,7 +230,7 @@ fn main() {
                     }
                 })
                 .collect();
-            let mut tx = records.store.pool.begin().await.unwrap();
+            let mut tx = records.bench_store().pool.begin().await.unwrap();
             let head = chain::lock(&mut tx).await.unwrap();
             chain::append(&mut tx, head, &entries).await.unwrap();
             tx.commit().await.unwrap();

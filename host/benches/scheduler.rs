@@ -65,7 +65,7 @@ fn main() {
         config.evidence.keys.push(support::evidence_trust(&dir));
         let app = stagegate::server::prepare(&config).await.unwrap();
         let records = app.records();
-        let store = records.store.clone();
+        let store = records.bench_store().clone();
         let intervals = records.intervals;
         let pipeline = app.pipeline(None).unwrap();
         let ops = Actor { name: "ops".into(), title: None };

@@ -30,16 +30,6 @@ const KNOWN: &[(&str, &str, &str)] = &[
         "IntegrationsConfig moves out of server into integrations/",
     ),
     (
-        "records/attestations.rs",
-        "config/mod.rs",
-        "a records test takes its schedule intervals from Config::default()",
-    ),
-    (
-        "records/model.rs",
-        "records/attestations.rs",
-        "the deployment view embeds AttestationView; receipts get their own module",
-    ),
-    (
         "records/evidence.rs",
         "records/assemble.rs",
         "the evidence probe assembles a gate request; records own their SQL",

@@ -38,11 +38,15 @@ pub struct ReceiptKey {
     pub public_key_pem: String,
 }
 
-/// An attestation a decision rested on, by the digest of its envelope.
+/// An attestation a decision rested on, as SLSA VSA v1's
+/// `inputAttestations[]` names it: a URI and the digest of the envelope.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InputAttestation {
-    pub name: String,
-    /// `sha256:<hex>`.
+    /// Where stagegate holds it: `urn:stagegate:release:SYSTEM@VERSION:attestation:N`
+    /// for a release's, `urn:stagegate:decision:ID:attestation:N` for one a
+    /// stateless gate carried.
+    pub uri: String,
+    /// `sha256:<hex>` of the envelope as received.
     pub digest: String,
 }
 
@@ -58,12 +62,27 @@ pub struct ReceiptFacts<'a> {
     pub artifact_sha256: &'a str,
     /// The subject's name: the release (`system@version`).
     pub subject_name: &'a str,
+    /// The artifact's own URI (SLSA VSA v1 `resourceUri`): the image
+    /// reference with its digest or the storage URI the release gave in
+    /// `artifact_uri`, else [`artifact_urn`] of its digest.
     pub resource_uri: &'a str,
+    /// The deployment a records-backed decision is about.
+    pub deployment_id: Option<&'a str>,
     pub policy: &'a PolicyRef,
     pub inputs: &'a [InputAttestation],
     pub at: Timestamp,
     /// The stage a promotion moved to.
     pub stage: Option<&'a str>,
+}
+
+/// The URI of a policy bundle version, as receipts and OSCAL name it.
+pub fn bundle_urn(name: &str, version: &str) -> String {
+    format!("urn:stagegate:bundle:{name}:{version}")
+}
+
+/// The URI of an artifact known only by its digest.
+pub fn artifact_urn(sha256_hex: &str) -> String {
+    format!("urn:stagegate:artifact:sha256:{sha256_hex}")
 }
 
 fn digest_set(digest: &str) -> serde_json::Value {
@@ -124,11 +143,15 @@ impl ReceiptSigner {
     pub fn sign(&self, f: &ReceiptFacts<'_>) -> Envelope {
         let mut decision = json!({
             "id": f.decision_id,
+            "uri": format!("urn:stagegate:decision:{}", f.decision_id),
             "kind": f.decision,
             "outcome": f.outcome,
         });
         if let Some(stage) = f.stage {
             decision["stage"] = json!(stage);
+        }
+        if let Some(d) = f.deployment_id {
+            decision["deployment"] = json!(format!("urn:stagegate:deployment:{d}"));
         }
         let statement = json!({
             "_type": STATEMENT_V1,
@@ -143,12 +166,12 @@ impl ReceiptSigner {
                 "resourceUri": f.resource_uri,
                 "policy": {
                     "name": f.policy.bundle,
-                    "uri": format!("stagegate:bundle/{}@{}", f.policy.bundle, f.policy.version),
+                    "uri": bundle_urn(&f.policy.bundle, &f.policy.version),
                     "digest": digest_set(&f.policy.digest),
                     "annotations": {"version": f.policy.version},
                 },
                 "inputAttestations": f.inputs.iter().map(|i| json!({
-                    "name": i.name,
+                    "uri": i.uri,
                     "digest": digest_set(&i.digest),
                 })).collect::<Vec<_>>(),
                 "verificationResult": "PASSED",
@@ -168,6 +191,8 @@ pub struct VerifiedReceipt {
     pub keyid: String,
     pub statement: Statement,
     pub decision_id: Option<String>,
+    /// The artifact's URI the receipt states (`resourceUri`).
+    pub resource_uri: Option<String>,
 }
 
 /// Verifies a receipt: a signature by one of `keys` (by key id), an
@@ -178,46 +203,11 @@ pub fn verify(
     keys: &[(String, PublicKey)],
     subject: Option<&str>,
 ) -> Result<VerifiedReceipt, AttestError> {
-    if env.payload_type != PAYLOAD_TYPE {
-        return Err(AttestError::Envelope(format!(
-            "payloadType is '{}', expected '{PAYLOAD_TYPE}'",
-            env.payload_type
-        )));
-    }
-    let pae = env.pae()?;
-    let mut signer = None;
-    let mut bad = None;
-    for s in &env.signatures {
-        let sig = super::dsse::decode_base64(&s.sig).ok_or_else(|| {
-            AttestError::Envelope(format!("signature by '{}' is not base64", s.keyid))
-        })?;
-        for (keyid, key) in keys
-            .iter()
-            .filter(|(id, _)| s.keyid.is_empty() || *id == s.keyid)
-        {
-            if key.verify(&pae, &sig) {
-                signer = Some(keyid.clone());
-                break;
-            }
-            bad.get_or_insert_with(|| keyid.clone());
-        }
-        if signer.is_some() {
-            break;
-        }
-    }
-    let Some(keyid) = signer else {
-        return Err(match bad {
-            Some(keyid) => AttestError::BadSignature { keyid },
-            None => AttestError::UntrustedKey(
-                env.signatures
-                    .iter()
-                    .map(|s| format!("'{}'", s.keyid))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            ),
-        });
-    };
-    let statement = Statement::parse(&env.payload_bytes()?)?;
+    let (keyid, payload) = super::trust::signer(
+        env,
+        keys.iter().map(|(id, key)| (id.as_str(), key, id.clone())),
+    )?;
+    let statement = Statement::parse(&payload)?;
     if statement.predicate_type != VERIFICATION_SUMMARY {
         return Err(AttestError::Receipt(format!(
             "predicateType is '{}', expected '{VERIFICATION_SUMMARY}'",
@@ -240,15 +230,20 @@ pub fn verify(
         })?;
         statement.require_subject(&hex)?;
     }
-    let decision_id = statement
-        .predicate
-        .pointer("/decision/id")
-        .and_then(|v| v.as_str())
-        .map(str::to_string);
+    let text = |pointer: &str| {
+        statement
+            .predicate
+            .pointer(pointer)
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
+    let decision_id = text("/decision/id");
+    let resource_uri = text("/resourceUri");
     Ok(VerifiedReceipt {
         keyid,
-        statement,
         decision_id,
+        resource_uri,
+        statement,
     })
 }
 
@@ -263,7 +258,8 @@ mod tests {
             outcome: "allow",
             artifact_sha256: hex,
             subject_name: "sys@1.0.0",
-            resource_uri: "stagegate:release/sys@1.0.0",
+            resource_uri: "registry.example/sys@sha256:aaaa",
+            deployment_id: None,
             policy,
             inputs: &[],
             at: Timestamp(1_795_694_400_000),

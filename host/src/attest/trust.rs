@@ -165,47 +165,7 @@ impl EvidenceTrust {
     /// predicate type. Signatures whose `keyid` is empty are tried with
     /// every key (DSSE makes the hint optional).
     pub fn verify(&self, env: &Envelope) -> Result<Verified, AttestError> {
-        if env.payload_type != PAYLOAD_TYPE {
-            return Err(AttestError::Envelope(format!(
-                "payloadType is '{}', expected '{PAYLOAD_TYPE}'",
-                env.payload_type
-            )));
-        }
-        let payload = env.payload_bytes()?;
-        let pae = super::dsse::pae(&env.payload_type, &payload);
-        let mut failed: Option<String> = None;
-        let mut signer: Option<&TrustedKey> = None;
-        'sigs: for s in &env.signatures {
-            let Some(sig) = decode_base64(&s.sig) else {
-                return Err(AttestError::Envelope(format!(
-                    "signature by '{}' is not base64",
-                    s.keyid
-                )));
-            };
-            let candidates = self
-                .keys
-                .iter()
-                .filter(|k| s.keyid.is_empty() || k.keyid == s.keyid);
-            for k in candidates {
-                if k.key.verify(&pae, &sig) {
-                    signer = Some(k);
-                    break 'sigs;
-                }
-                failed.get_or_insert_with(|| k.keyid.clone());
-            }
-        }
-        let Some(key) = signer else {
-            return Err(match failed {
-                Some(keyid) => AttestError::BadSignature { keyid },
-                None => AttestError::UntrustedKey(
-                    env.signatures
-                        .iter()
-                        .map(|s| format!("'{}'", s.keyid))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                ),
-            });
-        };
+        let (key, payload) = signer(env, self.keys.iter().map(|k| (k.keyid.as_str(), &k.key, k)))?;
         let statement = Statement::parse(&payload)?;
         if !key.predicates.contains(&statement.predicate_type) {
             return Err(AttestError::PredicateNotAllowed {
@@ -219,6 +179,56 @@ impl EvidenceTrust {
             statement_digest: super::sha256_digest(&payload),
         })
     }
+}
+
+/// The one DSSE signer selection (issue: it was written twice, for
+/// evidence and for receipts): the first signature that verifies over the
+/// envelope's PAE with a candidate key. A signature names its key by
+/// `keyid`; an empty `keyid` is tried with every key (DSSE makes the hint
+/// optional). The error says whether a named key failed to verify (the
+/// payload or signature was altered) or no signature was by a known key.
+///
+/// Returns the chosen key's value and the payload's bytes.
+pub(crate) fn signer<'k, T>(
+    env: &Envelope,
+    keys: impl Iterator<Item = (&'k str, &'k PublicKey, T)> + Clone,
+) -> Result<(T, Vec<u8>), AttestError> {
+    if env.payload_type != PAYLOAD_TYPE {
+        return Err(AttestError::Envelope(format!(
+            "payloadType is '{}', expected '{PAYLOAD_TYPE}'",
+            env.payload_type
+        )));
+    }
+    let payload = env.payload_bytes()?;
+    let pae = super::dsse::pae(&env.payload_type, &payload);
+    let mut failed: Option<String> = None;
+    for s in &env.signatures {
+        let Some(sig) = decode_base64(&s.sig) else {
+            return Err(AttestError::Envelope(format!(
+                "signature by '{}' is not base64",
+                s.keyid
+            )));
+        };
+        let candidates = keys
+            .clone()
+            .filter(|(keyid, _, _)| s.keyid.is_empty() || *keyid == s.keyid);
+        for (keyid, key, value) in candidates {
+            if key.verify(&pae, &sig) {
+                return Ok((value, payload));
+            }
+            failed.get_or_insert_with(|| keyid.to_string());
+        }
+    }
+    Err(match failed {
+        Some(keyid) => AttestError::BadSignature { keyid },
+        None => AttestError::UntrustedKey(
+            env.signatures
+                .iter()
+                .map(|s| format!("'{}'", s.keyid))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+    })
 }
 
 #[cfg(test)]

@@ -192,6 +192,9 @@ fn verify(
             v.keyid,
             subjects.join(", ")
         );
+        if let Some(uri) = &v.resource_uri {
+            println!("artifact: {uri}");
+        }
         if let Some(line) = &in_log {
             println!("{line}");
         }
@@ -224,6 +227,7 @@ fn verify(
             "decision_id": v.decision_id,
             "keyid": v.keyid,
             "subjects": subjects,
+            "resource_uri": v.resource_uri,
         }),
     }
     .print(output, Exit::Success as u8, &[("passed", "true")])

@@ -53,7 +53,7 @@ impl RequestError {
         }
     }
 
-    fn invalid(path: String, message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(path: String, message: impl Into<String>) -> Self {
         RequestError {
             kind: RequestErrorKind::Invalid,
             path,

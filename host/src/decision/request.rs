@@ -91,6 +91,12 @@ pub struct System {
 pub struct Release {
     pub version: Option<String>,
     pub artifact_digest: Option<String>,
+    /// The artifact's own URI, content-addressed: an image reference with
+    /// its digest (`registry/repo@sha256:…`) or a storage URI whose last
+    /// path segment is the digest. Receipts state it as `resourceUri`
+    /// (docs/evidence-and-receipts.md#receipts); policies do not see it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_uri: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -296,6 +302,17 @@ pub struct GateRequest {
     pub supply_chain: Option<SupplyChain>,
     #[serde(default)]
     pub extensions: Extensions,
+    /// DSSE envelopes over in-toto Statements about `release.artifact_digest`
+    /// (docs/evidence-and-receipts.md#stateless-gates): verified by the
+    /// service as at release registration and mapped into `verification`
+    /// and `supply_chain` before the policy sees the request. Only a gate
+    /// whose evidence stagegate verified this way gets a receipt.
+    #[serde(
+        default,
+        deserialize_with = "bounded_list",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub attestations: Vec<Box<serde_json::value::RawValue>>,
 }
 
 /// A progression request (docs/decisions.md#progression-request).

@@ -12,6 +12,7 @@
 
 pub mod argo;
 pub mod flagger;
+pub mod gateway;
 pub mod github_deliveries;
 
 use crate::decision::{Envelope, Finding, Outcome};

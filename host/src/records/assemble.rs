@@ -29,6 +29,7 @@ pub(crate) fn gate_request(
         release: Some(crate::decision::request::Release {
             version: Some(evidence.version.clone()),
             artifact_digest: evidence.artifact_digest.clone(),
+            artifact_uri: evidence.artifact_uri.clone(),
         }),
         risk: evidence.risk.clone(),
         verification: evidence.verification.clone(),
@@ -41,6 +42,9 @@ pub(crate) fn gate_request(
         monitoring: evidence.monitoring.clone(),
         supply_chain: evidence.supply_chain.clone(),
         extensions: evidence.extensions.clone(),
+        // The release's attestations were verified at registration and are
+        // already mapped into its evidence.
+        attestations: Vec::new(),
     }
 }
 

@@ -179,6 +179,11 @@ impl Records {
                 "risk acceptances are recorded by their approver: POST /v1/releases/{id}/acceptances",
             ));
         }
+        super::attestations::check_artifact_uri(
+            evidence.artifact_uri.as_deref(),
+            evidence.artifact_digest.as_deref(),
+            "/artifact_uri",
+        )?;
         // Signatures are checked before the write begins: it holds the
         // chain lock.
         let checked = super::attestations::check(&self.evidence, &mut evidence, attestations)?;

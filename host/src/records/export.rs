@@ -71,7 +71,7 @@ pub struct Export {
     /// The release's attestations, verbatim, with what was read from them.
     pub attestations: Vec<super::attestations::StoredAttestation>,
     /// The signed receipts of the release's `allow` and `promote` decisions.
-    pub receipts: Vec<super::attestations::StoredReceipt>,
+    pub receipts: Vec<super::receipts::StoredReceipt>,
     pub authorisations: Vec<Keyed<Authorisation>>,
     pub reviews: Vec<Keyed<Review>>,
     pub acceptances: Vec<Keyed<AcceptanceOf>>,

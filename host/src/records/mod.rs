@@ -44,6 +44,7 @@ mod error;
 mod evaluations;
 pub(crate) mod evidence;
 pub(crate) mod export;
+pub mod exposure;
 pub(crate) mod idempotency;
 pub mod inclusion;
 pub mod last;
@@ -53,8 +54,10 @@ mod log;
 pub mod merkle;
 mod migrations;
 pub mod model;
+mod notice;
 pub mod oscal;
 pub mod proofs;
+mod receipts;
 pub mod refs;
 mod reports;
 pub mod schedule;
@@ -75,6 +78,7 @@ pub use error::RecordError;
 pub use evaluations::Evaluation;
 pub use log::{DecisionLog, Durability, LogError};
 pub use model::{Actor, DeploymentStatus, Route};
+pub use receipts::{ReceiptStatus, StoredReceipt, verify_gate_attestations};
 pub use refs::DeploymentSelector;
 pub use store::{Store, StoreError};
 pub use transitions::Intervention;
@@ -109,7 +113,8 @@ pub struct CheckpointSigner {
 /// The records service: the store, the decision log and the route cache.
 #[derive(Clone)]
 pub struct Records {
-    pub store: Store,
+    /// Private: SQL lives in this module (docs/architecture.md).
+    store: Store,
     pub log: DecisionLog,
     /// Keep request bodies in the decision log.
     log_requests: bool,
@@ -131,6 +136,8 @@ pub struct Records {
     evidence: Arc<crate::attest::EvidenceTrust>,
     /// The key receipts are signed with; none: no receipts.
     receipts: Option<Arc<crate::attest::ReceiptSigner>>,
+    /// Receipts signed so far, by decision id (records/receipts.rs).
+    receipt_cache: Arc<receipts::Cache>,
     /// Told (log size, Unix seconds) after each checkpoint is signed: the
     /// service's metrics.
     on_checkpoint: Option<Arc<CheckpointObserver>>,
@@ -159,6 +166,7 @@ impl Records {
             destinations: Default::default(),
             evidence: Default::default(),
             receipts: None,
+            receipt_cache: Default::default(),
             on_checkpoint: None,
         }
     }
@@ -179,7 +187,8 @@ impl Records {
         self
     }
 
-    /// Signs a receipt for every `allow` and `promote` with `signer`.
+    /// Signs receipts with `signer` (records/receipts.rs says which
+    /// decisions have one).
     pub fn with_receipts(mut self, signer: Option<crate::attest::ReceiptSigner>) -> Self {
         self.receipts = signer.map(Arc::new);
         self
@@ -277,6 +286,74 @@ impl Records {
             record: None,
             read_only: false,
         }
+    }
+
+    /// The store, for benchmarks that seed a database directly; not part of
+    /// the API (SQL lives in this module).
+    #[doc(hidden)]
+    pub fn bench_store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Answers of this actor's earlier request with the same
+    /// `Idempotency-Key` ([`idempotency::lookup`]).
+    pub async fn idempotent_answer(
+        &self,
+        key: &idempotency::IdempotencyKey,
+    ) -> Result<Option<String>, RecordError> {
+        idempotency::lookup(&self.store, key).await
+    }
+
+    /// Claims up to `limit` due monitoring evaluations for `replica`.
+    pub async fn claim_due(
+        &self,
+        replica: &str,
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<schedule::Due>, RecordError> {
+        schedule::claim(&self.store, replica, now, self.intervals.lease_ms, limit).await
+    }
+
+    /// Schedules the next evaluation after `due`; `false` when the claim
+    /// was lost to another replica.
+    pub async fn complete_due(
+        &self,
+        replica: &str,
+        due: &schedule::Due,
+        now: i64,
+    ) -> Result<bool, RecordError> {
+        schedule::complete(&self.store, replica, due, now, &self.intervals).await
+    }
+
+    /// Stops evaluating `deployment_id` on schedule.
+    pub async fn unschedule(&self, deployment_id: &str) -> Result<(), RecordError> {
+        schedule::remove(&self.store, deployment_id).await
+    }
+
+    /// Claims up to `limit` pending webhook deliveries for `replica`.
+    pub async fn claim_deliveries(
+        &self,
+        replica: &str,
+        now: i64,
+        lease_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<webhooks::Claimed>, RecordError> {
+        webhooks::claim(&self.store, replica, now, lease_ms, limit).await
+    }
+
+    /// Gives a claimed delivery back, unsent.
+    pub async fn release_delivery(&self, d: &webhooks::Claimed) -> Result<(), RecordError> {
+        webhooks::release(&self.store, d).await
+    }
+
+    /// Records how a claimed delivery went.
+    pub async fn finish_delivery(
+        &self,
+        d: &webhooks::Claimed,
+        result: Result<u16, String>,
+        now: i64,
+    ) -> Result<(), RecordError> {
+        webhooks::finish(&self.store, d, result, now).await
     }
 
     /// The checkpoint key's public half, if checkpoints are signed.

@@ -267,6 +267,10 @@ pub struct ReleaseEvidence {
     pub version: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub artifact_digest: Option<String>,
+    /// The artifact's own URI, content-addressed (see
+    /// [`crate::decision::request::Release::artifact_uri`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_uri: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub risk: Option<RiskAssessment>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -329,7 +333,7 @@ pub struct Release {
     /// from: for each, the attesting key, the predicate type and where
     /// its evidence went (docs/evidence-and-receipts.md).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub attestations: Vec<super::attestations::AttestationView>,
+    pub attestations: Vec<AttestationView>,
 }
 
 /// A review body.
@@ -638,6 +642,28 @@ pub struct Transition {
     /// Observations stored by the call.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recorded: Option<usize>,
+}
+
+/// What stagegate read from one attestation of a release: who signed it,
+/// what it states and where in the release's evidence that went.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttestationView {
+    /// Its index in the release's `attestations`.
+    pub index: usize,
+    /// The trusted key that signed it.
+    pub keyid: String,
+    pub predicate_type: String,
+    /// `sha256:` of the signed statement (the DSSE payload).
+    pub statement_digest: String,
+    /// `sha256:` of the envelope as sent (what receipts cite).
+    pub envelope_digest: String,
+    /// JSON pointers into the release of the evidence taken from it
+    /// (`/verification/results/2`, `/supply_chain`); empty when its
+    /// predicate type maps to nothing.
+    pub evidence: Vec<String>,
+    /// For SLSA provenance: the builder and the source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<crate::attest::predicates::Provenance>,
 }
 
 #[cfg(test)]

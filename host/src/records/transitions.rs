@@ -239,18 +239,9 @@ impl Records {
             &detail,
         )
         .await?;
-        let inputs = super::attestations::inputs(w.conn(), &release.release_id).await?;
-        self.write_receipt(
-            &mut w,
-            &envelope,
-            super::attestations::ReceiptSubject {
-                artifact_digest: release.release.artifact_digest.as_deref(),
-                release_id: &release.release_id,
-                deployment_id: Some(&id),
-                inputs,
-            },
-        )
-        .await?;
+        // No receipt row: a receipt is derived from this decision's log
+        // entry and the release when first asked for (records/receipts.rs),
+        // so an `allow` writes exactly what a `deny` writes.
         w.decision(super::chain::LogEntry {
             deployment_id: Some(id.clone()),
             ..entry
@@ -411,21 +402,6 @@ impl Records {
                 },
             )
             .await?;
-        if envelope.outcome == Outcome::Promote {
-            let release = release_row(w.conn(), &d.release_id).await?;
-            let inputs = super::attestations::inputs(w.conn(), &release.release_id).await?;
-            self.write_receipt(
-                &mut w,
-                &envelope,
-                super::attestations::ReceiptSubject {
-                    artifact_digest: release.release.artifact_digest.as_deref(),
-                    release_id: &release.release_id,
-                    deployment_id: Some(id),
-                    inputs,
-                },
-            )
-            .await?;
-        }
         // Full exposure: older deployments holding the same refs no longer
         // serve anything.
         if event == EventKind::Promoted

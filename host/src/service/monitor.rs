@@ -18,7 +18,7 @@ use tokio::sync::Semaphore;
 use super::Service as Engine;
 use crate::config::Config;
 use crate::decision::{Outcome, Timestamp};
-use crate::records::{Actor, DeploymentStatus, RecordError, schedule, webhooks};
+use crate::records::{Actor, DeploymentStatus, RecordError, webhooks};
 
 /// Starts the scheduler and the deliverer (each if enabled).
 pub(crate) fn start(engine: Engine, config: &Config) {
@@ -72,13 +72,12 @@ pub(crate) fn start(engine: Engine, config: &Config) {
 /// many were evaluated.
 pub(crate) async fn scheduler_pass(app: &Engine, replica: &str) -> Result<usize, RecordError> {
     let records = &app.records;
-    let intervals = records.intervals;
     let mut evaluated = 0;
     // The most overdue claim of this pass, for the lag alert.
     let mut lag_ms: i64 = 0;
     loop {
         let now = Timestamp::now().millis();
-        let due = schedule::claim(&records.store, replica, now, intervals.lease_ms, 100).await?;
+        let due = records.claim_due(replica, now, 100).await?;
         if due.is_empty() {
             app.metrics
                 .ops
@@ -105,7 +104,7 @@ pub(crate) async fn scheduler_pass(app: &Engine, replica: &str) -> Result<usize,
                     evaluated += 1;
                     app.metrics.scheduled(started.elapsed().as_secs_f64());
                     if t.deployment.status != DeploymentStatus::Active {
-                        schedule::remove(&records.store, &d.deployment_id).await?;
+                        records.unschedule(&d.deployment_id).await?;
                         continue;
                     }
                     if let Some(decision) = &t.decision
@@ -115,7 +114,7 @@ pub(crate) async fn scheduler_pass(app: &Engine, replica: &str) -> Result<usize,
                     }
                 }
                 Err(RecordError::NotFound(_)) => {
-                    schedule::remove(&records.store, &d.deployment_id).await?;
+                    records.unschedule(&d.deployment_id).await?;
                     continue;
                 }
                 Err(e) => {
@@ -123,14 +122,9 @@ pub(crate) async fn scheduler_pass(app: &Engine, replica: &str) -> Result<usize,
                     continue;
                 }
             }
-            let still_ours = schedule::complete(
-                &records.store,
-                replica,
-                &d,
-                Timestamp::now().millis(),
-                &intervals,
-            )
-            .await?;
+            let still_ours = records
+                .complete_due(replica, &d, Timestamp::now().millis())
+                .await?;
             if !still_ours {
                 app.metrics.ops.lease_lost();
                 tracing::warn!(deployment = %d.deployment_id, replica = %replica, "the scheduler's lease on this deployment expired before its evaluation was recorded; another replica may evaluate it again");
@@ -184,15 +178,16 @@ pub(crate) async fn delivery_pass(
     if free > 0 {
         let now = Timestamp::now().millis();
         let limit = i64::try_from(free).unwrap_or(32);
-        let claimed =
-            webhooks::claim(&records.store, replica, now, deliverer.lease_ms, limit).await?;
+        let claimed = records
+            .claim_deliveries(replica, now, deliverer.lease_ms, limit)
+            .await?;
         let mut started = 0;
         for d in claimed {
             let (Ok(one), Ok(theirs)) = (
                 deliverer.all.clone().try_acquire_owned(),
                 deliverer.receiver(&d.url).try_acquire_owned(),
             ) else {
-                webhooks::release(&records.store, &d).await?;
+                records.release_delivery(&d).await?;
                 continue;
             };
             started += 1;
@@ -246,5 +241,7 @@ async fn deliver(
             tracing::warn!(event_id = %d.id, url = %receiver, attempt, error = %e, "webhook delivery failed; will retry");
         }
     }
-    webhooks::finish(&records.store, d, result, Timestamp::now().millis()).await
+    records
+        .finish_delivery(d, result, Timestamp::now().millis())
+        .await
 }

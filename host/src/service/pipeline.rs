@@ -124,38 +124,38 @@ impl Pipeline {
         decided
     }
 
-    /// Decodes `body` as a `kind` request and decides it, then runs
-    /// `finish` on the decision where the decision ran. A heavy body is
-    /// decoded in the lane too, and what grows with the request (its log
-    /// entry, its JSON) is made there by `finish`, so no part of a large
-    /// request holds an async worker.
-    pub async fn decide_body<T: Send + 'static>(
+    /// Decodes `body` as a `kind` request, runs `prepare` on it (which may
+    /// refuse it, e.g. envelopes that do not verify), decides it, then runs
+    /// `finish` on the decision and what `prepare` returned, where the
+    /// decision ran. A heavy body is decoded in the lane too, and what grows
+    /// with the request (its log entry, its JSON) is made there by
+    /// `finish`, so no part of a large request holds an async worker.
+    pub async fn decide_body<P: Send + 'static, T: Send + 'static>(
         &self,
         kind: DecisionKind,
         body: Bytes,
         limits: DecodeLimits,
         actor: &str,
-        finish: impl FnOnce(&Decided) -> T + Send + 'static,
+        prepare: impl FnOnce(&mut Request) -> Result<P, RequestError> + Send + 'static,
+        finish: impl FnOnce(&Decided, P) -> T + Send + 'static,
     ) -> Result<(Decided, T), PipelineError> {
         let started = Instant::now();
         let (target, members) = (self.target.clone(), self.members.clone());
-        let job = move |request: Request| {
+        let job = move |mut request: Request| -> Result<(Decided, T), RequestError> {
+            let prepared = prepare(&mut request)?;
             let decided = Self::run(&target, &members, request);
-            let more = finish(&decided);
-            (decided, more)
+            let more = finish(&decided, prepared);
+            Ok((decided, more))
         };
         let ran = if lane::is_heavy_body(body.len()) {
             self.target
                 .lane()
-                .run(true, move || decode_with(kind, &body, limits).map(job))
+                .run(true, move || decode_with(kind, &body, limits).and_then(job))
                 .await
         } else {
             let request = decode_with(kind, &body, limits)?;
             let heavy = lane::is_heavy_request(&request);
-            self.target
-                .lane()
-                .run(heavy, move || Ok(job(request)))
-                .await
+            self.target.lane().run(heavy, move || job(request)).await
         };
         let (decided, more) = ran.map_err(PipelineError::Task)??;
         self.account(kind, &decided, actor, started);

@@ -13,7 +13,7 @@ pub struct IntegrationsConfig {
     /// GitHub deployment protection rules (off unless configured).
     pub github: Option<github::GithubConfig>,
     /// The per-request exposure check for serving gateways.
-    pub authz: crate::server::exposure::AuthzConfig,
+    pub authz: crate::integrations::gateway::AuthzConfig,
     /// The Kubernetes admission webhook (docs/integrations/kubernetes.md).
     pub kubernetes: KubernetesConfig,
 }

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use crate::auth::Role;
-use crate::decision::{self, DecisionKind};
+use crate::decision::{self, DecisionKind, RequestError};
 use crate::server::App;
 use crate::server::auth::RequireRole;
 use crate::server::body;
@@ -41,37 +41,79 @@ pub async fn decide(
         .pipeline(query.bundle.as_deref())
         .map_err(resolve_error)?;
     let bytes = body::read(&headers, request_body, app.limits.body_bytes).await?;
+    // A gate carrying DSSE envelopes in `attestations` has them verified,
+    // as at release registration, and mapped into what the policy sees;
+    // `prepare` says whether it did (only then can there be a receipt).
+    let prepare = {
+        let app = app.clone();
+        move |request: &mut crate::decision::Request| -> Result<bool, RequestError> {
+            let crate::decision::Request::Gate(gate) = request else {
+                return Ok(false);
+            };
+            let checked = crate::records::verify_gate_attestations(&app.records, gate).map_err(
+                |e| match e {
+                    crate::records::RecordError::Invalid { path, message } => {
+                        RequestError::invalid(path, message)
+                    }
+                    other => RequestError::invalid(String::new(), other.to_string()),
+                },
+            )?;
+            Ok(checked)
+        }
+    };
     // The log entry and the JSON grow with the request: they are made
     // where the decision runs (see `Pipeline::decide_body`).
     let finish = {
         let (app, body, caller) = (app.clone(), bytes.clone(), caller.name.clone());
-        move |d: &crate::policy::Decided| {
-            let entry = app
-                .log_decisions
-                .then(|| app.records.entry(&d.envelope, &body, &caller, None));
-            (entry, serde_json::to_vec(&d.envelope))
+        move |d: &crate::policy::Decided, verified: bool| {
+            let entry = app.log_decisions.then(|| {
+                let mut entry = app.records.entry(&d.envelope, &body, &caller, None);
+                // A receipt is derived from the entry: it keeps the
+                // envelopes the decision rested on.
+                if verified && entry.request.is_none() {
+                    entry.request = Some(String::from_utf8_lossy(&body).into_owned());
+                }
+                entry
+            });
+            let receipt = app
+                .records
+                .stateless_receipt(&d.envelope, verified, entry.is_some());
+            let json = serde_json::to_vec(&Answer {
+                decision: &d.envelope,
+                receipt,
+            });
+            (entry, json)
         }
     };
-    let (decided, (entry, json)) = pipeline
+    let (_decided, (entry, json)) = pipeline
         .decide_body(
             kind,
-            bytes.clone(),
+            bytes,
             app.limits.decode(),
             &caller.name,
+            prepare,
             finish,
         )
         .await?;
     // The decision is answered only once it is in the log (or queued, per
     // `records.durability`); a log that cannot take it is a 503, never a
-    // decision that leaves no record. A gate `allow` about an artifact
-    // gets its signed receipt in the same commit, so a caller holding an
-    // `allow` can always fetch it.
+    // decision that leaves no record. Nothing else is written: a receipt is
+    // derived from the entry when first asked for.
     app.records
-        .log_stateless(&decided.envelope, entry, &bytes, &caller.name)
+        .log_stateless(entry)
         .await
         .map_err(|e| ApiError::unavailable("decision_log_unavailable", e.to_string()))?;
     let json = json.map_err(|e| ApiError::internal(format!("encoding the decision: {e}")))?;
     Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
+}
+
+/// A stateless decision's answer: the decision, and whether it got a
+/// receipt (docs/decisions.md#receipts-of-stateless-decisions).
+#[derive(serde::Serialize)]
+struct Answer<'a> {
+    #[serde(flatten)]
+    decision: &'a crate::decision::Envelope,
+    receipt: crate::records::ReceiptStatus,
 }
 
 pub fn resolve_error(e: ResolveError) -> ApiError {

@@ -13,7 +13,6 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use sqlx::Row;
 
 use crate::decision::Timestamp;
 use crate::records::RecordError;
@@ -59,7 +58,7 @@ impl NoticeCache {
 
     async fn get(&self, app: &App, id: &str) -> Result<Arc<Notice>, ApiError> {
         let not_found = |m: String| ApiError::not_found(m);
-        let changes = app.records.store.changes();
+        let changes = app.records.changes();
         if let Some(hit) = self.fresh(id, changes) {
             return hit.map_err(not_found);
         }
@@ -164,14 +163,10 @@ struct Notice {
 async fn build(app: &App, id: &str) -> Result<Notice, RecordError> {
     let records = &app.records;
     let system = records.system(id).await?.system;
-    let pool = &records.store.pool;
-    let live = sqlx::query("SELECT id FROM deployments WHERE system_id = $1 AND status = 'active' ORDER BY deployed_at DESC, id DESC LIMIT 1")
-        .bind(id)
-        .fetch_optional(pool)
-        .await?;
+    let live = records.live_deployment_of(id).await?;
     let (release_id, operational) = match live {
-        Some(row) => {
-            let d = records.deployment(&row.try_get::<String, _>("id")?).await?;
+        Some(deployment_id) => {
+            let d = records.deployment(&deployment_id).await?;
             (
                 d.release_id.clone(),
                 Operational {
@@ -185,13 +180,11 @@ async fn build(app: &App, id: &str) -> Result<Notice, RecordError> {
             )
         }
         None => {
-            let row = sqlx::query("SELECT id FROM releases WHERE system_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1")
-                .bind(id)
-                .fetch_optional(pool)
-                .await?
-                .ok_or_else(|| RecordError::NotFound(format!("system '{id}' has no release to describe yet")))?;
+            let release_id = records.newest_release_of(id).await?.ok_or_else(|| {
+                RecordError::NotFound(format!("system '{id}' has no release to describe yet"))
+            })?;
             (
-                row.try_get("id")?,
+                release_id,
                 Operational {
                     in_operational_use: false,
                     deployment_id: None,

@@ -24,7 +24,7 @@ use super::respond::json;
 use crate::auth::Caller;
 use crate::auth::Role;
 use crate::decision::decode::decode_as;
-use crate::records::idempotency::{self, IdempotencyKey};
+use crate::records::idempotency::IdempotencyKey;
 use crate::records::model::{
     MisplacedReleaseFields, NewAcceptance, NewAuthorisation, NewDeployment, NewIntervention,
     NewIssue, NewObservations, NewProgression, NewReview, NewSystem, ReleaseEvidence,
@@ -113,7 +113,7 @@ where
         res
     };
     if let Some(k) = &key
-        && let Some(body) = idempotency::lookup(&app.records.store, k).await?
+        && let Some(body) = app.records.idempotent_answer(k).await?
     {
         return Ok(replay(body));
     }
@@ -121,7 +121,7 @@ where
         Ok(result) => json(status, &result),
         Err(RecordError::IdempotencyRace) => {
             let stored = match &key {
-                Some(k) => idempotency::lookup(&app.records.store, k).await?,
+                Some(k) => app.records.idempotent_answer(k).await?,
                 None => None,
             };
             match stored {

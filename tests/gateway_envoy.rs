@@ -1,0 +1,207 @@
+//! The Envoy example (examples/gateways/envoy.yaml) read as Envoy would
+//! read it (PyYAML turns it into JSON), and the exposure check answering
+//! by route as that example asks it: a refused caller is routed to the
+//! stable release instead of being refused, the subject is the JWT's claim
+//! and never a header the client sent, and nothing of stagegate's answer
+//! reaches the client.
+
+use crate::support;
+
+use serde_json::{Value, json};
+use support::records::{Backend, World, plan, post, registered_release, token};
+use support::server::Request;
+
+const REF: &str = "serving/credit-scoring";
+
+/// The example as JSON; `None` (skipped) without PyYAML.
+fn example() -> Option<Value> {
+    if !support::require_tool("pyyaml") {
+        return None;
+    }
+    let path = support::root().join("examples/gateways/envoy.yaml");
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))",
+        ])
+        .arg(&path)
+        .output()
+        .expect("running python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(serde_json::from_slice(&out.stdout).unwrap())
+}
+
+fn named<'a>(list: &'a Value, name: &str) -> &'a Value {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {list:#}"))
+}
+
+#[test]
+fn the_envoy_example_routes_refused_callers_to_stable_and_takes_the_subject_from_the_jwt_only() {
+    let Some(config) = example() else { return };
+    let hcm = &config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
+    let filters = &hcm["http_filters"];
+    let names: Vec<&str> = filters
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    let position = |n: &str| names.iter().position(|x| *x == n).unwrap_or(usize::MAX);
+    // The client's own x-stagegate-* headers are removed before the JWT
+    // filter writes the subject and before ext_authz asks.
+    let mutation =
+        &named(filters, "envoy.filters.http.header_mutation")["typed_config"]["mutations"];
+    let removed = |side: &str| -> Vec<String> {
+        mutation[side]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|m| m["remove"].as_str().map(str::to_string))
+            .collect()
+    };
+    for h in [
+        "x-stagegate-subject",
+        "x-stagegate-route",
+        "x-stagegate-decision",
+    ] {
+        assert!(
+            removed("request_mutations").contains(&h.to_string()),
+            "{h} from the client"
+        );
+    }
+    for h in ["x-stagegate-decision", "x-stagegate-route"] {
+        assert!(
+            removed("response_mutations").contains(&h.to_string()),
+            "{h} to the client"
+        );
+    }
+    assert!(
+        position("envoy.filters.http.header_mutation") < position("envoy.filters.http.jwt_authn")
+    );
+    assert!(position("envoy.filters.http.jwt_authn") < position("envoy.filters.http.ext_authz"));
+    let jwt = &named(filters, "envoy.filters.http.jwt_authn")["typed_config"];
+    assert_eq!(
+        jwt["providers"]["users"]["claim_to_headers"],
+        json!([{"header_name": "x-stagegate-subject", "claim_name": "sub"}])
+    );
+    // ext_authz asks for an answer by route and lets it choose the route.
+    let authz = &named(filters, "envoy.filters.http.ext_authz")["typed_config"];
+    assert_eq!(authz["clear_route_cache"], true);
+    let service = &authz["http_service"];
+    let added: Vec<(String, String)> = service["authorization_request"]["headers_to_add"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["key"].as_str().unwrap().into(),
+                h["value"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert!(
+        added.contains(&("x-stagegate-answer".into(), "route".into())),
+        "{added:?}"
+    );
+    assert_eq!(
+        service["authorization_request"]["allowed_headers"]["patterns"],
+        json!([{"exact": "x-stagegate-subject"}])
+    );
+    let upstream = &service["authorization_response"]["allowed_upstream_headers"]["patterns"];
+    assert!(
+        upstream
+            .as_array()
+            .unwrap()
+            .contains(&json!({"exact": "x-stagegate-route"}))
+    );
+    assert!(
+        !upstream
+            .as_array()
+            .unwrap()
+            .contains(&json!({"exact": "x-stagegate-decision"}))
+    );
+    assert!(
+        service["authorization_response"]["allowed_client_headers"].is_null(),
+        "nothing of stagegate's answer is passed to the client"
+    );
+    // The new release only on `x-stagegate-route: new`; everyone else (and
+    // everyone when stagegate fails: no header) on the stable release.
+    let routes = &hcm["route_config"]["virtual_hosts"][0]["routes"];
+    let routes = routes.as_array().unwrap();
+    assert_eq!(routes[0]["route"]["cluster"], "model_new_release");
+    assert_eq!(
+        routes[0]["match"]["headers"],
+        json!([{"name": "x-stagegate-route", "string_match": {"exact": "new"}}])
+    );
+    let last = routes.last().unwrap();
+    assert!(last["match"]["headers"].is_null());
+    assert_eq!(last["route"]["cluster"], "model_stable_release");
+    let clusters: Vec<&str> = config["static_resources"]["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert!(clusters.contains(&"model_stable_release"), "{clusters:?}");
+}
+
+#[test]
+fn answered_by_route_a_refused_caller_gets_200_and_the_stable_route() {
+    let world = World::new(Backend::Sqlite, "").unwrap();
+    let s = world.start();
+    let release = registered_release(&s, "2.3.0");
+    let r = post(
+        &s,
+        "ops",
+        "/v1/deployments",
+        &json!({"release_id": release, "plan": plan(), "refs": {"kubernetes": REF}}),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let ask = |subject: &str, mode: Option<&str>| {
+        let mut headers = vec![("X-Stagegate-Ref", REF), ("X-Stagegate-Subject", subject)];
+        if let Some(m) = mode {
+            headers.push(("X-Stagegate-Answer", m));
+        }
+        Request::get(&s.url("/v1/integrations/authz"))
+            .bearer(Some(&token("gw")))
+            .headers(&headers)
+            .send()
+    };
+    support::wait_until("the route table to hold the ref", support::HANG, || {
+        ask("someone", None).header("x-stagegate-stage").is_some()
+    });
+    let (mut inside, mut outside) = (None, None);
+    for i in 0..2_000 {
+        let name = format!("user-{i:05}");
+        match ask(&name, None).status {
+            200 => inside = inside.or(Some(name)),
+            403 => outside = outside.or(Some(name)),
+            other => panic!("status {other}"),
+        }
+        if inside.is_some() && outside.is_some() {
+            break;
+        }
+    }
+    let (inside, outside) = (inside.unwrap(), outside.unwrap());
+    let r = ask(&outside, Some("route"));
+    assert_eq!(r.status, 200, "refused by route is routed, not refused");
+    assert_eq!(r.header("x-stagegate-route").as_deref(), Some("stable"));
+    let r = ask(&inside, Some("route"));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-stagegate-route").as_deref(), Some("new"));
+    // By status (nginx), as before.
+    assert_eq!(ask(&outside, None).status, 403);
+    assert!(ask(&outside, None).header("x-stagegate-route").is_none());
+    let r = ask(&outside, Some("redirect"));
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["error"]["path"], "X-Stagegate-Answer");
+}
