@@ -71,7 +71,7 @@ use std::time::{Duration, Instant};
 
 pub use error::RecordError;
 pub use evaluations::Evaluation;
-pub use log::{DecisionLog, Durability, LogError};
+pub use log::{DecisionLog, Durability, LogError, warn_unless_durable};
 pub use model::{Actor, DeploymentStatus, Route};
 pub use refs::DeploymentSelector;
 pub use store::{Store, StoreError};
