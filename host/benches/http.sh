@@ -54,18 +54,18 @@ jq -c 'del(.verification.results[].attestation)' examples/gate-high-risk.json > 
 "$bin" keygen --out "$work/keys/evidence" >/dev/null
 "$bin" attest --key "$work/keys/evidence" --public-key > "$work/evidence.pem"
 dsse_pem="${DSSE_KEY_PEM:-$work/evidence.pem}"
+digest=$(jq -r .release.artifact_digest examples/gate-high-risk.json)
+: > "$work/envelopes.jsonl"
+jq -c '.verification.results[] | {metric: .name, value: .metric, threshold: .threshold,
+        comparison: (if .name == "fairness-dpd" then "<=" else ">=" end),
+        dataset: "holdout-2026-10", samples: 10000}' examples/gate-high-risk.json |
+    while read -r predicate; do
+        echo "$predicate" | "$bin" attest --key "$work/keys/evidence" --subject "$digest" \
+            --predicate-type https://stagegate.dev/attestation/evaluation/v1 --predicate - >> "$work/envelopes.jsonl"
+    done
 if [ -n "${DSSE_REQUEST:-}" ]; then
     cp "$DSSE_REQUEST" "$work/dsse.json"
 else
-    digest=$(jq -r .release.artifact_digest examples/gate-high-risk.json)
-    : > "$work/envelopes.jsonl"
-    jq -c '.verification.results[] | {metric: .name, value: .metric, threshold: .threshold,
-            comparison: (if .name == "fairness-dpd" then "<=" else ">=" end),
-            dataset: "holdout-2026-10", samples: 10000}' examples/gate-high-risk.json |
-        while read -r predicate; do
-            echo "$predicate" | "$bin" attest --key "$work/keys/evidence" --subject "$digest" \
-                --predicate-type https://stagegate.dev/attestation/evaluation/v1 --predicate - >> "$work/envelopes.jsonl"
-        done
     jq -c --slurpfile envs "$work/envelopes.jsonl" \
         '.verification.results = [] | . + {attestations: $envs}' examples/gate-high-risk.json > "$work/dsse.json"
 fi
@@ -220,7 +220,9 @@ for variant in "default:true ack true" "receipts_off:true ack false" "log_off:fa
         # The exposure check: its own deployment, then /healthz again and
         # the check right after it, so the two p99s are of the same minute.
         api "$OPS" POST /v1/systems '{"id":"credit-scoring","risk_tier":"high","consequential":true,"escalation_contact":"risk desk"}' >/dev/null
-        api "$OPS" POST /v1/systems/credit-scoring/releases "$(jq '{version: "2.3.0"} + ({risk, verification, safeguards, communication, monitoring, supply_chain}) + {deficiencies: [.deficiencies[] | del(.acceptance)]} | del(.verification.results[].attestation)' examples/gate-high-risk.json)" >/dev/null
+        # The release's results come as the three signed attestations (a
+        # release may not type an `attestation` itself).
+        api "$OPS" POST /v1/systems/credit-scoring/releases "$(jq --slurpfile envs "$work/envelopes.jsonl" '{version: "2.3.0"} + {artifact_digest: .release.artifact_digest} + ({risk, verification, safeguards, communication, monitoring, supply_chain}) + {deficiencies: [.deficiencies[] | del(.acceptance)]} | .verification.results = [] | . + {attestations: $envs}' examples/gate-high-risk.json)" >/dev/null
         api "$LEE" POST /v1/releases/credit-scoring@2.3.0/reviews '{"outcome":"approved"}' >/dev/null
         api "$DOE" POST /v1/releases/credit-scoring@2.3.0/authorisations '{"conditions":[]}' >/dev/null
         api "$DOE" POST /v1/releases/credit-scoring@2.3.0/acceptances '{"deficiency_id":"D-7","rationale":"within tolerance"}' >/dev/null

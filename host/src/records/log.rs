@@ -110,9 +110,10 @@ pub async fn warn_unless_durable(store: &Store, durability: Durability) {
     if durability != Durability::Ack || store.dialect != super::store::Dialect::Postgres {
         return;
     }
-    let setting: Result<String, _> = sqlx::query_scalar("SELECT current_setting('synchronous_commit')")
-        .fetch_one(&store.pool)
-        .await;
+    let setting: Result<String, _> =
+        sqlx::query_scalar("SELECT current_setting('synchronous_commit')")
+            .fetch_one(&store.pool)
+            .await;
     if let Ok(setting) = setting
         && setting == "off"
     {

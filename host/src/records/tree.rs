@@ -121,14 +121,14 @@ pub(crate) async fn insert_nodes(
     let hexes: Vec<String> = nodes.iter().map(|(_, h)| hex::encode(h)).collect();
     let mut at = 0usize;
     for rows in super::chain::statement_sizes(nodes.len(), 256) {
-        let sql = super::chain::insert_sql("INSERT INTO log_tree (level, idx, hash) VALUES ", 3, rows);
+        let sql =
+            super::chain::insert_sql("INSERT INTO log_tree (level, idx, hash) VALUES ", 3, rows);
         let mut q = sqlx::query(sql);
-        for i in at..at + rows {
-            let (n, _) = &nodes[i];
+        for ((n, _), hash) in nodes[at..at + rows].iter().zip(&hexes[at..at + rows]) {
             q = q
                 .bind(n.level as i64)
                 .bind(n.index as i64)
-                .bind(hexes[i].as_str());
+                .bind(hash.as_str());
         }
         at += rows;
         q.execute(&mut **tx).await?;
