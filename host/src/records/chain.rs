@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
+use super::statements;
 use super::store::StoreError;
 
 /// What one decision log entry records.
@@ -274,52 +275,6 @@ pub(crate) async fn advance(
 /// hashing, is what limits a large batch.
 const ROWS_PER_STATEMENT: usize = 64;
 
-/// How a batch of `n` rows is split into statements: full statements of
-/// `max` rows, then the rest by powers of two (37 → 32 + 4 + 1). So only
-/// a handful of distinct statement texts exist (7 for 64), each prepared
-/// once per connection and then reused from sqlx's statement cache,
-/// where one text per batch size would keep evicting each other.
-pub(crate) fn statement_sizes(n: usize, max: usize) -> impl Iterator<Item = usize> {
-    debug_assert!(max.is_power_of_two());
-    let full = n / max;
-    let rest = n % max;
-    std::iter::repeat_n(max, full).chain(
-        (0..max.trailing_zeros())
-            .rev()
-            .map(|bit| 1usize << bit)
-            .filter(move |size| rest & size != 0),
-    )
-}
-
-/// `INSERT … VALUES ($1, …), …` for `rows` rows of `columns` columns,
-/// made once per (text, size) for the life of the process.
-pub(crate) fn insert_sql(prefix: &'static str, columns: usize, rows: usize) -> &'static str {
-    use std::collections::HashMap;
-    use std::sync::{Mutex, OnceLock};
-    static MADE: OnceLock<Mutex<HashMap<(&'static str, usize, usize), &'static str>>> =
-        OnceLock::new();
-    let mut made = MADE
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    made.entry((prefix, columns, rows)).or_insert_with(|| {
-        let mut sql = String::from(prefix);
-        for row in 0..rows {
-            sql.push_str(if row > 0 { ", (" } else { "(" });
-            for col in 0..columns {
-                if col > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push('$');
-                sql.push_str(&(row * columns + col + 1).to_string());
-            }
-            sql.push(')');
-        }
-        // Bounded: a few prefixes times the power-of-two sizes.
-        Box::leak(sql.into_boxed_str())
-    })
-}
-
 /// Inserts sealed entries into `decision_log` (the head is the caller's:
 /// [`advance`], or [`lock`] and an update).
 pub(crate) async fn insert_sealed(
@@ -329,7 +284,7 @@ pub(crate) async fn insert_sealed(
     const COLUMNS: &str = "INSERT INTO decision_log (seq, decision_id, at, kind, outcome, codes, bundle, bundle_version, bundle_digest, request_digest, request, deployment_id, actor, record_table, record_id, prev_hash, hash) VALUES ";
     const COLUMNS_READ_ONLY: &str = "INSERT INTO decision_log (seq, decision_id, at, kind, outcome, codes, bundle, bundle_version, bundle_digest, request_digest, request, deployment_id, actor, record_table, record_id, prev_hash, hash, read_only) VALUES ";
     let mut at = 0usize;
-    for rows in statement_sizes(sealed.entries.len(), ROWS_PER_STATEMENT) {
+    for rows in statements::sizes(sealed.entries.len(), ROWS_PER_STATEMENT) {
         let range = at..at + rows;
         at += rows;
         let chunk = &sealed.entries[range.clone()];
@@ -339,9 +294,9 @@ pub(crate) async fn insert_sealed(
         // existing rows, which comes before the column does.
         let read_only = chunk.iter().any(|e| e.read_only);
         let sql = if read_only {
-            insert_sql(COLUMNS_READ_ONLY, 18, rows)
+            statements::insert_sql(COLUMNS_READ_ONLY, 18, rows)
         } else {
-            insert_sql(COLUMNS, 17, rows)
+            statements::insert_sql(COLUMNS, 17, rows)
         };
         let mut q = sqlx::query(sql);
         for i in range {

@@ -297,17 +297,4 @@ mod tests {
         }
         assert_consistent(&store, n as u64).await;
     }
-
-    #[test]
-    fn a_batch_is_split_into_full_statements_then_powers_of_two() {
-        let sizes = |n| chain::statement_sizes(n, 64).collect::<Vec<_>>();
-        assert_eq!(sizes(0), Vec::<usize>::new());
-        assert_eq!(sizes(1), [1]);
-        assert_eq!(sizes(37), [32, 4, 1]);
-        assert_eq!(sizes(64), [64]);
-        assert_eq!(sizes(200), [64, 64, 64, 8]);
-        for n in 0..300 {
-            assert_eq!(sizes(n).iter().sum::<usize>(), n);
-        }
-    }
 }

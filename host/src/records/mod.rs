@@ -57,6 +57,7 @@ pub mod refs;
 mod reports;
 pub mod schedule;
 mod signing;
+mod statements;
 pub mod store;
 pub(crate) mod transitions;
 pub mod tree;

@@ -120,9 +120,12 @@ pub(crate) async fn insert_nodes(
 ) -> Result<(), StoreError> {
     let hexes: Vec<String> = nodes.iter().map(|(_, h)| hex::encode(h)).collect();
     let mut at = 0usize;
-    for rows in super::chain::statement_sizes(nodes.len(), 256) {
-        let sql =
-            super::chain::insert_sql("INSERT INTO log_tree (level, idx, hash) VALUES ", 3, rows);
+    for rows in super::statements::sizes(nodes.len(), 256) {
+        let sql = super::statements::insert_sql(
+            "INSERT INTO log_tree (level, idx, hash) VALUES ",
+            3,
+            rows,
+        );
         let mut q = sqlx::query(sql);
         for ((n, _), hash) in nodes[at..at + rows].iter().zip(&hexes[at..at + rows]) {
             q = q
