@@ -56,6 +56,25 @@ fn main() {
     let warm = support::Sandboxed::new(&runtime, &bundle, Isolation::Warm);
     let fresh = support::Sandboxed::new(&runtime, &bundle, Isolation::Fresh);
     let native = support::Native::new(&bundle);
+    // `-- warm-gate`: only the small gate request, native floor and warm
+    // sandbox, as one line `warm-gate NATIVE_US WARM_US RATIO` (medians),
+    // for the target table `host/benches/http.sh` prints.
+    if std::env::args().any(|a| a == "warm-gate") {
+        let body = support::request(DecisionKind::Gate, false);
+        let n = measure(20_000, || {
+            std::hint::black_box(native.decide(DecisionKind::Gate, &body));
+        });
+        let w = measure(20_000, || {
+            std::hint::black_box(warm.decide(DecisionKind::Gate, &body));
+        });
+        println!(
+            "warm-gate {:.2} {:.2} {:.2}",
+            us(n.0),
+            us(w.0),
+            us(w.0) / us(n.0)
+        );
+        return;
+    }
     let mut rego = support::Rego::new(&bundle);
 
     println!("## Decisions: request bytes to response bytes (µs)\n");

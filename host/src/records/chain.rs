@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
+use super::statements;
 use super::store::StoreError;
 
 /// What one decision log entry records.
@@ -154,86 +155,183 @@ pub async fn append_chain_only(
     append_to(tx, head, entries, false).await
 }
 
+/// [`append`], also returning the tree's frontier after it: what a writer
+/// that keeps the frontier needs to hash its next batch before it locks.
+pub(crate) async fn append_keeping_frontier(
+    tx: &mut Transaction<'_, Any>,
+    head: (i64, String),
+    entries: &[LogEntry],
+) -> Result<((i64, String), Frontier), StoreError> {
+    let size = head.0 as u64;
+    let sealed = seal(&head, entries);
+    insert_sealed(tx, &sealed).await?;
+    let frontier = super::tree::append(tx, size, &sealed.leaves).await?;
+    let after = write_head(tx, &sealed).await?;
+    Ok((after, frontier))
+}
+
+/// The hashes of a tree's right edge ([`super::merkle::frontier`]).
+pub(crate) type Frontier = std::collections::HashMap<super::merkle::Node, super::merkle::Hash>;
+
 async fn append_to(
     tx: &mut Transaction<'_, Any>,
     head: (i64, String),
     entries: &[LogEntry],
     tree: bool,
 ) -> Result<(i64, String), StoreError> {
-    let (mut seq, mut prev) = head;
-    let size = seq as u64;
+    let size = head.0 as u64;
+    let sealed = seal(&head, entries);
+    insert_sealed(tx, &sealed).await?;
+    if tree {
+        super::tree::append(tx, size, &sealed.leaves).await?;
+    }
+    write_head(tx, &sealed).await
+}
+
+async fn write_head(
+    tx: &mut Transaction<'_, Any>,
+    sealed: &Sealed<'_>,
+) -> Result<(i64, String), StoreError> {
+    let after = sealed.head_after();
+    sqlx::query("UPDATE chain_head SET seq = $1, hash = $2 WHERE id = 1")
+        .bind(after.0)
+        .bind(&after.1)
+        .execute(&mut **tx)
+        .await?;
+    Ok(after)
+}
+
+/// Entries with their places, chain hashes and leaf hashes computed
+/// after a given head: everything an append writes, made before any lock
+/// is taken, so the lock is held for the SQL alone.
+pub(crate) struct Sealed<'a> {
+    entries: &'a [LogEntry],
+    head: (i64, String),
+    /// The chain hash of each entry, hex.
+    hashes: Vec<String>,
+    /// Each entry's `codes` as stored (a JSON list).
+    codes: Vec<String>,
+    /// The Merkle leaf hash of each entry.
+    pub leaves: Vec<super::merkle::Hash>,
+}
+
+/// Hashes `entries` as the successors of `head` (no database access).
+pub(crate) fn seal<'a>(head: &(i64, String), entries: &'a [LogEntry]) -> Sealed<'a> {
+    let (mut seq, mut prev) = (head.0, head.1.clone());
+    let mut hashes = Vec::with_capacity(entries.len());
     let mut leaves = Vec::with_capacity(entries.len());
-    // Many rows per statement: per-statement overhead, not hashing, is what
-    // limits a large batch.
-    const ROWS_PER_STATEMENT: usize = 64;
-    for chunk in entries.chunks(ROWS_PER_STATEMENT) {
-        // `read_only` is written only by batches holding a read-only
-        // evaluation; every other entry leaves it NULL. So this writer also
-        // works on the schema of the migration that first seals existing
-        // rows, which comes before the column does.
-        let read_only = chunk.iter().any(|e| e.read_only);
-        let columns = if read_only { 18 } else { 17 };
-        let mut sql = String::from(
-            "INSERT INTO decision_log (seq, decision_id, at, kind, outcome, codes, bundle, bundle_version, bundle_digest, request_digest, request, deployment_id, actor, record_table, record_id, prev_hash, hash",
-        );
-        sql.push_str(if read_only {
-            ", read_only) VALUES "
-        } else {
-            ") VALUES "
-        });
-        for row in 0..chunk.len() {
-            if row > 0 {
-                sql.push_str(", ");
-            }
-            sql.push('(');
-            for col in 0..columns {
-                if col > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push_str(&format!("${}", row * columns + col + 1));
-            }
-            sql.push(')');
+    let mut codes = Vec::with_capacity(entries.len());
+    for e in entries {
+        seq += 1;
+        let bytes = entry_bytes(seq, e, &prev);
+        let h = hex::encode(Sha256::digest(&bytes));
+        leaves.push(super::merkle::leaf_hash(&bytes));
+        codes.push(serde_json::to_string(&e.codes).unwrap_or_default());
+        prev.clone_from(&h);
+        hashes.push(h);
+    }
+    Sealed {
+        entries,
+        head: head.clone(),
+        hashes,
+        codes,
+        leaves,
+    }
+}
+
+impl Sealed<'_> {
+    /// The chain's head once these entries are appended.
+    pub(crate) fn head_after(&self) -> (i64, String) {
+        match self.hashes.last() {
+            Some(h) => (self.head.0 + self.hashes.len() as i64, h.clone()),
+            None => self.head.clone(),
         }
-        let mut q = sqlx::query(&sql);
-        for e in chunk {
-            seq += 1;
-            let bytes = entry_bytes(seq, e, &prev);
-            let h = hex::encode(Sha256::digest(&bytes));
-            leaves.push(super::merkle::leaf_hash(&bytes));
+    }
+}
+
+/// Moves the chain's head from `from` to `to` inside `tx`, if the head is
+/// still `from`: the lock an append takes when it hashed its entries
+/// before taking it ([`seal`]). `false` (nothing changed) when another
+/// writer appended meanwhile; the caller then locks with [`lock`] and
+/// hashes again.
+pub(crate) async fn advance(
+    tx: &mut Transaction<'_, Any>,
+    from: &(i64, String),
+    to: &(i64, String),
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE chain_head SET seq = $1, hash = $2 WHERE id = 1 AND seq = $3 AND hash = $4",
+    )
+    .bind(to.0)
+    .bind(to.1.as_str())
+    .bind(from.0)
+    .bind(from.1.as_str())
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Rows per INSERT statement at most: per-statement overhead, not
+/// hashing, is what limits a large batch.
+const ROWS_PER_STATEMENT: usize = 64;
+
+/// Inserts sealed entries into `decision_log` (the head is the caller's:
+/// [`advance`], or [`lock`] and an update).
+pub(crate) async fn insert_sealed(
+    tx: &mut Transaction<'_, Any>,
+    sealed: &Sealed<'_>,
+) -> Result<(), StoreError> {
+    const COLUMNS: &str = "INSERT INTO decision_log (seq, decision_id, at, kind, outcome, codes, bundle, bundle_version, bundle_digest, request_digest, request, deployment_id, actor, record_table, record_id, prev_hash, hash) VALUES ";
+    const COLUMNS_READ_ONLY: &str = "INSERT INTO decision_log (seq, decision_id, at, kind, outcome, codes, bundle, bundle_version, bundle_digest, request_digest, request, deployment_id, actor, record_table, record_id, prev_hash, hash, read_only) VALUES ";
+    let mut at = 0usize;
+    for rows in statements::sizes(sealed.entries.len(), ROWS_PER_STATEMENT) {
+        let range = at..at + rows;
+        at += rows;
+        let chunk = &sealed.entries[range.clone()];
+        // `read_only` is written only by statements holding a read-only
+        // evaluation; every other entry leaves it NULL. So this writer
+        // also works on the schema of the migration that first seals
+        // existing rows, which comes before the column does.
+        let read_only = chunk.iter().any(|e| e.read_only);
+        let sql = if read_only {
+            statements::insert_sql(COLUMNS_READ_ONLY, 18, rows)
+        } else {
+            statements::insert_sql(COLUMNS, 17, rows)
+        };
+        let mut q = sqlx::query(sql);
+        for i in range {
+            let e = &sealed.entries[i];
+            let seq = sealed.head.0 + i as i64 + 1;
+            let prev = if i == 0 {
+                sealed.head.1.as_str()
+            } else {
+                sealed.hashes[i - 1].as_str()
+            };
             q = q
                 .bind(seq)
-                .bind(e.decision_id.clone())
+                .bind(e.decision_id.as_str())
                 .bind(e.at)
-                .bind(e.kind.clone())
-                .bind(e.outcome.clone())
-                .bind(serde_json::to_string(&e.codes).unwrap_or_default())
-                .bind(e.bundle.clone())
-                .bind(e.bundle_version.clone())
-                .bind(e.bundle_digest.clone())
-                .bind(e.request_digest.clone())
-                .bind(e.request.clone())
-                .bind(e.deployment_id.clone())
-                .bind(e.actor.clone())
-                .bind(e.record.as_ref().map(|r| r.table.clone()))
-                .bind(e.record.as_ref().map(|r| r.id.clone()))
-                .bind(prev.clone())
-                .bind(h.clone());
+                .bind(e.kind.as_str())
+                .bind(e.outcome.as_str())
+                .bind(sealed.codes[i].as_str())
+                .bind(e.bundle.as_str())
+                .bind(e.bundle_version.as_str())
+                .bind(e.bundle_digest.as_str())
+                .bind(e.request_digest.as_str())
+                .bind(e.request.as_deref())
+                .bind(e.deployment_id.as_deref())
+                .bind(e.actor.as_str())
+                .bind(e.record.as_ref().map(|r| r.table.as_str()))
+                .bind(e.record.as_ref().map(|r| r.id.as_str()))
+                .bind(prev)
+                .bind(sealed.hashes[i].as_str());
             if read_only {
                 q = q.bind(e.read_only.then_some(1i64));
             }
-            prev = h;
         }
         q.execute(&mut **tx).await?;
     }
-    if tree {
-        super::tree::append(tx, size, &leaves).await?;
-    }
-    sqlx::query("UPDATE chain_head SET seq = $1, hash = $2 WHERE id = 1")
-        .bind(seq)
-        .bind(&prev)
-        .execute(&mut **tx)
-        .await?;
-    Ok((seq, prev))
+    Ok(())
 }
 
 /// Reads a stored entry.

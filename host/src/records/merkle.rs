@@ -341,6 +341,31 @@ pub fn append(
     Ok(out)
 }
 
+/// The [`frontier`] of the tree of `size` leaves made by an append to a
+/// tree whose frontier was `before`, given the subtrees the append `made`.
+/// Every node of the new frontier is one of the two, so a writer that
+/// keeps the frontier never reads it back from the database.
+pub fn frontier_after(
+    size: u64,
+    before: &HashMap<Node, Hash>,
+    made: &[(Node, Hash)],
+) -> HashMap<Node, Hash> {
+    let wanted = frontier(size);
+    let mut out = HashMap::with_capacity(wanted.len());
+    for n in wanted {
+        if let Some(h) = made
+            .iter()
+            .rev()
+            .find(|(m, _)| *m == n)
+            .map(|(_, h)| h)
+            .or_else(|| before.get(&n))
+        {
+            out.insert(n, *h);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -426,6 +451,27 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_kept_frontier_equals_the_one_read_from_every_subtree() {
+        let l = leaves(300);
+        let mut all = HashMap::new();
+        let mut kept: HashMap<Node, Hash> = HashMap::new();
+        let mut size = 0u64;
+        for n in [1usize, 2, 3, 64, 5, 1, 100, 7, 117] {
+            let batch = &l[size as usize..size as usize + n];
+            let made = append(size, &kept, batch).unwrap();
+            for (node, h) in &made {
+                all.insert(*node, *h);
+            }
+            size += n as u64;
+            kept = frontier_after(size, &kept, &made);
+            let read: HashMap<Node, Hash> =
+                frontier(size).into_iter().map(|n| (n, all[&n])).collect();
+            assert_eq!(kept, read, "size {size}");
+        }
+        assert_eq!(size, 300);
     }
 
     #[test]

@@ -62,6 +62,7 @@ pub mod refs;
 mod reports;
 pub mod schedule;
 mod signing;
+mod statements;
 pub mod store;
 pub(crate) mod transitions;
 pub mod tree;
@@ -76,7 +77,7 @@ use std::time::{Duration, Instant};
 
 pub use error::RecordError;
 pub use evaluations::Evaluation;
-pub use log::{DecisionLog, Durability, LogError};
+pub use log::{DecisionLog, Durability, LogError, warn_unless_durable};
 pub use model::{Actor, DeploymentStatus, Route};
 pub use receipts::{ReceiptStatus, StoredReceipt, verify_gate_attestations};
 pub use refs::DeploymentSelector;

@@ -81,38 +81,59 @@ where
 }
 
 /// Appends `leaves` after the first `size` entries, inside the
-/// transaction that appends them to the log.
+/// transaction that appends them to the log; returns the frontier of the
+/// grown tree (what the next append needs, see [`merkle::frontier_after`]).
 pub async fn append(
     tx: &mut Transaction<'_, Any>,
     size: u64,
     leaves: &[Hash],
-) -> Result<(), StoreError> {
-    if leaves.is_empty() {
-        return Ok(());
-    }
+) -> Result<HashMap<Node, Hash>, StoreError> {
     let frontier = fetch(&mut **tx, &merkle::frontier(size)).await?;
-    let nodes = merkle::append(size, &frontier, leaves).map_err(|n| {
+    let nodes = grow(size, &frontier, leaves)?;
+    insert_nodes(tx, &nodes).await?;
+    Ok(merkle::frontier_after(
+        size + leaves.len() as u64,
+        &frontier,
+        &nodes,
+    ))
+}
+
+/// The subtrees appending `leaves` to a tree of `size` with `frontier`
+/// creates (no database access: what a writer computes before it locks).
+pub(crate) fn grow(
+    size: u64,
+    frontier: &HashMap<Node, Hash>,
+    leaves: &[Hash],
+) -> Result<Vec<(Node, Hash)>, StoreError> {
+    merkle::append(size, frontier, leaves).map_err(|n| {
         StoreError::Corrupt(format!(
             "log_tree: the subtree at level {} index {} is missing: the tree does not match the log (run stagegate audit verify --full)",
             n.level, n.index
         ))
-    })?;
-    // Many rows per statement, as the chain does.
-    for chunk in nodes.chunks(256) {
-        let mut sql = String::from("INSERT INTO log_tree (level, idx, hash) VALUES ");
-        for (i, _) in chunk.iter().enumerate() {
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!("(${}, ${}, ${})", i * 3 + 1, i * 3 + 2, i * 3 + 3));
-        }
-        let mut q = sqlx::query(&sql);
-        for (n, h) in chunk {
+    })
+}
+
+/// Stores new subtrees, many rows per statement, as the chain does.
+pub(crate) async fn insert_nodes(
+    tx: &mut Transaction<'_, Any>,
+    nodes: &[(Node, Hash)],
+) -> Result<(), StoreError> {
+    let hexes: Vec<String> = nodes.iter().map(|(_, h)| hex::encode(h)).collect();
+    let mut at = 0usize;
+    for rows in super::statements::sizes(nodes.len(), 256) {
+        let sql = super::statements::insert_sql(
+            "INSERT INTO log_tree (level, idx, hash) VALUES ",
+            3,
+            rows,
+        );
+        let mut q = sqlx::query(sql);
+        for ((n, _), hash) in nodes[at..at + rows].iter().zip(&hexes[at..at + rows]) {
             q = q
                 .bind(n.level as i64)
                 .bind(n.index as i64)
-                .bind(hex::encode(h));
+                .bind(hash.as_str());
         }
+        at += rows;
         q.execute(&mut **tx).await?;
     }
     Ok(())

@@ -36,6 +36,7 @@ impl Service {
             config.records.durability,
             config.records.queue,
         );
+        crate::records::warn_unless_durable(&store, config.records.durability).await;
         let records = crate::records::Records::new(
             store,
             log,
