@@ -25,7 +25,7 @@ where
     Option::<T>::deserialize(d).map(Option::unwrap_or_default)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RiskTier {
     Low,
@@ -34,7 +34,7 @@ pub enum RiskTier {
     Critical,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     Low,
@@ -43,7 +43,7 @@ pub enum Severity {
     Critical,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Autonomy {
     HumanInTheLoop,
@@ -51,7 +51,7 @@ pub enum Autonomy {
     Autonomous,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 pub enum Comparison {
     #[serde(rename = "<")]
     Lt,
@@ -63,7 +63,7 @@ pub enum Comparison {
     Ge,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ReviewOutcome {
     Approved,
@@ -71,14 +71,15 @@ pub enum ReviewOutcome {
     Rejected,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ItemStatus {
     Open,
     Resolved,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
+#[schema(as = DecisionSystem)]
 pub struct System {
     pub id: String,
     pub risk_tier: RiskTier,
@@ -87,19 +88,20 @@ pub struct System {
     pub consequential: Option<bool>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
+#[schema(as = DecisionRelease)]
 pub struct Release {
     pub version: Option<String>,
     pub artifact_digest: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct RiskAssessment {
     pub assessment_ref: Option<String>,
     pub assessed_at: Option<Timestamp>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct VerificationResult {
     pub name: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
@@ -117,7 +119,7 @@ pub struct VerificationResult {
 /// (docs/decisions.md#attestations): the host sets it after verifying a
 /// DSSE envelope over an in-toto Statement. All three fields are required
 /// when the object is present; its absence means "not attested".
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct Attestation {
     /// The trusted key that signed the envelope.
     pub keyid: String,
@@ -129,7 +131,7 @@ pub struct Attestation {
     pub statement_digest: String,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct Verification {
     #[serde(default, deserialize_with = "nullable")]
     pub complete: bool,
@@ -141,7 +143,8 @@ pub struct Verification {
     pub results: Vec<VerificationResult>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
+#[schema(as = DecisionReview)]
 pub struct Review {
     pub reviewer: Option<String>,
     pub completed_at: Option<Timestamp>,
@@ -150,7 +153,8 @@ pub struct Review {
     pub conditions: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
+#[schema(as = DecisionAuthorisation)]
 pub struct Authorisation {
     pub authorised_by: Option<String>,
     pub role: Option<String>,
@@ -162,7 +166,8 @@ pub struct Authorisation {
     pub scope: Option<Vec<String>>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
+#[schema(as = DecisionAcceptance)]
 pub struct Acceptance {
     pub accepted_by: Option<String>,
     pub accepted_at: Option<Timestamp>,
@@ -170,7 +175,7 @@ pub struct Acceptance {
     pub expires_at: Option<Timestamp>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct Deficiency {
     pub id: Option<String>,
     pub severity: Option<Severity>,
@@ -178,7 +183,7 @@ pub struct Deficiency {
     pub acceptance: Option<Acceptance>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct Criterion {
     pub metric: Option<String>,
     pub op: Option<Comparison>,
@@ -186,7 +191,7 @@ pub struct Criterion {
     pub min_samples: Option<u64>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct Stage {
     pub name: Option<String>,
     pub traffic_percent: Option<f64>,
@@ -196,7 +201,7 @@ pub struct Stage {
     pub criteria: Vec<Criterion>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct RollbackPlan {
     pub procedure: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
@@ -205,7 +210,7 @@ pub struct RollbackPlan {
     pub triggers: Vec<Criterion>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct Plan {
     #[serde(default, deserialize_with = "bounded_list")]
     pub stages: Vec<Stage>,
@@ -214,7 +219,7 @@ pub struct Plan {
     pub suspension_triggers: Vec<Criterion>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct Safeguards {
     #[serde(default, deserialize_with = "nullable")]
     pub human_oversight: bool,
@@ -226,7 +231,7 @@ pub struct Safeguards {
     pub compensating_controls: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct Communication {
     pub capabilities: Option<String>,
     pub intended_use: Option<String>,
@@ -236,7 +241,7 @@ pub struct Communication {
     pub published_at: Option<Timestamp>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct MonitoringSetup {
     #[serde(default, deserialize_with = "nullable")]
     pub activated: bool,
@@ -247,7 +252,7 @@ pub struct MonitoringSetup {
     pub contacts: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct SupplyChain {
     #[serde(default, deserialize_with = "nullable")]
     pub third_party: bool,
@@ -259,7 +264,7 @@ pub struct SupplyChain {
     pub attestation: Option<Attestation>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct Observation {
     pub metric: Option<String>,
     pub value: Option<f64>,
@@ -267,7 +272,8 @@ pub struct Observation {
     pub window_end: Option<Timestamp>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
+#[schema(as = DecisionMaterialIssue)]
 pub struct MaterialIssue {
     pub id: Option<String>,
     pub severity: Option<Severity>,
@@ -278,7 +284,7 @@ pub struct MaterialIssue {
 pub type Extensions = Option<Box<serde_json::value::RawValue>>;
 
 /// A gate request (docs/decisions.md#gate-request).
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct GateRequest {
     pub now: Timestamp,
     pub system: System,
@@ -295,11 +301,12 @@ pub struct GateRequest {
     pub monitoring: Option<MonitoringSetup>,
     pub supply_chain: Option<SupplyChain>,
     #[serde(default)]
+    #[schema(value_type = Value)]
     pub extensions: Extensions,
 }
 
 /// A progression request (docs/decisions.md#progression-request).
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct ProgressionRequest {
     pub now: Timestamp,
     pub system: System,
@@ -314,11 +321,12 @@ pub struct ProgressionRequest {
     pub review: Option<Review>,
     pub authorisation: Option<Authorisation>,
     #[serde(default)]
+    #[schema(value_type = Value)]
     pub extensions: Extensions,
 }
 
 /// A monitoring request (docs/decisions.md#monitoring-request).
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct MonitoringRequest {
     pub now: Timestamp,
     pub system: System,
@@ -328,6 +336,7 @@ pub struct MonitoringRequest {
     #[serde(default, deserialize_with = "bounded_list")]
     pub observations: Vec<Observation>,
     #[serde(default)]
+    #[schema(value_type = Value)]
     pub extensions: Extensions,
 }
 
