@@ -94,7 +94,9 @@ test-deps: python-tools
     # securesystemslib make and check attestations and receipts; trestle
     # and NIST's schema validate the OSCAL export; PyYAML reads the example
     # manifests; playwright drives the system Chromium (no browser
-    # download); cryptography is the stand-in OIDC issuer's (tests/identity).
+    # download); cryptography is the stand-in OIDC issuer's (tests/identity);
+    # openapi-spec-validator and schemathesis check and attack the published
+    # OpenAPI document (tests/openapi_contract.rs).
     # componentize-py (Python policies) comes with python-tools.
     pip install --quiet \
         in-toto==3.1.0 'securesystemslib[crypto]==1.6.0' \
@@ -102,7 +104,8 @@ test-deps: python-tools
         PyYAML==6.0.3 \
         playwright==1.65.2 \
         cryptography==48.0.0 \
-        kubernetes-validate==1.37.0
+        kubernetes-validate==1.37.0 \
+        openapi-spec-validator==0.9.0 schemathesis==4.32.5
 
 # Build the `stagegate` binary (and the tests) with one set of dependency
 # features. The tests add the benches' and guests' crates, whose features

@@ -176,12 +176,52 @@ fn half_sent(addr: &str, path: &str, authorization: Option<&str>) -> Option<TcpS
     Some(s)
 }
 
+/// Whether the flooded service has tokens configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Tokens,
+    /// Open development mode: no `[[tokens]]`, loopback only.
+    Open,
+}
+
+/// Rewrites the configuration without its `[[tokens]]` tables: open mode.
+fn without_tokens(w: &World) {
+    let config = std::fs::read_to_string(w.d.config()).unwrap();
+    let mut out = String::new();
+    let mut in_tokens = false;
+    for line in config.lines() {
+        let t = line.trim_start();
+        if t.starts_with('[') {
+            in_tokens = t.starts_with("[[tokens]]");
+        }
+        if !in_tokens {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    assert!(!out.contains("[[tokens]]"));
+    std::fs::write(w.d.config(), out).unwrap();
+}
+
 fn flood_holds(path: &str) {
+    flood_holds_in(path, Mode::Tokens)
+}
+
+fn flood_holds_in(path: &str, mode: Mode) {
     raise_fd_limit();
     let (w, _keys) = world();
     let s = w.start();
     let release = registered_release(&s, "2.3.0");
     let deployment = deploy(&s, &release);
+    // The records are made with tokens (separation of duties needs
+    // named callers); the flooded service then runs without them.
+    let s = if mode == Mode::Open {
+        s.terminate();
+        without_tokens(&w);
+        w.start()
+    } else {
+        s
+    };
     // A subject the pilot admits (5 % of subjects), so the exposure check
     // answers 200.
     let mut subject = None;
@@ -266,6 +306,13 @@ fn flood_holds(path: &str) {
 #[test]
 fn a_flood_of_half_sent_flagger_hooks_leaves_health_exposure_admission_and_gate_answering() {
     flood_holds("/v1/integrations/flagger/rollout");
+}
+
+/// The first reproduction of issue 23, as it was reported: open mode.
+#[test]
+fn in_open_mode_a_flood_of_half_sent_flagger_hooks_leaves_health_exposure_admission_and_gate_answering()
+ {
+    flood_holds_in("/v1/integrations/flagger/rollout", Mode::Open);
 }
 
 #[test]

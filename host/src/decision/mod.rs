@@ -27,7 +27,7 @@ pub use timestamp::Timestamp;
 pub use verdict::{Envelope, Finding, FindingSeverity, Obligation, Outcome, PolicyRef, Verdict};
 
 /// The three decisions (docs/decisions.md#the-three-decisions).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DecisionKind {
     Gate,

@@ -25,7 +25,7 @@ where
     Option::<T>::deserialize(d).map(Option::unwrap_or_default)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RiskTier {
     Low,
@@ -34,7 +34,7 @@ pub enum RiskTier {
     Critical,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     Low,
@@ -43,7 +43,7 @@ pub enum Severity {
     Critical,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Autonomy {
     HumanInTheLoop,
@@ -51,7 +51,7 @@ pub enum Autonomy {
     Autonomous,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 pub enum Comparison {
     #[serde(rename = "<")]
     Lt,
@@ -63,7 +63,7 @@ pub enum Comparison {
     Ge,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ReviewOutcome {
     Approved,
@@ -71,14 +71,15 @@ pub enum ReviewOutcome {
     Rejected,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ItemStatus {
     Open,
     Resolved,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
+#[schema(as = DecisionSystem)]
 pub struct System {
     pub id: String,
     pub risk_tier: RiskTier,
@@ -87,7 +88,8 @@ pub struct System {
     pub consequential: Option<bool>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
+#[schema(as = DecisionRelease)]
 pub struct Release {
     pub version: Option<String>,
     pub artifact_digest: Option<String>,
@@ -99,13 +101,13 @@ pub struct Release {
     pub artifact_uri: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct RiskAssessment {
     pub assessment_ref: Option<String>,
     pub assessed_at: Option<Timestamp>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct VerificationResult {
     pub name: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
@@ -123,7 +125,7 @@ pub struct VerificationResult {
 /// (docs/decisions.md#attestations): the host sets it after verifying a
 /// DSSE envelope over an in-toto Statement. All three fields are required
 /// when the object is present; its absence means "not attested".
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct Attestation {
     /// The trusted key that signed the envelope.
     pub keyid: String,
@@ -135,7 +137,7 @@ pub struct Attestation {
     pub statement_digest: String,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct Verification {
     #[serde(default, deserialize_with = "nullable")]
     pub complete: bool,
@@ -147,7 +149,8 @@ pub struct Verification {
     pub results: Vec<VerificationResult>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
+#[schema(as = DecisionReview)]
 pub struct Review {
     pub reviewer: Option<String>,
     pub completed_at: Option<Timestamp>,
@@ -156,7 +159,8 @@ pub struct Review {
     pub conditions: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
+#[schema(as = DecisionAuthorisation)]
 pub struct Authorisation {
     pub authorised_by: Option<String>,
     pub role: Option<String>,
@@ -168,7 +172,8 @@ pub struct Authorisation {
     pub scope: Option<Vec<String>>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
+#[schema(as = DecisionAcceptance)]
 pub struct Acceptance {
     pub accepted_by: Option<String>,
     pub accepted_at: Option<Timestamp>,
@@ -176,7 +181,7 @@ pub struct Acceptance {
     pub expires_at: Option<Timestamp>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct Deficiency {
     pub id: Option<String>,
     pub severity: Option<Severity>,
@@ -184,7 +189,7 @@ pub struct Deficiency {
     pub acceptance: Option<Acceptance>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct Criterion {
     pub metric: Option<String>,
     pub op: Option<Comparison>,
@@ -192,7 +197,7 @@ pub struct Criterion {
     pub min_samples: Option<u64>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct Stage {
     pub name: Option<String>,
     pub traffic_percent: Option<f64>,
@@ -202,7 +207,7 @@ pub struct Stage {
     pub criteria: Vec<Criterion>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct RollbackPlan {
     pub procedure: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
@@ -211,7 +216,7 @@ pub struct RollbackPlan {
     pub triggers: Vec<Criterion>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct Plan {
     #[serde(default, deserialize_with = "bounded_list")]
     pub stages: Vec<Stage>,
@@ -220,7 +225,7 @@ pub struct Plan {
     pub suspension_triggers: Vec<Criterion>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct Safeguards {
     #[serde(default, deserialize_with = "nullable")]
     pub human_oversight: bool,
@@ -232,7 +237,7 @@ pub struct Safeguards {
     pub compensating_controls: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct Communication {
     pub capabilities: Option<String>,
     pub intended_use: Option<String>,
@@ -242,7 +247,7 @@ pub struct Communication {
     pub published_at: Option<Timestamp>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct MonitoringSetup {
     #[serde(default, deserialize_with = "nullable")]
     pub activated: bool,
@@ -253,7 +258,7 @@ pub struct MonitoringSetup {
     pub contacts: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct SupplyChain {
     #[serde(default, deserialize_with = "nullable")]
     pub third_party: bool,
@@ -265,7 +270,7 @@ pub struct SupplyChain {
     pub attestation: Option<Attestation>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct Observation {
     pub metric: Option<String>,
     pub value: Option<f64>,
@@ -273,7 +278,8 @@ pub struct Observation {
     pub window_end: Option<Timestamp>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
+#[schema(as = DecisionMaterialIssue)]
 pub struct MaterialIssue {
     pub id: Option<String>,
     pub severity: Option<Severity>,
@@ -284,7 +290,7 @@ pub struct MaterialIssue {
 pub type Extensions = Option<Box<serde_json::value::RawValue>>;
 
 /// A gate request (docs/decisions.md#gate-request).
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct GateRequest {
     pub now: Timestamp,
     pub system: System,
@@ -301,6 +307,7 @@ pub struct GateRequest {
     pub monitoring: Option<MonitoringSetup>,
     pub supply_chain: Option<SupplyChain>,
     #[serde(default)]
+    #[schema(value_type = Value)]
     pub extensions: Extensions,
     /// DSSE envelopes over in-toto Statements about `release.artifact_digest`
     /// (docs/evidence-and-receipts.md#stateless-gates): verified by the
@@ -316,7 +323,7 @@ pub struct GateRequest {
 }
 
 /// A progression request (docs/decisions.md#progression-request).
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct ProgressionRequest {
     pub now: Timestamp,
     pub system: System,
@@ -331,11 +338,12 @@ pub struct ProgressionRequest {
     pub review: Option<Review>,
     pub authorisation: Option<Authorisation>,
     #[serde(default)]
+    #[schema(value_type = Value)]
     pub extensions: Extensions,
 }
 
 /// A monitoring request (docs/decisions.md#monitoring-request).
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct MonitoringRequest {
     pub now: Timestamp,
     pub system: System,
@@ -345,6 +353,7 @@ pub struct MonitoringRequest {
     #[serde(default, deserialize_with = "bounded_list")]
     pub observations: Vec<Observation>,
     #[serde(default)]
+    #[schema(value_type = Value)]
     pub extensions: Extensions,
 }
 

@@ -8,7 +8,7 @@ use super::{DecisionKind, Timestamp};
 /// Every outcome of every decision; which ones a decision may return is
 /// fixed per decision (docs/decisions.md#the-three-decisions) and enforced
 /// by the WIT enums.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Allow,
@@ -46,7 +46,7 @@ impl Outcome {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FindingSeverity {
     Blocking,
@@ -54,7 +54,7 @@ pub enum FindingSeverity {
     Info,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Finding {
     pub code: String,
     pub severity: FindingSeverity,
@@ -68,7 +68,7 @@ pub struct Finding {
     pub bundle: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Obligation {
     pub code: String,
     pub message: String,
@@ -122,17 +122,18 @@ impl Verdict {
 /// Which bundle answered. For a policy set, `bundle` is the set's name,
 /// `version` and `digest` identify the combination of member versions, and
 /// `members` names every member (docs/policy-sets.md).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct PolicyRef {
     pub bundle: String,
     pub version: String,
     pub digest: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(no_recursion)]
     pub members: Vec<PolicyRef>,
 }
 
 /// The decision response (docs/decisions.md#the-response-envelope).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Envelope {
     pub decision_id: String,
     pub decision: DecisionKind,

@@ -19,7 +19,7 @@ use crate::decision::{Envelope, Request, Timestamp};
 
 /// What a read-only evaluation answers: the deployment as it was judged
 /// (unchanged by the judgement) and the decision.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Evaluation {
     pub deployment: Deployment,
     pub decision: Envelope,

@@ -38,21 +38,21 @@ fn json_text<T: Serialize>(v: &T) -> String {
 }
 
 /// A review as answered: its id and the review.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ReviewRecorded {
     pub review_id: String,
     pub review: Review,
 }
 
 /// An authorisation as answered.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AuthorisationRecorded {
     pub authorisation_id: String,
     pub authorisation: Authorisation,
 }
 
 /// A risk acceptance as answered.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AcceptanceRecorded {
     pub acceptance_id: String,
     pub deficiency_id: String,

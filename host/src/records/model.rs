@@ -28,7 +28,7 @@ pub struct Actor {
 }
 
 /// Where a deployment stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeploymentStatus {
     /// Serving its current stage; progressions and monitoring apply.
@@ -67,7 +67,7 @@ impl fmt::Display for DeploymentStatus {
 }
 
 /// What happened to a deployment, as its history records it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     Created,
@@ -130,7 +130,7 @@ impl EventKind {
 }
 
 /// Events worth telling a human about: what escalation webhooks receive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Escalation {
     Alert,
@@ -153,7 +153,7 @@ impl Escalation {
 }
 
 /// An escalation receiver of a system.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Webhook {
     pub url: String,
@@ -171,7 +171,7 @@ impl Webhook {
 }
 
 /// A registered AI system, as stored.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct System {
     pub id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -201,7 +201,7 @@ impl System {
 }
 
 /// A system registration body.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSystem {
     pub id: String,
@@ -220,7 +220,7 @@ pub struct NewSystem {
 
 /// A system as shown to callers: webhook secrets are never included and
 /// receiver URLs lose their credentials and query strings.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SystemView {
     pub system: System,
     pub created_at: Timestamp,
@@ -262,7 +262,7 @@ pub fn redact_url(url: &str) -> String {
 /// A release's evidence: the gate request's own fields for everything a
 /// release carries. Reviews, authorisations and risk acceptances are facts
 /// with an author and are recorded separately.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReleaseEvidence {
     pub version: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -286,6 +286,7 @@ pub struct ReleaseEvidence {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub supply_chain: Option<SupplyChain>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Value)]
     pub extensions: Extensions,
 }
 
@@ -322,7 +323,7 @@ impl MisplacedReleaseFields {
 }
 
 /// A release as stored.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Release {
     pub release_id: String,
     pub system_id: String,
@@ -333,11 +334,12 @@ pub struct Release {
     /// from: for each, the attesting key, the predicate type and where
     /// its evidence went (docs/evidence-and-receipts.md).
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
     pub attestations: Vec<AttestationView>,
 }
 
 /// A review body.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewReview {
     pub outcome: ReviewOutcome,
@@ -350,7 +352,7 @@ pub struct NewReview {
 }
 
 /// A completed review, by its reviewer.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Review {
     pub reviewer: String,
     pub completed_at: Timestamp,
@@ -376,7 +378,7 @@ impl Review {
 
 /// What a caller may say about the authorisation they give: conditions,
 /// expiry and scope. `authorised_by`, if given, must name the caller.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewAuthorisation {
     #[serde(default)]
@@ -390,7 +392,7 @@ pub struct NewAuthorisation {
 }
 
 /// A deployment authorisation by an accountable party.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Authorisation {
     pub authorised_by: String,
     pub role: String,
@@ -415,7 +417,7 @@ impl Authorisation {
 }
 
 /// A risk acceptance body.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewAcceptance {
     pub deficiency_id: String,
@@ -425,7 +427,7 @@ pub struct NewAcceptance {
 }
 
 /// A risk acceptance of one deficiency, by its approver.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Acceptance {
     pub accepted_by: String,
     pub accepted_at: Timestamp,
@@ -445,7 +447,7 @@ impl Acceptance {
 }
 
 /// A material issue body (or a change of an issue's status).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewIssue {
     pub id: String,
@@ -456,7 +458,7 @@ pub struct NewIssue {
 }
 
 /// A material issue as recorded.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MaterialIssue {
     pub id: String,
     pub severity: Severity,
@@ -468,12 +470,13 @@ pub struct MaterialIssue {
 
 /// A deployment body: the release, the plan it follows and, optionally,
 /// the external objects that serve it ([`super::refs`]).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewDeployment {
     pub release_id: String,
     pub plan: Plan,
     #[serde(default)]
+    #[schema(value_type = std::collections::BTreeMap<String, String>)]
     pub refs: Refs,
 }
 
@@ -482,7 +485,7 @@ pub struct NewDeployment {
 pub type Refs = std::collections::BTreeMap<String, String>;
 
 /// A progression body.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewProgression {
     pub target_stage: String,
@@ -491,21 +494,21 @@ pub struct NewProgression {
 }
 
 /// An operator's rollback or suspension body.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewIntervention {
     pub reason: String,
 }
 
 /// A batch of observations.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewObservations {
     pub observations: Vec<request::Observation>,
 }
 
 /// A deployment as stored.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Deployment {
     pub id: String,
     pub release_id: String,
@@ -520,6 +523,7 @@ pub struct Deployment {
     pub plan: Plan,
     /// The external objects that serve this deployment; a ref resolves to
     /// the newest deployment created with it.
+    #[schema(value_type = std::collections::BTreeMap<String, String>)]
     pub refs: Refs,
 }
 
@@ -563,7 +567,7 @@ impl Deployment {
 }
 
 /// What a deployment's route looks like to a serving gateway.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Route {
     pub deployment_id: String,
     pub release_id: String,
@@ -574,7 +578,7 @@ pub struct Route {
 }
 
 /// What a history event says beyond its kind and the state it left.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EventDetail {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub obligations: Vec<Obligation>,
@@ -610,7 +614,7 @@ pub struct EventDetail {
 }
 
 /// One entry of a deployment's history.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Event {
     pub seq: i64,
     pub at: Timestamp,
@@ -625,7 +629,7 @@ pub struct Event {
 }
 
 /// A deployment with its history.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeploymentView {
     #[serde(flatten)]
     pub deployment: Deployment,
@@ -634,7 +638,7 @@ pub struct DeploymentView {
 
 /// The result of a state-changing operation on a deployment: its state
 /// after, and the decision that moved it (none for an operator's action).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Transition {
     pub deployment: Deployment,
     #[serde(skip_serializing_if = "Option::is_none")]

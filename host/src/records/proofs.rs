@@ -13,17 +13,18 @@ pub const TILE_WIDTH: u64 = 256;
 pub const TILE_HEIGHT: u32 = 8;
 
 /// A stored entry as verifiers read it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct EntryView {
     pub index: u64,
     /// base64 of the entry bytes the leaf hashes.
     pub entry: String,
+    #[schema(value_type = Object)]
     pub decoded: chain::Chained,
 }
 
 /// `GET /v1/decisions/{id}/proof`: a decision's entry, its inclusion
 /// proof and a signed checkpoint that covers it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DecisionProof {
     pub index: u64,
     pub leaf_hash: String,
@@ -32,10 +33,11 @@ pub struct DecisionProof {
     /// base64 of the entry bytes (their leaf hash is `leaf_hash`), and
     /// the entry decoded: it names the decision.
     pub entry: String,
+    #[schema(value_type = Object)]
     pub decoded: chain::Chained,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Inclusion {
     pub size: u64,
     pub hashes: Vec<String>,

@@ -91,7 +91,7 @@ pub(crate) async fn enqueue(
 }
 
 /// One escalation to one receiver, as the delivery log shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Delivery {
     pub event_id: String,
     pub seq: i64,

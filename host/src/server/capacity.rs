@@ -18,7 +18,9 @@
 //!    from a pool of their own, at most `per_peer_unauthenticated` of them
 //!    per client address at once (429 beyond), each within
 //!    `unauthenticated_timeout_ms`, body included (408 beyond). They never
-//!    take a permit an authenticated caller needs.
+//!    take a permit an authenticated caller needs. In open mode (no
+//!    tokens), where every caller has every role, these routes are served
+//!    the same way, whoever calls.
 //! 4. Authenticated requests to the gateway exposure check and to
 //!    admission draw from reserved pools of their own first, then from the
 //!    shared one; every other authenticated request from the shared one,
@@ -96,6 +98,7 @@ fn serves_without_token(path: &str) -> bool {
     path == "/healthz"
         || path == "/readyz"
         || path == "/metrics"
+        || path == super::openapi::PATH
         || path == "/ui"
         || path.starts_with("/ui/")
         || path == "/v1/integrations/github/deployment-protection"
@@ -191,7 +194,16 @@ pub(crate) async fn admit(app: Arc<App>, req: Request, next: Next) -> Response {
         };
         return next.run(req).await;
     }
-    let authenticated = app.auth.is_open() || app.auth.caller(req.headers()).is_ok();
+    // In open mode every caller has every role, yet the routes that serve
+    // callers without a token still take the unauthenticated pool: its
+    // per-peer limit and short deadline are what keep 300 half-sent
+    // Flagger hooks from holding every shared permit, and the gate with
+    // them (issue 23). Every other route is served as authenticated.
+    let authenticated = if app.auth.is_open() {
+        !serves_without_token(path)
+    } else {
+        app.auth.caller(req.headers()).is_ok()
+    };
     // Admission on the TLS listener may come without a token when
     // `[integrations.kubernetes]` says so (require_token = false or
     // client_ca); its handler decides, under its own rate limit.

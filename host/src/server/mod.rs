@@ -20,6 +20,7 @@ pub(crate) mod error;
 pub(crate) mod exposure;
 pub mod integrations;
 pub(crate) mod listener;
+pub mod openapi;
 pub(crate) mod routes;
 pub(crate) mod tls;
 
@@ -303,7 +304,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/readyz", get(routes::health::readyz))
         // The notice to users is public: the people it informs hold no token.
         .route("/v1/systems/{id}/notice", get(routes::notice::notice))
-        .route("/metrics", get(routes::health::metrics));
+        .route("/metrics", get(routes::health::metrics))
+        // The published contract (docs/http-api.md), public like the docs.
+        .route("/v1/openapi.json", get(openapi::serve));
     // The auditor's console (docs/console.md).
     let api = if app.console_enabled {
         api.merge(console::routes(app.clone()))

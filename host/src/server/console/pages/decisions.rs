@@ -223,8 +223,11 @@ pub async fn decisions_page(
         .map(|c| decision_row(app, c, None))
         .collect();
     let systems = app.records.system_ids().await?;
-    let chrome = Chrome::new(v, "Decision log", "decisions")
-        .api("Checkpoint of the log", "/v1/log/checkpoint".into());
+    let mut chrome = Chrome::new(v, "Decision log", "decisions");
+    // Offered to the roles the API serves it to.
+    if v.caller.has(crate::auth::Role::Auditor) || v.caller.has(crate::auth::Role::Operator) {
+        chrome = chrome.api("Checkpoint of the log", "/v1/log/checkpoint".into());
+    }
     Ok(Ok(DecisionsTemplate {
         chrome,
         next: page.next_before.map(|b| query_string(&form, b)),

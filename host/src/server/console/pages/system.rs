@@ -42,6 +42,8 @@ pub struct ReleaseView {
     pub reviews: Vec<ReviewView>,
     pub authorisations: Vec<AuthorisationView>,
     pub acceptances: Vec<AcceptanceView>,
+    /// Reviews, authorisations and acceptances are shown (auditors only).
+    pub audit_facts: bool,
 }
 
 pub struct DeploymentRowView {
@@ -115,6 +117,7 @@ fn release_view(r: &crate::records::console::ReleaseRecord) -> ReleaseView {
         reviews: r.reviews.iter().map(review_view).collect(),
         authorisations: r.authorisations.iter().map(authorisation_view).collect(),
         acceptances: r.acceptances.iter().map(acceptance_view).collect(),
+        audit_facts: true,
     }
 }
 
@@ -159,6 +162,20 @@ fn text(v: &serde_json::Value, key: &str) -> String {
         .and_then(|s| s.as_str())
         .unwrap_or("not stated")
         .to_string()
+}
+
+/// What the API gives the viewer's role of a release: reviews,
+/// authorisations and risk acceptances are facts of the auditor's record
+/// (`GET /v1/deployments/{id}/record`); `GET /v1/releases/{id}` gives the
+/// other roles the evidence only.
+fn scoped(mut r: ReleaseView, v: &Viewer) -> ReleaseView {
+    if !v.caller.has(crate::auth::Role::Auditor) {
+        r.reviews.clear();
+        r.authorisations.clear();
+        r.acceptances.clear();
+        r.audit_facts = false;
+    }
+    r
 }
 
 pub async fn system(
@@ -239,7 +256,12 @@ pub async fn system(
             record.system.created_at, record.system.created_by
         ),
         id,
-        releases: record.releases.iter().map(release_view).collect(),
+        releases: record
+            .releases
+            .iter()
+            .map(release_view)
+            .map(|r| scoped(r, &v))
+            .collect(),
         deployments: record.deployments.iter().map(deployment_row_view).collect(),
         notice,
         notice_missing,
