@@ -120,7 +120,7 @@ bench: setup
     cargo bench -p stagegate --bench decisions
     cargo bench -p stagegate --bench table
 
-# HTTP benchmark with wrk: gate decisions against /healthz at 1, 16, 64 connections
+# HTTP benchmark with wrk: issue 25's table (deny/allow per records configuration, authz p99, beside /healthz)
 bench-http: setup
     host/benches/http.sh
 

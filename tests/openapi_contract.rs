@@ -14,7 +14,7 @@ use support::records::{Backend, World, deploy, registered_release, token};
 const VALIDATOR: &str = "openapi-spec-validator";
 const SCHEMATHESIS: &str = "schemathesis";
 
-/// Examples per operation and role: with seven callers and about seventy
+/// Examples per operation and role: with seven callers and 65
 /// operations this keeps the whole run within a few minutes on CI's two
 /// cores.
 const EXAMPLES: &str = "6";

@@ -235,17 +235,17 @@ mod tests {
             decision_id: format!("01JTEST{i:019}"),
             at: 1_800_000_000_000 + i as i64,
             kind: "gate".into(),
-            outcome: if i % 2 == 0 { "allow" } else { "deny" }.into(),
+            outcome: if i.is_multiple_of(2) { "allow" } else { "deny" }.into(),
             codes: vec![format!("code.{i}")],
             bundle: "b".into(),
             bundle_version: "1.0.0".into(),
             bundle_digest: format!("sha256:{}", "ab".repeat(32)),
             request_digest: format!("sha256:{}", "cd".repeat(32)),
-            request: (i % 3 == 0).then(|| format!("{{\"n\":{i}}}")),
+            request: i.is_multiple_of(3).then(|| format!("{{\"n\":{i}}}")),
             deployment_id: None,
             actor: "gw".into(),
             record: None,
-            read_only: i % 5 == 0,
+            read_only: i.is_multiple_of(5),
         }
     }
 

@@ -28,8 +28,8 @@ pub(crate) fn sizes(n: usize, max: usize) -> impl Iterator<Item = usize> {
 pub(crate) fn insert_sql(prefix: &'static str, columns: usize, rows: usize) -> &'static str {
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
-    static MADE: OnceLock<Mutex<HashMap<(&'static str, usize, usize), &'static str>>> =
-        OnceLock::new();
+    type Texts = HashMap<(&'static str, usize, usize), &'static str>;
+    static MADE: OnceLock<Mutex<Texts>> = OnceLock::new();
     let mut made = MADE
         .get_or_init(Default::default)
         .lock()

@@ -98,7 +98,8 @@ fn serves_without_token(path: &str) -> bool {
     path == "/healthz"
         || path == "/readyz"
         || path == "/metrics"
-        || path == super::openapi::PATH
+        // The published contract (server/openapi/): public like the docs.
+        || path == "/v1/openapi.json"
         || path == "/ui"
         || path.starts_with("/ui/")
         || path == "/v1/integrations/github/deployment-protection"

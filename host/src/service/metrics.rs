@@ -56,10 +56,12 @@ pub struct Metrics {
     activations: Family<BundleLabels, Counter>,
     activation_failures: Family<BundleLabels, Counter>,
     bundle_info: Family<InfoLabels, Gauge>,
-    /// `2xx`, `4xx`, `5xx`, `other`: resolved once, so counting a response
-    /// is one atomic add, not a label-set lookup under the family's lock
-    /// on every request.
-    responses: [Counter; 4],
+    responses: Family<ResponseLabels, Counter>,
+    /// The handles of `2xx`, `4xx`, `5xx`, `other`, each resolved on its
+    /// class's first response (a series appears when it first counts, as
+    /// before), so counting a response is one atomic add, not a label-set
+    /// lookup under the family's lock on every request.
+    response_classes: [std::sync::OnceLock<Counter>; 4],
     scheduled: Histogram,
     webhook_results: Family<ResultLabels, Counter>,
     webhooks_pending: Gauge,
@@ -260,8 +262,6 @@ impl Metrics {
         for result in ["delivered", "failed"] {
             let _ = webhook_results.get_or_create(&ResultLabels { result });
         }
-        let responses = ["2xx", "4xx", "5xx", "other"]
-            .map(|class| responses.get_or_create(&ResponseLabels { class }).clone());
         let ops = super::ops_metrics::OpsMetrics::register(&mut registry);
         Metrics {
             ops,
@@ -282,6 +282,7 @@ impl Metrics {
             activation_failures,
             bundle_info,
             responses,
+            response_classes: Default::default(),
         }
     }
 
@@ -377,13 +378,19 @@ impl Metrics {
     }
 
     pub fn response(&self, status: u16) {
-        let class = match status {
-            200..=299 => 0,
-            400..=499 => 1,
-            500..=599 => 2,
-            _ => 3,
+        let (i, class) = match status {
+            200..=299 => (0, "2xx"),
+            400..=499 => (1, "4xx"),
+            500..=599 => (2, "5xx"),
+            _ => (3, "other"),
         };
-        self.responses[class].inc();
+        self.response_classes[i]
+            .get_or_init(|| {
+                self.responses
+                    .get_or_create(&ResponseLabels { class })
+                    .clone()
+            })
+            .inc();
     }
 
     pub fn scheduled(&self, seconds: f64) {
