@@ -188,7 +188,7 @@ fn main() {
                 );
             }
         };
-        let entries_now = chain::head(&records.store.pool).await.unwrap().0;
+        let entries_now = chain::head(&records.bench_store().pool).await.unwrap().0;
         measure(format!("log of {entries_now} entries")).await;
 
         // A second deployment of the system, for the entries below that
@@ -239,14 +239,14 @@ fn main() {
         println!("setup: {log_entries} more decisions in the log in {:.1} s", t.elapsed().as_secs_f64());
         // A checkpoint of the longer log, as the schedule would sign.
         records.checkpoint().await.unwrap();
-        let entries_now = chain::head(&records.store.pool).await.unwrap().0;
+        let entries_now = chain::head(&records.bench_store().pool).await.unwrap().0;
         measure(format!("log of {entries_now} entries")).await;
 
         // The worst case for the batch proof: entries far apart, as when
         // many deployments write at once. 6,000 entries, one in 17 of the
         // log, proved together.
         let rows = sqlx::query("SELECT seq, decision_id, at, kind, outcome, codes, bundle, bundle_version, bundle_digest, request_digest, request, deployment_id, actor, record_table, record_id, read_only, prev_hash, hash FROM decision_log WHERE seq % 17 = 0 ORDER BY seq LIMIT 6000")
-            .fetch_all(&records.store.pool)
+            .fetch_all(&records.bench_store().pool)
             .await
             .unwrap();
         let scattered: Vec<chain::Chained> = rows.iter().map(|r| chain::from_row(r).unwrap()).collect();

@@ -319,6 +319,7 @@ pub struct GateRequest {
         deserialize_with = "bounded_list",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schema(value_type = Vec<Object>)]
     pub attestations: Vec<Box<serde_json::value::RawValue>>,
 }
 
