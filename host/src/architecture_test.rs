@@ -25,11 +25,6 @@ const BELOW_SERVER: &[&str] = &["service", "config", "auth"];
 /// list only shrinks.
 const KNOWN: &[(&str, &str, &str)] = &[
     (
-        "config/mod.rs",
-        "server/integrations/mod.rs",
-        "IntegrationsConfig moves out of server into integrations/",
-    ),
-    (
         "records/attestations.rs",
         "config/mod.rs",
         "a records test takes its schedule intervals from Config::default()",

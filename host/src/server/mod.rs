@@ -18,7 +18,6 @@ pub mod capacity;
 pub mod console;
 pub(crate) mod error;
 pub(crate) mod exposure;
-pub mod integrations;
 pub(crate) mod listener;
 pub(crate) mod routes;
 pub(crate) mod tls;
@@ -55,7 +54,7 @@ pub struct App {
     pub(crate) console: console::Console,
     console_enabled: bool,
     /// GitHub deployment protection rules, when configured.
-    pub(crate) github: Option<Arc<integrations::github::GithubGate>>,
+    pub(crate) github: Option<Arc<crate::integrations::github::GithubGate>>,
     /// The route table the per-request exposure check answers from.
     pub(crate) exposure: Arc<exposure::Exposure>,
     /// Admission requires a verified receipt for the artifact it admits.
@@ -132,7 +131,7 @@ pub fn init_logging(format: LogFormat) {
 pub async fn prepare(config: &Config) -> Result<Arc<App>, ServeError> {
     let github = match &config.integrations.github {
         Some(g) => Some(Arc::new(
-            integrations::github::GithubGate::load(g).map_err(ServeError::Config)?,
+            crate::integrations::github::GithubGate::load(g).map_err(ServeError::Config)?,
         )),
         None => None,
     };
@@ -239,7 +238,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/integrations/authz/{*rest}", any(exposure::authz))
         .route(
             "/v1/integrations/github/deployment-protection",
-            post(integrations::github::deployment_protection),
+            post(routes::integrations::github::deployment_protection),
         )
         .route("/v1/log/checkpoint", get(routes::records::checkpoint))
         .route("/v1/log/key", get(routes::records::checkpoint_key))

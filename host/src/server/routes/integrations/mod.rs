@@ -9,6 +9,7 @@
 
 pub mod argo;
 pub mod flagger;
+pub mod github;
 
 use crate::auth::Role;
 
