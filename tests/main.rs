@@ -24,6 +24,7 @@ mod console;
 mod coverage_cli;
 mod deploy;
 mod docs_links;
+mod enforcement;
 mod eval_cli;
 mod gateway_authz;
 mod gateway_nginx;

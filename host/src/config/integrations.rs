@@ -34,6 +34,30 @@ pub struct KubernetesConfig {
     pub client_ca: Option<PathBuf>,
     /// The rate limit of admission reviews that come without a credential.
     pub unauthenticated_per_second: u32,
+    /// Images a governed object may run beside the release's artifact,
+    /// by digest, per system or per deployment
+    /// (docs/integrations/kubernetes.md#images-beside-the-model).
+    pub allowed_images: Vec<AllowedImages>,
+    /// Where Argo's analysis templates reach stagegate
+    /// (`http://stagegate.stagegate.svc:8080`). When set, a governed
+    /// template's web metric must call this base; unset, any host with
+    /// stagegate's analysis path is accepted.
+    pub analysis_url: Option<String>,
+}
+
+/// `[[integrations.kubernetes.allowed_images]]`: digests an object of one
+/// system (`system`) or one deployment (`deployment`) may run beside the
+/// release's artifact — a sidecar, an init container, a serving runtime.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowedImages {
+    #[serde(default)]
+    pub system: Option<String>,
+    #[serde(default)]
+    pub deployment: Option<String>,
+    /// `sha256:<64 hex>` each: compared whole with the digest an image is
+    /// pinned to.
+    pub digests: Vec<String>,
 }
 
 impl Default for KubernetesConfig {
@@ -43,13 +67,47 @@ impl Default for KubernetesConfig {
             require_token: true,
             client_ca: None,
             unauthenticated_per_second: 50,
+            allowed_images: Vec::new(),
+            analysis_url: None,
         }
+    }
+}
+
+impl KubernetesConfig {
+    /// What serde cannot check, named by key.
+    pub fn validate(&self) -> Result<(), String> {
+        for (i, a) in self.allowed_images.iter().enumerate() {
+            let at = format!("integrations.kubernetes.allowed_images[{i}]");
+            match (&a.system, &a.deployment) {
+                (Some(s), None) | (None, Some(s)) if !s.trim().is_empty() => {}
+                _ => {
+                    return Err(format!("{at}: give exactly one of system and deployment"));
+                }
+            }
+            for (j, d) in a.digests.iter().enumerate() {
+                let hex = d.strip_prefix("sha256:").unwrap_or_default();
+                if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+                    return Err(format!(
+                        "{at}.digests[{j}] '{d}' is not sha256:<64 lowercase hex digits>"
+                    ));
+                }
+            }
+        }
+        if let Some(url) = &self.analysis_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(format!(
+                "integrations.kubernetes.analysis_url must be an http(s) URL, not '{url}'"
+            ));
+        }
+        Ok(())
     }
 }
 
 impl IntegrationsConfig {
     pub fn validate(&self) -> Result<(), String> {
         self.authz.validate()?;
+        self.kubernetes.validate()?;
         if let Some(g) = &self.github {
             g.validate()?;
         }
@@ -255,6 +313,28 @@ pub(crate) fn environment_key(repository: &str, environment: &str) -> (String, S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_allow_list_entry_names_one_owner_and_whole_digests() {
+        let parse = |text: &str| -> Result<(), String> {
+            let c: KubernetesConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+            c.validate()
+        };
+        let d = format!("sha256:{}", "a".repeat(64));
+        assert!(
+            parse(&format!(
+                "[[allowed_images]]\nsystem = \"s\"\ndigests = [\"{d}\"]"
+            ))
+            .is_ok()
+        );
+        let e = parse(&format!(
+            "[[allowed_images]]\nsystem = \"s\"\ndeployment = \"d\"\ndigests = [\"{d}\"]"
+        ))
+        .unwrap_err();
+        assert!(e.contains("allowed_images[0]: give exactly one"), "{e}");
+        let e = parse("[[allowed_images]]\nsystem = \"s\"\ndigests = [\"sha256:ab\"]").unwrap_err();
+        assert!(e.contains("allowed_images[0].digests[0]"), "{e}");
+    }
 
     #[test]
     fn config_names_what_is_wrong() {

@@ -30,7 +30,8 @@ pub use console::ConsoleConfig;
 pub use evidence::{EvidenceConfig, ReceiptsConfig};
 pub(crate) use integrations::environment_key;
 pub use integrations::{
-    AuthzConfig, GithubConfig, GithubEnvironment, IntegrationsConfig, KubernetesConfig,
+    AllowedImages, AuthzConfig, GithubConfig, GithubEnvironment, IntegrationsConfig,
+    KubernetesConfig,
 };
 pub use limits::{LimitsConfig, TrustConfig};
 pub use records::{RecordsConfig, SchedulerConfig};

@@ -14,6 +14,7 @@
 pub mod argo;
 pub mod flagger;
 pub mod github;
+pub mod kubernetes;
 
 use crate::decision::{Envelope, Finding, Outcome};
 use crate::records::DeploymentStatus;

@@ -57,8 +57,8 @@ pub struct App {
     pub(crate) github: Option<Arc<crate::integrations::github::GithubGate>>,
     /// The route table the per-request exposure check answers from.
     pub(crate) exposure: Arc<exposure::Exposure>,
-    /// Admission requires a verified receipt for the artifact it admits.
-    pub(crate) admission_requires_receipt: bool,
+    /// `[integrations.kubernetes]`: the admission rules' settings.
+    pub(crate) kubernetes: crate::config::KubernetesConfig,
     /// Who may call the admission route without a token.
     pub(crate) admission_access: admission_access::AdmissionAccess,
     inflight: Arc<Semaphore>,
@@ -176,7 +176,7 @@ pub async fn prepare(config: &Config) -> Result<Arc<App>, ServeError> {
         console_enabled: config.console.enabled,
         github,
         exposure,
-        admission_requires_receipt: config.integrations.kubernetes.require_receipt,
+        kubernetes: config.integrations.kubernetes.clone(),
         admission_access: admission_access::AdmissionAccess::new(
             config.integrations.kubernetes.require_token,
             config.integrations.kubernetes.client_ca.as_deref(),
@@ -293,7 +293,7 @@ pub fn router(app: Arc<App>) -> Router {
         // A Kubernetes ValidatingAdmissionWebhook (gateway role).
         .route(
             "/v1/integrations/kubernetes/admission",
-            post(routes::admission::review),
+            post(routes::integrations::kubernetes::review),
         )
         // Public routes pass the same gate: a flood of them must not
         // starve the decisions (the notice is served from a cache, health

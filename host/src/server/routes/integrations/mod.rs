@@ -10,6 +10,7 @@
 pub mod argo;
 pub mod flagger;
 pub mod github;
+pub mod kubernetes;
 
 use crate::auth::Role;
 
