@@ -25,6 +25,24 @@ use support::server::{Reply, Server, reply_of};
 const DIGEST: &str = "sha256:5f2b0c7e9a1d4e8b3c6f0a2d9e7b1c4a8f3e6d0b2a5c9e1f4d7b0a3c6e9f2d5b";
 const OTHER: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
 const ADMISSION: &str = "/v1/integrations/kubernetes/admission";
+/// The init container's image, on the allow-list of the system.
+const BUSYBOX: &str = "sha256:1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b";
+const ALLOW_BUSYBOX: &str = "[[integrations.kubernetes.allowed_images]]\nsystem = \"credit-scoring\"\ndigests = [\"sha256:1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b\"]\n";
+
+/// A deployment of `release` holding the ref `credit/credit-scoring`, the
+/// objects' own: admission governs an object by its ref.
+fn deploy_with_ref(s: &Server, release: &str) -> String {
+    let r = post(
+        s,
+        "ops",
+        "/v1/deployments",
+        &json!({"release_id": release, "plan": support::records::plan(),
+            "refs": {"kubernetes": "credit/credit-scoring"}}),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    r.json()["deployment"]["id"].as_str().unwrap().to_string()
+}
 
 /// A certificate authority made for one test.
 struct Ca {
@@ -221,7 +239,7 @@ fn deployment(by: &str, digest: &str) -> Value {
         "metadata": {"name": "credit-scoring", "namespace": "credit", "annotations": annotations(by)},
         "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "credit-scoring"}},
             "template": {"metadata": {"labels": {"app": "credit-scoring"}}, "spec": {
-                "initContainers": [{"name": "fetch", "image": "busybox:1.36"}],
+                "initContainers": [{"name": "fetch", "image": format!("busybox@{BUSYBOX}")}],
                 "containers": [{"name": "model", "image": format!("registry.example/credit-scoring@{digest}")}]}}}
     })
 }
@@ -235,13 +253,16 @@ fn rollout(by: &str, steps: Value) -> Value {
         "spec": {"selector": {"matchLabels": {"app": "credit-scoring"}},
             "template": {"metadata": {"labels": {"app": "credit-scoring"}}, "spec": {
                 "containers": [{"name": "model", "image": format!("registry.example/credit-scoring@{DIGEST}")}]}},
-            "strategy": {"canary": {"steps": steps}}}
+            "strategy": {"canary": {"trafficRouting": {"nginx": {"stableIngress": "credit-scoring"}},
+                "steps": steps}}}
     })
 }
 
 fn stagegate_analysis(weight: u32) -> Value {
     json!({"analysis": {"templates": [{"templateName": "stagegate"}],
-        "args": [{"name": "weight", "value": weight.to_string()}]}})
+        "args": [{"name": "deployment", "valueFrom": {"fieldRef":
+                {"fieldPath": "metadata.annotations['stagegate.dev/deployment']"}}},
+            {"name": "weight", "value": weight.to_string()}]}})
 }
 
 /// The answer to one review: (allowed, status.code, message, warnings,
@@ -320,10 +341,11 @@ fn admission_answers_follow_the_deployment_from_pilot_through_promotion_to_rollb
     let Some(w) = TlsWorld::on(backend, &ca) else {
         return;
     };
+    let w = w.configure(ALLOW_BUSYBOX);
     let (s, addr) = w.start();
     let client = ca.client();
     let release = registered_release_with(&s, "2.3.0", json!({"artifact_digest": DIGEST}));
-    let id = deploy(&s, &release);
+    let id = deploy_with_ref(&s, &release);
     // Healthy observations: the monitoring policy has nothing to warn of.
     let v = observe(&s, &id, 0.01, 20_000).json();
     assert_eq!(v["decision"]["outcome"], "healthy", "{v:#}");
@@ -413,6 +435,7 @@ fn admission_answers_follow_the_deployment_from_pilot_through_promotion_to_rollb
     assert_eq!(
         logged["codes"],
         json!([
+            "admission.image_not_allowed",
             "admission.digest_mismatch",
             "admission.traffic_not_enforced"
         ])
@@ -471,25 +494,23 @@ fn admission_answers_follow_the_deployment_from_pilot_through_promotion_to_rollb
         a.message
     );
 
-    // Objects without the annotations are not stagegate's business.
+    // Objects no deployment governs (no ref, no annotation) are not
+    // stagegate's business.
+    let mut unrelated = deployment("none", OTHER);
+    unrelated["metadata"]["name"] = json!("unrelated");
     let a = admit(
         &client,
         &addr,
-        &review(
-            &uid(),
-            "CREATE",
-            "apps",
-            "Deployment",
-            deployment("none", OTHER),
-        ),
+        &review(&uid(), "CREATE", "apps", "Deployment", unrelated),
     );
     assert!(a.allowed);
     assert!(
         a.decision_id.is_none(),
-        "unannotated objects are not logged"
+        "objects that are not governed are not logged"
     );
 
-    // dryRun: the same answer, and nothing about the deployment changes.
+    // dryRun: the same answer, not logged, and nothing about the
+    // deployment changes.
     let before = deployment_version(&s, &id);
     for canary in [5, 25] {
         let mut r = review(
@@ -502,24 +523,13 @@ fn admission_answers_follow_the_deployment_from_pilot_through_promotion_to_rollb
         r["request"]["dryRun"] = json!(true);
         let a = admit(&client, &addr, &r);
         assert_eq!(a.allowed, canary == 5, "{}", a.message);
-        let logged = get(
-            &s,
-            "audit",
-            &format!("/v1/decisions/{}", a.decision_id.unwrap()),
-        )
-        .json();
-        assert!(
-            logged["codes"]
-                .as_array()
-                .unwrap()
-                .contains(&json!("admission.dry_run")),
-            "{logged:#}"
-        );
+        assert_eq!(a.decision_id, None, "a dry run was logged");
     }
     assert_eq!(deployment_version(&s, &id), before);
 
-    // A deployment id stagegate does not know: a denial that says so, not
-    // an error (which the API server would turn into an opaque failure).
+    // A deployment id that is not the one holding the object's ref: a
+    // denial naming both, not an error (which the API server would turn
+    // into an opaque failure).
     let a = admit(
         &client,
         &addr,
@@ -533,8 +543,8 @@ fn admission_answers_follow_the_deployment_from_pilot_through_promotion_to_rollb
     );
     assert!(!a.allowed);
     assert!(
-        a.message
-            .contains("no deployment '01NOSUCHDEPLOYMENT0000000'"),
+        a.message.contains("'01NOSUCHDEPLOYMENT0000000'")
+            && a.message.contains(&format!("held by deployment '{id}'")),
         "{}",
         a.message
     );
@@ -634,7 +644,7 @@ fn admission_answers_follow_the_deployment_from_pilot_through_promotion_to_rollb
         ),
     );
     assert!(!a.allowed);
-    assert!(a.message.contains("no active deployment"), "{}", a.message);
+    assert!(a.message.contains("rolled_back"), "{}", a.message);
 
     // DELETE is not checked (the webhook registers CREATE and UPDATE).
     let a = admit(
@@ -669,7 +679,8 @@ fn admission_answers_follow_the_deployment_from_pilot_through_promotion_to_rollb
 }
 
 #[test]
-fn an_annotated_system_resolves_by_the_objects_ref_first_then_to_its_newest_active_deployment() {
+fn an_annotated_object_is_governed_by_the_deployment_holding_its_ref_and_never_by_the_system_alone()
+{
     let ca = Ca::new("admission test CA");
     let w = TlsWorld::new(&ca);
     let (s, addr) = w.start();
@@ -701,8 +712,16 @@ fn an_annotated_system_resolves_by_the_objects_ref_first_then_to_its_newest_acti
     };
     let a = admit(&client, &addr, &named("credit-scoring", "credit-scoring"));
     assert!(a.allowed && a.message.contains(&with_ref), "{}", a.message);
+    // The system's newest active deployment no longer stands in for a
+    // ref no deployment holds (issue 22 §1: the object's word chose it).
     let a = admit(&client, &addr, &named("fraud-model", "credit-scoring"));
-    assert!(a.allowed && a.message.contains(&newest), "{}", a.message);
+    assert!(!a.allowed, "{}", a.message);
+    assert!(
+        a.message
+            .contains("no deployment holds the ref kubernetes=credit/fraud-model"),
+        "{}",
+        a.message
+    );
     let a = admit(&client, &addr, &named("credit-scoring", "fraud-detection"));
     assert!(!a.allowed);
     assert!(
@@ -712,7 +731,11 @@ fn an_annotated_system_resolves_by_the_objects_ref_first_then_to_its_newest_acti
     );
     let a = admit(&client, &addr, &named("fraud-model", "fraud-detection"));
     assert!(!a.allowed);
-    assert!(a.message.contains("no active deployment"), "{}", a.message);
+    assert!(
+        a.message.contains("no deployment holds the ref"),
+        "{}",
+        a.message
+    );
 }
 
 /// With `require_receipt`, an object is admitted only when the release's
@@ -725,7 +748,7 @@ fn admission_can_require_a_verified_receipt_for_the_artifact_it_admits() {
         let w = TlsWorld::new(&ca).configure(extra);
         let (s, addr) = w.start();
         let release = registered_release_with(&s, "2.3.0", json!({"artifact_digest": DIGEST}));
-        let id = deploy(&s, &release);
+        let id = deploy_with_ref(&s, &release);
         let object = inference_service(&format!("deployment={id}"), DIGEST, Some(5));
         admit(
             &ca.client(),
@@ -784,11 +807,13 @@ fn malformed_reviews_are_400s_naming_the_field_and_only_the_gateway_role_may_ask
         assert_eq!(e["code"], "bad_admission_review", "{}", r.body);
         assert_eq!(e["path"], path, "{}", r.body);
     }
-    // A review whose object is missing on CREATE is answered, not failed.
+    // A review whose object is missing on CREATE is answered, not failed,
+    // and denied: what cannot be read cannot be admitted.
     let mut no_object = review("no-object", "CREATE", "apps", "Deployment", object.clone());
     no_object["request"]["object"] = Value::Null;
     let a = admit(&client, &addr, &no_object);
-    assert!(a.allowed, "{}", a.message);
+    assert!(!a.allowed, "{}", a.message);
+    assert!(a.message.contains("request.object"), "{}", a.message);
     // Roles: an auditor may read, not answer admissions.
     let body = serde_json::to_vec(&review("x", "CREATE", "apps", "Deployment", object)).unwrap();
     assert_eq!(https_post(&client, &addr, "audit", &body).status, 403);
@@ -974,7 +999,7 @@ fn the_shipped_certificate_script_and_manifests_work_against_a_running_server() 
     let ca = rustls::pki_types::CertificateDer::from_pem_slice(read("ca.crt").as_bytes()).unwrap();
     let client = client_trusting(ca);
     let release = registered_release_with(&s, "2.3.0", json!({"artifact_digest": DIGEST}));
-    let id = deploy(&s, &release);
+    let id = deploy_with_ref(&s, &release);
     observe(&s, &id, 0.01, 20_000);
 
     // The example objects, as the API server would send them.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::records::{World, deploy, get, registered_release_with, token};
+use support::records::{World, get, registered_release_with, token};
 use support::server::{Reply, Server, reply_of};
 
 const DIGEST: &str = "sha256:5f2b0c7e9a1d4e8b3c6f0a2d9e7b1c4a8f3e6d0b2a5c9e1f4d7b0a3c6e9f2d5b";
@@ -185,10 +185,21 @@ fn logged_actor(s: &Server, reply: &Reply) -> String {
     logged.json()["actor"].as_str().unwrap().to_string()
 }
 
-/// A deployment the review can be admitted for.
+/// A deployment the review can be admitted for: it holds the review's
+/// object's ref (admission governs by the ref; an annotation must name the
+/// deployment holding it).
 fn active_deployment(s: &Server) -> String {
     let release = registered_release_with(s, "2.3.0", json!({"artifact_digest": DIGEST}));
-    deploy(s, &release)
+    let r = support::records::post(
+        s,
+        "ops",
+        "/v1/deployments",
+        &json!({"release_id": release, "plan": support::records::plan(),
+            "refs": {"kubernetes": "credit/credit-scoring"}}),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    r.json()["deployment"]["id"].as_str().unwrap().to_string()
 }
 
 #[test]

@@ -184,7 +184,7 @@ fn app_key(dir: &Path) -> (std::path::PathBuf, Vec<u8>) {
         String::from_utf8_lossy(&out.stderr)
     );
     let pem = std::fs::read_to_string(&path).unwrap();
-    let (label, der) = stagegate::server::integrations::github_app::pem(&pem).unwrap();
+    let (label, der) = stagegate::integrations::github::app::pem(&pem).unwrap();
     assert_eq!(label, "RSA PRIVATE KEY");
     let pair = ring::signature::RsaKeyPair::from_der(&der).unwrap();
     use ring::signature::KeyPair;

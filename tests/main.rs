@@ -25,6 +25,7 @@ mod console_roles;
 mod coverage_cli;
 mod deploy;
 mod docs_links;
+mod enforcement;
 mod eval_cli;
 mod gateway_authz;
 mod gateway_envoy;

@@ -11,6 +11,7 @@ mod console;
 mod evidence;
 #[cfg(test)]
 mod example;
+mod integrations;
 mod limits;
 mod records;
 mod sources;
@@ -27,6 +28,11 @@ pub use bundles::{BundleConfig, PolicySetConfig, default_bundle};
 pub use capacity::CapacityConfig;
 pub use console::ConsoleConfig;
 pub use evidence::{EvidenceConfig, ReceiptsConfig};
+pub(crate) use integrations::environment_key;
+pub use integrations::{
+    AllowedImages, AuthzConfig, GithubConfig, GithubEnvironment, IntegrationsConfig,
+    KubernetesConfig,
+};
 pub use limits::{LimitsConfig, TrustConfig};
 pub use records::{RecordsConfig, SchedulerConfig};
 pub use sources::SourcesConfig;
@@ -82,7 +88,7 @@ pub struct Config {
     /// (docs/identities.md).
     pub identities: Vec<crate::identity::IdentityConfig>,
     /// Adapters for outside systems (docs/integrations/).
-    pub integrations: crate::server::integrations::IntegrationsConfig,
+    pub integrations: IntegrationsConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -116,7 +116,9 @@ impl Payload {
 pub enum Verdict {
     /// 200: the hook passes (for `rollback`: roll back now).
     Pass,
-    /// 403: the hook fails; Flagger halts or waits.
+    /// 403: the hook fails. What Flagger then does depends on the hook
+    /// (confirm-* wait; pre-rollout and rollout count a failed check and
+    /// roll back at `threshold`): docs/integrations/flagger.md#hooks.
     Refuse,
     /// 409: for `rollback` only — no reason to roll back.
     NoRollback,

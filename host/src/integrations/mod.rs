@@ -1,5 +1,6 @@
-//! Rollout controller adapters, without HTTP: what Argo Rollouts
-//! ([`argo`]) and Flagger ([`flagger`]) are told about a deployment.
+//! The integrations' rules, without HTTP: what Argo Rollouts ([`argo`])
+//! and Flagger ([`flagger`]) are told about a deployment, and how a GitHub
+//! deployment protection rule is judged ([`github`]).
 //!
 //! Neither holds a rule of its own. Every answer is made of the
 //! deployment's route (stage, traffic percent, status) and the policy's
@@ -13,7 +14,8 @@
 pub mod argo;
 pub mod flagger;
 pub mod gateway;
-pub mod github_deliveries;
+pub mod github;
+pub mod kubernetes;
 
 use crate::decision::{Envelope, Finding, Outcome};
 use crate::records::DeploymentStatus;

@@ -18,7 +18,6 @@ pub mod capacity;
 pub mod console;
 pub(crate) mod error;
 pub(crate) mod exposure;
-pub mod integrations;
 pub(crate) mod listener;
 pub mod openapi;
 pub(crate) mod routes;
@@ -56,11 +55,11 @@ pub struct App {
     pub(crate) console: console::Console,
     console_enabled: bool,
     /// GitHub deployment protection rules, when configured.
-    pub(crate) github: Option<Arc<integrations::github::GithubGate>>,
+    pub(crate) github: Option<Arc<crate::integrations::github::GithubGate>>,
     /// The route table the per-request exposure check answers from.
     pub(crate) exposure: Arc<exposure::Exposure>,
-    /// Admission requires a verified receipt for the artifact it admits.
-    pub(crate) admission_requires_receipt: bool,
+    /// `[integrations.kubernetes]`: the admission rules' settings.
+    pub(crate) kubernetes: crate::config::KubernetesConfig,
     /// Who may call the admission route without a token.
     pub(crate) admission_access: admission_access::AdmissionAccess,
     inflight: Arc<Semaphore>,
@@ -133,7 +132,7 @@ pub fn init_logging(format: LogFormat) {
 pub async fn prepare(config: &Config) -> Result<Arc<App>, ServeError> {
     let github = match &config.integrations.github {
         Some(g) => Some(Arc::new(
-            integrations::github::GithubGate::load(g).map_err(ServeError::Config)?,
+            crate::integrations::github::GithubGate::load(g).map_err(ServeError::Config)?,
         )),
         None => None,
     };
@@ -178,7 +177,7 @@ pub async fn prepare(config: &Config) -> Result<Arc<App>, ServeError> {
         console_enabled: config.console.enabled,
         github,
         exposure,
-        admission_requires_receipt: config.integrations.kubernetes.require_receipt,
+        kubernetes: config.integrations.kubernetes.clone(),
         admission_access: admission_access::AdmissionAccess::new(
             config.integrations.kubernetes.require_token,
             config.integrations.kubernetes.client_ca.as_deref(),
@@ -240,7 +239,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/integrations/authz/{*rest}", any(exposure::authz))
         .route(
             "/v1/integrations/github/deployment-protection",
-            post(integrations::github::deployment_protection),
+            post(routes::integrations::github::deployment_protection),
         )
         .route("/v1/log/checkpoint", get(routes::records::checkpoint))
         .route("/v1/log/key", get(routes::records::checkpoint_key))
@@ -295,7 +294,7 @@ pub fn router(app: Arc<App>) -> Router {
         // A Kubernetes ValidatingAdmissionWebhook (gateway role).
         .route(
             "/v1/integrations/kubernetes/admission",
-            post(routes::admission::review),
+            post(routes::integrations::kubernetes::review),
         )
         // Public routes pass the same gate: a flood of them must not
         // starve the decisions (the notice is served from a cache, health

@@ -247,7 +247,7 @@ impl Metrics {
         let admissions = Family::<ResultLabels, Counter>::default();
         registry.register(
             "admissions",
-            "Kubernetes admission reviews answered: allowed, denied, or not_annotated (not stagegate's to judge)",
+            "Kubernetes admission reviews answered: allowed, denied, or not_annotated (not governed: no deployment holds the object's ref and it carries no stagegate annotation)",
             admissions.clone(),
         );
         let authz = Family::<AuthzLabels, Counter>::default();

@@ -33,55 +33,10 @@ mod table;
 
 pub use table::{Answer, Ask, AskError, Exposure, Route};
 
-use std::path::PathBuf;
-
-use serde::Deserialize;
-
 /// Buckets a subject can fall in: 0..9,999, so traffic is honoured to a
 /// hundredth of a percent.
 pub const BUCKETS: u64 = 10_000;
 
-/// `[integrations.authz]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuthzConfig {
-    /// The secret that keys subjects' buckets: at least 16 bytes, the file's
-    /// content (trailing whitespace ignored). Every replica must read the
-    /// same secret. Default `DATA_DIR/authz.key`, created (32 random bytes,
-    /// hex) on first start when it does not exist.
-    pub key_file: Option<PathBuf>,
-    /// How often each replica re-reads the active deployments' routes.
-    pub refresh_ms: u64,
-    /// Answer 403 to everyone when the route table could not be refreshed
-    /// for this long (the records are unreachable): the new release may
-    /// have been rolled back meanwhile.
-    pub stale_after_ms: u64,
-}
-
-impl Default for AuthzConfig {
-    fn default() -> Self {
-        AuthzConfig {
-            key_file: None,
-            refresh_ms: 250,
-            stale_after_ms: 5_000,
-        }
-    }
-}
-
-impl AuthzConfig {
-    pub fn validate(&self) -> Result<(), String> {
-        if self.refresh_ms == 0 || self.refresh_ms > 1_000 {
-            return Err(format!(
-                "integrations.authz.refresh_ms must be 1..=1000 (routes must follow a transition within a second), not {}",
-                self.refresh_ms
-            ));
-        }
-        if self.stale_after_ms <= self.refresh_ms {
-            return Err(format!(
-                "integrations.authz.stale_after_ms ({}) must be above refresh_ms ({})",
-                self.stale_after_ms, self.refresh_ms
-            ));
-        }
-        Ok(())
-    }
-}
+/// `[integrations.authz]`: the settings live with the rest of the
+/// configuration (config/integrations.rs).
+pub use crate::config::AuthzConfig;

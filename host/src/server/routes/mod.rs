@@ -1,6 +1,5 @@
 //! HTTP handlers, one module per resource.
 
-pub mod admission;
 pub mod bundles;
 pub mod decisions;
 pub mod evaluations;

@@ -9,6 +9,8 @@
 
 pub mod argo;
 pub mod flagger;
+pub mod github;
+pub mod kubernetes;
 
 use crate::auth::Role;
 
