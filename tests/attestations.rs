@@ -450,21 +450,6 @@ fn receipt_statement(text: &str) -> Value {
     serde_json::from_slice(&payload).unwrap()
 }
 
-/// The high-risk example gate with its results signed by the test
-/// evidence key, as DSSE envelopes in `attestations` (the typed
-/// `attestation` objects are gone: only stagegate sets them).
-fn attested_gate() -> Value {
-    let mut gate = support::high_risk_gate();
-    let mut release = json!({
-        "artifact_digest": gate["release"]["artifact_digest"].clone(),
-        "verification": gate["verification"].clone(),
-    });
-    support::records::attest(&mut release);
-    gate["verification"] = release["verification"].take();
-    gate["attestations"] = release["attestations"].take();
-    gate
-}
-
 #[test]
 fn a_stateless_gate_on_caller_stated_evidence_gets_no_receipt_and_its_answer_says_why() {
     let Some(w) = World::new(Backend::Sqlite, "") else {
@@ -534,7 +519,7 @@ fn a_stateless_gate_whose_envelopes_verify_gets_a_receipt_citing_them_the_same_b
         return;
     };
     let s = w.start();
-    let mut gate = attested_gate();
+    let mut gate = support::records::attested_gate();
     let digest = gate["release"]["artifact_digest"]
         .as_str()
         .unwrap()
@@ -623,7 +608,7 @@ fn a_stateless_gate_with_envelopes_refuses_typed_attestations_and_bad_envelopes_
     let s = w.start();
     // (The envelopes' results are mapped in by the service; the caller
     // adds one typed result claiming to be attested.)
-    let mut typed = attested_gate();
+    let mut typed = support::records::attested_gate();
     typed["verification"]["results"] = json!([{"name": "extra", "passed": true,
         "attestation": {"keyid": EVIDENCE_KEYID, "predicate_type": TEST_RESULT,
             "statement_digest": format!("sha256:{}", "c".repeat(64))}}]);
@@ -633,7 +618,7 @@ fn a_stateless_gate_with_envelopes_refuses_typed_attestations_and_bad_envelopes_
         r.json()["error"]["path"],
         "/verification/results/0/attestation"
     );
-    let mut tampered = attested_gate();
+    let mut tampered = support::records::attested_gate();
     let payload = tampered["attestations"][1]["payload"]
         .as_str()
         .unwrap()
@@ -642,7 +627,7 @@ fn a_stateless_gate_with_envelopes_refuses_typed_attestations_and_bad_envelopes_
     let r = post(&s, "gw", "/v1/decisions/gate", &tampered, &[]);
     assert_eq!(r.status, 422, "{}", r.body);
     assert_eq!(r.json()["error"]["path"], "/attestations/1", "{}", r.body);
-    let mut elsewhere = attested_gate();
+    let mut elsewhere = support::records::attested_gate();
     elsewhere["release"]["artifact_uri"] = json!("s3://attacker/models/x/");
     let r = post(&s, "gw", "/v1/decisions/gate", &elsewhere, &[]);
     assert_eq!(r.status, 422, "{}", r.body);

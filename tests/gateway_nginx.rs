@@ -391,25 +391,26 @@ fn through_nginx_a_client_cannot_choose_or_learn_its_bucket_and_a_refused_gatewa
     });
     // The caller outside the pilot names the admitted subject in every
     // header a careless configuration would read: still stable.
-    let hostile = [
+    let choose = [
         ("X-User", inside.as_str()),
         ("X-Stagegate-Subject", inside.as_str()),
-        ("X-Stagegate-Decision", "in: bucket 0 < 500"),
-        ("X-Stagegate-Deployment", "anything"),
     ];
-    let r = request(&agent, &nginx, &outside, &hostile);
+    let r = request(&agent, &nginx, &outside, &choose);
     assert!(
         !r.new,
         "a client chose its bucket with its own headers ({outside} sent {inside})"
     );
     // Neither answer, new or stable, tells the client its bucket or the
-    // decision's detail.
-    let admitted = request(&agent, &nginx, &admitted_user, &hostile);
+    // decision's detail, whatever it sends.
+    let probe = [("X-Stagegate-Decision", "in: bucket 0 < 500")];
+    let admitted = request(&agent, &nginx, &admitted_user, &probe);
     assert!(
         admitted.new,
         "the admitted caller still reaches the new release"
     );
-    for reply in [&r, &admitted] {
+    let refused = request(&agent, &nginx, &outside, &probe);
+    assert!(!refused.new);
+    for reply in [&r, &admitted, &refused] {
         for (name, value) in &reply.headers {
             assert_ne!(
                 name, "x-stagegate-decision",
@@ -421,6 +422,15 @@ fn through_nginx_a_client_cannot_choose_or_learn_its_bucket_and_a_refused_gatewa
             );
         }
     }
+    // No other client header reaches stagegate either: naming another
+    // deployment changes nothing.
+    let r = request(
+        &agent,
+        &nginx,
+        &admitted_user,
+        &[("X-Stagegate-Deployment", "another")],
+    );
+    assert!(r.new, "a client's X-Stagegate-Deployment reached stagegate");
     // A caller nginx did not authenticate reaches no release.
     let anonymous = agent
         .get(&format!("http://127.0.0.1:{}/v1/predict", nginx.front))

@@ -325,12 +325,15 @@ fn a_receipt_with_its_proof_verifies_offline_and_an_altered_proof_does_not() {
         return;
     };
     let s = w.start();
+    // A gate whose evidence the service verified (signed envelopes): the
+    // only stateless gate that gets a receipt.
     let r = s.post_json(
         "/v1/decisions/gate",
         Some(&support::records::token("gw")),
-        &support::high_risk_gate(),
+        &support::records::attested_gate(),
     );
     assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["receipt"]["issued"], true, "{}", r.body);
     let id = r.json()["decision_id"].as_str().unwrap().to_string();
     gate(&s);
     let vkey = get(&s, "audit", "/v1/log/key").json()["verifier_key"]

@@ -288,6 +288,22 @@ pub fn attest(release: &mut Value) {
     release["attestations"] = Value::Array(envelopes);
 }
 
+/// The high-risk example gate with its results signed by the test
+/// evidence key, as DSSE envelopes in `attestations` (the typed
+/// `attestation` objects are gone: only stagegate sets them). The only
+/// kind of stateless gate that gets a receipt.
+pub fn attested_gate() -> Value {
+    let mut gate = super::high_risk_gate();
+    let mut release = json!({
+        "artifact_digest": gate["release"]["artifact_digest"].clone(),
+        "verification": gate["verification"].clone(),
+    });
+    attest(&mut release);
+    gate["verification"] = release["verification"].take();
+    gate["attestations"] = release["attestations"].take();
+    gate
+}
+
 /// The example release's evidence, as a release pipeline types it: the
 /// example's `attestation` fields (which only stagegate may set, from a
 /// verified statement) are left out; [`attest`] adds signed statements.
