@@ -270,20 +270,3 @@ async fn latest<T: serde::de::DeserializeOwned>(
     .await?;
     Ok(row.map(|r| json_column(&r, "doc")).transpose()?)
 }
-
-impl super::Records {
-    /// The gate request for recorded release `release_id` under `plan`,
-    /// assembled exactly as `POST /v1/deployments` assembles it, without
-    /// creating anything: for integrations that gate a deployment made
-    /// elsewhere (GitHub deployment protection rules).
-    pub async fn gate_request_for(
-        &self,
-        release_id: &str,
-        plan: &Plan,
-    ) -> Result<GateRequest, RecordError> {
-        let mut conn = self.store.pool.acquire().await?;
-        let release = super::evidence::release_row(&mut conn, release_id).await?;
-        let (system, _, _) = super::evidence::system_row(&mut conn, &release.system_id).await?;
-        gate(&mut conn, &system, &release, plan, Timestamp::now()).await
-    }
-}

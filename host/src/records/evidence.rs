@@ -18,6 +18,7 @@ use super::store::json_column;
 use super::write::Write;
 use super::{RecordError, Records, check_id, new_id};
 use crate::decision::Timestamp;
+use crate::decision::request::{GateRequest, Plan};
 
 /// Receivers one system may register: each is written to the outbox on
 /// every escalation, so the fan-out of one event stays bounded.
@@ -455,4 +456,21 @@ pub(crate) async fn release_row(
         created_by: row.try_get("created_by")?,
         attestations: Vec::new(),
     })
+}
+
+impl Records {
+    /// The gate request for recorded release `release_id` under `plan`,
+    /// assembled exactly as `POST /v1/deployments` assembles it, without
+    /// creating anything: for integrations that gate a deployment made
+    /// elsewhere (GitHub deployment protection rules).
+    pub async fn gate_request_for(
+        &self,
+        release_id: &str,
+        plan: &Plan,
+    ) -> Result<GateRequest, RecordError> {
+        let mut conn = self.store.pool.acquire().await?;
+        let release = release_row(&mut conn, release_id).await?;
+        let (system, _, _) = system_row(&mut conn, &release.system_id).await?;
+        super::assemble::gate(&mut conn, &system, &release, plan, Timestamp::now()).await
+    }
 }
