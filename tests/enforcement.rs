@@ -607,10 +607,13 @@ fn the_webhook_configurations_cover_every_governed_kind_and_fail_closed() {
     }
 }
 
-/// Issue 22 §4 (admission half): `require_receipt` admits only a receipt
-/// of a decision of the deployment holding the object's ref. A deployment
-/// made while receipts were off has none of its own; a receipt minted by a
-/// stateless gate for the same digest must not stand in. Before: it did.
+/// `require_receipt` admits only a receipt of a decision of the deployment
+/// holding the object's ref, about the admitted artifact. Before, a
+/// stateless gate on caller-stated evidence minted a receipt for any
+/// digest, and admission took it. Now such a gate gets none (its answer
+/// says why), and what admits the object is the governing deployment's own
+/// gate decision: its receipt is derived from its log entry, so a
+/// deployment made while receipts were off has one once they are on.
 #[test]
 fn require_receipt_admits_only_a_receipt_of_the_governing_deployment() {
     let world = World::new(Backend::Sqlite, "").expect("SQLite is always available");
@@ -630,19 +633,36 @@ fn require_receipt_admits_only_a_receipt_of_the_governing_deployment() {
     )
     .unwrap();
     let s = world.start();
-    // A stateless gate on caller-stated evidence about the same artifact.
+    // A stateless gate on caller-stated evidence about the same artifact
+    // gets an answer, and no receipt.
     let mut gate = support::high_risk_gate();
     gate["release"]["artifact_digest"] = json!(MODEL);
     let r = post(&s, "gw", "/v1/decisions/gate", &gate, &[]);
     assert_eq!(r.status, 200, "{}", r.body);
+    let answer: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(answer["receipt"]["issued"], json!(false), "{answer:#}");
+    // The governing deployment's own decision admits the object.
     let object = workload(
         json!({"stagegate.dev/deployment": governing}),
         json!([model()]),
     );
     let (allowed, message, _) = admit(&s, &review("CREATE", "apps", "Deployment", &object, None));
     assert!(
-        !allowed,
-        "a receipt of another decision admitted the object: {message}"
+        allowed,
+        "the governing deployment's receipt did not admit: {message}"
     );
-    assert!(message.contains("receipt"), "{message}");
+    // An object governed by another deployment's ref finds no receipt of
+    // its own deployment about this artifact.
+    let other = registered_release_with(&s, "2.4.0", json!({"artifact_digest": HEALTHY_MODEL}));
+    let other_deployment = deploy_with_ref(&s, &other, "serving/fraud-model");
+    let mut object = workload(
+        json!({"stagegate.dev/deployment": other_deployment}),
+        json!([model()]),
+    );
+    object["metadata"]["name"] = json!("fraud-model");
+    let (allowed, message, _) = admit(&s, &review("CREATE", "apps", "Deployment", &object, None));
+    assert!(
+        !allowed,
+        "another deployment's artifact was admitted: {message}"
+    );
 }
