@@ -16,6 +16,7 @@ use crate::support;
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -728,11 +729,18 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A process killed when dropped.
+/// A process killed when dropped, with its process group when it leads
+/// one: the image's server runs under `unshare`, and `chroot --userspec`
+/// changes its credentials, which clears the parent-death signal that
+/// `--kill-child` set, so killing `unshare` alone would leave it serving.
 struct Process(Child);
 
 impl Drop for Process {
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0.id())])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -1103,6 +1111,7 @@ fn the_image_goes_through_a_registry_and_runs_from_its_own_root_as_a_non_root_us
     );
     let mut child = Command::new("unshare")
         .args(["--mount", "--fork", "--kill-child", "sh", "-c", &script])
+        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

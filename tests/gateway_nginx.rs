@@ -42,7 +42,18 @@ struct Nginx {
 }
 
 impl Drop for Nginx {
+    /// SIGTERM: the master stops its workers, then exits. SIGKILL would
+    /// leave the workers running, orphaned, with the test's ports open.
     fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        for _ in 0..100 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
