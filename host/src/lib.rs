@@ -14,10 +14,10 @@
 //! - [`attest`]: attested evidence in (DSSE, in-toto) and signed decision
 //!   receipts out;
 //! - [`distribution`]: fetching and publishing bundles (HTTP(S), OCI registries);
-//! - [`records`]: deployment records and the hash-chained decision log;
+//! - [`records`]: deployment records and the decision log (a Merkle tree);
 //! - [`config`]: the `stagegate serve` configuration, one file per section;
 //! - [`auth`]: roles and the static token table;
-//! - [`service`]: the engine without HTTP: bundle registry and sources,
+//! - `service`: the engine without HTTP: bundle registry and sources,
 //!   lanes, the one decision pipeline, the scheduler;
 //! - [`integrations`]: each outside tool's rules, on typed inputs;
 //! - [`server`]: HTTP only: the router, extractors, handlers, the console;
@@ -26,6 +26,15 @@
 //! The dependencies point one way: `server` → `service` → `policy`,
 //! `bundle`, `records` → `decision`; `config` and `auth` sit below
 //! `server` and never import it (`architecture_test` holds the map).
+//!
+//! The public API is what the binary, the end-to-end tests and the benches
+//! use: the modules declared `pub` below. `identity` and `service` are the
+//! crate's own (`pub(crate)`), and an item that nothing outside its module
+//! reaches is `pub(crate)` or private: `unreachable_pub` makes a `pub`
+//! that the crate root cannot reach a lint error (`just lint` denies
+//! warnings).
+
+#![warn(unreachable_pub)]
 
 pub mod attest;
 pub mod auth;
@@ -34,12 +43,12 @@ pub mod cli;
 pub mod config;
 pub mod decision;
 pub mod distribution;
-pub mod identity;
+pub(crate) mod identity;
 pub mod integrations;
 pub mod policy;
 pub mod records;
 pub mod server;
-pub mod service;
+pub(crate) mod service;
 pub mod wit;
 
 #[cfg(test)]

@@ -361,7 +361,7 @@ mod tests {
 
         /// Runs `f` and returns its result with the most heap bytes it held
         /// at once on this thread, beyond what was live before.
-        pub fn peak_of<R>(f: impl FnOnce() -> R) -> (R, usize) {
+        pub(crate) fn peak_of<R>(f: impl FnOnce() -> R) -> (R, usize) {
             let start = LIVE.with(Cell::get);
             PEAK.with(|p| p.set(start));
             let r = f();

@@ -15,7 +15,7 @@ use crate::attest::Statement;
 use crate::attest::receipt::ReceiptSigner;
 
 #[derive(Debug, Args)]
-pub struct AttestArgs {
+pub(super) struct AttestArgs {
     /// The signing key (`stagegate keygen`)
     #[arg(long, value_name = "KEY")]
     key: PathBuf,
@@ -41,7 +41,7 @@ pub struct AttestArgs {
     predicate: Option<PathBuf>,
 }
 
-pub fn run(args: AttestArgs) -> CliResult {
+pub(super) fn run(args: AttestArgs) -> CliResult {
     let key = crate::bundle::keys::load_secret(&args.key)
         .map_err(|e| CliError::bad_input(format!("{}: {e}", args.key.display())))?;
     let signer = ReceiptSigner::new(key, "stagegate attest");

@@ -13,7 +13,7 @@ use crate::records::checkpoint::Checkpoint;
 use crate::records::{Records, Store, chain, leaves, merkle, oscal, tree, witness};
 
 #[derive(Debug, Args)]
-pub struct AuditArgs {
+pub(super) struct AuditArgs {
     #[command(subcommand)]
     command: AuditCommand,
     /// Records database URL (default: the configuration's, else sqlite://data/stagegate.db)
@@ -75,7 +75,7 @@ enum ExportFormat {
     Oscal,
 }
 
-pub fn run(args: AuditArgs) -> CliResult {
+pub(super) fn run(args: AuditArgs) -> CliResult {
     let config = match &args.config {
         Some(path) => Some(
             Config::load(path)

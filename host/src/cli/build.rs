@@ -8,7 +8,7 @@ use super::{CliResult, Exit};
 use crate::bundle::source::PolicySource;
 
 #[derive(Debug, Args)]
-pub struct BuildArgs {
+pub(super) struct BuildArgs {
     /// Policy directory (holds bundle.toml)
     dir: PathBuf,
     /// Bundle file to write
@@ -16,7 +16,7 @@ pub struct BuildArgs {
     out: PathBuf,
 }
 
-pub fn run(args: BuildArgs) -> CliResult {
+pub(super) fn run(args: BuildArgs) -> CliResult {
     let source = PolicySource::open(&args.dir)?;
     let progress =
         source.config.component.python.as_ref().map(|module| {

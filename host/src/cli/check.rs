@@ -23,7 +23,7 @@ use super::{CliError, CliResult, Exit, LimitArgs, TrustArgs};
 use crate::decision::DecisionKind;
 
 #[derive(Debug, Args)]
-pub struct CheckArgs {
+pub(super) struct CheckArgs {
     /// gate, progression or monitoring
     decision: DecisionKind,
     /// Ask this stagegate service
@@ -58,7 +58,7 @@ pub struct CheckArgs {
 /// The parts of a decision envelope a pipeline reports
 /// (docs/decisions.md#the-response-envelope).
 #[derive(Debug, Deserialize)]
-pub struct Report {
+pub(super) struct Report {
     pub decision_id: String,
     pub decision: String,
     pub outcome: String,
@@ -69,7 +69,7 @@ pub struct Report {
 }
 
 #[derive(Debug, Deserialize)]
-pub struct ReportFinding {
+pub(super) struct ReportFinding {
     pub code: String,
     pub severity: String,
     #[serde(default)]
@@ -81,24 +81,24 @@ pub struct ReportFinding {
 }
 
 #[derive(Debug, Deserialize)]
-pub struct ReportPolicy {
+pub(super) struct ReportPolicy {
     pub bundle: String,
     pub version: String,
 }
 
 impl Report {
     /// The outcomes that let a pipeline go on.
-    pub fn passed(&self) -> bool {
+    pub(super) fn passed(&self) -> bool {
         matches!(self.outcome.as_str(), "allow" | "promote" | "healthy")
     }
 
     /// The decision is the fail-closed answer to a policy that failed.
-    pub fn policy_failed(&self) -> bool {
+    pub(super) fn policy_failed(&self) -> bool {
         self.findings.iter().any(|f| f.code == "policy.error")
     }
 }
 
-pub fn run(args: CheckArgs) -> CliResult {
+pub(super) fn run(args: CheckArgs) -> CliResult {
     // STAGEGATE_URL set in the environment does not stop an explicit
     // --local; both given on the command line is a usage error.
     let server_from_env = args.server.is_some()
@@ -298,7 +298,7 @@ fn api_error(text: &str) -> String {
 }
 
 /// The human summary: the outcome, the decision id, then each finding.
-pub fn summary(r: &Report) -> String {
+pub(super) fn summary(r: &Report) -> String {
     let mut out = String::new();
     let policy = r
         .policy
@@ -338,7 +338,7 @@ mod github {
 
     /// One annotation per finding: blocking → `::error`, warning →
     /// `::warning`, info → `::notice`.
-    pub fn annotate(r: &Report) {
+    pub(super) fn annotate(r: &Report) {
         let mut out = std::io::stdout().lock();
         for f in &r.findings {
             let level = match f.severity.as_str() {
@@ -350,7 +350,7 @@ mod github {
         }
     }
 
-    pub fn annotation(level: &str, f: &ReportFinding) -> String {
+    pub(super) fn annotation(level: &str, f: &ReportFinding) -> String {
         let mut text = f.message.clone();
         if !f.path.is_empty() {
             let _ = write!(text, " (at {})", f.path);
@@ -367,7 +367,7 @@ mod github {
 
     /// Appends `outcome` and `decision_id` to `$GITHUB_OUTPUT` and the
     /// findings table to `$GITHUB_STEP_SUMMARY` (either may be unset).
-    pub fn outputs(r: &Report) -> Result<(), String> {
+    pub(super) fn outputs(r: &Report) -> Result<(), String> {
         if let Some(path) = std::env::var_os("GITHUB_OUTPUT") {
             append(
                 Path::new(&path),
@@ -390,7 +390,7 @@ mod github {
     }
 
     /// A markdown section: the outcome, then a table of findings.
-    pub fn step_summary(r: &Report) -> String {
+    pub(super) fn step_summary(r: &Report) -> String {
         let mut out = format!(
             "### stagegate {}: `{}`\n\nDecision `{}`\n\n",
             r.decision, r.outcome, r.decision_id
@@ -423,14 +423,14 @@ mod github {
     }
 
     /// Workflow command data: `%`, CR and LF are percent-encoded.
-    pub fn escape_data(text: &str) -> String {
+    pub(super) fn escape_data(text: &str) -> String {
         text.replace('%', "%25")
             .replace('\r', "%0D")
             .replace('\n', "%0A")
     }
 
     /// Workflow command properties: also `:` and `,`.
-    pub fn escape_property(text: &str) -> String {
+    pub(super) fn escape_property(text: &str) -> String {
         escape_data(text).replace(':', "%3A").replace(',', "%2C")
     }
 }
@@ -443,7 +443,7 @@ mod junit {
     use super::*;
     use crate::cli::output::xml as escape;
 
-    pub fn report(r: &Report) -> String {
+    pub(super) fn report(r: &Report) -> String {
         let mut codes: Vec<&str> = Vec::new();
         for f in &r.findings {
             if !codes.contains(&f.code.as_str()) {

@@ -7,19 +7,19 @@ use clap_complete::Shell;
 use super::{Cli, CliError, CliResult, Exit};
 
 #[derive(Debug, Args)]
-pub struct CompletionsArgs {
+pub(super) struct CompletionsArgs {
     /// bash, zsh, fish, elvish or powershell
     shell: Shell,
 }
 
-pub fn completions(args: CompletionsArgs) -> CliResult {
+pub(super) fn completions(args: CompletionsArgs) -> CliResult {
     let mut cmd = Cli::command();
     clap_complete::generate(args.shell, &mut cmd, "stagegate", &mut std::io::stdout());
     Ok(Exit::Success)
 }
 
 /// The manual page: the top-level page, then a section per subcommand.
-pub fn man() -> CliResult {
+pub(super) fn man() -> CliResult {
     let cmd = Cli::command();
     let mut out = std::io::stdout().lock();
     let write = |e: std::io::Error| CliError::failure(format!("writing the manual page: {e}"));

@@ -39,7 +39,7 @@ fn outcomes(kind: DecisionKind) -> &'static [Outcome] {
 
 /// What the cases run so far tried.
 #[derive(Debug, Default)]
-pub struct Coverage {
+pub(super) struct Coverage {
     produced: BTreeSet<String>,
     reached: BTreeSet<(&'static str, &'static str)>,
     named: BTreeSet<String>,
@@ -49,7 +49,7 @@ pub struct Coverage {
 impl Coverage {
     /// A case about to run: the codes its expectations name and the
     /// parameters it overrides.
-    pub fn case<'a>(
+    pub(super) fn case<'a>(
         &mut self,
         named: impl IntoIterator<Item = &'a String>,
         params: Option<&serde_json::Map<String, serde_json::Value>>,
@@ -60,7 +60,7 @@ impl Coverage {
     }
 
     /// A decision a case got.
-    pub fn decided(&mut self, envelope: &Envelope) {
+    pub(super) fn decided(&mut self, envelope: &Envelope) {
         if envelope.is_policy_error() {
             return;
         }
@@ -70,7 +70,7 @@ impl Coverage {
     }
 
     /// The report against the bundle's declarations.
-    pub fn report(
+    pub(super) fn report(
         &self,
         controls: &Controls,
         params: &serde_json::Map<String, serde_json::Value>,
@@ -112,7 +112,7 @@ impl Coverage {
 
 /// What `--coverage` prints.
 #[derive(Debug)]
-pub struct Report {
+pub(super) struct Report {
     /// Declared codes and codes named by the cases.
     pub expected: usize,
     /// Of those, the codes no case's decision raised.
@@ -128,7 +128,7 @@ pub struct Report {
 impl Report {
     /// Covered codes as a percentage of the expected ones (100 when the
     /// policy declares and the cases name none).
-    pub fn percent(&self) -> f64 {
+    pub(super) fn percent(&self) -> f64 {
         if self.expected == 0 {
             return 100.0;
         }

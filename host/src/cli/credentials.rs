@@ -12,7 +12,7 @@ use super::CliError;
 
 /// Where a token for the service comes from.
 #[derive(Debug, Clone, Args)]
-pub struct CredentialArgs {
+pub(super) struct CredentialArgs {
     /// Read the bearer token from this file (instead of STAGEGATE_TOKEN;
     /// --oidc wins over both, so an inherited STAGEGATE_TOKEN_FILE does
     /// not stop it)
@@ -30,7 +30,7 @@ pub struct CredentialArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OidcProvider {
+pub(super) enum OidcProvider {
     /// GitHub Actions
     Github,
 }
@@ -43,7 +43,7 @@ fn bad(message: String) -> CliError {
 impl CredentialArgs {
     /// The bearer token to send, if any: `--oidc`, then `--token-file`,
     /// then `STAGEGATE_TOKEN`.
-    pub fn token(&self) -> Result<Option<String>, CliError> {
+    pub(super) fn token(&self) -> Result<Option<String>, CliError> {
         if let Some(provider) = self.oidc {
             let audience = self.audience.as_deref().ok_or_else(|| {
                 bad("--oidc needs --audience (or STAGEGATE_AUDIENCE): the audience the service's identity entry accepts".into())

@@ -12,7 +12,7 @@ use crate::decision::{self, DecisionKind, RequestErrorKind};
 use crate::policy::{ActivePolicy, Decided, Runtime};
 
 #[derive(Debug, Args)]
-pub struct EvalArgs {
+pub(super) struct EvalArgs {
     /// gate, progression or monitoring
     decision: DecisionKind,
     /// Bundle file (or a policy directory, built unsigned for local work);
@@ -31,7 +31,7 @@ pub struct EvalArgs {
     limits: LimitArgs,
 }
 
-pub fn run(args: EvalArgs) -> CliResult {
+pub(super) fn run(args: EvalArgs) -> CliResult {
     let decided = evaluate(
         args.decision,
         &args.input,

@@ -8,7 +8,7 @@ use super::{CliResult, Exit};
 use crate::bundle::{ArchiveLimits, Bundle, TrustStore};
 
 #[derive(Debug, Args)]
-pub struct InspectArgs {
+pub(super) struct InspectArgs {
     /// Bundle file
     file: PathBuf,
     /// Name signers by their key file in this trust store
@@ -19,7 +19,7 @@ pub struct InspectArgs {
     json: bool,
 }
 
-pub fn run(args: InspectArgs) -> CliResult {
+pub(super) fn run(args: InspectArgs) -> CliResult {
     let bundle = Bundle::read(&args.file, &ArchiveLimits::default())?;
     let trust = args.trust.as_deref().map(TrustStore::load).transpose()?;
     let m = &bundle.manifest;

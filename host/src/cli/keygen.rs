@@ -8,13 +8,13 @@ use super::{CliResult, Exit};
 use crate::bundle::keys;
 
 #[derive(Debug, Args)]
-pub struct KeygenArgs {
+pub(super) struct KeygenArgs {
     /// Path of the secret key; the public key is written beside it as KEY.pub
     #[arg(long, value_name = "KEY")]
     out: PathBuf,
 }
 
-pub fn run(args: KeygenArgs) -> CliResult {
+pub(super) fn run(args: KeygenArgs) -> CliResult {
     let (key, public) = keys::generate(&args.out)?;
     println!(
         "wrote {} (secret, mode 0600) and {} (key id {})",

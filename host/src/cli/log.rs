@@ -12,7 +12,7 @@ use crate::records::checkpoint::Checkpoint;
 use crate::records::{merkle, witness};
 
 #[derive(Debug, Args)]
-pub struct LogArgs {
+pub(super) struct LogArgs {
     #[command(subcommand)]
     command: LogCommand,
 }
@@ -81,7 +81,7 @@ fn hash32(hex_text: &str) -> Result<merkle::Hash, CliError> {
         .ok_or_else(|| CliError::bad_input("a checkpoint's root is not 32 bytes"))
 }
 
-pub fn run(args: LogArgs) -> CliResult {
+pub(super) fn run(args: LogArgs) -> CliResult {
     match args.command {
         LogCommand::WitnessKey { key, name } => {
             let key = crate::bundle::keys::load_secret(&key)?;

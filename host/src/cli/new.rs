@@ -10,7 +10,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use super::{CliError, CliResult, Exit};
 
 #[derive(Debug, Args)]
-pub struct NewArgs {
+pub(super) struct NewArgs {
     #[command(subcommand)]
     what: What,
 }
@@ -183,7 +183,7 @@ impl Guest for Example {
 stagegate_sdk::export_policy!(Example);
 "#;
 
-pub fn run(args: NewArgs) -> CliResult {
+pub(super) fn run(args: NewArgs) -> CliResult {
     let What::Policy(args) = args.what;
     let name = match &args.name {
         Some(n) => n.clone(),

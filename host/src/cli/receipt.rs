@@ -12,7 +12,7 @@ use super::{CliError, CliResult, Exit};
 use crate::attest::{Envelope, PublicKey};
 
 #[derive(Debug, Args)]
-pub struct ReceiptArgs {
+pub(super) struct ReceiptArgs {
     #[command(subcommand)]
     command: ReceiptCommand,
 }
@@ -46,7 +46,7 @@ enum ReceiptCommand {
     },
 }
 
-pub fn run(args: ReceiptArgs) -> CliResult {
+pub(super) fn run(args: ReceiptArgs) -> CliResult {
     match args.command {
         ReceiptCommand::Verify {
             file,

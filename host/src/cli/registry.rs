@@ -14,7 +14,7 @@ use crate::distribution::{FetchError, TransportOptions};
 
 /// How to reach the registry.
 #[derive(Debug, Clone, Args)]
-pub struct RegistryArgs {
+pub(super) struct RegistryArgs {
     /// Speak plain HTTP to the registry (loopback registries; others also need --allow-insecure)
     #[arg(long)]
     plain_http: bool,
@@ -73,7 +73,7 @@ fn fetch_error(e: FetchError) -> CliError {
 }
 
 #[derive(Debug, Args)]
-pub struct PushArgs {
+pub(super) struct PushArgs {
     /// Bundle file (as `stagegate build`/`sign` wrote it)
     file: PathBuf,
     /// Where to publish it: oci://HOST[:PORT]/REPOSITORY:TAG
@@ -82,7 +82,7 @@ pub struct PushArgs {
     registry: RegistryArgs,
 }
 
-pub fn push(args: PushArgs) -> CliResult {
+pub(super) fn push(args: PushArgs) -> CliResult {
     let limits = ArchiveLimits::default();
     let bytes = std::fs::File::open(&args.file)
         .map_err(|e| CliError::bad_input(format!("{}: {e}", args.file.display())))
@@ -123,7 +123,7 @@ pub fn push(args: PushArgs) -> CliResult {
 }
 
 #[derive(Debug, Args)]
-pub struct PullArgs {
+pub(super) struct PullArgs {
     /// What to fetch: oci://HOST[:PORT]/REPOSITORY:TAG (or @sha256:…)
     reference: String,
     /// Where to write the bundle file
@@ -136,7 +136,7 @@ pub struct PullArgs {
     trust: TrustArgs,
 }
 
-pub fn pull(args: PullArgs) -> CliResult {
+pub(super) fn pull(args: PullArgs) -> CliResult {
     let client = args.registry.client(&args.reference)?;
     let resolved = match client.resolve(None).map_err(fetch_error)? {
         Resolution::Manifest(r) => r,

@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::server;
 
 #[derive(Debug, Args)]
-pub struct ServeArgs {
+pub(super) struct ServeArgs {
     /// TOML configuration; embedded defaults without it (see README)
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -21,7 +21,7 @@ pub struct ServeArgs {
     check: bool,
 }
 
-pub fn run(args: ServeArgs) -> CliResult {
+pub(super) fn run(args: ServeArgs) -> CliResult {
     // Configuration errors end the process before anything is bound.
     let mut config = match &args.config {
         Some(path) => Config::load(path)

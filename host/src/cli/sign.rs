@@ -8,7 +8,7 @@ use super::{CliResult, Exit};
 use crate::bundle::{ArchiveLimits, Bundle, keys};
 
 #[derive(Debug, Args)]
-pub struct SignArgs {
+pub(super) struct SignArgs {
     /// Bundle file to sign in place
     file: PathBuf,
     /// Secret key (repeat for several signers)
@@ -16,7 +16,7 @@ pub struct SignArgs {
     key: Vec<PathBuf>,
 }
 
-pub fn run(args: SignArgs) -> CliResult {
+pub(super) fn run(args: SignArgs) -> CliResult {
     let mut bundle = Bundle::read(&args.file, &ArchiveLimits::default())?;
     let mut ids = Vec::new();
     for path in &args.key {

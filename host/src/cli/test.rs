@@ -34,7 +34,7 @@ use crate::decision::{DecisionKind, Envelope};
 use crate::policy::{ActivePolicy, Runtime};
 
 #[derive(Debug, Args)]
-pub struct TestArgs {
+pub(super) struct TestArgs {
     /// Policy directory (bundle.toml, tests/*.json)
     dir: PathBuf,
     /// Test this bundle file instead of building the directory's component
@@ -82,7 +82,7 @@ struct Expect {
     error: Option<String>,
 }
 
-pub fn run(args: TestArgs) -> CliResult {
+pub(super) fn run(args: TestArgs) -> CliResult {
     let source = PolicySource::open(&args.dir)?;
     let bundle = match &args.bundle {
         Some(file) => Bundle::read(file, &ArchiveLimits::default())?,

@@ -7,7 +7,7 @@ use super::{CliResult, Exit};
 use crate::auth::Role;
 
 #[derive(Debug, Args)]
-pub struct TokenArgs {
+pub(super) struct TokenArgs {
     /// Who will hold the token (recorded as the actor of what it does)
     #[arg(long)]
     name: String,
@@ -27,7 +27,7 @@ fn parse_role(s: &str) -> Result<Role, String> {
         })
 }
 
-pub fn run(args: TokenArgs) -> CliResult {
+pub(super) fn run(args: TokenArgs) -> CliResult {
     let (token, hash) = crate::auth::new_token();
     let roles: Vec<String> = args
         .roles

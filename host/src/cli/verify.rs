@@ -9,7 +9,7 @@ use super::{CliError, CliResult, Exit};
 use crate::bundle::{ArchiveLimits, Bundle, TrustStore};
 
 #[derive(Debug, Args)]
-pub struct VerifyArgs {
+pub(super) struct VerifyArgs {
     /// Bundle file
     file: PathBuf,
     /// Directory of trusted public keys (*.pub)
@@ -23,7 +23,7 @@ pub struct VerifyArgs {
     output: Output,
 }
 
-pub fn run(args: VerifyArgs) -> CliResult {
+pub(super) fn run(args: VerifyArgs) -> CliResult {
     let file = args.file.display().to_string();
     let verified = Bundle::read(&args.file, &ArchiveLimits::default())
         .map_err(CliError::from)

@@ -10,7 +10,7 @@ use crate::records::model::Escalation;
 use crate::records::webhooks;
 
 #[derive(Debug, Args)]
-pub struct WebhookArgs {
+pub(super) struct WebhookArgs {
     #[command(subcommand)]
     command: WebhookCommand,
 }
@@ -31,7 +31,7 @@ enum WebhookCommand {
     },
 }
 
-pub fn run(args: WebhookArgs) -> CliResult {
+pub(super) fn run(args: WebhookArgs) -> CliResult {
     let WebhookCommand::Test { url, secret, event } = args.command;
     let event_id = format!("test-{}", ulid::Ulid::new());
     let payload = json!({

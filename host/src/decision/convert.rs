@@ -209,7 +209,7 @@ macro_rules! wit_conversions {
         }
 
         /// A gate request as the WIT record.
-        pub fn gate_request(r: req::GateRequest) -> wit::GateRequest {
+        pub(crate) fn gate_request(r: req::GateRequest) -> wit::GateRequest {
             wit::GateRequest {
                 now: ts(r.now),
                 system: system(r.system),
@@ -271,7 +271,7 @@ macro_rules! wit_conversions {
         }
 
         /// A progression request as the WIT record.
-        pub fn progression_request(r: req::ProgressionRequest) -> wit::ProgressionRequest {
+        pub(crate) fn progression_request(r: req::ProgressionRequest) -> wit::ProgressionRequest {
             wit::ProgressionRequest {
                 now: ts(r.now),
                 system: system(r.system),
@@ -296,7 +296,7 @@ macro_rules! wit_conversions {
         }
 
         /// A monitoring request as the WIT record.
-        pub fn monitoring_request(r: req::MonitoringRequest) -> wit::MonitoringRequest {
+        pub(crate) fn monitoring_request(r: req::MonitoringRequest) -> wit::MonitoringRequest {
             wit::MonitoringRequest {
                 now: ts(r.now),
                 system: system(r.system),
@@ -336,7 +336,7 @@ macro_rules! wit_conversions {
         }
 
         /// A gate decision as a verdict.
-        pub fn gate_verdict(d: wit::GateDecision) -> out::Verdict {
+        pub(crate) fn gate_verdict(d: wit::GateDecision) -> out::Verdict {
             out::Verdict {
                 outcome: match d.outcome {
                     wit::GateOutcome::Allow => out::Outcome::Allow,
@@ -352,7 +352,7 @@ macro_rules! wit_conversions {
         }
 
         /// A progression decision as a verdict.
-        pub fn progression_verdict(d: wit::ProgressionDecision) -> out::Verdict {
+        pub(crate) fn progression_verdict(d: wit::ProgressionDecision) -> out::Verdict {
             out::Verdict {
                 outcome: match d.outcome {
                     wit::ProgressionOutcome::Promote => out::Outcome::Promote,
@@ -370,7 +370,7 @@ macro_rules! wit_conversions {
         }
 
         /// A monitoring decision as a verdict.
-        pub fn monitoring_verdict(d: wit::MonitoringDecision) -> out::Verdict {
+        pub(crate) fn monitoring_verdict(d: wit::MonitoringDecision) -> out::Verdict {
             out::Verdict {
                 outcome: match d.outcome {
                     wit::MonitoringOutcome::Healthy => out::Outcome::Healthy,

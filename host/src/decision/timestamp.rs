@@ -110,7 +110,7 @@ impl Serialize for Timestamp {
 mod fast {
     /// (year, month, day) of a day count since 1970-01-01 (H. Hinnant's
     /// civil-from-days).
-    pub fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    pub(super) fn civil_from_days(z: i64) -> (i64, i64, i64) {
         let z = z + 719_468;
         let era = z.div_euclid(146_097);
         let doe = z.rem_euclid(146_097);
@@ -157,7 +157,7 @@ mod fast {
     /// `YYYY-MM-DDTHH:MM:SS[.f+](Z|±HH:MM)` as ms since the epoch; None for
     /// anything else (leap seconds, lowercase, other separators), which the
     /// general parser then judges.
-    pub fn parse(s: &[u8]) -> Option<i64> {
+    pub(super) fn parse(s: &[u8]) -> Option<i64> {
         if s.len() < 20
             || s[4] != b'-'
             || s[7] != b'-'

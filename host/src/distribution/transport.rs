@@ -37,7 +37,7 @@ impl TransportOptions {
 /// Builds the agent. Redirects are followed (registries may send blob
 /// reads to storage); ureq drops `Authorization` on a redirect, so
 /// credentials never reach the storage host.
-pub fn agent(options: &TransportOptions) -> Result<ureq::Agent, FetchError> {
+pub(super) fn agent(options: &TransportOptions) -> Result<ureq::Agent, FetchError> {
     let mut builder = ureq::AgentBuilder::new()
         .timeout_connect(options.timeout.min(Duration::from_secs(10)))
         .timeout(options.timeout)
@@ -71,7 +71,7 @@ fn tls_with_ca(path: &std::path::Path) -> Result<rustls::ClientConfig, FetchErro
 
 /// Turns a ureq failure into a [`FetchError`], keeping a short excerpt of
 /// an error body (registries explain refusals there).
-pub fn error_of(url: &str, e: ureq::Error) -> FetchError {
+pub(super) fn error_of(url: &str, e: ureq::Error) -> FetchError {
     let redacted = super::redact_url(url);
     match e {
         ureq::Error::Status(status, resp) => {
@@ -99,7 +99,11 @@ pub fn error_of(url: &str, e: ureq::Error) -> FetchError {
 
 /// Reads a response body, refusing more than `limit` bytes (by its
 /// declared length first, then while reading).
-pub fn read_body(resp: ureq::Response, what: &str, limit: u64) -> Result<Vec<u8>, FetchError> {
+pub(super) fn read_body(
+    resp: ureq::Response,
+    what: &str,
+    limit: u64,
+) -> Result<Vec<u8>, FetchError> {
     use std::io::Read;
     let too_large = || FetchError::TooLarge {
         what: what.to_string(),

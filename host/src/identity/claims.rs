@@ -5,7 +5,7 @@ use serde_json::Value;
 
 /// A claim, by name; a nested claim by its `/`-separated path
 /// (`kubernetes.io/namespace` in a Kubernetes ServiceAccount token).
-pub fn lookup<'a>(claims: &'a Value, path: &str) -> Option<&'a Value> {
+pub(crate) fn lookup<'a>(claims: &'a Value, path: &str) -> Option<&'a Value> {
     if let Some(v) = claims.get(path) {
         return Some(v);
     }
@@ -15,7 +15,7 @@ pub fn lookup<'a>(claims: &'a Value, path: &str) -> Option<&'a Value> {
 
 /// A scalar claim as text (strings as they are, numbers and booleans as
 /// JSON writes them); objects, arrays and null are not matched.
-pub fn scalar(v: &Value) -> Option<String> {
+pub(crate) fn scalar(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
@@ -29,7 +29,7 @@ pub fn scalar(v: &Value) -> Option<String> {
 /// reserved (refused at load, so that a pattern from another tool's syntax
 /// is not silently read as a literal).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClaimPattern {
+pub(crate) struct ClaimPattern {
     parts: Vec<Part>,
 }
 
@@ -43,7 +43,7 @@ enum Part {
 }
 
 impl ClaimPattern {
-    pub fn parse(claim: &str, pattern: &str) -> Result<Self, String> {
+    pub(crate) fn parse(claim: &str, pattern: &str) -> Result<Self, String> {
         if claim.is_empty() {
             return Err("a claim name must not be empty".into());
         }
@@ -79,7 +79,7 @@ impl ClaimPattern {
         Ok(ClaimPattern { parts })
     }
 
-    pub fn matches(&self, value: &str) -> bool {
+    pub(crate) fn matches(&self, value: &str) -> bool {
         matches_from(&self.parts, value)
     }
 }
@@ -107,12 +107,12 @@ fn matches_from(parts: &[Part], value: &str) -> bool {
 
 /// `"{repository}@{ref}"`: literal text and claim names in braces.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SubjectTemplate {
+pub(crate) struct SubjectTemplate {
     parts: Vec<(bool, String)>,
 }
 
 impl SubjectTemplate {
-    pub fn parse(template: &str) -> Result<Self, String> {
+    pub(crate) fn parse(template: &str) -> Result<Self, String> {
         let mut parts = Vec::new();
         let mut rest = template;
         while !rest.is_empty() {
@@ -150,7 +150,7 @@ impl SubjectTemplate {
     }
 
     /// The actor's subject, or the claim it needed and the token lacks.
-    pub fn render(&self, claims: &Value) -> Result<String, String> {
+    pub(crate) fn render(&self, claims: &Value) -> Result<String, String> {
         let mut out = String::new();
         for (is_claim, text) in &self.parts {
             if *is_claim {

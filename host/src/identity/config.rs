@@ -58,16 +58,16 @@ pub struct IdentityConfig {
 }
 
 pub(crate) mod defaults {
-    pub fn leeway_s() -> u64 {
+    pub(crate) fn leeway_s() -> u64 {
         60
     }
-    pub fn jwks_refresh_s() -> u64 {
+    pub(crate) fn jwks_refresh_s() -> u64 {
         3600
     }
-    pub fn jwks_max_age_s() -> u64 {
+    pub(crate) fn jwks_max_age_s() -> u64 {
         86_400
     }
-    pub fn jwks_min_refresh_s() -> u64 {
+    pub(crate) fn jwks_min_refresh_s() -> u64 {
         30
     }
 }
@@ -90,7 +90,7 @@ impl IdentityConfig {
 }
 
 /// Checks every entry, naming the key at fault (`identities[2].jwks_url`).
-pub fn validate(identities: &[IdentityConfig]) -> Result<(), String> {
+pub(crate) fn validate(identities: &[IdentityConfig]) -> Result<(), String> {
     let mut names = BTreeSet::new();
     for (i, id) in identities.iter().enumerate() {
         let at = |key: &str| format!("identities[{i}].{key}");
@@ -163,7 +163,7 @@ pub fn validate(identities: &[IdentityConfig]) -> Result<(), String> {
 
 /// HTTPS anywhere; plain HTTP only to a loopback address (a test or a
 /// sidecar), since keys fetched in the clear could be swapped in transit.
-pub fn check_jwks_url(url: &str) -> Result<(), String> {
+pub(crate) fn check_jwks_url(url: &str) -> Result<(), String> {
     let uri: axum::http::Uri = url
         .parse()
         .map_err(|e| format!("'{url}' is not a URL: {e}"))?;

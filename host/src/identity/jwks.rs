@@ -16,7 +16,7 @@ use super::reason::{Reason, Refusal};
 
 /// Largest key set read: real ones are a few KiB; a 10 MB answer is
 /// refused after reading this much, not buffered.
-pub const MAX_JWKS_BYTES: u64 = 1 << 20;
+pub(crate) const MAX_JWKS_BYTES: u64 = 1 << 20;
 
 /// How long one fetch may take. A fetch runs on the request that needed
 /// it (an unknown `kid` must be answered now), so it is short.
@@ -24,7 +24,7 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A key and its id.
 #[derive(Debug, Clone)]
-pub struct Key {
+pub(crate) struct Key {
     pub kid: Option<String>,
     pub key: PublicKey,
 }
@@ -59,7 +59,7 @@ struct RawKey {
 /// (encryption keys, HMAC `oct` keys, other curves) are skipped, so that
 /// an issuer adding one does not break the others; a set with no usable
 /// key at all is an error.
-pub fn parse_set(bytes: &[u8]) -> Result<Vec<Key>, String> {
+pub(crate) fn parse_set(bytes: &[u8]) -> Result<Vec<Key>, String> {
     let set: RawSet =
         serde_json::from_slice(bytes).map_err(|e| format!("not a JWKS document: {e}"))?;
     let mut out = Vec::new();
@@ -148,7 +148,7 @@ pub fn parse_set(bytes: &[u8]) -> Result<Vec<Key>, String> {
 
 /// How often keys are re-read, and how long they outlive a dead endpoint.
 #[derive(Debug, Clone, Copy)]
-pub struct Timing {
+pub(crate) struct Timing {
     pub refresh: Duration,
     pub max_age: Duration,
     pub min_refresh: Duration,
@@ -165,14 +165,14 @@ struct State {
 
 /// One issuer's key set and its cache.
 #[derive(Debug)]
-pub struct KeySource {
+pub(crate) struct KeySource {
     location: JwksLocation,
     timing: Timing,
     state: Mutex<State>,
 }
 
 impl KeySource {
-    pub fn new(location: JwksLocation, timing: Timing) -> Self {
+    pub(crate) fn new(location: JwksLocation, timing: Timing) -> Self {
         KeySource {
             location,
             timing,
@@ -183,7 +183,7 @@ impl KeySource {
     /// Reads the keys once, at startup: a `jwks_file` that is missing or
     /// broken stops the service; an unreachable `jwks_url` is only logged
     /// (the issuer may be down now and up when the first token arrives).
-    pub fn prime(&self) -> Result<(), String> {
+    pub(crate) fn prime(&self) -> Result<(), String> {
         // Not counted as an attempt: the rate limit guards against tokens
         // making the service fetch, and a key rotated in just after
         // startup must still be picked up by the first token naming it.
@@ -207,7 +207,7 @@ impl KeySource {
 
     /// The keys a token with `kid` may have been signed with: by id, or
     /// every key when the token names none.
-    pub fn keys_for(&self, kid: Option<&str>) -> Result<Vec<Key>, Refusal> {
+    pub(crate) fn keys_for(&self, kid: Option<&str>) -> Result<Vec<Key>, Refusal> {
         let mut st = self.lock();
         let now = Instant::now();
         let stale = st

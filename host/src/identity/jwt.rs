@@ -17,11 +17,11 @@ use super::reason::{Reason, Refusal};
 
 /// Longest token accepted (GitHub's are about 1 KiB; headers are bounded
 /// anyway, this keeps decoding cheap).
-pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
 /// The signature algorithms accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Alg {
+pub(crate) enum Alg {
     Rs256,
     Es256,
     EdDsa,
@@ -53,7 +53,7 @@ impl Alg {
         }
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Alg::Rs256 => "RS256",
             Alg::Es256 => "ES256",
@@ -64,7 +64,7 @@ impl Alg {
 
 /// A public key from a JWK, ready for ring.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PublicKey {
+pub(crate) enum PublicKey {
     /// Modulus and exponent, big-endian.
     Rsa { n: Vec<u8>, e: Vec<u8> },
     /// P-256, uncompressed SEC1 point (0x04 || x || y).
@@ -77,7 +77,7 @@ impl PublicKey {
     /// The one algorithm this key verifies: a JWS whose header says
     /// otherwise is refused (the HS256-with-the-public-key confusion, an
     /// RSA signature presented against an EC key).
-    pub fn alg(&self) -> Alg {
+    pub(crate) fn alg(&self) -> Alg {
         match self {
             PublicKey::Rsa { .. } => Alg::Rs256,
             PublicKey::P256(_) => Alg::Es256,
@@ -85,7 +85,7 @@ impl PublicKey {
         }
     }
 
-    pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+    pub(crate) fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
         use ring::signature;
         match self {
             PublicKey::Rsa { n, e } => signature::RsaPublicKeyComponents { n, e }
@@ -114,7 +114,7 @@ struct RawHeader {
 
 /// A token split and decoded, not yet trusted.
 #[derive(Debug)]
-pub struct Unverified {
+pub(crate) struct Unverified {
     pub alg: Alg,
     pub kid: Option<String>,
     pub claims: Value,
@@ -125,7 +125,7 @@ pub struct Unverified {
 /// Whether a bearer value is shaped like a JWT (three base64url parts,
 /// the first a JSON object): such values go to `[[identities]]`, anything
 /// else to `[[tokens]]`.
-pub fn looks_like_jwt(token: &str) -> bool {
+pub(crate) fn looks_like_jwt(token: &str) -> bool {
     let mut parts = token.split('.');
     let (Some(h), Some(_), Some(_), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -141,7 +141,7 @@ pub fn looks_like_jwt(token: &str) -> bool {
 
 /// Splits and decodes a compact JWS; refuses unaccepted algorithms before
 /// anything else is read.
-pub fn parse(token: &str) -> Result<Unverified, Refusal> {
+pub(crate) fn parse(token: &str) -> Result<Unverified, Refusal> {
     let malformed = |m: &str| Refusal::new(Reason::Malformed, m.to_string());
     if token.len() > MAX_TOKEN_BYTES {
         return Err(malformed("the token is longer than 16 KiB"));
@@ -185,7 +185,7 @@ pub fn parse(token: &str) -> Result<Unverified, Refusal> {
 
 impl Unverified {
     /// Checks the signature with `key`, whose type must match the header.
-    pub fn verify_with(&self, key: &PublicKey) -> Result<(), Refusal> {
+    pub(crate) fn verify_with(&self, key: &PublicKey) -> Result<(), Refusal> {
         if key.alg() != self.alg {
             return Err(Refusal::new(
                 Reason::Algorithm,
@@ -209,7 +209,7 @@ impl Unverified {
 }
 
 /// Values from the token quoted in messages are cut short.
-pub fn truncate(s: &str) -> String {
+pub(crate) fn truncate(s: &str) -> String {
     let cut: String = s.chars().filter(|c| !c.is_control()).take(64).collect();
     if cut.len() < s.len() {
         format!("{cut}…")

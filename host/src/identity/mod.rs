@@ -8,11 +8,11 @@
 //! the entry's claims, in that order. The caller is recorded as
 //! `<name>:<subject>`.
 
-pub mod claims;
-pub mod config;
-pub mod jwks;
-pub mod jwt;
-pub mod reason;
+pub(crate) mod claims;
+pub(crate) mod config;
+pub(crate) mod jwks;
+pub(crate) mod jwt;
+pub(crate) mod reason;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,14 +22,14 @@ use serde_json::Value;
 
 use crate::auth::Role;
 use claims::{ClaimPattern, SubjectTemplate, lookup, scalar};
-pub use config::IdentityConfig;
+pub(crate) use config::IdentityConfig;
 use config::JwksLocation;
 use jwks::{KeySource, Timing};
-pub use reason::{Reason, Refusal};
+pub(crate) use reason::{Reason, Refusal};
 
 /// Who a verified token belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verified {
+pub(crate) struct Verified {
     /// `<name>:<subject>`: the actor in the records.
     pub actor: String,
     pub roles: Vec<Role>,
@@ -52,14 +52,14 @@ struct Entry {
 
 /// The configured identities, sharing one key cache per JWKS location.
 #[derive(Debug, Default)]
-pub struct Identities {
+pub(crate) struct Identities {
     entries: Vec<Entry>,
 }
 
 impl Identities {
     /// Compiles validated entries and reads each key set once (a broken
     /// `jwks_file` is an error naming the entry).
-    pub fn new(configs: &[IdentityConfig]) -> Result<Self, String> {
+    pub(crate) fn new(configs: &[IdentityConfig]) -> Result<Self, String> {
         config::validate(configs)?;
         let mut sources: BTreeMap<JwksLocation, Arc<KeySource>> = BTreeMap::new();
         let mut entries = Vec::new();
@@ -111,14 +111,14 @@ impl Identities {
         Ok(Identities { entries })
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
     /// Checks a JWT against the entries; the first entry it satisfies
     /// names the caller. When none does, the refusal that got furthest
     /// through the checks is returned.
-    pub fn verify(&self, token: &str) -> Result<Verified, Refusal> {
+    pub(crate) fn verify(&self, token: &str) -> Result<Verified, Refusal> {
         let unverified = jwt::parse(token)?;
         let issuer = unverified.claims.get("iss").and_then(Value::as_str);
         let candidates: Vec<&Entry> = self

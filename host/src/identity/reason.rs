@@ -9,7 +9,7 @@
 /// that got furthest (a token whose signature is good but whose claims
 /// match no entry says `token.claims`, not `token.signature`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Reason {
+pub(crate) enum Reason {
     /// Not a compact JWS, bad base64url or JSON, a `crit` header, too long.
     Malformed,
     /// `none`, HS*, any algorithm other than RS256/ES256/EdDSA, or an
@@ -38,7 +38,7 @@ pub enum Reason {
 
 impl Reason {
     /// The error code in the 401 body.
-    pub fn code(self) -> &'static str {
+    pub(crate) fn code(self) -> &'static str {
         match self {
             Reason::Malformed => "token.malformed",
             Reason::Algorithm => "token.algorithm",
@@ -58,13 +58,13 @@ impl Reason {
 /// token (claim names and configured values only).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}: {message}", reason.code())]
-pub struct Refusal {
+pub(crate) struct Refusal {
     pub reason: Reason,
     pub message: String,
 }
 
 impl Refusal {
-    pub fn new(reason: Reason, message: impl Into<String>) -> Self {
+    pub(crate) fn new(reason: Reason, message: impl Into<String>) -> Self {
         Refusal {
             reason,
             message: message.into(),

@@ -22,7 +22,7 @@ use wasmtime::component::types::ComponentItem;
 use crate::wit::{EVALUATE, PACKAGE, WitVersion, supported_list};
 
 /// `stagegate:policy@1.0.0`, frozen in `wit/1.0.0/policy.wit`.
-pub mod v1_0 {
+pub(crate) mod v1_0 {
     wasmtime::component::bindgen!({
         world: "policy",
         path: "../wit/1.0.0",
@@ -30,20 +30,20 @@ pub mod v1_0 {
 
     /// Conversions between decision JSON types and 1.0.0 records: the
     /// attestations 1.1.0 added are not passed on.
-    pub mod convert {
+    pub(crate) mod convert {
         crate::wit_conversions!(v1_0: crate::policy::bindings::v1_0::stagegate::policy::types);
     }
 }
 
 /// `stagegate:policy@1.1.0`, the current contract in `wit/policy.wit`.
-pub mod v1_1 {
+pub(crate) mod v1_1 {
     wasmtime::component::bindgen!({
         world: "policy",
         path: "../wit",
     });
 
     /// Conversions between decision JSON types and 1.1.0 records.
-    pub mod convert {
+    pub(crate) mod convert {
         crate::wit_conversions!(v1_1: crate::policy::bindings::v1_1::stagegate::policy::types);
     }
 }

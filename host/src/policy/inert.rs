@@ -10,7 +10,10 @@ use wasmtime::component::{Component, Linker};
 
 /// Defines the inert functions for every version of the interfaces that
 /// `component` imports, whatever the store holds (they touch none of it).
-pub fn define<T: 'static>(linker: &mut Linker<T>, component: &Component) -> wasmtime::Result<()> {
+pub(super) fn define<T: 'static>(
+    linker: &mut Linker<T>,
+    component: &Component,
+) -> wasmtime::Result<()> {
     let engine = linker.engine().clone();
     let imports: Vec<String> = component
         .component_type()

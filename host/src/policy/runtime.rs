@@ -15,7 +15,7 @@ use super::{Limits, PolicyError};
 /// How often the epoch advances. A call's deadline is a number of ticks, so
 /// this is the granularity of deadlines; a ticker thread waking every
 /// millisecond costs nothing measurable.
-pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+pub(super) const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// A configured engine plus the thread that drives its epochs.
 #[derive(Clone)]
@@ -25,9 +25,9 @@ pub struct Runtime {
 
 /// Core module instances one component instance may hold: a Rust policy
 /// has 1-3, a componentize-py one 14 (measured with 0.25.1).
-pub const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 32;
+pub(super) const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 32;
 /// Tables one component instance may hold.
-pub const MAX_TABLES_PER_COMPONENT: u32 = 32;
+pub(super) const MAX_TABLES_PER_COMPONENT: u32 = 32;
 
 struct Inner {
     engine: Engine,

@@ -22,7 +22,7 @@ use crate::decision::request::{GateRequest, Plan};
 
 /// Receivers one system may register: each is written to the outbox on
 /// every escalation, so the fan-out of one event stays bounded.
-pub const MAX_WEBHOOKS: usize = 8;
+pub(crate) const MAX_WEBHOOKS: usize = 8;
 
 /// The name a value of the decision vocabulary has on the wire
 /// (`high`, `approved_with_conditions`).

@@ -45,7 +45,10 @@ impl IdempotencyKey {
 }
 
 /// The answer already given for this key (its JSON text), if any.
-pub async fn lookup(store: &Store, k: &IdempotencyKey) -> Result<Option<String>, RecordError> {
+pub(crate) async fn lookup(
+    store: &Store,
+    k: &IdempotencyKey,
+) -> Result<Option<String>, RecordError> {
     let row = sqlx::query(
         "SELECT request_hash, body FROM idempotency WHERE actor = $1 AND idem_key = $2",
     )

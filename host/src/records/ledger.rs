@@ -326,7 +326,7 @@ pub(crate) struct RowValues {
 
 impl RowValues {
     /// The row's key (its first column, by construction of every table).
-    pub fn key(&self) -> String {
+    pub(crate) fn key(&self) -> String {
         match self.cells.first() {
             Some(Cell::Text(Some(k))) => k.clone(),
             _ => String::new(),
@@ -335,7 +335,7 @@ impl RowValues {
 
     /// `sha256:` over the canonical JSON of the row: `{"table", "row":
     /// {column: value, …}}` with columns in the table's order.
-    pub fn digest(&self) -> String {
+    pub(crate) fn digest(&self) -> String {
         digest(self.table, &self.cells)
     }
 }
@@ -415,7 +415,7 @@ pub(crate) fn entry(
 
 /// A row whose stored contents no longer match the chain.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Tampered {
+pub(crate) struct Tampered {
     pub table: String,
     pub id: String,
     pub reason: String,

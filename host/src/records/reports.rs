@@ -9,7 +9,7 @@ use super::{RecordError, Records};
 use crate::decision::Timestamp;
 
 /// Longest reason kept from a report: an event message, one line.
-pub const MAX_REASON: usize = 1024;
+pub(super) const MAX_REASON: usize = 1024;
 
 impl Records {
     /// Appends a `reported` event to the deployment's history; returns its

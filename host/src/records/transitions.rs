@@ -45,11 +45,11 @@ use crate::decision::{Envelope, Outcome, Request, Timestamp};
 
 /// Observations one call may record: enough for every metric of a plan
 /// many times over, small enough that the chain lock is held briefly.
-pub const MAX_OBSERVATIONS: usize = 1000;
+pub(crate) const MAX_OBSERVATIONS: usize = 1000;
 
 /// How far ahead of the service's clock an observation's window may end:
 /// clocks of metric pipelines drift a little, never by days.
-pub const DEFAULT_CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
+pub(crate) const DEFAULT_CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
 
 /// An operator's action that stops exposure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -29,7 +29,7 @@ impl Write<'static> {
     /// Begins a transaction and takes the chain lock. With an idempotency
     /// key, a request that committed under the same key while this one
     /// waited for the lock ends it here: its answer is the answer.
-    pub async fn begin(
+    pub(crate) async fn begin(
         store: &Store,
         actor: &str,
         now: Timestamp,
@@ -56,21 +56,21 @@ impl Write<'static> {
 impl Write<'_> {
     /// The connection, for reads and writes of rows not committed to the
     /// chain (schedule, outbox).
-    pub fn conn(&mut self) -> &mut AnyConnection {
+    pub(crate) fn conn(&mut self) -> &mut AnyConnection {
         &mut self.tx
     }
 
-    pub fn now(&self) -> Timestamp {
+    pub(crate) fn now(&self) -> Timestamp {
         self.now
     }
 
-    pub fn actor(&self) -> &str {
+    pub(crate) fn actor(&self) -> &str {
         &self.actor
     }
 
     /// Inserts a record row and commits its digest to the chain. A row
     /// that already exists is a conflict described by `exists`.
-    pub async fn insert(
+    pub(crate) async fn insert(
         &mut self,
         row: RowValues,
         deployment_id: Option<&str>,
@@ -87,19 +87,19 @@ impl Write<'_> {
     }
 
     /// Commits a row's current contents to the chain (after an update).
-    pub fn seal(&mut self, row: &RowValues, deployment_id: Option<&str>) {
+    pub(crate) fn seal(&mut self, row: &RowValues, deployment_id: Option<&str>) {
         self.entries
             .push(ledger::entry(row, &self.actor, self.now, deployment_id));
     }
 
     /// Logs a decision this write rests on.
-    pub fn decision(&mut self, entry: LogEntry) {
+    pub(crate) fn decision(&mut self, entry: LogEntry) {
         self.entries.push(entry);
     }
 
     /// Appends the chain entries, stores `answer` under the idempotency
     /// key (if any) and commits.
-    pub async fn commit<T: Serialize>(
+    pub(crate) async fn commit<T: Serialize>(
         mut self,
         idem: Option<&IdempotencyKey>,
         answer: &T,

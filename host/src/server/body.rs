@@ -17,7 +17,7 @@ fn too_large(limit: usize) -> ApiError {
 /// Reads at most `limit` bytes; more is a 413 naming the limit. A declared
 /// `Content-Length` over the limit is refused before a byte is read, so a
 /// client that sent `Expect: 100-continue` never uploads the body at all.
-pub async fn read(
+pub(crate) async fn read(
     headers: &HeaderMap,
     body: Body,
     limit: usize,
@@ -47,7 +47,7 @@ pub async fn read(
 /// Decisions take JSON. `application/x-www-form-urlencoded` is accepted
 /// too, because it is what `curl -d @request.json` sends by default; the
 /// body is still parsed as JSON. Anything else is a 415 saying what to send.
-pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return Ok(());
     };
@@ -73,7 +73,7 @@ pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
 /// reset instead of the 401 or 403 that explains the refusal; reading a
 /// bounded amount first lets the answer arrive. Nothing is kept: 64
 /// refused 8 MiB uploads at once cost 64 chunks, not 512 MiB.
-pub async fn refuse_after_drain(headers: &HeaderMap, body: Body, err: ApiError) -> ApiError {
+pub(crate) async fn refuse_after_drain(headers: &HeaderMap, body: Body, err: ApiError) -> ApiError {
     use http_body_util::BodyExt;
     const DRAIN: u64 = 8 << 20;
     let declared = headers
@@ -122,7 +122,7 @@ fn essence(headers: &HeaderMap) -> String {
 /// content type a browser cannot send without a CORS preflight, which the
 /// service never grants: JSON for records, anything but a form type for
 /// bundle uploads.
-pub fn require_non_form(headers: &HeaderMap, open: bool) -> Result<(), ApiError> {
+pub(crate) fn require_non_form(headers: &HeaderMap, open: bool) -> Result<(), ApiError> {
     let essence = essence(headers);
     if open && is_cors_simple(&essence) {
         return Err(ApiError::new(

@@ -28,14 +28,14 @@ use crate::auth::Role;
 use crate::integrations::gateway::{Answer, Ask};
 use crate::server::auth::RequireRole;
 
-pub use crate::integrations::gateway::Exposure;
+pub(crate) use crate::integrations::gateway::Exposure;
 
 /// The header asking for an answer by route.
 const ANSWER_MODE: &str = "x-stagegate-answer";
 
 /// `ANY /v1/integrations/authz[/…]`: a gateway token is required; no body
 /// is read.
-pub async fn authz(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+pub(crate) async fn authz(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let checked = app
         .auth
         .caller(&headers)

@@ -19,7 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// Serves `router` on `listener` until `shutdown` completes, then drains
 /// the connections in flight.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     header_timeout: Duration,

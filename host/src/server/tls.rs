@@ -31,7 +31,7 @@ use tower::ServiceExt;
 
 use super::admission_access::TlsConnection;
 
-pub use crate::config::TlsFiles;
+pub(crate) use crate::config::TlsFiles;
 
 /// The first byte of a TLS record carrying a handshake message.
 const TLS_HANDSHAKE: u8 = 0x16;
@@ -124,10 +124,10 @@ impl TlsFiles {
 }
 
 /// Verifies the client certificates a connection may present.
-pub type ClientVerifier = Arc<dyn rustls::server::danger::ClientCertVerifier>;
+pub(crate) type ClientVerifier = Arc<dyn rustls::server::danger::ClientCertVerifier>;
 
 /// The current server configuration, swapped when the files change.
-pub struct Certificates {
+pub(crate) struct Certificates {
     files: TlsFiles,
     client: Option<ClientVerifier>,
     current: ArcSwap<ServerConfig>,
@@ -139,13 +139,13 @@ pub struct Certificates {
 impl Certificates {
     /// Loads the pair; fails naming the file when it cannot be used.
     #[cfg(test)]
-    pub fn load(files: TlsFiles) -> Result<Arc<Self>, TlsError> {
+    pub(crate) fn load(files: TlsFiles) -> Result<Arc<Self>, TlsError> {
         Self::load_with(files, None)
     }
 
     /// [`Certificates::load`], asking clients for a certificate that
     /// `client` verifies (optional for the client).
-    pub fn load_with(
+    pub(crate) fn load_with(
         files: TlsFiles,
         client: Option<ClientVerifier>,
     ) -> Result<Arc<Self>, TlsError> {
@@ -161,7 +161,7 @@ impl Certificates {
 
     /// Re-reads the files; swaps in the new pair when they changed and
     /// load. Returns whether the serving pair changed.
-    pub fn reload(&self) -> bool {
+    pub(crate) fn reload(&self) -> bool {
         let contents = match self.files.read() {
             Ok(c) => c,
             Err(e) => {
@@ -193,7 +193,7 @@ impl Certificates {
     }
 
     /// Polls the files every `interval` for as long as the service runs.
-    pub fn watch(self: &Arc<Self>, interval: Duration) {
+    pub(crate) fn watch(self: &Arc<Self>, interval: Duration) {
         let this = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);
@@ -213,7 +213,7 @@ impl Certificates {
     }
 
     /// The files served.
-    pub fn files(&self) -> &TlsFiles {
+    pub(crate) fn files(&self) -> &TlsFiles {
         &self.files
     }
 }
@@ -221,7 +221,7 @@ impl Certificates {
 /// Serves `router` over TLS on `listener` until `shutdown` completes, then
 /// stops accepting and waits for the connections' in-flight requests.
 /// `handshake_timeout` bounds how long a connection may take to start.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     certificates: Arc<Certificates>,

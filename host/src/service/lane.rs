@@ -34,26 +34,26 @@ use crate::decision::{Request, Timestamp};
 /// a scheduler time slice (a first version at 2 ms sent every bundle to the
 /// slow lane under load and capped throughput at ~4k decisions/s) and well
 /// below the 100 ms a policy spinning to its deadline takes.
-pub const SLOW_CALL: Duration = Duration::from_millis(25);
+pub(crate) const SLOW_CALL: Duration = Duration::from_millis(25);
 /// How long a bundle stays in the slow lane after its last slow call.
-pub const SLOW_FOR: Duration = Duration::from_secs(10);
+pub(crate) const SLOW_FOR: Duration = Duration::from_secs(10);
 /// A request body above this size is heavy: it is decoded and decided in
 /// the slow lane and its duration says nothing about the bundle. The
 /// reference examples are 3–5 KiB.
-pub const HEAVY_REQUEST_BYTES: usize = 64 << 10;
+pub(crate) const HEAVY_REQUEST_BYTES: usize = 64 << 10;
 /// A request with more list items than this (all lists, nested ones
 /// included) is heavy. The reference examples hold a few dozen; a 62 KiB
 /// gate request of 20,000 empty criteria asks for 20,000 findings and took
 /// 300 ms in a debug build, enough to mark a bundle slow on its own.
-pub const HEAVY_REQUEST_ITEMS: usize = 256;
+pub(crate) const HEAVY_REQUEST_ITEMS: usize = 256;
 
-pub struct Lane {
+pub(crate) struct Lane {
     slow_until_ms: AtomicI64,
     permits: Arc<Semaphore>,
 }
 
 impl Lane {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
@@ -64,12 +64,12 @@ impl Lane {
     }
 
     /// Whether the next decision should go to the slow lane.
-    pub fn is_slow(&self) -> bool {
+    pub(crate) fn is_slow(&self) -> bool {
         self.slow_until_ms.load(Ordering::Relaxed) > Timestamp::now().millis()
     }
 
     /// Records how long a call took.
-    pub fn observe(&self, took: Duration) {
+    pub(crate) fn observe(&self, took: Duration) {
         if took > SLOW_CALL {
             let until = Timestamp::now().millis() + SLOW_FOR.as_millis() as i64;
             self.slow_until_ms.store(until, Ordering::Relaxed);
@@ -80,7 +80,7 @@ impl Lane {
     /// under the lane's permits if the bundle is slow or the request
     /// `heavy` (see [`is_heavy_body`], [`is_heavy_request`]). Only a light
     /// request's time is observed. Returns what `f` returned.
-    pub async fn run<T: Send + 'static>(
+    pub(crate) async fn run<T: Send + 'static>(
         &self,
         heavy: bool,
         f: impl FnOnce() -> T + Send + 'static,
@@ -113,12 +113,12 @@ impl Lane {
 }
 
 /// A body this large is heavy whatever it holds.
-pub fn is_heavy_body(bytes: usize) -> bool {
+pub(crate) fn is_heavy_body(bytes: usize) -> bool {
     bytes > HEAVY_REQUEST_BYTES
 }
 
 /// A decoded request with this many list items is heavy.
-pub fn is_heavy_request(request: &Request) -> bool {
+pub(crate) fn is_heavy_request(request: &Request) -> bool {
     request.list_items() > HEAVY_REQUEST_ITEMS
 }
 

@@ -13,7 +13,7 @@ pub(crate) mod lane;
 pub(crate) mod metrics;
 pub(crate) mod monitor;
 pub(crate) mod ops_metrics;
-pub mod pipeline;
+pub(crate) mod pipeline;
 pub(crate) mod registry;
 pub(crate) mod remote;
 pub(crate) mod sources;
@@ -22,9 +22,9 @@ mod startup;
 use std::sync::Arc;
 
 pub(crate) use metrics::Metrics;
-pub use pipeline::{Pipeline, PipelineError};
+pub(crate) use pipeline::{Pipeline, PipelineError};
 pub(crate) use registry::Registry;
-pub use registry::ResolveError;
+pub(crate) use registry::ResolveError;
 pub(crate) use startup::StartError;
 
 /// The running engine: the records, the bundles it asks and the counters

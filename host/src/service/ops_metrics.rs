@@ -91,6 +91,6 @@ impl OpsMetrics {
 }
 
 /// Now, in Unix seconds.
-pub fn unix_now() -> i64 {
+pub(crate) fn unix_now() -> i64 {
     crate::decision::Timestamp::now().millis() / 1000
 }

@@ -40,7 +40,7 @@ struct Cursor {
 }
 
 /// One polled source.
-pub struct Poller {
+pub(crate) struct Poller {
     name: String,
     fetcher: Fetcher,
     location: String,
@@ -58,7 +58,7 @@ pub struct Poller {
 /// Starts a poller thread for every bundle with a `url` or `oci` source.
 /// A source that cannot be set up (an unreadable CA file) is an error
 /// before the service listens.
-pub fn start(
+pub(crate) fn start(
     registry: &Arc<Registry>,
     bundles: &[BundleConfig],
     sources: &SourcesConfig,
@@ -72,7 +72,7 @@ pub fn start(
 }
 
 impl Poller {
-    pub fn new(
+    pub(crate) fn new(
         registry: &Arc<Registry>,
         b: &BundleConfig,
         sources: &SourcesConfig,
@@ -195,7 +195,7 @@ impl Poller {
 
     /// One poll: asks, maybe activates, records; returns the wait before
     /// the next.
-    pub fn poll(&mut self) -> Duration {
+    pub(crate) fn poll(&mut self) -> Duration {
         let (result, error) = match &self.fetcher {
             Fetcher::Url(_) => self.poll_url(),
             Fetcher::Oci(_) => self.poll_oci(),
@@ -352,7 +352,7 @@ impl Poller {
 /// doubled per failure up to `max_backoff`, drawn from 50–100 % of that
 /// ("equal jitter"), so a fleet that lost its registry together does not
 /// return to it together.
-pub fn next_wait(interval: Duration, max_backoff: Duration, failures: u32) -> Duration {
+pub(crate) fn next_wait(interval: Duration, max_backoff: Duration, failures: u32) -> Duration {
     let mut rng = rand::thread_rng();
     if failures == 0 {
         return interval.mul_f64(rng.gen_range(0.8..=1.2));

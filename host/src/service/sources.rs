@@ -25,14 +25,14 @@ fn stamp(path: &Path) -> Option<Stamp> {
 }
 
 /// Watches the file and directory sources of the configured bundles.
-pub struct Watcher {
+pub(crate) struct Watcher {
     registry: Arc<Registry>,
     bundles: Vec<BundleConfig>,
     seen: BTreeMap<PathBuf, Stamp>,
 }
 
 impl Watcher {
-    pub fn new(registry: Arc<Registry>, bundles: Vec<BundleConfig>) -> Self {
+    pub(crate) fn new(registry: Arc<Registry>, bundles: Vec<BundleConfig>) -> Self {
         Watcher {
             registry,
             bundles,
@@ -41,7 +41,7 @@ impl Watcher {
     }
 
     /// Checks every source once; activates what changed. Blocking.
-    pub fn poll(&mut self) {
+    pub(crate) fn poll(&mut self) {
         for b in self.bundles.clone() {
             if let Some(file) = &b.file {
                 self.poll_file(&b.name, file);
@@ -137,7 +137,7 @@ impl Watcher {
     }
 
     /// Polls forever on a blocking thread.
-    pub fn spawn(mut self, every: Duration) {
+    pub(crate) fn spawn(mut self, every: Duration) {
         std::thread::Builder::new()
             .name("stagegate-sources".into())
             .spawn(move || {
@@ -156,7 +156,7 @@ impl Watcher {
 /// Development source: builds a policy directory and signs it with a local
 /// key, creating the key on first use. It is activated with `force`. The key's public half goes into the
 /// trust directory so the bundle verifies like any other.
-pub fn build_and_sign(
+pub(crate) fn build_and_sign(
     registry: &Registry,
     name: &str,
     dir: &Path,

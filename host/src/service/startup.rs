@@ -25,7 +25,7 @@ impl Service {
     /// Opens the records database, then builds the registry and loads
     /// every configured bundle. The background work starts with
     /// [`Service::spawn_background`].
-    pub async fn start(config: &Config) -> Result<Service, StartError> {
+    pub(crate) async fn start(config: &Config) -> Result<Service, StartError> {
         let url = config.database_url();
         let store = crate::records::open_store(&url)
             .await
@@ -91,7 +91,7 @@ impl Service {
 
     /// Starts the scheduler, the checkpoint signer and the webhook
     /// deliverer (each if enabled).
-    pub fn spawn_background(&self, config: &Config) {
+    pub(crate) fn spawn_background(&self, config: &Config) {
         monitor::start(self.clone(), config);
     }
 }

@@ -19,7 +19,7 @@ use crate::server::error::ApiError;
 use crate::service::registry::{Active, Event, Origin, Rejection, Slot};
 
 #[derive(Serialize)]
-pub struct ActiveView {
+pub(crate) struct ActiveView {
     name: String,
     version: String,
     digest: String,
@@ -51,13 +51,13 @@ fn view(slot: &Slot, a: &Active, default: bool) -> ActiveView {
 }
 
 #[derive(Serialize)]
-pub struct BundleList {
+pub(crate) struct BundleList {
     bundles: Vec<ActiveView>,
     default: Option<String>,
 }
 
 /// Active bundles: any authenticated caller.
-pub async fn list(
+pub(crate) async fn list(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
 ) -> Result<Json<BundleList>, ApiError> {
@@ -76,7 +76,7 @@ pub async fn list(
 }
 
 #[derive(Serialize)]
-pub struct BundleStatus {
+pub(crate) struct BundleStatus {
     name: String,
     active: Option<ActiveView>,
     last_rejection: Option<Event>,
@@ -87,7 +87,7 @@ pub struct BundleStatus {
 }
 
 /// One bundle's status, including the last rejected candidate and why.
-pub async fn status(
+pub(crate) async fn status(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
     headers: HeaderMap,
@@ -114,7 +114,7 @@ pub async fn status(
 }
 
 #[derive(Debug, Deserialize)]
-pub struct UploadQuery {
+pub(crate) struct UploadQuery {
     #[serde(default)]
     force: bool,
     /// Why a forced activation is needed: kept with the forced-activation
@@ -128,7 +128,7 @@ const MAX_REASON: usize = 1024;
 
 /// Uploads a bundle version: verified, compiled, smoke-called, then
 /// swapped in. A rejected upload leaves the active version serving.
-pub async fn upload(
+pub(crate) async fn upload(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
     query: Result<Query<UploadQuery>, QueryRejection>,

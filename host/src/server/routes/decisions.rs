@@ -18,11 +18,11 @@ use crate::server::error::ApiError;
 use crate::service::registry::ResolveError;
 
 #[derive(Debug, Deserialize)]
-pub struct DecideQuery {
+pub(crate) struct DecideQuery {
     bundle: Option<String>,
 }
 
-pub async fn decide(
+pub(crate) async fn decide(
     State(app): State<Arc<App>>,
     kind: Result<Path<String>, PathRejection>,
     query: Result<Query<DecideQuery>, QueryRejection>,
@@ -116,7 +116,7 @@ struct Answer<'a> {
     receipt: crate::records::ReceiptStatus,
 }
 
-pub fn resolve_error(e: ResolveError) -> ApiError {
+pub(crate) fn resolve_error(e: ResolveError) -> ApiError {
     match e {
         ResolveError::Unknown(_) => {
             ApiError::new(StatusCode::NOT_FOUND, "unknown_bundle", e.to_string())

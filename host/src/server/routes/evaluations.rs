@@ -20,10 +20,10 @@ use crate::service::pipeline::Pipeline;
 
 /// Who may ask: gateways and controllers (`gateway`), operators, and
 /// auditors.
-pub const EVALUATORS: &[Role] = &[Role::Gateway, Role::Operator, Role::Auditor];
+pub(crate) const EVALUATORS: &[Role] = &[Role::Gateway, Role::Operator, Role::Auditor];
 
 /// A query string as its parameters; a malformed one is 400.
-pub fn query_params(
+pub(crate) fn query_params(
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<HashMap<String, String>, ApiError> {
     query
@@ -32,7 +32,7 @@ pub fn query_params(
 }
 
 /// The default bundle's pipeline: what deployments are decided by.
-pub fn pipeline(app: &App) -> Result<Pipeline, ApiError> {
+pub(crate) fn pipeline(app: &App) -> Result<Pipeline, ApiError> {
     app.pipeline(None).map_err(super::decisions::resolve_error)
 }
 
@@ -41,7 +41,7 @@ fn json<T: serde::Serialize>(v: &T) -> Result<Response, ApiError> {
     super::respond::json(StatusCode::OK, v)
 }
 
-pub async fn progression(
+pub(crate) async fn progression(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
@@ -69,7 +69,7 @@ pub async fn progression(
     json(&evaluation)
 }
 
-pub async fn monitoring(
+pub(crate) async fn monitoring(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -87,7 +87,7 @@ pub async fn monitoring(
 /// `GET /v1/deployments?ref=NAMESPACE/NAME`: the deployment a ref resolves
 /// to (the newest created with it), with its history — what an adapter
 /// sees when it finds a deployment by ref.
-pub async fn find(
+pub(crate) async fn find(
     State(app): State<Arc<App>>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
     headers: HeaderMap,

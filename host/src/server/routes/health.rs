@@ -13,7 +13,7 @@ use crate::server::App;
 use crate::server::error::ApiError;
 
 /// Liveness: the process answers.
-pub async fn healthz() -> impl IntoResponse {
+pub(crate) async fn healthz() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "application/json")],
         r#"{"status":"ok"}"#,
@@ -22,7 +22,9 @@ pub async fn healthz() -> impl IntoResponse {
 
 /// Readiness: at least one verified bundle is active, and the decision
 /// log extends the last checkpoint the service signed.
-pub async fn readyz(State(app): State<Arc<App>>) -> Result<Json<serde_json::Value>, ApiError> {
+pub(crate) async fn readyz(
+    State(app): State<Arc<App>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     if let Some(reason) = app.records.log_rewound() {
         return Err(ApiError::unavailable("not_ready", reason));
     }
@@ -41,7 +43,7 @@ pub async fn readyz(State(app): State<Arc<App>>) -> Result<Json<serde_json::Valu
 }
 
 /// Prometheus text exposition.
-pub async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
+pub(crate) async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
     app.metrics.log_rewound(app.records.log_rewound().is_some());
     (
         [(

@@ -59,7 +59,7 @@ fn outside(e: crate::records::RecordError) -> ApiError {
 }
 
 /// `GET /v1/log/proof/inclusion?index=I&size=S`
-pub async fn inclusion(
+pub(crate) async fn inclusion(
     State(app): State<Arc<App>>,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
@@ -75,7 +75,7 @@ pub async fn inclusion(
 }
 
 /// `GET /v1/log/proof/consistency?from=A&to=B`
-pub async fn consistency(
+pub(crate) async fn consistency(
     State(app): State<Arc<App>>,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
@@ -91,7 +91,7 @@ pub async fn consistency(
 }
 
 /// `GET /v1/log/entries/{I}`
-pub async fn entry(
+pub(crate) async fn entry(
     State(app): State<Arc<App>>,
     Path(index): Path<String>,
     headers: HeaderMap,
@@ -106,7 +106,7 @@ pub async fn entry(
 }
 
 /// `GET /v1/decisions/{id}/proof`
-pub async fn decision_proof(
+pub(crate) async fn decision_proof(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -117,7 +117,11 @@ pub async fn decision_proof(
 
 /// `GET /v1/decisions/{id}/receipt?include=proof`: the receipt's DSSE
 /// envelope and the decision's log proof in one document.
-pub async fn receipt_with_proof(app: &App, id: &str, envelope: &str) -> Result<Response, ApiError> {
+pub(crate) async fn receipt_with_proof(
+    app: &App,
+    id: &str,
+    envelope: &str,
+) -> Result<Response, ApiError> {
     let envelope: serde_json::Value = serde_json::from_str(envelope)
         .map_err(|e| ApiError::internal(format!("the stored receipt is not JSON: {e}")))?;
     let proof = app.records.decision_proof(id).await?;
@@ -195,7 +199,7 @@ pub(crate) fn parse_tile_path(path: &str) -> Option<TilePath> {
 
 /// `GET /v1/log/tile/{*path}`: hash tiles and entry bundles. Full tiles
 /// never change and are cached for a year; partial ones are not cached.
-pub async fn tile(
+pub(crate) async fn tile(
     State(app): State<Arc<App>>,
     Path(path): Path<String>,
     headers: HeaderMap,

@@ -1,11 +1,11 @@
 //! HTTP handlers, one module per resource.
 
-pub mod bundles;
-pub mod decisions;
-pub mod evaluations;
-pub mod health;
-pub mod integrations;
-pub mod log;
-pub mod notice;
-pub mod records;
+pub(crate) mod bundles;
+pub(crate) mod decisions;
+pub(crate) mod evaluations;
+pub(crate) mod health;
+pub(crate) mod integrations;
+pub(crate) mod log;
+pub(crate) mod notice;
+pub(crate) mod records;
 mod respond;

@@ -93,7 +93,7 @@ impl NoticeCache {
     }
 }
 
-pub async fn notice(
+pub(crate) async fn notice(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
     headers: HeaderMap,

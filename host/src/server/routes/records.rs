@@ -151,7 +151,7 @@ async fn writer(
     Ok((caller, bytes))
 }
 
-pub async fn create_system(
+pub(crate) async fn create_system(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     b: Body,
@@ -162,7 +162,7 @@ pub async fn create_system(
     json(StatusCode::CREATED, &system)
 }
 
-pub async fn get_system(
+pub(crate) async fn get_system(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -171,7 +171,7 @@ pub async fn get_system(
     json(StatusCode::OK, &app.records.system(&id).await?.system)
 }
 
-pub async fn create_release(
+pub(crate) async fn create_release(
     State(app): State<Arc<App>>,
     Path(system): Path<String>,
     headers: HeaderMap,
@@ -201,7 +201,7 @@ struct ReleaseAttestations {
     attestations: Vec<Box<serde_json::value::RawValue>>,
 }
 
-pub async fn get_release(
+pub(crate) async fn get_release(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -210,7 +210,7 @@ pub async fn get_release(
     json(StatusCode::OK, &app.records.release(&id).await?)
 }
 
-pub async fn release_review(
+pub(crate) async fn release_review(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -225,7 +225,7 @@ pub async fn release_review(
     json(StatusCode::CREATED, &review)
 }
 
-pub async fn release_authorisation(
+pub(crate) async fn release_authorisation(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -245,7 +245,7 @@ pub async fn release_authorisation(
     json(StatusCode::CREATED, &auth)
 }
 
-pub async fn release_acceptance(
+pub(crate) async fn release_acceptance(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -260,7 +260,7 @@ pub async fn release_acceptance(
     json(StatusCode::CREATED, &acceptance)
 }
 
-pub async fn create_deployment(
+pub(crate) async fn create_deployment(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     b: Body,
@@ -286,7 +286,7 @@ pub async fn create_deployment(
     .await
 }
 
-pub async fn get_deployment(
+pub(crate) async fn get_deployment(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -300,7 +300,7 @@ pub async fn get_deployment(
     Ok(res)
 }
 
-pub async fn route(
+pub(crate) async fn route(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -311,7 +311,7 @@ pub async fn route(
     json(StatusCode::OK, &app.records.route(&id).await?)
 }
 
-pub async fn deployment_review(
+pub(crate) async fn deployment_review(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -327,7 +327,7 @@ pub async fn deployment_review(
     json(StatusCode::CREATED, &review)
 }
 
-pub async fn progress(
+pub(crate) async fn progress(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -357,7 +357,7 @@ pub async fn progress(
 }
 
 #[derive(Debug, serde::Deserialize)]
-pub struct ObserveQuery {
+pub(crate) struct ObserveQuery {
     /// `false`: record only, the scheduler judges them later.
     #[serde(default = "yes")]
     evaluate: bool,
@@ -367,7 +367,7 @@ fn yes() -> bool {
     true
 }
 
-pub async fn observe(
+pub(crate) async fn observe(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
     query: Result<axum::extract::Query<ObserveQuery>, axum::extract::rejection::QueryRejection>,
@@ -405,7 +405,7 @@ pub async fn observe(
     .await
 }
 
-pub async fn issue(
+pub(crate) async fn issue(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -455,7 +455,7 @@ async fn intervene(
     .await
 }
 
-pub async fn rollback(
+pub(crate) async fn rollback(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -464,7 +464,7 @@ pub async fn rollback(
     intervene(app, id, headers, b, Intervention::Rollback).await
 }
 
-pub async fn suspend(
+pub(crate) async fn suspend(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -475,7 +475,7 @@ pub async fn suspend(
 
 /// `?format=` of a deployment's record.
 #[derive(Debug, serde::Deserialize)]
-pub struct RecordQuery {
+pub(crate) struct RecordQuery {
     #[serde(default)]
     format: Option<String>,
 }
@@ -483,7 +483,7 @@ pub struct RecordQuery {
 /// `GET /v1/deployments/{id}/record[?format=json|oscal]`: the auditor's
 /// document, as stagegate's own JSON or as OSCAL assessment results
 /// (docs/oscal.md).
-pub async fn record(
+pub(crate) async fn record(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
     query: Result<Query<RecordQuery>, QueryRejection>,
@@ -522,7 +522,7 @@ pub async fn record(
     }
 }
 
-pub async fn decision(
+pub(crate) async fn decision(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -536,7 +536,7 @@ pub async fn decision(
     json(StatusCode::OK, &app.records.decision_entry(&id).await?)
 }
 
-pub async fn deliveries(
+pub(crate) async fn deliveries(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -554,7 +554,7 @@ pub async fn deliveries(
 /// Merkle tree (`text/plain`), for an auditor or witness to keep outside
 /// the database; signs one only when the log moved and the newest is
 /// older than `records.checkpoint_max_age_ms` (docs/log.md).
-pub async fn checkpoint(
+pub(crate) async fn checkpoint(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -576,7 +576,7 @@ pub async fn checkpoint(
 
 /// `GET /v1/log/key`: the public key checkpoints are signed with, as PEM
 /// and as a signed-note verifier key.
-pub async fn checkpoint_key(
+pub(crate) async fn checkpoint_key(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -602,7 +602,7 @@ pub async fn checkpoint_key(
 
 /// `GET /v1/decisions/{id}/receipt`: the decision's signed receipt, a DSSE
 /// envelope (docs/evidence-and-receipts.md).
-pub async fn receipt(
+pub(crate) async fn receipt(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
     Query(q): Query<std::collections::HashMap<String, String>>,
@@ -627,7 +627,7 @@ pub async fn receipt(
 }
 
 /// `GET /v1/receipts/keys`: the public keys receipts are signed with.
-pub async fn receipt_keys(
+pub(crate) async fn receipt_keys(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {

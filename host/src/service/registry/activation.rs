@@ -17,7 +17,7 @@ use crate::policy::{ActivePolicy, LoadError};
 
 /// Why a candidate was refused. The variant decides the HTTP status.
 #[derive(Debug, thiserror::Error)]
-pub enum Rejection {
+pub(crate) enum Rejection {
     #[error("{0}")]
     Invalid(#[from] BundleError),
     #[error("bundle is named '{found}', not '{expected}'")]
@@ -55,7 +55,7 @@ pub enum Rejection {
 
 impl Rejection {
     /// The stable error code of the refusal (the one table of them).
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             Rejection::Invalid(_) => "bundle_invalid",
             Rejection::WrongName { .. } => "bundle_wrong_name",
@@ -71,7 +71,7 @@ impl Rejection {
 
 /// The result of a successful candidate.
 #[derive(Debug, Clone, Serialize)]
-pub struct Activated {
+pub(crate) struct Activated {
     pub bundle: String,
     pub version: String,
     pub digest: String,
@@ -91,14 +91,14 @@ pub struct Activated {
 /// beyond the slot's history (the decision log subscribes to these).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
-pub enum BundleEvent {
+pub(crate) enum BundleEvent {
     /// `force=true` installed a version the floor would have refused.
     ForcedActivation(ForcedActivation),
 }
 
 /// A forced activation: who forced which bundle from what to what, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ForcedActivation {
+pub(crate) struct ForcedActivation {
     pub at: Timestamp,
     pub bundle: String,
     /// The uploader's name, or the source that forced it.
@@ -117,7 +117,7 @@ impl Registry {
     /// Restores every bundle persisted by an earlier run, so a restart
     /// serves the last good bundles before any source is reachable. Each is
     /// verified again: the trust store may have changed since.
-    pub fn restore_persisted(&self) {
+    pub(crate) fn restore_persisted(&self) {
         let dir = self.settings.data_dir.join("bundles");
         let Ok(entries) = std::fs::read_dir(&dir) else {
             return;
@@ -144,7 +144,7 @@ impl Registry {
     /// Verifies, compiles, smoke-calls, persists and swaps in a candidate.
     /// Blocking (compilation takes a while): call it off the async runtime.
     /// `reason` is the caller's account of a forced activation.
-    pub fn activate(
+    pub(crate) fn activate(
         &self,
         name: &str,
         bytes: &[u8],
@@ -247,7 +247,7 @@ impl Registry {
     /// [`Registry::activate`] (a pulled blob whose digest does not match,
     /// a manifest of another artifact): in the slot's history and the
     /// rejection metric, like any other refusal.
-    pub fn refuse(&self, name: &str, origin: Origin, reason: String) {
+    pub(crate) fn refuse(&self, name: &str, origin: Origin, reason: String) {
         tracing::warn!(bundle = %name, origin = %origin, reason = %reason, "bundle candidate rejected; the active version keeps serving");
         if let Some(slot) = self.slots.load().get(name) {
             self.metrics.activation_failed(name);

@@ -24,11 +24,11 @@ mod persistence;
 mod slots;
 mod source_status;
 
-pub use activation::{Activated, BundleEvent, Rejection};
+pub(crate) use activation::{Activated, BundleEvent, Rejection};
 pub(crate) use persistence::read_candidate;
-pub use slots::{Active, Event, Origin, Slot};
+pub(crate) use slots::{Active, Event, Origin, Slot};
 pub(crate) use source_status::SourceState;
-pub use source_status::{PollResult, SourceStatus};
+pub(crate) use source_status::{PollResult, SourceStatus};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -40,7 +40,7 @@ use crate::bundle::ArchiveLimits;
 use crate::policy::{BundleLimits, ComponentCache, Isolation, Runtime};
 
 /// Settings the registry needs from the configuration.
-pub struct RegistrySettings {
+pub(crate) struct RegistrySettings {
     pub trust_dir: PathBuf,
     pub min_signatures: usize,
     pub isolation: Isolation,
@@ -66,7 +66,7 @@ pub struct RegistrySettings {
 
 /// A policy set: a name that answers decisions with several bundles.
 /// Its members keep their own slots and hot-swap independently.
-pub struct PolicySet {
+pub(crate) struct PolicySet {
     pub name: String,
     pub members: Vec<String>,
     pub counters: BundleCounters,
@@ -76,27 +76,27 @@ pub struct PolicySet {
 
 /// What answers one decision: a bundle, or a policy set.
 #[derive(Clone)]
-pub enum Target {
+pub(crate) enum Target {
     Bundle(Arc<Slot>),
     Set(Arc<PolicySet>),
 }
 
 impl Target {
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         match self {
             Target::Bundle(s) => &s.name,
             Target::Set(s) => &s.name,
         }
     }
 
-    pub fn lane(&self) -> &super::lane::Lane {
+    pub(crate) fn lane(&self) -> &super::lane::Lane {
         match self {
             Target::Bundle(s) => &s.lane,
             Target::Set(s) => &s.lane,
         }
     }
 
-    pub fn counters(&self) -> &BundleCounters {
+    pub(crate) fn counters(&self) -> &BundleCounters {
         match self {
             Target::Bundle(s) => &s.counters,
             Target::Set(s) => &s.counters,
@@ -105,7 +105,7 @@ impl Target {
 }
 
 /// Every served bundle, by name.
-pub struct Registry {
+pub(crate) struct Registry {
     runtime: Runtime,
     cache: ComponentCache,
     settings: RegistrySettings,
@@ -138,11 +138,11 @@ pub enum ResolveError {
 
 impl Registry {
     /// The size limits bundle archives are read with.
-    pub fn archive_limits(&self) -> &ArchiveLimits {
+    pub(crate) fn archive_limits(&self) -> &ArchiveLimits {
         &self.archive_limits
     }
 
-    pub fn metrics(&self) -> &Arc<Metrics> {
+    pub(crate) fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }
 
@@ -151,14 +151,17 @@ impl Registry {
     /// directory (persisted, so neither a second bundle nor a restart
     /// changes it). With several bundles configured and none marked
     /// `default`, there is none.
-    pub fn default_name(&self) -> Option<String> {
+    pub(crate) fn default_name(&self) -> Option<String> {
         self.default.load().as_deref().cloned()
     }
 
     /// What a decision should ask: bundle or set `name`, or the default,
     /// with the active version of each bundle it involves, loaded once
     /// here: one decision sees one version of every member.
-    pub fn resolve(&self, name: Option<&str>) -> Result<(Target, Vec<Arc<Active>>), ResolveError> {
+    pub(crate) fn resolve(
+        &self,
+        name: Option<&str>,
+    ) -> Result<(Target, Vec<Arc<Active>>), ResolveError> {
         let default;
         let name = match name {
             Some(n) => n,

@@ -18,7 +18,7 @@ use crate::service::metrics::{BundleCounters, Metrics};
 /// Where a candidate came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Origin {
+pub(crate) enum Origin {
     /// The copy persisted by an earlier activation, restored at start.
     Persisted,
     /// A configured bundle file.
@@ -64,7 +64,7 @@ impl std::fmt::Display for Origin {
 }
 
 /// The bundle a slot is serving.
-pub struct Active {
+pub(crate) struct Active {
     pub policy: ActivePolicy,
     pub version: semver::Version,
     pub digest: String,
@@ -78,7 +78,7 @@ pub struct Active {
 
 /// A past activation or rejection, for `GET /v1/bundles/{name}`.
 #[derive(Debug, Clone, Serialize)]
-pub struct Event {
+pub(crate) struct Event {
     pub at: Timestamp,
     pub event: &'static str,
     pub origin: Origin,
@@ -96,7 +96,7 @@ pub struct Event {
 const HISTORY: usize = 32;
 
 /// One named bundle: what is active, and what happened to candidates.
-pub struct Slot {
+pub(crate) struct Slot {
     pub name: String,
     pub(super) active: ArcSwapOption<Active>,
     /// Serialises candidates for this name; decisions never take it.
@@ -110,18 +110,18 @@ pub struct Slot {
 }
 
 impl Slot {
-    pub fn active(&self) -> Option<Arc<Active>> {
+    pub(crate) fn active(&self) -> Option<Arc<Active>> {
         self.active.load_full()
     }
 
-    pub fn history(&self) -> Vec<Event> {
+    pub(crate) fn history(&self) -> Vec<Event> {
         self.history
             .lock()
             .map(|h| h.iter().cloned().collect())
             .unwrap_or_default()
     }
 
-    pub fn last_rejection(&self) -> Option<Event> {
+    pub(crate) fn last_rejection(&self) -> Option<Event> {
         self.history
             .lock()
             .ok()
@@ -129,7 +129,7 @@ impl Slot {
     }
 
     /// The remote source's status, if the bundle has one.
-    pub fn source_status(&self) -> Option<SourceStatus> {
+    pub(crate) fn source_status(&self) -> Option<SourceStatus> {
         self.source
             .lock()
             .ok()
@@ -154,7 +154,7 @@ impl Slot {
 }
 
 impl Registry {
-    pub fn new(runtime: Runtime, settings: RegistrySettings, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(runtime: Runtime, settings: RegistrySettings, metrics: Arc<Metrics>) -> Self {
         let cache = if settings.cache {
             ComponentCache::new(settings.data_dir.join("cache/components"))
         } else {
@@ -197,7 +197,7 @@ impl Registry {
 
     /// The slot for `name`, created if needed: for configured bundles.
     /// Candidates for other names get a slot only once one is activated.
-    pub fn slot(&self, name: &str) -> Arc<Slot> {
+    pub(crate) fn slot(&self, name: &str) -> Arc<Slot> {
         self.slot_with(name, Arc::new(Mutex::new(())))
     }
 
@@ -226,7 +226,7 @@ impl Registry {
     }
 
     /// Every slot, by name.
-    pub fn slots(&self) -> Arc<BTreeMap<String, Arc<Slot>>> {
+    pub(crate) fn slots(&self) -> Arc<BTreeMap<String, Arc<Slot>>> {
         self.slots.load_full()
     }
 

@@ -11,7 +11,7 @@ use crate::decision::Timestamp;
 /// What one poll found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum PollResult {
+pub(crate) enum PollResult {
     /// A new bundle was activated.
     Changed,
     /// The source offers what was already seen.
@@ -25,9 +25,9 @@ pub enum PollResult {
 }
 
 impl PollResult {
-    pub const ALL: [&'static str; 4] = ["changed", "unchanged", "error", "rejected"];
+    pub(crate) const ALL: [&'static str; 4] = ["changed", "unchanged", "error", "rejected"];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             PollResult::Changed => "changed",
             PollResult::Unchanged => "unchanged",
@@ -43,7 +43,7 @@ impl PollResult {
 
 /// A source's status, as `GET /v1/bundles/{name}` shows it.
 #[derive(Debug, Clone, Serialize)]
-pub struct SourceStatus {
+pub(crate) struct SourceStatus {
     /// `url` or `oci`.
     pub kind: &'static str,
     /// The URL or reference, credentials redacted.
@@ -77,7 +77,7 @@ pub struct SourceStatus {
 
 /// A source's state, kept in its bundle's slot.
 #[derive(Debug, Clone)]
-pub struct SourceState {
+pub(crate) struct SourceState {
     pub(crate) status: SourceStatus,
     pub(crate) started: Timestamp,
 }
@@ -117,7 +117,7 @@ impl SourceState {
     }
 
     /// The status now (staleness is judged at the time of asking).
-    pub fn status(&self) -> SourceStatus {
+    pub(crate) fn status(&self) -> SourceStatus {
         SourceStatus {
             stale: self.is_stale(Timestamp::now()),
             ..self.status.clone()

@@ -17,7 +17,7 @@ use crate::server::auth::RequireRole;
 use crate::server::error::ApiError;
 use crate::server::routes::evaluations::{pipeline, query_params};
 
-pub async fn analysis(
+pub(crate) async fn analysis(
     State(app): State<Arc<App>>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
     headers: HeaderMap,

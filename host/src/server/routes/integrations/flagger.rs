@@ -24,7 +24,7 @@ use crate::server::routes::evaluations::pipeline;
 /// A Flagger payload is a few names and a small map.
 const MAX_PAYLOAD: usize = 64 * 1024;
 
-pub async fn hook(
+pub(crate) async fn hook(
     State(app): State<Arc<App>>,
     Path(hook): Path<String>,
     headers: HeaderMap,

@@ -27,7 +27,7 @@ pub(crate) fn payload_error(e: PayloadError) -> ApiError {
 }
 
 /// The handler.
-pub async fn deployment_protection(
+pub(crate) async fn deployment_protection(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     request_body: Body,

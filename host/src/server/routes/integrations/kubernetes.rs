@@ -26,7 +26,7 @@ fn bad_review(e: ReviewError) -> ApiError {
 }
 
 /// The handler: the `gateway` role (the API server's token).
-pub async fn review(
+pub(crate) async fn review(
     State(app): State<Arc<App>>,
     tls: Option<axum::Extension<crate::server::admission_access::TlsConnection>>,
     headers: HeaderMap,

@@ -7,12 +7,12 @@
 //! the same questions. Judgements are never 5xx: bad input is a 4xx that
 //! says what is wrong, and only an unavailable store or log is a 503.
 
-pub mod argo;
-pub mod flagger;
-pub mod github;
-pub mod kubernetes;
+pub(crate) mod argo;
+pub(crate) mod flagger;
+pub(crate) mod github;
+pub(crate) mod kubernetes;
 
 use crate::auth::Role;
 
 /// Who may call the adapters.
-pub const CONTROLLERS: &[Role] = &[Role::Gateway, Role::Operator];
+pub(crate) const CONTROLLERS: &[Role] = &[Role::Gateway, Role::Operator];
