@@ -445,7 +445,7 @@ fn rewrite_entry_and_its_leaf(w: &World, seq: i64, outcome: &str) {
         let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
             .await
             .unwrap();
-        let row = sqlx::query("SELECT seq, decision_id, at, kind, outcome, codes, bundle, bundle_version, bundle_digest, request_digest, request, deployment_id, actor, record_table, record_id, read_only, prev_hash, hash FROM decision_log WHERE seq = $1")
+        let row = sqlx::query(&format!("{} WHERE seq = $1", chain::SELECT))
             .bind(seq)
             .fetch_one(&mut conn)
             .await

@@ -245,7 +245,7 @@ fn main() {
         // The worst case for the batch proof: entries far apart, as when
         // many deployments write at once. 6,000 entries, one in 17 of the
         // log, proved together.
-        let rows = sqlx::query("SELECT seq, decision_id, at, kind, outcome, codes, bundle, bundle_version, bundle_digest, request_digest, request, deployment_id, actor, record_table, record_id, read_only, prev_hash, hash FROM decision_log WHERE seq % 17 = 0 ORDER BY seq LIMIT 6000")
+        let rows = sqlx::query(&format!("{} WHERE seq % 17 = 0 ORDER BY seq LIMIT 6000", chain::SELECT))
             .fetch_all(&records.bench_store().pool)
             .await
             .unwrap();

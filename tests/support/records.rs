@@ -160,11 +160,14 @@ impl World {
             let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
                 .await
                 .unwrap();
-            let rows = sqlx::query("SELECT seq, decision_id, at, kind, outcome, codes, bundle, bundle_version, bundle_digest, request_digest, request, deployment_id, actor, record_table, record_id, read_only, prev_hash, hash FROM decision_log WHERE seq >= $1 ORDER BY seq")
-                .bind(seq)
-                .fetch_all(&mut conn)
-                .await
-                .unwrap();
+            let rows = sqlx::query(&format!(
+                "{} WHERE seq >= $1 ORDER BY seq",
+                stagegate::records::chain::SELECT
+            ))
+            .bind(seq)
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
             let mut prev: String = rows[0].try_get("prev_hash").unwrap();
             let mut last = 0;
             for row in &rows {

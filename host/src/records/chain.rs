@@ -369,7 +369,7 @@ pub fn from_row(row: &AnyRow) -> Result<Chained, StoreError> {
     })
 }
 
-pub(crate) const SELECT: &str = "SELECT seq, decision_id, at, kind, outcome, codes, bundle, bundle_version, bundle_digest, request_digest, request, deployment_id, actor, record_table, record_id, read_only, prev_hash, hash FROM decision_log";
+pub const SELECT: &str = "SELECT seq, decision_id, at, kind, outcome, codes, bundle, bundle_version, bundle_digest, request_digest, request, deployment_id, actor, record_table, record_id, read_only, prev_hash, hash FROM decision_log";
 
 /// The result of recomputing the chain.
 #[derive(Debug, Clone, PartialEq, Serialize)]

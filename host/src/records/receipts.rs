@@ -219,15 +219,11 @@ impl Records {
         let none = |why: &str| {
             RecordError::NotFound(format!("no receipt for decision '{decision_id}': {why}"))
         };
-        let row = sqlx::query(&format!(
-            "{} WHERE decision_id = $1 AND record_table IS NULL",
-            chain::SELECT
-        ))
-        .bind(decision_id)
-        .fetch_optional(&self.store.pool)
-        .await?
-        .ok_or_else(|| none("no such decision in the log"))?;
-        let entry = chain::from_row(&row)?.entry;
+        let entry = match self.decision_entry(decision_id).await {
+            Ok(c) => c.entry,
+            Err(RecordError::NotFound(_)) => return Err(none("no such decision in the log")),
+            Err(e) => return Err(e),
+        };
         let kind: DecisionKind = entry
             .kind
             .parse()

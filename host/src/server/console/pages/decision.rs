@@ -12,7 +12,6 @@ use super::decision_row::decision_row;
 use super::*;
 use crate::records::chain::Chained;
 use crate::server::App;
-use crate::server::console::visitor::viewer;
 
 #[derive(Template)]
 #[template(path = "console/decision.html")]
@@ -31,13 +30,10 @@ pub async fn decision(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let v = match viewer(&app, &headers) {
+    let v = match viewer_of(&app, &headers, "decision", &id) {
         Ok(v) => v,
-        Err(refusal) => return *refusal,
+        Err(answer) => return *answer,
     };
-    if !plausible_id(&id) {
-        return bad_id("decision", &id, &v).into_response();
-    }
     let c = match app.records.decision_entry(&id).await {
         Ok(c) => c,
         Err(e) => return failed(e, &v).into_response(),

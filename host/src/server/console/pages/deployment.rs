@@ -16,7 +16,6 @@ use super::evidence::{acceptance_view, authorisation_view, review_view};
 use super::*;
 use crate::server::App;
 use crate::server::console::charts::{MetricChart, Timeline};
-use crate::server::console::visitor::viewer;
 
 pub struct StageView {
     pub name: String,
@@ -338,13 +337,10 @@ pub async fn deployment(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let v = match viewer(&app, &headers) {
+    let v = match viewer_of(&app, &headers, "deployment", &id) {
         Ok(v) => v,
-        Err(refusal) => return *refusal,
+        Err(answer) => return *answer,
     };
-    if !plausible_id(&id) {
-        return bad_id("deployment", &id, &v).into_response();
-    }
     match deployment_page(&app, &id, &v).await {
         Ok(t) => render(&t).into_response(),
         Err(e) => failed(e, &v).into_response(),

@@ -249,6 +249,23 @@ fn plausible_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@' | b':'))
 }
 
+/// The viewer of the page about the `what` called `id`, or the answer that
+/// ends the request there: the sign-in (or its refusal), or a 404 for an
+/// id no record can have, before any query.
+fn viewer_of(
+    app: &crate::server::App,
+    headers: &axum::http::HeaderMap,
+    what: &str,
+    id: &str,
+) -> Result<Viewer, Box<axum::response::Response>> {
+    use axum::response::IntoResponse;
+    let v = crate::server::console::visitor::viewer(app, headers)?;
+    if !plausible_id(id) {
+        return Err(Box::new(bad_id(what, id, &v).into_response()));
+    }
+    Ok(v)
+}
+
 fn bad_id(what: &str, id: &str, v: &Viewer) -> Page {
     Page::error(
         StatusCode::NOT_FOUND,

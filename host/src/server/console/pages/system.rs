@@ -10,7 +10,6 @@ use std::sync::Arc;
 use super::evidence::{acceptance_view, authorisation_view, review_view};
 use super::*;
 use crate::server::App;
-use crate::server::console::visitor::viewer;
 
 struct NoticeView {
     release: String,
@@ -183,13 +182,10 @@ pub async fn system(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let v = match viewer(&app, &headers) {
+    let v = match viewer_of(&app, &headers, "system", &id) {
         Ok(v) => v,
-        Err(refusal) => return *refusal,
+        Err(answer) => return *answer,
     };
-    if !plausible_id(&id) {
-        return bad_id("system", &id, &v).into_response();
-    }
     let record = match app.records.system_record(&id).await {
         Ok(r) => r,
         Err(e) => return failed(e, &v).into_response(),
