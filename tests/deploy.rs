@@ -519,7 +519,7 @@ fn promtool_checks_the_rules_and_their_unit_tests_pass() {
     }
     let dir = support::root().join("deploy/prometheus");
     let out = run_ok(&dir, "promtool", &["check", "rules", "rules.yml"]);
-    assert!(out.contains("SUCCESS: 8 rules found"), "{out}");
+    assert!(out.contains("SUCCESS: 9 rules found"), "{out}");
     let out = run_ok(&dir, "promtool", &["test", "rules", "tests.yml"]);
     assert!(out.contains("SUCCESS"), "{out}");
     // The unit tests can fail: an alert made to fire earlier than its
@@ -826,7 +826,7 @@ fn a_real_prometheus_fires_the_stale_source_alert_when_the_http_source_stops() {
     let groups = api("/api/v1/rules")["data"]["groups"].clone();
     assert_eq!(
         groups[0]["rules"].as_array().map(Vec::len),
-        Some(8),
+        Some(9),
         "{groups:#}"
     );
     assert_eq!(alert_state(), None, "an alert before the source stopped");

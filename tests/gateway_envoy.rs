@@ -205,3 +205,116 @@ fn answered_by_route_a_refused_caller_gets_200_and_the_stable_route() {
     assert_eq!(r.status, 400, "{}", r.body);
     assert_eq!(r.json()["error"]["path"], "X-Stagegate-Answer");
 }
+
+/// Envoy hands any refusal below 500 from its authorisation service to the
+/// user as it is. So a gateway whose credential stagegate refuses (none, a
+/// revoked one, one without the `gateway` role) or whose headers it cannot
+/// read must get the stable route when it asks by route, never a 401 or a
+/// 403 its users would see; and nothing of the deployment is said to it.
+#[test]
+fn answered_by_route_a_refused_gateway_credential_gets_200_and_the_stable_route() {
+    let world = World::new(Backend::Sqlite, "").unwrap();
+    let s = world.start();
+    let release = registered_release(&s, "2.3.0");
+    let r = post(
+        &s,
+        "ops",
+        "/v1/deployments",
+        &json!({"release_id": release, "plan": plan(), "refs": {"kubernetes": REF}}),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let ask = |authorization: Option<&str>, subject: &str, by_route: bool| {
+        let mut request = Request::get(&s.url("/v1/integrations/authz"))
+            .headers(&[("X-Stagegate-Ref", REF), ("X-Stagegate-Subject", subject)]);
+        if let Some(a) = authorization {
+            request = request.headers(&[("Authorization", a)]);
+        }
+        if by_route {
+            request = request.headers(&[("X-Stagegate-Answer", "route")]);
+        }
+        request.send()
+    };
+    let gateway = format!("Bearer {}", token("gw"));
+    support::wait_until("the route table to hold the ref", support::HANG, || {
+        ask(Some(&gateway), "someone", false)
+            .header("x-stagegate-stage")
+            .is_some()
+    });
+    let operator = format!("Bearer {}", token("ops"));
+    let cases: [(&str, Option<&str>, &str, u16, &str); 4] = [
+        ("no credential", None, "someone", 401, "unauthorized"),
+        (
+            "a refused token",
+            Some("Bearer revoked-0123456789"),
+            "someone",
+            401,
+            "unauthorized",
+        ),
+        (
+            "not a bearer",
+            Some("Basic Z3c6Z3c="),
+            "someone",
+            401,
+            "unauthorized",
+        ),
+        (
+            "a token without the gateway role",
+            Some(&operator),
+            "someone",
+            403,
+            "forbidden",
+        ),
+    ];
+    for (case, authorization, subject, by_status, code) in cases {
+        let r = ask(authorization, subject, false);
+        assert_eq!(r.status, by_status, "{case}, by status: {}", r.body);
+        let r = ask(authorization, subject, true);
+        assert_eq!(r.status, 200, "{case}, by route: {}", r.body);
+        assert_eq!(r.header("x-stagegate-route"), Some("stable"), "{case}");
+        let why = r.header("x-stagegate-decision").unwrap_or_default();
+        assert!(
+            why.starts_with(&format!("refused ({code})")),
+            "{case}: {why}"
+        );
+        for h in ["x-stagegate-stage", "x-stagegate-release"] {
+            assert!(
+                r.header(h).is_none(),
+                "{case}: {h} told to a refused caller"
+            );
+        }
+    }
+    // A subject header that is not visible ASCII (a client library will
+    // not send one, so this goes over a raw connection).
+    let unreadable = |by_route: bool| {
+        let answer = if by_route {
+            "X-Stagegate-Answer: route\r\n"
+        } else {
+            ""
+        };
+        let head = format!(
+            "GET /v1/integrations/authz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+             Authorization: {gateway}\r\nX-Stagegate-Ref: {REF}\r\n{answer}X-Stagegate-Subject: "
+        );
+        let mut request = head.into_bytes();
+        request.extend_from_slice(b"caf\xc3\xa9\r\n\r\n");
+        support::server::raw(&s.addr, &request).to_ascii_lowercase()
+    };
+    let r = unreadable(false);
+    assert!(r.starts_with("http/1.1 400"), "{r}");
+    let r = unreadable(true);
+    assert!(r.starts_with("http/1.1 200"), "{r}");
+    assert!(r.contains("x-stagegate-route: stable\r\n"), "{r}");
+    assert!(
+        r.contains("x-stagegate-decision: refused (bad_header)"),
+        "{r}"
+    );
+    assert!(!r.contains("x-stagegate-stage"), "{r}");
+    // Each refusal by route is counted by its reason: what shows a gateway
+    // misconfigured when its users are all quietly on stable.
+    let metrics = s.get("/metrics", None).body;
+    for (reason, n) in [("unauthorized", 3), ("forbidden", 1), ("bad_header", 1)] {
+        let line = format!("stagegate_authz_refused_total{{reason=\"{reason}\"}} {n}");
+        assert!(metrics.contains(&line), "no '{line}' in\n{metrics}");
+    }
+}

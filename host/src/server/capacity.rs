@@ -219,6 +219,14 @@ pub(crate) async fn admit(app: Arc<App>, req: Request, next: Next) -> Response {
                 Err(e) => e,
                 Ok(_) => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown token"),
             };
+            // A gateway asking by route gets the stable route, not 401
+            // (Envoy would hand a 401 to its user).
+            if class == Some(Reserved::Exposure)
+                && let Some(routed) =
+                    super::exposure::refused_by_route(&app, req.headers(), &refusal)
+            {
+                return routed;
+            }
             return with_close(refusal.into_response());
         }
         return unauthenticated(app.clone(), req, next).await;

@@ -71,6 +71,10 @@ pub struct Metrics {
     source_stale: Family<BundleLabels, Gauge>,
     admissions: Family<ResultLabels, Counter>,
     authz: Family<AuthzLabels, Counter>,
+    /// Exposure checks answered by route whose caller was refused (no or
+    /// a refused credential, a missing role, an unreadable header): routed
+    /// to stable, so this counter is what shows a gateway misconfigured.
+    authz_refused: Family<ReasonLabels, Counter>,
     /// Background work: checkpoints, scheduler, exposure table.
     pub ops: super::ops_metrics::OpsMetrics,
 }
@@ -85,6 +89,11 @@ struct PollLabels {
 struct AuthzLabels {
     deployment: String,
     result: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -256,6 +265,17 @@ impl Metrics {
             "Per-request exposure checks by deployment (`unknown` when none is active under the name asked for) and result (in, out)",
             authz.clone(),
         );
+        let authz_refused = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "authz_refused",
+            "Exposure checks answered by route (X-Stagegate-Answer: route) whose caller was refused, by reason (the error code: unauthorized, token.expired, forbidden, bad_header, ...); each was routed to the stable release",
+            authz_refused.clone(),
+        );
+        // Present from the start at 0, so the first refusal is an
+        // increase an alert sees (token.* reasons appear when first seen).
+        for reason in ["unauthorized", "forbidden", "bad_header"] {
+            let _ = authz_refused.get_or_create(&ReasonLabels { reason });
+        }
         for result in ["allowed", "denied", "not_annotated"] {
             let _ = admissions.get_or_create(&ResultLabels { result });
         }
@@ -266,6 +286,7 @@ impl Metrics {
         Metrics {
             ops,
             authz,
+            authz_refused,
             source_polls,
             source_last_success,
             source_stale,
@@ -405,6 +426,13 @@ impl Metrics {
     }
 
     /// An admission review answered: `allowed`, `denied` or `not_annotated`.
+    /// Counts an exposure check refused and answered by route.
+    pub fn authz_refused(&self, reason: &'static str) {
+        self.authz_refused
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
     pub fn admission(&self, result: &'static str) {
         self.admissions
             .get_or_create(&ResultLabels { result })
