@@ -886,8 +886,16 @@ pub(super) fn operations() -> Vec<Op> {
     let exposure_headers = [
         head("X-Stagegate-Deployment", "The deployment to check"),
         head(
+            "X-Stagegate-Ref",
+            "Instead of the deployment: its kubernetes ref (NAMESPACE/NAME)",
+        ),
+        head(
             "X-Stagegate-Subject",
             "The subject (user, session) to bucket",
+        ),
+        head(
+            "X-Stagegate-Answer",
+            "status (default) or route: by route every answer is 200 with X-Stagegate-Route new or stable, refusals included",
         ),
     ];
     for (path, with_rest) in [
@@ -919,7 +927,7 @@ pub(super) fn operations() -> Vec<Op> {
                 params,
                 body: Body::None,
                 answers: vec![
-                    Empty(200, "Admitted (X-Stagegate-Stage, X-Stagegate-Release, X-Stagegate-Decision)"),
+                    Empty(200, "Admitted (X-Stagegate-Stage, X-Stagegate-Release, X-Stagegate-Decision); asked by route, any answer (X-Stagegate-Route: new or stable)"),
                     Empty(403, "Refused (X-Stagegate-Decision says why)"),
                     Error(400, "A missing or malformed X-Stagegate-* header"),
                 ],
