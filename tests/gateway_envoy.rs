@@ -8,7 +8,7 @@
 use crate::support;
 
 use serde_json::{Value, json};
-use support::records::{Backend, World, plan, post, registered_release, token};
+use support::records::{Backend, World, deployed_with_ref, token};
 use support::server::Request;
 
 const REF: &str = "serving/credit-scoring";
@@ -157,15 +157,7 @@ fn the_envoy_example_routes_refused_callers_to_stable_and_takes_the_subject_from
 fn answered_by_route_a_refused_caller_gets_200_and_the_stable_route() {
     let world = World::new(Backend::Sqlite, "").unwrap();
     let s = world.start();
-    let release = registered_release(&s, "2.3.0");
-    let r = post(
-        &s,
-        "ops",
-        "/v1/deployments",
-        &json!({"release_id": release, "plan": plan(), "refs": {"kubernetes": REF}}),
-        &[],
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
+    deployed_with_ref(&s, REF);
     let ask = |subject: &str, mode: Option<&str>| {
         let mut headers = vec![("X-Stagegate-Ref", REF), ("X-Stagegate-Subject", subject)];
         if let Some(m) = mode {
@@ -215,15 +207,7 @@ fn answered_by_route_a_refused_caller_gets_200_and_the_stable_route() {
 fn answered_by_route_a_refused_gateway_credential_gets_200_and_the_stable_route() {
     let world = World::new(Backend::Sqlite, "").unwrap();
     let s = world.start();
-    let release = registered_release(&s, "2.3.0");
-    let r = post(
-        &s,
-        "ops",
-        "/v1/deployments",
-        &json!({"release_id": release, "plan": plan(), "refs": {"kubernetes": REF}}),
-        &[],
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
+    deployed_with_ref(&s, REF);
     let ask = |authorization: Option<&str>, subject: &str, by_route: bool| {
         let mut request = Request::get(&s.url("/v1/integrations/authz"))
             .headers(&[("X-Stagegate-Ref", REF), ("X-Stagegate-Subject", subject)]);

@@ -17,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::records::{Backend, World, observe, plan, post, registered_release, token};
+use support::records::{Backend, World, deployed_with_ref, observe, post, token};
 
 const SUBJECTS: usize = 2_000;
 const REF: &str = "serving/credit-scoring";
@@ -211,17 +211,9 @@ fn nginx_admits_the_plans_share_keeps_admitted_callers_and_stops_admitting_soon_
     let s = world.start();
     // The scenario's release, authorised, deployed under its plan with the
     // ref the gateway names it by.
-    let release = registered_release(&s, "2.3.0");
-    let r = post(
-        &s,
-        "ops",
-        "/v1/deployments",
-        &json!({"release_id": release, "plan": plan(), "refs": {"kubernetes": REF}}),
-        &[],
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
-    let d = r.json()["deployment"]["id"].as_str().unwrap().to_string();
-    assert_eq!(r.json()["deployment"]["traffic_percent"], 5.0);
+    let deployment = deployed_with_ref(&s, REF);
+    let d = deployment["id"].as_str().unwrap().to_string();
+    assert_eq!(deployment["traffic_percent"], 5.0);
 
     let nginx = Nginx::start(&binary, &s.addr, &token("gw"));
     let agent = ureq::AgentBuilder::new()
@@ -369,15 +361,7 @@ fn through_nginx_a_client_cannot_choose_or_learn_its_bucket_and_a_refused_gatewa
     let binary = support::tools::nginx_path().expect("require_tool found nginx");
     let world = World::new(Backend::Sqlite, "").unwrap();
     let s = world.start();
-    let release = registered_release(&s, "2.3.0");
-    let r = post(
-        &s,
-        "ops",
-        "/v1/deployments",
-        &json!({"release_id": release, "plan": plan(), "refs": {"kubernetes": REF}}),
-        &[],
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
+    deployed_with_ref(&s, REF);
     // A name stagegate admits at the pilot's 5 %, and an authenticated
     // caller it does not.
     let inside = (0..SUBJECTS * 10)

@@ -348,6 +348,22 @@ pub fn plan() -> Value {
 
 /// Registers the system and release `version` with a review, an
 /// authorisation and the acceptance of D-7; returns the release id.
+/// A registered, authorised release deployed under [`plan`] with the
+/// `kubernetes` ref `reference` (what gateways and admission name it by):
+/// the deployment's JSON.
+pub fn deployed_with_ref(s: &Server, reference: &str) -> Value {
+    let release = registered_release(s, "2.3.0");
+    let r = post(
+        s,
+        "ops",
+        "/v1/deployments",
+        &json!({"release_id": release, "plan": plan(), "refs": {"kubernetes": reference}}),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    r.json()["deployment"].clone()
+}
+
 pub fn registered_release(s: &Server, version: &str) -> String {
     registered_release_with(s, version, json!({}))
 }
