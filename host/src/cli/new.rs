@@ -89,7 +89,7 @@ const TESTS: &str = r#"[
 const PYTHON: &str = r#""""An example rule to replace: the first stage may expose at most the
 risk tier's `max_first_stage_percent` of traffic. Decisions this policy
 does not override answer positively (progression: promote, monitoring:
-healthy); see README, "Writing a policy in Python"."""
+healthy); see docs/policies-python.md in the stagegate repository."""
 
 from stagegate_policy import PerTier, Policy
 
@@ -113,8 +113,8 @@ class Evaluate(Policy):
 "#;
 
 const RUST: &str = r#"//! An example rule to replace: the first stage may expose at most the
-//! risk tier's `max_first_stage_percent` of traffic. See README, "Writing
-//! a policy".
+//! risk tier's `max_first_stage_percent` of traffic. See
+//! docs/policies-rust.md in the stagegate repository.
 
 use std::cell::RefCell;
 

@@ -10,7 +10,7 @@ use crate::server;
 
 #[derive(Debug, Args)]
 pub(super) struct ServeArgs {
-    /// TOML configuration; embedded defaults without it (see README)
+    /// TOML configuration; embedded defaults without it (docs/configuration.md)
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Listen on this address instead of the configured one

@@ -324,7 +324,7 @@ pub fn router(app: Arc<App>) -> Router {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::not_found("no such endpoint; see the README for the API")
+    ApiError::not_found("no such endpoint; GET /v1/openapi.json lists them (docs/http-api.md)")
 }
 
 async fn method_not_allowed() -> ApiError {
