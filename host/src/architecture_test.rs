@@ -5,7 +5,11 @@
 //! - a cycle between top-level modules (`server` → `records` → `server`),
 //! - a cycle between the files of one folder (`a.rs` → `b.rs` → `a.rs`),
 //! - an import from the engine (`service`), `config` or `auth` into
-//!   `server`, which is HTTP only.
+//!   `server`, which is HTTP only,
+//! - a `pub`, `pub(crate)` or `pub(super)` fn (or `type` alias) whose
+//!   return type is `Result<_, String>`: an error that crosses a module
+//!   boundary is its layer's thiserror type, so callers match variants,
+//!   not message text. Named `file:line`.
 //!
 //! A path is resolved to the file of the longest module prefix it names;
 //! a name that a module re-exports (`pub use x::Y`) is followed to the file
@@ -91,6 +95,9 @@ fn strip(text: &str) -> String {
     while i < b.len() {
         let c = b[i];
         let next = b.get(i + 1).copied();
+        // Newlines inside a blanked comment or literal, emitted after it so
+        // that line numbers stay those of the file.
+        let mut newlines = 0;
         if c == '/' && next == Some('/') {
             while i < b.len() && b[i] != '\n' {
                 i += 1;
@@ -108,6 +115,7 @@ fn strip(text: &str) -> String {
                         break;
                     }
                 } else {
+                    newlines += usize::from(b[i] == '\n');
                     i += 1;
                 }
             }
@@ -126,6 +134,7 @@ fn strip(text: &str) -> String {
                     i += 1 + hashes;
                     break;
                 }
+                newlines += usize::from(b[i] == '\n');
                 i += 1;
             }
             out.push_str("\"\"");
@@ -135,6 +144,7 @@ fn strip(text: &str) -> String {
                 if b[i] == '\\' {
                     i += 1;
                 }
+                newlines += usize::from(b.get(i) == Some(&'\n'));
                 i += 1;
             }
             i += 1;
@@ -159,6 +169,7 @@ fn strip(text: &str) -> String {
             out.push(c);
             i += 1;
         }
+        out.extend(std::iter::repeat_n('\n', newlines));
     }
     out
 }
@@ -193,12 +204,19 @@ enum Tok {
 }
 
 fn lex(code: &str) -> Vec<Tok> {
+    lex_lines(code).into_iter().map(|(t, _)| t).collect()
+}
+
+/// The tokens of `code`, each with its 1-based line.
+fn lex_lines(code: &str) -> Vec<(Tok, usize)> {
     let b: Vec<char> = code.chars().collect();
     let mut out = Vec::new();
     let mut i = 0;
+    let mut line = 1;
     while i < b.len() {
         let c = b[i];
         if c.is_whitespace() {
+            line += usize::from(c == '\n');
             i += 1;
         } else if is_ident(c) {
             let start = i;
@@ -207,12 +225,12 @@ fn lex(code: &str) -> Vec<Tok> {
             }
             let word: String = b[start..i].iter().collect();
             // `r#type`: the raw identifier is the word after the `#`.
-            out.push(Tok::Ident(word));
+            out.push((Tok::Ident(word), line));
         } else if c == ':' && b.get(i + 1) == Some(&':') {
-            out.push(Tok::Path);
+            out.push((Tok::Path, line));
             i += 2;
         } else {
-            out.push(Tok::Punct(c));
+            out.push((Tok::Punct(c), line));
             i += 1;
         }
     }
@@ -600,6 +618,143 @@ fn shortest_cycle<N: Ord + Clone>(comp: &[N], edges: &BTreeSet<(N, N)>) -> Vec<N
     best.unwrap_or_default()
 }
 
+/// Every `pub`, `pub(crate)`, `pub(super)` or `pub(in …)` fn of `file`
+/// whose signature returns `Result<_, String>`, and every such `type`
+/// alias, as `file:line: …`. A string error cannot be matched on, so a
+/// caller in another module that must tell one refusal from another ends
+/// up comparing message text; each layer's thiserror enum is the error
+/// that crosses a module boundary instead. Private helpers may keep a
+/// `String` inside their file.
+fn string_errors(file: &File) -> Vec<String> {
+    let toks = lex_lines(&file.code);
+    let t = |i: usize| toks.get(i).map(|(t, _)| t);
+    let ident = |i: usize, w: &str| matches!(t(i), Some(Tok::Ident(x)) if x == w);
+    let punct = |i: usize, c: char| t(i) == Some(&Tok::Punct(c));
+    // From an opening bracket at `i`, the index after its match. `->`
+    // inside (a closure bound's return) is not a closing `>`.
+    let skip = |mut i: usize, open: char, close: char| {
+        let mut depth = 0usize;
+        while i < toks.len() {
+            if punct(i, open) {
+                depth += 1;
+            } else if punct(i, close) && !(close == '>' && i > 0 && punct(i - 1, '-')) {
+                depth -= 1;
+                if depth == 0 {
+                    return i + 1;
+                }
+            }
+            i += 1;
+        }
+        i
+    };
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < toks.len() {
+        if !ident(i, "pub") {
+            i += 1;
+            continue;
+        }
+        let line = toks[i].1;
+        let mut j = i + 1;
+        if punct(j, '(') {
+            j = skip(j, '(', ')');
+        }
+        while ident(j, "const") || ident(j, "async") || ident(j, "unsafe") || ident(j, "extern") {
+            j += 1;
+            // `extern "C"`: the blanked ABI string.
+            while punct(j, '"') {
+                j += 1;
+            }
+        }
+        let (what, ret) = if ident(j, "fn") {
+            let name = match t(j + 1) {
+                Some(Tok::Ident(n)) => n.clone(),
+                _ => {
+                    i = j + 1;
+                    continue;
+                }
+            };
+            j += 2;
+            if punct(j, '<') {
+                j = skip(j, '<', '>');
+            }
+            if !punct(j, '(') {
+                i = j;
+                continue;
+            }
+            j = skip(j, '(', ')');
+            if !(punct(j, '-') && punct(j + 1, '>')) {
+                i = j;
+                continue;
+            }
+            (format!("fn {name}"), j + 2)
+        } else if ident(j, "type") {
+            let name = match t(j + 1) {
+                Some(Tok::Ident(n)) => n.clone(),
+                _ => {
+                    i = j + 1;
+                    continue;
+                }
+            };
+            j += 2;
+            if punct(j, '<') {
+                j = skip(j, '<', '>');
+            }
+            if !punct(j, '=') {
+                i = j;
+                continue;
+            }
+            (format!("type {name}"), j + 1)
+        } else {
+            i = j;
+            continue;
+        };
+        // The return type: a path ending in `Result`, then `<…>`.
+        let mut k = ret;
+        while matches!(t(k), Some(Tok::Ident(_))) && t(k + 1) == Some(&Tok::Path) {
+            k += 2;
+        }
+        if ident(k, "Result") && punct(k + 1, '<') {
+            let end = skip(k + 1, '<', '>') - 1;
+            // The last top-level argument: the error type.
+            let mut depth = 0usize;
+            let mut last = k + 2;
+            for m in k + 2..end {
+                if punct(m, '<') || punct(m, '(') || punct(m, '[') {
+                    depth += 1;
+                } else if (punct(m, '>') && !punct(m - 1, '-')) || punct(m, ')') || punct(m, ']') {
+                    depth = depth.saturating_sub(1);
+                } else if punct(m, ',') && depth == 0 {
+                    last = m + 1;
+                }
+            }
+            let err: Vec<&Tok> = (last..end).filter_map(t).collect();
+            let words: Vec<&str> = err
+                .iter()
+                .filter_map(|x| match x {
+                    Tok::Ident(w) => Some(w.as_str()),
+                    _ => None,
+                })
+                .collect();
+            let only_path = err.iter().all(|x| matches!(x, Tok::Ident(_) | Tok::Path));
+            if last > k + 2
+                && only_path
+                && words.last() == Some(&"String")
+                && words[..words.len() - 1]
+                    .iter()
+                    .all(|w| ["std", "alloc", "string"].contains(w))
+            {
+                out.push(format!(
+                    "{}:{line}: {what} returns Result<_, String>: give it its layer's error type",
+                    file.rel
+                ));
+            }
+        }
+        i = ret;
+    }
+    out
+}
+
 /// Every problem with the tree at `root`, one line each.
 fn violations(root: &Path, known: &[(&str, &str, &str)]) -> Vec<String> {
     let files = source_files(root);
@@ -713,11 +868,16 @@ fn violations(root: &Path, known: &[(&str, &str, &str)]) -> Vec<String> {
         }
     }
 
+    // (d) No string errors across a module boundary.
+    for f in &files {
+        problems.extend(string_errors(f));
+    }
+
     problems
 }
 
 #[test]
-fn modules_form_no_cycles_and_the_engine_does_not_depend_on_http() {
+fn modules_form_no_cycles_the_engine_does_not_depend_on_http_and_errors_are_typed() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let problems = violations(&root, KNOWN);
     assert!(
@@ -817,6 +977,29 @@ mod tests {
                 .any(|l| l.starts_with("cycle between files s/q.rs ⇄ s/r/:")
                     || l.starts_with("cycle between files s/r/ ⇄ s/q.rs:")),
             "{p:?}"
+        );
+    }
+
+    #[test]
+    fn a_public_fn_returning_a_string_error_is_named_with_its_line() {
+        let t = tree(&[
+            ("lib.rs", "mod a;"),
+            (
+                "a.rs",
+                "/* one\ntwo */\nconst S: &str = \"x\ny\";\n\
+                 pub(crate) async fn load<F: Fn() -> u8>(f: F)\n    -> std::result::Result<Vec<(u8, String)>, String> { todo!() }\n\
+                 fn private() -> Result<(), String> { Ok(()) }\n\
+                 pub fn typed() -> Result<String, std::io::Error> { todo!() }\n\
+                 pub type R<T> = Result<T, std::string::String>;\n\
+                 pub fn nested() -> Result<(), Vec<String>> { Ok(()) }\n",
+            ),
+        ]);
+        assert_eq!(
+            violations(t.path(), &[]),
+            vec![
+                "a.rs:5: fn load returns Result<_, String>: give it its layer's error type",
+                "a.rs:9: type R returns Result<_, String>: give it its layer's error type",
+            ]
         );
     }
 

@@ -269,7 +269,7 @@ proptest! {
                 prop_assert!(!index, "an index was taken for a bundle manifest");
                 prop_assert!(layer.digest.starts_with("sha256:") && layer.digest.len() == 71);
             }
-            Err(why) => prop_assert!(!why.is_empty()),
+            Err(why) => prop_assert!(!why.to_string().is_empty()),
         }
     }
 

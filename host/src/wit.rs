@@ -68,6 +68,16 @@ pub enum WitVersionError {
         list = supported_list()
     )]
     OtherMajor(semver::Version),
+    /// The component exports the interface under a version that is not
+    /// semver.
+    #[error("it exports {name}, whose version does not parse: {error}")]
+    Unparsable { name: String, error: String },
+    /// The component exports no version of the interface at all.
+    #[error(
+        "it exports no {PACKAGE}/evaluate interface (exports: {exports}); this host runs {list}",
+        list = supported_list()
+    )]
+    NoEvaluate { exports: String },
 }
 
 /// The WIT package a component's bytes say it was built against, read from

@@ -54,7 +54,8 @@ pub fn decode_base64(text: &str) -> Option<Vec<u8>> {
 impl Envelope {
     /// Parses an envelope from JSON text.
     pub fn parse(text: &str) -> Result<Self, AttestError> {
-        let env: Envelope = super::json_at_path(text.as_bytes()).map_err(AttestError::Envelope)?;
+        let env: Envelope = super::json_at_path(text.as_bytes())
+            .map_err(|e| AttestError::Envelope(e.to_string()))?;
         if env.signatures.is_empty() {
             return Err(AttestError::Envelope("`signatures` is empty".into()));
         }

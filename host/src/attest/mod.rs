@@ -74,10 +74,21 @@ pub enum AttestError {
 
 /// Decodes JSON, an error naming the JSON path of the problem
 /// (`/signatures/0/sig: invalid type ...`).
-pub(crate) fn json_at_path<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+pub(crate) fn json_at_path<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, JsonError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(&mut de)
-        .map_err(|e| format!("{}: {}", json_pointer(e.path()), e.inner()))
+    serde_path_to_error::deserialize(&mut de).map_err(|e| JsonError {
+        pointer: json_pointer(e.path()),
+        message: e.inner().to_string(),
+    })
+}
+
+/// JSON that does not decode: where (a JSON pointer, "" for the root)
+/// and why. Each caller says what the document was meant to be.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{pointer}: {message}")]
+pub(crate) struct JsonError {
+    pub(crate) pointer: String,
+    pub(crate) message: String,
 }
 
 /// A serde path as a JSON pointer (`/signatures/0/sig`; "" for the root).

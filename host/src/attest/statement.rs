@@ -60,7 +60,8 @@ impl Statement {
 
     /// Parses and checks a Statement v1 from a DSSE payload.
     pub fn parse(payload: &[u8]) -> Result<Self, AttestError> {
-        let s: Statement = super::json_at_path(payload).map_err(AttestError::Statement)?;
+        let s: Statement =
+            super::json_at_path(payload).map_err(|e| AttestError::Statement(e.to_string()))?;
         if s.type_ != STATEMENT_V1 {
             return Err(AttestError::Statement(format!(
                 "_type is '{}', expected '{STATEMENT_V1}'",

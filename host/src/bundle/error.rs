@@ -94,6 +94,29 @@ pub enum BundleError {
     Source { path: PathBuf, message: String },
     #[error("building the policy component failed: {0}")]
     Build(String),
+    /// A bundle name that is not a short, path-safe identifier.
+    #[error(
+        "bundle name '{0}' must be 1-64 characters of a-z, 0-9, '.', '_', '-', starting with a letter or digit"
+    )]
+    Name(String),
+    #[error("WIT package '{0}' has no @version")]
+    WitNoVersion(String),
+    #[error("WIT package '{wit}': version: {error}")]
+    WitVersion { wit: String, error: String },
+    #[error("WIT package '{0}' is not namespace:name@version")]
+    WitPackage(String),
+    /// A service beyond loopback (`listen`) trusts a key (`what`, at
+    /// `key`) whose private half is on this host (`reason`).
+    #[error(
+        "{listen} is not a loopback address, but {what} {} {reason}: whoever can read this host's files could sign what the service trusts. Move the private key off this host (keep it where bundles and attestations are signed) and remove it here, or listen on loopback for development",
+        key.display()
+    )]
+    SecretOnHost {
+        listen: std::net::SocketAddr,
+        what: String,
+        key: PathBuf,
+        reason: String,
+    },
 }
 
 impl BundleError {

@@ -21,6 +21,8 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use super::BundleError;
+
 /// What a service trusts, and where it listens.
 #[derive(Debug, Clone)]
 pub struct Trusted<'a> {
@@ -36,7 +38,7 @@ pub struct Trusted<'a> {
 
 /// Refuses a non-loopback service that trusts a key whose secret is on
 /// this host; the error names the key file and what to do.
-pub fn check(t: &Trusted<'_>) -> Result<(), String> {
+pub fn check(t: &Trusted<'_>) -> Result<(), BundleError> {
     let Some(public) = t.listen.iter().find(|a| !a.ip().is_loopback()) else {
         return Ok(());
     };
@@ -49,10 +51,12 @@ pub fn check(t: &Trusted<'_>) -> Result<(), String> {
     .collect();
     for (key, what) in trusted_keys(t) {
         if let Some(reason) = secret_on_host(&key, &dev_keys) {
-            return Err(format!(
-                "{public} is not a loopback address, but {what} {} {reason}: whoever can read this host's files could sign what the service trusts. Move the private key off this host (keep it where bundles and attestations are signed) and remove it here, or listen on loopback for development",
-                key.display()
-            ));
+            return Err(BundleError::SecretOnHost {
+                listen: *public,
+                what,
+                key,
+                reason,
+            });
         }
     }
     Ok(())

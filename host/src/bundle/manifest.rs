@@ -79,8 +79,8 @@ impl Manifest {
                 self.format
             )));
         }
-        check_name(&self.name).map_err(BundleError::Manifest)?;
-        parse_wit(&self.wit).map_err(BundleError::Manifest)?;
+        check_name(&self.name).map_err(|e| BundleError::Manifest(e.to_string()))?;
+        parse_wit(&self.wit).map_err(|e| BundleError::Manifest(e.to_string()))?;
         for f in &self.files {
             if !super::archive::is_safe_name(&f.path) || super::archive::is_reserved(&f.path) {
                 return Err(BundleError::Manifest(format!(
@@ -137,7 +137,7 @@ impl Manifest {
             host: supported_list(),
             why,
         };
-        let (pkg, version) = parse_wit(&self.wit).map_err(incompatible)?;
+        let (pkg, version) = parse_wit(&self.wit).map_err(|e| incompatible(e.to_string()))?;
         if pkg != "stagegate:policy" {
             return Err(incompatible(format!(
                 "package '{pkg}' is not 'stagegate:policy'"
@@ -157,20 +157,22 @@ impl Manifest {
 }
 
 /// Splits `stagegate:policy@1.0.0` into package and version.
-pub fn parse_wit(wit: &str) -> Result<(&str, semver::Version), String> {
+pub fn parse_wit(wit: &str) -> Result<(&str, semver::Version), BundleError> {
     let (pkg, version) = wit
         .split_once('@')
-        .ok_or_else(|| format!("WIT package '{wit}' has no @version"))?;
-    let version = semver::Version::parse(version)
-        .map_err(|e| format!("WIT package '{wit}': version: {e}"))?;
+        .ok_or_else(|| BundleError::WitNoVersion(wit.to_string()))?;
+    let version = semver::Version::parse(version).map_err(|e| BundleError::WitVersion {
+        wit: wit.to_string(),
+        error: e.to_string(),
+    })?;
     if !pkg.contains(':') {
-        return Err(format!("WIT package '{wit}' is not namespace:name@version"));
+        return Err(BundleError::WitPackage(wit.to_string()));
     }
     Ok((pkg, version))
 }
 
 /// A bundle name is a short, path-safe identifier.
-pub fn check_name(name: &str) -> Result<(), String> {
+pub fn check_name(name: &str) -> Result<(), BundleError> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name.as_bytes()[0].is_ascii_alphanumeric()
@@ -180,9 +182,7 @@ pub fn check_name(name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "bundle name '{name}' must be 1-64 characters of a-z, 0-9, '.', '_', '-', starting with a letter or digit"
-        ))
+        Err(BundleError::Name(name.to_string()))
     }
 }
 

@@ -273,7 +273,7 @@ impl Bundle {
     pub fn controls(&self) -> Result<Controls, BundleError> {
         match self.file("controls.json") {
             None => Ok(Controls::default()),
-            Some(b) => Controls::parse(b).map_err(BundleError::Manifest),
+            Some(b) => Controls::parse(b).map_err(|e| BundleError::Manifest(e.to_string())),
         }
     }
 

@@ -171,7 +171,7 @@ impl PolicySource {
             files.insert("params.json".to_string(), params);
         }
         if let Some(controls) = self.read_optional("controls.json")? {
-            Controls::parse(&controls).map_err(|e| self.err(e))?;
+            Controls::parse(&controls).map_err(|e| self.err(e.to_string()))?;
             files.insert("controls.json".to_string(), controls);
         }
         Bundle::new(

@@ -18,7 +18,7 @@ use clap::Args;
 use serde::Deserialize;
 
 use super::eval::{evaluate, read_input};
-use super::output::{Item, Level, Output, Results};
+use super::output::{Item, Level, Output, OutputFileError, Results};
 use super::{CliError, CliResult, Exit, LimitArgs, TrustArgs};
 use crate::decision::DecisionKind;
 
@@ -157,9 +157,9 @@ pub(super) fn run(args: CheckArgs) -> CliResult {
     } else {
         Exit::Failure
     };
-    let written = |e: String| CliError {
+    let written = |e: OutputFileError| CliError {
         exit: Exit::PolicyError,
-        message: e,
+        message: e.to_string(),
     };
     match args.output {
         Output::Text => {
@@ -367,7 +367,7 @@ mod github {
 
     /// Appends `outcome` and `decision_id` to `$GITHUB_OUTPUT` and the
     /// findings table to `$GITHUB_STEP_SUMMARY` (either may be unset).
-    pub(super) fn outputs(r: &Report) -> Result<(), String> {
+    pub(super) fn outputs(r: &Report) -> Result<(), OutputFileError> {
         if let Some(path) = std::env::var_os("GITHUB_OUTPUT") {
             append(
                 Path::new(&path),
@@ -380,13 +380,17 @@ mod github {
         Ok(())
     }
 
-    fn append(path: &Path, text: &str) -> Result<(), String> {
+    fn append(path: &Path, text: &str) -> Result<(), OutputFileError> {
         std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
             .and_then(|mut f| f.write_all(text.as_bytes()))
-            .map_err(|e| format!("writing {}: {e}", path.display()))
+            .map_err(|source| OutputFileError {
+                path: path.display().to_string(),
+                var: None,
+                source,
+            })
     }
 
     /// A markdown section: the outcome, then a table of findings.

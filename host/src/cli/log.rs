@@ -149,7 +149,8 @@ pub(super) fn run(args: LogArgs) -> CliResult {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0);
-            let cosigned = witness::cosign(&note, &name, &key, now).map_err(CliError::bad_input)?;
+            let cosigned = witness::cosign(&note, &name, &key, now)
+                .map_err(|e| CliError::bad_input(e.to_string()))?;
             print!("{cosigned}");
             Ok(Exit::Success)
         }

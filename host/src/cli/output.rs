@@ -289,7 +289,7 @@ impl Results {
         format: Output,
         exit_code: u8,
         outputs: &[(&str, &str)],
-    ) -> Result<(), String> {
+    ) -> Result<(), OutputFileError> {
         match format {
             Output::Text => {}
             Output::Json => println!("{}", pretty(&self.json(exit_code))),
@@ -304,15 +304,30 @@ impl Results {
     }
 }
 
+/// A GitHub Actions file (`$GITHUB_OUTPUT`, `$GITHUB_STEP_SUMMARY`) that
+/// could not be appended to; each command decides the exit code.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "writing {path}{}: {source}",
+    var.as_ref().map(|v| format!(" (${v})")).unwrap_or_default()
+)]
+pub struct OutputFileError {
+    pub path: String,
+    /// The variable that named the file, when the message says so.
+    pub var: Option<String>,
+    #[source]
+    pub source: std::io::Error,
+}
+
 fn pretty(v: &Value) -> String {
     serde_json::to_string_pretty(v).unwrap_or_default()
 }
 
 /// Appends `outputs` to `$GITHUB_OUTPUT` and `summary` to
 /// `$GITHUB_STEP_SUMMARY` (either may be unset).
-pub fn github_files(outputs: &[(&str, &str)], summary: &str) -> Result<(), String> {
+pub fn github_files(outputs: &[(&str, &str)], summary: &str) -> Result<(), OutputFileError> {
     use std::io::Write as _;
-    let append = |var: &str, text: &str| -> Result<(), String> {
+    let append = |var: &str, text: &str| -> Result<(), OutputFileError> {
         let Some(path) = std::env::var_os(var) else {
             return Ok(());
         };
@@ -321,7 +336,11 @@ pub fn github_files(outputs: &[(&str, &str)], summary: &str) -> Result<(), Strin
             .append(true)
             .open(&path)
             .and_then(|mut f| f.write_all(text.as_bytes()))
-            .map_err(|e| format!("writing {} (${var}): {e}", path.to_string_lossy()))
+            .map_err(|source| OutputFileError {
+                path: path.to_string_lossy().into_owned(),
+                var: Some(var.to_string()),
+                source,
+            })
     };
     if !outputs.is_empty() {
         let text: String = outputs

@@ -153,7 +153,7 @@ fn verify(
                     details: serde_json::json!({"decision_id": null, "keyid": null, "subjects": []}),
                 }
                 .print(output, Exit::Failure as u8, &[("passed", "false")])
-                .map_err(CliError::failure)?;
+                .map_err(|e| CliError::failure(e.to_string()))?;
             }
             return Err(CliError::failure(message));
         }
@@ -231,6 +231,6 @@ fn verify(
         }),
     }
     .print(output, Exit::Success as u8, &[("passed", "true")])
-    .map_err(CliError::failure)?;
+    .map_err(|e| CliError::failure(e.to_string()))?;
     Ok(Exit::Success)
 }

@@ -37,7 +37,9 @@ pub(super) struct RegistryArgs {
 
 impl RegistryArgs {
     fn client(&self, reference: &str) -> Result<oci::Client, CliError> {
-        let reference: Reference = reference.parse().map_err(CliError::bad_input)?;
+        let reference: Reference = reference
+            .parse()
+            .map_err(|e: FetchError| CliError::bad_input(e.to_string()))?;
         let credential = match (&self.basic_auth_file, &self.basic_auth_env) {
             (Some(f), None) => Some(Credential::Basic(SecretSource::File(f.clone()))),
             (None, Some(v)) => Some(Credential::Basic(SecretSource::Env(v.clone()))),

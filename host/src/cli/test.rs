@@ -224,7 +224,7 @@ pub(super) fn run(args: TestArgs) -> CliResult {
         }),
     }
     .print(args.output, exit as u8, &[("passed", &p), ("failed", &f)])
-    .map_err(CliError::failure)?;
+    .map_err(|e| CliError::failure(e.to_string()))?;
     Ok(exit)
 }
 

@@ -53,7 +53,7 @@ pub(super) fn run(args: VerifyArgs) -> CliResult {
             };
             results
                 .print(args.output, Exit::Failure as u8, &[("passed", "false")])
-                .map_err(CliError::failure)?;
+                .map_err(|e| CliError::failure(e.to_string()))?;
             return Err(e);
         }
         Err(e) => return Err(e),
@@ -104,6 +104,6 @@ pub(super) fn run(args: VerifyArgs) -> CliResult {
             Exit::Success as u8,
             &[("passed", "true"), ("digest", &digest)],
         )
-        .map_err(CliError::failure)?;
+        .map_err(|e| CliError::failure(e.to_string()))?;
     Ok(Exit::Success)
 }

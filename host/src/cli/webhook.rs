@@ -46,7 +46,7 @@ pub(super) fn run(args: WebhookArgs) -> CliResult {
         "0.0.0.0/0".to_string(),
         "::/0".to_string(),
     ])
-    .map_err(CliError::bad_input)?;
+    .map_err(|e| CliError::bad_input(e.to_string()))?;
     let timeout = std::time::Duration::from_secs(10);
     match webhooks::send(&anywhere, timeout, &url, &secret, &event_id, 1, &payload) {
         Ok(status) => {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::LimitsConfig;
+use super::{ConfigError, LimitsConfig};
 
 /// One served bundle.
 #[derive(Debug, Clone, Deserialize)]
@@ -104,7 +104,7 @@ impl BundleConfig {
     /// The settings of remote sources: only with `url` or `oci`, each
     /// where it applies, at most one credential, plain HTTP only where
     /// allowed.
-    pub(super) fn check_remote(&self) -> Result<(), String> {
+    pub(super) fn check_remote(&self) -> Result<(), ConfigError> {
         let remote = self.url.is_some() || self.oci.is_some();
         let only_remote = [
             ("poll_interval_ms", self.poll_interval_ms.is_some()),
@@ -124,17 +124,23 @@ impl BundleConfig {
         ];
         for (key, set) in only_remote {
             if set && !remote {
-                return Err(format!("`{key}` only applies to `url` or `oci` sources"));
+                return Err(ConfigError::Invalid(format!(
+                    "`{key}` only applies to `url` or `oci` sources"
+                )));
             }
         }
         for (key, set) in only_url {
             if set && self.url.is_none() {
-                return Err(format!("`{key}` only applies to a `url` source"));
+                return Err(ConfigError::Invalid(format!(
+                    "`{key}` only applies to a `url` source"
+                )));
             }
         }
         for (key, set) in only_oci {
             if set && self.oci.is_none() {
-                return Err(format!("`{key}` only applies to an `oci` source"));
+                return Err(ConfigError::Invalid(format!(
+                    "`{key}` only applies to an `oci` source"
+                )));
             }
         }
         for (key, v) in [
@@ -142,7 +148,9 @@ impl BundleConfig {
             ("stale_after_ms", self.stale_after_ms),
         ] {
             if v == Some(0) {
-                return Err(format!("`{key}` must be greater than 0"));
+                return Err(ConfigError::Invalid(format!(
+                    "`{key}` must be greater than 0"
+                )));
             }
         }
         let credentials = [
@@ -155,21 +163,21 @@ impl BundleConfig {
         .filter(|x| **x)
         .count();
         if credentials > 1 {
-            return Err("give at most one of `bearer_token_file`, `bearer_token_env`, `basic_auth_file`, `basic_auth_env`".into());
+            return Err(ConfigError::Invalid("give at most one of `bearer_token_file`, `bearer_token_env`, `basic_auth_file`, `basic_auth_env`".into()));
         }
         if let Some(url) = &self.url {
             crate::distribution::http::check_url(url, self.allow_insecure)
-                .map_err(|e| format!("url: {e}"))?;
+                .map_err(|e| ConfigError::at("url", e))?;
         }
         if let Some(oci) = &self.oci {
             let r: crate::distribution::oci::Reference =
-                oci.parse().map_err(|e| format!("oci: {e}"))?;
+                oci.parse().map_err(|e| ConfigError::at("oci", e))?;
             crate::distribution::oci::check_plain_http(
                 &r.registry,
                 self.plain_http,
                 self.allow_insecure,
             )
-            .map_err(|e| format!("oci: {e}"))?;
+            .map_err(|e| ConfigError::at("oci", e))?;
         }
         Ok(())
     }
@@ -211,15 +219,16 @@ pub struct PolicySetConfig {
 pub(super) fn validate_bundles<'a>(
     bundles: &'a [BundleConfig],
     l: &LimitsConfig,
-) -> Result<BTreeSet<&'a str>, String> {
+) -> Result<BTreeSet<&'a str>, ConfigError> {
     let mut names = BTreeSet::new();
     for (i, b) in bundles.iter().enumerate() {
-        crate::bundle::manifest::check_name(&b.name).map_err(|e| format!("bundles[{i}]: {e}"))?;
+        crate::bundle::manifest::check_name(&b.name)
+            .map_err(|e| ConfigError::at(format!("bundles[{i}]"), e))?;
         if !names.insert(b.name.as_str()) {
-            return Err(format!(
+            return Err(ConfigError::Invalid(format!(
                 "bundles[{i}]: bundle '{}' is configured twice",
                 b.name
-            ));
+            )));
         }
         let sources = [
             b.file.is_some(),
@@ -232,33 +241,33 @@ pub(super) fn validate_bundles<'a>(
         .filter(|x| **x)
         .count();
         if sources > 1 {
-            return Err(format!(
+            return Err(ConfigError::Invalid(format!(
                 "bundles[{i}] ('{}'): give at most one of `file`, `dir`, `build`, `url`, `oci`",
                 b.name
-            ));
+            )));
         }
         b.check_remote()
-            .map_err(|e| format!("bundles[{i}] ('{}'): {e}", b.name))?;
+            .map_err(|e| ConfigError::at(format!("bundles[{i}] ('{}')", b.name), e))?;
         let own = &b.limits;
         if own.memory_mib.is_some_and(|m| m == 0 || m > 4096) {
-            return Err(format!(
+            return Err(ConfigError::Invalid(format!(
                 "bundles[{i}] ('{}'): limits.memory_mib must be 1-4096",
                 b.name
-            ));
+            )));
         }
         if let Some(d) = own.deadline_ms
             && (d == 0 || d >= l.request_timeout_ms)
         {
-            return Err(format!(
+            return Err(ConfigError::Invalid(format!(
                 "bundles[{i}] ('{}'): limits.deadline_ms ({d}) must be greater than 0 and below limits.request_timeout_ms ({})",
                 b.name, l.request_timeout_ms
-            ));
+            )));
         }
         if b.sign_with.is_some() && b.build.is_none() {
-            return Err(format!(
+            return Err(ConfigError::Invalid(format!(
                 "bundles[{i}] ('{}'): `sign_with` only applies to `build`",
                 b.name
-            ));
+            )));
         }
     }
     Ok(names)
@@ -269,36 +278,36 @@ pub(super) fn validate_bundles<'a>(
 pub(super) fn validate_policy_sets<'a>(
     sets: &'a [PolicySetConfig],
     names: &mut BTreeSet<&'a str>,
-) -> Result<(), String> {
+) -> Result<(), ConfigError> {
     for (i, set) in sets.iter().enumerate() {
         crate::bundle::manifest::check_name(&set.name)
-            .map_err(|e| format!("policy_sets[{i}]: {e}"))?;
+            .map_err(|e| ConfigError::at(format!("policy_sets[{i}]"), e))?;
         if !names.insert(set.name.as_str()) {
-            return Err(format!(
+            return Err(ConfigError::Invalid(format!(
                 "policy_sets[{i}]: '{}' is already the name of a bundle or another set",
                 set.name
-            ));
+            )));
         }
         if set.members.is_empty() {
-            return Err(format!(
+            return Err(ConfigError::Invalid(format!(
                 "policy_sets[{i}] ('{}'): `members` must name at least one bundle",
                 set.name
-            ));
+            )));
         }
         let mut members = BTreeSet::new();
         for (j, m) in set.members.iter().enumerate() {
             crate::bundle::manifest::check_name(m)
-                .map_err(|e| format!("policy_sets[{i}].members[{j}]: {e}"))?;
+                .map_err(|e| ConfigError::at(format!("policy_sets[{i}].members[{j}]"), e))?;
             if !members.insert(m.as_str()) {
-                return Err(format!(
+                return Err(ConfigError::Invalid(format!(
                     "policy_sets[{i}].members[{j}]: '{m}' is listed twice in set '{}'",
                     set.name
-                ));
+                )));
             }
             if sets.iter().any(|s| &s.name == m) {
-                return Err(format!(
+                return Err(ConfigError::Invalid(format!(
                     "policy_sets[{i}].members[{j}]: '{m}' is a policy set; members are bundles (sets do not nest)"
-                ));
+                )));
             }
         }
     }

@@ -41,7 +41,7 @@ impl Default for CapacityConfig {
 
 impl CapacityConfig {
     /// Every value must be positive: a zero would refuse everything.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), super::ConfigError> {
         for (name, value) in [
             (
                 "capacity.reserved_concurrency",
@@ -62,7 +62,7 @@ impl CapacityConfig {
             ),
         ] {
             if value == 0 {
-                return Err(format!("{name} must be greater than 0"));
+                return Err(super::ConfigError::Zero { key: name.into() });
             }
         }
         Ok(())

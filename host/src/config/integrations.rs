@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::ConfigError;
+
 /// `[integrations]`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -75,37 +77,39 @@ impl Default for KubernetesConfig {
 
 impl KubernetesConfig {
     /// What serde cannot check, named by key.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         for (i, a) in self.allowed_images.iter().enumerate() {
             let at = format!("integrations.kubernetes.allowed_images[{i}]");
             match (&a.system, &a.deployment) {
                 (Some(s), None) | (None, Some(s)) if !s.trim().is_empty() => {}
                 _ => {
-                    return Err(format!("{at}: give exactly one of system and deployment"));
+                    return Err(ConfigError::Invalid(format!(
+                        "{at}: give exactly one of system and deployment"
+                    )));
                 }
             }
             for (j, d) in a.digests.iter().enumerate() {
                 let hex = d.strip_prefix("sha256:").unwrap_or_default();
                 if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-                    return Err(format!(
+                    return Err(ConfigError::Invalid(format!(
                         "{at}.digests[{j}] '{d}' is not sha256:<64 lowercase hex digits>"
-                    ));
+                    )));
                 }
             }
         }
         if let Some(url) = &self.analysis_url
             && !(url.starts_with("https://") || url.starts_with("http://"))
         {
-            return Err(format!(
+            return Err(ConfigError::Invalid(format!(
                 "integrations.kubernetes.analysis_url must be an http(s) URL, not '{url}'"
-            ));
+            )));
         }
         Ok(())
     }
 }
 
 impl IntegrationsConfig {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         self.authz.validate()?;
         self.kubernetes.validate()?;
         if let Some(g) = &self.github {
@@ -143,18 +147,18 @@ impl Default for AuthzConfig {
 }
 
 impl AuthzConfig {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.refresh_ms == 0 || self.refresh_ms > 1_000 {
-            return Err(format!(
+            return Err(ConfigError::Invalid(format!(
                 "integrations.authz.refresh_ms must be 1..=1000 (routes must follow a transition within a second), not {}",
                 self.refresh_ms
-            ));
+            )));
         }
         if self.stale_after_ms <= self.refresh_ms {
-            return Err(format!(
+            return Err(ConfigError::Invalid(format!(
                 "integrations.authz.stale_after_ms ({}) must be above refresh_ms ({})",
                 self.stale_after_ms, self.refresh_ms
-            ));
+            )));
         }
         Ok(())
     }
@@ -235,69 +239,75 @@ fn default_release() -> String {
 
 impl GithubConfig {
     /// What serde cannot check, named by key.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         let at = "integrations.github";
         if self.app_id == 0 {
-            return Err(format!("{at}.app_id is required (the GitHub App's id)"));
+            return Err(ConfigError::Invalid(format!(
+                "{at}.app_id is required (the GitHub App's id)"
+            )));
         }
         if self.private_key_file.is_none() {
-            return Err(format!(
+            return Err(ConfigError::Invalid(format!(
                 "{at}.private_key_file is required (the GitHub App's private key)"
-            ));
+            )));
         }
         match (&self.webhook_secret_file, &self.webhook_secret_env) {
             (Some(_), None) | (None, Some(_)) => {}
             _ => {
-                return Err(format!(
+                return Err(ConfigError::Invalid(format!(
                     "{at}: give exactly one of webhook_secret_file and webhook_secret_env"
-                ));
+                )));
             }
         }
         if !(self.api_url.starts_with("https://") || self.api_url.starts_with("http://")) {
-            return Err(format!(
+            return Err(ConfigError::Invalid(format!(
                 "{at}.api_url must be an http(s) URL, not '{}'",
                 self.api_url
-            ));
+            )));
         }
         if self.timeout_ms == 0 {
-            return Err(format!("{at}.timeout_ms must be greater than 0"));
+            return Err(ConfigError::Zero {
+                key: format!("{at}.timeout_ms"),
+            });
         }
         let mut seen = std::collections::BTreeSet::new();
         for (i, e) in self.environments.iter().enumerate() {
             let at = format!("{at}.environments[{i}]");
             if e.repository.split('/').count() != 2 || e.repository.contains(' ') {
-                return Err(format!(
+                return Err(ConfigError::Invalid(format!(
                     "{at}.repository must be OWNER/REPO, not '{}'",
                     e.repository
-                ));
+                )));
             }
             if e.environment.trim().is_empty() || e.system.trim().is_empty() {
-                return Err(format!("{at}: environment and system must not be empty"));
+                return Err(ConfigError::Invalid(format!(
+                    "{at}: environment and system must not be empty"
+                )));
             }
             if e.release.contains("{short_sha}") {
-                return Err(format!(
+                return Err(ConfigError::Invalid(format!(
                     "{at}.release '{}': {{short_sha}} compares only 28 bits of the commit, and a commit that shares them with an approved release can be made; use {{sha}} (the full commit)",
                     e.release
-                ));
+                )));
             }
             let unknown = e.release.replace("{sha}", "").replace("{ref}", "");
             if unknown.contains('{') || unknown.contains('}') {
-                return Err(format!(
+                return Err(ConfigError::Invalid(format!(
                     "{at}.release '{}': only {{sha}} and {{ref}} are replaced",
                     e.release
-                ));
+                )));
             }
             if e.release.contains("{ref}") && e.allowed_refs.is_empty() {
-                return Err(format!(
+                return Err(ConfigError::Invalid(format!(
                     "{at}.release '{}' uses {{ref}}, which whoever pushes chooses by naming a branch: list the refs that may name a release in {at}.allowed_refs (e.g. [\"refs/tags/v2.3.0\"])",
                     e.release
-                ));
+                )));
             }
             if !seen.insert(environment_key(&e.repository, &e.environment)) {
-                return Err(format!(
+                return Err(ConfigError::Invalid(format!(
                     "{at}: {} environment {} is mapped twice",
                     e.repository, e.environment
-                ));
+                )));
             }
         }
         Ok(())
@@ -318,7 +328,7 @@ mod tests {
     fn an_allow_list_entry_names_one_owner_and_whole_digests() {
         let parse = |text: &str| -> Result<(), String> {
             let c: KubernetesConfig = toml::from_str(text).map_err(|e| e.to_string())?;
-            c.validate()
+            c.validate().map_err(|e| e.to_string())
         };
         let d = format!("sha256:{}", "a".repeat(64));
         assert!(
@@ -343,7 +353,7 @@ mod tests {
                 "app_id = 1\nprivate_key_file = \"k.pem\"\n{extra}"
             ))
             .map_err(|e| e.to_string())?;
-            c.validate()
+            c.validate().map_err(|e| e.to_string())
         };
         assert!(base("webhook_secret_env = \"S\"").is_ok());
         assert!(base("").unwrap_err().contains("exactly one of"));

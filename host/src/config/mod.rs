@@ -126,12 +126,78 @@ impl Default for Config {
     }
 }
 
-/// A configuration error, naming the file and what is wrong.
+/// Why a configuration was refused, naming the file, the key and what is
+/// wrong. Startup prints it and stops; the messages are documented
+/// (docs/configuration.md) and asserted by the tests.
 #[derive(Debug, thiserror::Error)]
-#[error("{path}: {message}")]
-pub struct ConfigError {
-    pub path: String,
-    pub message: String,
+pub enum ConfigError {
+    /// The file at `path` could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file at `path` holds a configuration refused for `source`.
+    #[error("{path}: {source}")]
+    File {
+        path: String,
+        #[source]
+        source: Box<ConfigError>,
+    },
+    /// Not TOML, or a key of the wrong type or unknown.
+    #[error("{0}")]
+    Toml(#[from] toml::de::Error),
+    /// A count, size or interval (`limits.concurrency`) set to 0.
+    #[error("{key} must be greater than 0")]
+    Zero { key: String },
+    /// A value outside its domain or a combination of keys the service
+    /// refuses; the message names the key (`bundles[2] ('x'): …`).
+    #[error("{0}")]
+    Invalid(String),
+    /// `key` (`bundles[0] ('x')`, `url`) is refused for `source`, a
+    /// check of the layer that owns the value.
+    #[error("{key}: {source}")]
+    At {
+        key: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A service reachable beyond loopback that trusts a key it signs
+    /// with itself.
+    #[error(
+        "listen = {listen} is not a loopback address, but the trust store {} trusts the development signing key {} (bundles[{index}].sign_with, bundle '{bundle}'): whoever can read that key file could sign policies this service accepts. Serve bundles signed offline with a trust store that holds only their public keys, or listen on loopback for development",
+        trust_dir.display(),
+        key.display()
+    )]
+    DevelopmentKey {
+        listen: SocketAddr,
+        trust_dir: PathBuf,
+        key: PathBuf,
+        index: usize,
+        bundle: String,
+    },
+    #[error(transparent)]
+    Webhooks(#[from] crate::records::destinations::AllowEntryError),
+    #[error(transparent)]
+    Identity(#[from] crate::identity::IdentityError),
+    #[error(transparent)]
+    Admission(#[from] admission::AdmissionConfigError),
+    #[error(transparent)]
+    Tokens(#[from] crate::auth::TokenConfigError),
+}
+
+impl ConfigError {
+    /// `source`, said of `key`.
+    pub(crate) fn at(
+        key: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        ConfigError::At {
+            key: key.into(),
+            source: source.into(),
+        }
+    }
 }
 
 impl Config {
@@ -156,23 +222,25 @@ impl Config {
 
     /// Reads and validates a TOML file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let err = |message: String| ConfigError {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.display().to_string(),
-            message,
-        };
-        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        Self::parse(&text).map_err(err)
+            source,
+        })?;
+        Self::parse(&text).map_err(|e| ConfigError::File {
+            path: path.display().to_string(),
+            source: Box::new(e),
+        })
     }
 
     /// Parses and validates TOML text.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text)?;
         config.validate()?;
         Ok(config)
     }
 
     /// Checks what serde cannot: ranges, uniqueness, one source per bundle.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         crate::records::destinations::Destinations::parse(&self.webhooks.allow)?;
         self.integrations.validate()?;
         crate::identity::config::validate(&self.identities)?;
@@ -183,8 +251,7 @@ impl Config {
             k.client_ca.as_deref(),
             k.unauthenticated_per_second,
             self.listen_tls.is_some(),
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         let l = &self.limits;
         for (name, value) in [
             ("limits.body_bytes", l.body_bytes as u64),
@@ -217,20 +284,24 @@ impl Config {
             ("sources.timeout_ms", self.sources.timeout_ms),
         ] {
             if value == 0 {
-                return Err(format!("{name} must be greater than 0"));
+                return Err(ConfigError::Zero { key: name.into() });
             }
         }
         if l.bundle_member_mib > 1024 {
-            return Err("limits.bundle_member_mib must be at most 1024".into());
+            return Err(ConfigError::Invalid(
+                "limits.bundle_member_mib must be at most 1024".into(),
+            ));
         }
         if l.memory_mib > 4096 {
-            return Err("limits.memory_mib must be at most 4096".into());
+            return Err(ConfigError::Invalid(
+                "limits.memory_mib must be at most 4096".into(),
+            ));
         }
         if l.decision_deadline_ms >= l.request_timeout_ms {
-            return Err(format!(
+            return Err(ConfigError::Invalid(format!(
                 "limits.decision_deadline_ms ({}) must be below limits.request_timeout_ms ({})",
                 l.decision_deadline_ms, l.request_timeout_ms
-            ));
+            )));
         }
         let mut names = bundles::validate_bundles(&self.bundles, l)?;
         tls::validate(self.listen_tls, &self.tls)?;
@@ -238,9 +309,11 @@ impl Config {
         let defaults = self.bundles.iter().filter(|b| b.default).count()
             + self.policy_sets.iter().filter(|s| s.default).count();
         if defaults > 1 {
-            return Err("more than one bundle is marked `default = true`".into());
+            return Err(ConfigError::Invalid(
+                "more than one bundle is marked `default = true`".into(),
+            ));
         }
-        crate::auth::validate(&self.tokens).map_err(|e| e.to_string())?;
+        crate::auth::validate(&self.tokens)?;
         Ok(())
     }
 
@@ -252,7 +325,7 @@ impl Config {
     /// file can sign a policy that production accepts. So a configuration
     /// that listens beyond loopback must not trust a `sign_with` key: not
     /// its directory, and not a copy of its public half.
-    pub fn check_development_keys(&self) -> Result<(), String> {
+    pub fn check_development_keys(&self) -> Result<(), ConfigError> {
         if self.listen.ip().is_loopback() && self.listen_tls.is_none_or(|a| a.ip().is_loopback()) {
             return Ok(());
         }
@@ -271,13 +344,13 @@ impl Config {
                     .any(|e| std::fs::read(e.path()).is_ok_and(|b| &b == public))
             });
             if in_trust_dir || copied {
-                return Err(format!(
-                    "listen = {} is not a loopback address, but the trust store {} trusts the development signing key {} (bundles[{i}].sign_with, bundle '{}'): whoever can read that key file could sign policies this service accepts. Serve bundles signed offline with a trust store that holds only their public keys, or listen on loopback for development",
-                    self.listen,
-                    self.trust.dir.display(),
-                    key.display(),
-                    b.name
-                ));
+                return Err(ConfigError::DevelopmentKey {
+                    listen: self.listen,
+                    trust_dir: self.trust.dir.clone(),
+                    key: key.clone(),
+                    index: i,
+                    bundle: b.name.clone(),
+                });
             }
         }
         Ok(())
@@ -286,7 +359,7 @@ impl Config {
     /// Checks what remote bundle sources read from files at start: each
     /// `ca_file` must hold PEM certificates. (Credentials are read at
     /// each poll, so that they can be rotated.)
-    pub fn check_sources(&self) -> Result<(), String> {
+    pub fn check_sources(&self) -> Result<(), ConfigError> {
         for (i, b) in self.bundles.iter().enumerate() {
             if b.ca_file.is_some() {
                 crate::distribution::TransportOptions {
@@ -294,7 +367,7 @@ impl Config {
                     ..Default::default()
                 }
                 .check()
-                .map_err(|e| format!("bundles[{i}] ('{}'): {e}", b.name))?;
+                .map_err(|e| ConfigError::at(format!("bundles[{i}] ('{}')", b.name), e))?;
             }
         }
         Ok(())
@@ -445,14 +518,17 @@ mod tests {
 
     #[test]
     fn a_misspelt_key_is_an_error_naming_it() {
-        let e = Config::parse("[trust]\nmin_signature = 2\n").unwrap_err();
+        let e = Config::parse("[trust]\nmin_signature = 2\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("min_signature"), "{e}");
     }
 
     #[test]
     fn a_bundle_with_two_sources_is_refused() {
         let e = Config::parse("[[bundles]]\nname = \"a\"\nfile = \"a.bundle\"\ndir = \"in\"\n")
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("at most one of"), "{e}");
     }
 
@@ -460,7 +536,9 @@ mod tests {
     fn remote_source_settings_are_checked_where_they_apply() {
         let entry = |body: &str| Config::parse(&format!("[[bundles]]\nname = \"a\"\n{body}\n"));
         assert!(entry("oci = \"127.0.0.1:5000/c/a:1\"\nplain_http = true").is_ok());
-        let e = entry("oci = \"registry.example.com/c/a:1\"\nplain_http = true").unwrap_err();
+        let e = entry("oci = \"registry.example.com/c/a:1\"\nplain_http = true")
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("bundles[0]") && e.contains("allow_insecure"),
             "{e}"
@@ -469,24 +547,34 @@ mod tests {
             entry("oci = \"registry.example.com/c/a:1\"\nplain_http = true\nallow_insecure = true")
                 .is_ok()
         );
-        let e = entry("url = \"https://u:p@example.com/a.bundle\"").unwrap_err();
+        let e = entry("url = \"https://u:p@example.com/a.bundle\"")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("file or environment variable"), "{e}");
-        let e = entry("file = \"a.bundle\"\npoll_interval_ms = 10").unwrap_err();
+        let e = entry("file = \"a.bundle\"\npoll_interval_ms = 10")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("poll_interval_ms"), "{e}");
-        let e = entry("url = \"https://example.com/a\"\nplain_http = true").unwrap_err();
+        let e = entry("url = \"https://example.com/a\"\nplain_http = true")
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("`plain_http` only applies to an `oci` source"),
             "{e}"
         );
-        let e = entry("oci = \"127.0.0.1:5000/c/a:1\"\nbearer_token_env = \"T\"").unwrap_err();
+        let e = entry("oci = \"127.0.0.1:5000/c/a:1\"\nbearer_token_env = \"T\"")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("bearer_token_env"), "{e}");
         let e = entry(
             "url = \"https://example.com/a\"\nbearer_token_env = \"T\"\nbasic_auth_env = \"B\"",
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("at most one of"), "{e}");
-        let e =
-            entry("url = \"https://example.com/a\"\noci = \"127.0.0.1:5000/c/a:1\"").unwrap_err();
+        let e = entry("url = \"https://example.com/a\"\noci = \"127.0.0.1:5000/c/a:1\"")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("at most one of"), "{e}");
     }
 
@@ -495,7 +583,8 @@ mod tests {
         let e = Config::parse(
             "[[tokens]]\nname = \"ci\"\nsha256 = \"hunter2\"\nroles = [\"gateway\"]\n",
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("64 hex digits"), "{e}");
     }
 
@@ -505,13 +594,16 @@ mod tests {
             "[[tokens]]\nname = \"ci\"\nsha256 = \"{}\"\nroles = [\"admin\"]\n",
             "a".repeat(64)
         ))
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("admin"), "{e}");
     }
 
     #[test]
     fn a_deadline_beyond_the_request_timeout_is_refused() {
-        let e = Config::parse("[limits]\ndecision_deadline_ms = 20000\n").unwrap_err();
+        let e = Config::parse("[limits]\ndecision_deadline_ms = 20000\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("request_timeout_ms"), "{e}");
     }
 
@@ -521,7 +613,9 @@ mod tests {
         assert_eq!(c.limits.decode(), DecodeLimits::default());
         let c = Config::parse("[limits]\nmax_list_len = 50\n").unwrap();
         assert_eq!(c.limits.decode().max_list_len, 50);
-        let e = Config::parse("[limits]\nmax_list_len = 0\n").unwrap_err();
+        let e = Config::parse("[limits]\nmax_list_len = 0\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("limits.max_list_len"), "{e}");
     }
 

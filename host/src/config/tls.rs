@@ -35,16 +35,21 @@ pub struct TlsFiles {
 
 /// `listen_tls` and `[tls]` go together: both files with it, neither
 /// without it.
-pub(super) fn validate(listen_tls: Option<SocketAddr>, tls: &TlsConfig) -> Result<(), String> {
+pub(super) fn validate(
+    listen_tls: Option<SocketAddr>,
+    tls: &TlsConfig,
+) -> Result<(), super::ConfigError> {
     match (listen_tls, tls.certificate.is_some(), tls.key.is_some()) {
         (Some(_), true, true) | (None, false, false) => {}
         (Some(_), _, _) => {
-            return Err("listen_tls needs both tls.certificate and tls.key (PEM files)".into());
+            return Err(super::ConfigError::Invalid(
+                "listen_tls needs both tls.certificate and tls.key (PEM files)".into(),
+            ));
         }
         (None, _, _) => {
-            return Err(
+            return Err(super::ConfigError::Invalid(
                 "tls.certificate and tls.key are used only with listen_tls; set listen_tls or remove them".into(),
-            );
+            ));
         }
     }
     Ok(())

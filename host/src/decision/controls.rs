@@ -31,13 +31,22 @@ pub struct Controls {
     pub codes: Vec<String>,
 }
 
+/// A `controls.json` that does not decode: the field at fault (`map.x`,
+/// `.` for the whole document) and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("controls.json at {path}: {message}")]
+pub struct ControlsError {
+    pub path: String,
+    pub message: String,
+}
+
 impl Controls {
     /// Parses `controls.json`, naming the offending field on error.
-    pub fn parse(bytes: &[u8]) -> Result<Self, String> {
+    pub fn parse(bytes: &[u8]) -> Result<Self, ControlsError> {
         let mut de = serde_json::Deserializer::from_slice(bytes);
-        serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let path = e.path().to_string();
-            format!("controls.json at {path}: {}", e.into_inner())
+        serde_path_to_error::deserialize(&mut de).map_err(|e| ControlsError {
+            path: e.path().to_string(),
+            message: e.into_inner().to_string(),
         })
     }
 
@@ -112,7 +121,9 @@ mod tests {
 
     #[test]
     fn an_unknown_key_is_an_error_naming_it() {
-        let err = Controls::parse(br#"{"mapping": {}}"#).unwrap_err();
+        let err = Controls::parse(br#"{"mapping": {}}"#)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("mapping"), "{err}");
     }
 }

@@ -41,7 +41,7 @@ impl HttpSource {
         allow_insecure: bool,
         transport: &TransportOptions,
     ) -> Result<Self, FetchError> {
-        check_url(url, allow_insecure).map_err(FetchError::Config)?;
+        check_url(url, allow_insecure)?;
         Ok(HttpSource {
             url: url.to_string(),
             agent: transport::agent(transport)?,
@@ -86,26 +86,31 @@ impl HttpSource {
 
 /// What a bundle URL may be: `https://`, or `http://` to this machine (or
 /// anywhere with `allow_insecure`), with no credentials in it.
-pub fn check_url(url: &str, allow_insecure: bool) -> Result<(), String> {
+pub fn check_url(url: &str, allow_insecure: bool) -> Result<(), FetchError> {
     let (scheme, rest) = url
         .split_once("://")
-        .ok_or_else(|| format!("`{url}` is not an http:// or https:// URL"))?;
+        .ok_or_else(|| FetchError::Config(format!("`{url}` is not an http:// or https:// URL")))?;
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     if authority.contains('@') {
-        return Err(
+        return Err(FetchError::Config(
             "the URL holds credentials; give them in a file or environment variable (bearer_token_file, basic_auth_env, ...)".into(),
-        );
+        ));
     }
     if authority.is_empty() {
-        return Err(format!("`{}` names no host", super::redact_url(url)));
+        return Err(FetchError::Config(format!(
+            "`{}` names no host",
+            super::redact_url(url)
+        )));
     }
     match scheme {
         "https" => Ok(()),
         "http" if allow_insecure || is_loopback_host(super::host_of(authority)) => Ok(()),
-        "http" => Err(format!(
+        "http" => Err(FetchError::Config(format!(
             "`{url}` is plain HTTP to another host; use https://, or set allow_insecure = true"
-        )),
-        other => Err(format!("scheme `{other}` is not http or https")),
+        ))),
+        other => Err(FetchError::Config(format!(
+            "scheme `{other}` is not http or https"
+        ))),
     }
 }
 
@@ -117,10 +122,14 @@ mod tests {
     fn plain_http_is_for_loopback_unless_insecure_is_allowed() {
         assert!(check_url("http://127.0.0.1:8000/a.bundle", false).is_ok());
         assert!(check_url("https://example.com/a.bundle", false).is_ok());
-        let e = check_url("http://example.com/a.bundle", false).unwrap_err();
+        let e = check_url("http://example.com/a.bundle", false)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("allow_insecure"), "{e}");
         assert!(check_url("http://example.com/a.bundle", true).is_ok());
-        let e = check_url("https://u:p@example.com/a.bundle", false).unwrap_err();
+        let e = check_url("https://u:p@example.com/a.bundle", false)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("credentials"), "{e}");
         assert!(check_url("ftp://example.com/a", true).is_err());
     }

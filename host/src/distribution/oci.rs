@@ -45,10 +45,14 @@ pub struct Reference {
 }
 
 impl std::str::FromStr for Reference {
-    type Err = String;
+    type Err = FetchError;
 
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = |why: &str| format!("`{s}` is not an OCI reference HOST/REPOSITORY:TAG: {why}");
+    fn from_str(s: &str) -> Result<Self, FetchError> {
+        let bad = |why: &str| {
+            FetchError::Config(format!(
+                "`{s}` is not an OCI reference HOST/REPOSITORY:TAG: {why}"
+            ))
+        };
         let rest = s.strip_prefix("oci://").unwrap_or(s);
         let (registry, path) = rest
             .split_once('/')
@@ -194,8 +198,7 @@ impl Client {
             &reference.registry,
             options.plain_http,
             options.allow_insecure,
-        )
-        .map_err(FetchError::Config)?;
+        )?;
         let scheme = if options.plain_http { "http" } else { "https" };
         Ok(Client {
             base: format!("{scheme}://{}", reference.registry),
@@ -524,47 +527,55 @@ pub fn check_plain_http(
     registry: &str,
     plain_http: bool,
     allow_insecure: bool,
-) -> Result<(), String> {
+) -> Result<(), FetchError> {
     if plain_http && !allow_insecure && !is_loopback_host(host_of(registry)) {
-        return Err(format!(
+        return Err(FetchError::Config(format!(
             "plain_http is refused for {registry}, which is not a loopback address: set allow_insecure = true to speak plain HTTP to it"
-        ));
+        )));
     }
     Ok(())
 }
 
 /// The bundle layer of a manifest, after checking the layout.
-pub(crate) fn bundle_layer(bytes: &[u8]) -> Result<Descriptor, String> {
-    let m: Manifest =
-        serde_json::from_slice(bytes).map_err(|e| format!("not an image manifest: {e}"))?;
+pub(crate) fn bundle_layer(bytes: &[u8]) -> Result<Descriptor, FetchError> {
+    let m: Manifest = serde_json::from_slice(bytes)
+        .map_err(|e| FetchError::Protocol(format!("not an image manifest: {e}")))?;
     if m.schema_version != 2 {
-        return Err(format!("schemaVersion is {}, not 2", m.schema_version));
+        return Err(FetchError::Protocol(format!(
+            "schemaVersion is {}, not 2",
+            m.schema_version
+        )));
     }
     if let Some(mt) = &m.media_type
         && mt != MANIFEST_MEDIA_TYPE
     {
-        return Err(format!("mediaType is {mt}, not {MANIFEST_MEDIA_TYPE}"));
+        return Err(FetchError::Protocol(format!(
+            "mediaType is {mt}, not {MANIFEST_MEDIA_TYPE}"
+        )));
     }
     if m.artifact_type.as_deref() != Some(ARTIFACT_TYPE) {
-        return Err(format!(
+        return Err(FetchError::Protocol(format!(
             "artifactType is {}, not {ARTIFACT_TYPE}: not a stagegate bundle",
             m.artifact_type.as_deref().unwrap_or("absent")
-        ));
+        )));
     }
     let [layer] = m.layers.as_slice() else {
-        return Err(format!(
+        return Err(FetchError::Protocol(format!(
             "{} layers, a bundle has exactly one",
             m.layers.len()
-        ));
+        )));
     };
     if layer.media_type != LAYER_MEDIA_TYPE {
-        return Err(format!(
+        return Err(FetchError::Protocol(format!(
             "the layer's mediaType is {}, not {LAYER_MEDIA_TYPE}",
             layer.media_type
-        ));
+        )));
     }
     if !layer.digest.starts_with("sha256:") || layer.digest.len() != 71 {
-        return Err(format!("the layer digest {} is not sha256", layer.digest));
+        return Err(FetchError::Protocol(format!(
+            "the layer digest {} is not sha256",
+            layer.digest
+        )));
     }
     Ok(layer.clone())
 }
@@ -651,7 +662,9 @@ mod tests {
     fn plain_http_to_another_host_needs_allow_insecure() {
         assert!(check_plain_http("127.0.0.1:5000", true, false).is_ok());
         assert!(check_plain_http("localhost:5000", true, false).is_ok());
-        let e = check_plain_http("registry.example.com", true, false).unwrap_err();
+        let e = check_plain_http("registry.example.com", true, false)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("allow_insecure"), "{e}");
         assert!(check_plain_http("registry.example.com", true, true).is_ok());
         assert!(check_plain_http("registry.example.com", false, false).is_ok());
@@ -675,16 +688,19 @@ mod tests {
             "application/vnd.other",
             vec![layer(LAYER_MEDIA_TYPE)],
         ))
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("artifactType"), "{e}");
         let e = bundle_layer(&manifest(
             ARTIFACT_TYPE,
             vec![layer(LAYER_MEDIA_TYPE), layer(LAYER_MEDIA_TYPE)],
         ))
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("2 layers"), "{e}");
-        let e =
-            bundle_layer(&manifest(ARTIFACT_TYPE, vec![layer("application/x-tar")])).unwrap_err();
+        let e = bundle_layer(&manifest(ARTIFACT_TYPE, vec![layer("application/x-tar")]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("mediaType"), "{e}");
     }
 }

@@ -1,6 +1,7 @@
 //! Matching a token's claims against an entry's `claims`, and naming the
 //! actor from them (`subject = "{repository}@{ref}"`).
 
+use super::error::IdentityError;
 use serde_json::Value;
 
 /// A claim, by name; a nested claim by its `/`-separated path
@@ -43,23 +44,29 @@ enum Part {
 }
 
 impl ClaimPattern {
-    pub(crate) fn parse(claim: &str, pattern: &str) -> Result<Self, String> {
+    pub(crate) fn parse(claim: &str, pattern: &str) -> Result<Self, IdentityError> {
         if claim.is_empty() {
-            return Err("a claim name must not be empty".into());
+            return Err(IdentityError::Pattern(
+                "a claim name must not be empty".into(),
+            ));
         }
         if pattern.is_empty() {
-            return Err("an empty pattern matches nothing useful; give a value or a glob".into());
+            return Err(IdentityError::Pattern(
+                "an empty pattern matches nothing useful; give a value or a glob".into(),
+            ));
         }
         if let Some(c) = pattern
             .chars()
             .find(|c| matches!(c, '?' | '[' | ']' | '{' | '}'))
         {
-            return Err(format!(
+            return Err(IdentityError::Pattern(format!(
                 "'{pattern}': '{c}' is not pattern syntax here (exact values, '*' within a segment, '**' across segments)"
-            ));
+            )));
         }
         if pattern.contains("***") {
-            return Err(format!("'{pattern}': '***' is not pattern syntax here"));
+            return Err(IdentityError::Pattern(format!(
+                "'{pattern}': '***' is not pattern syntax here"
+            )));
         }
         let mut parts = Vec::new();
         let mut rest = pattern;
@@ -112,7 +119,7 @@ pub(crate) struct SubjectTemplate {
 }
 
 impl SubjectTemplate {
-    pub(crate) fn parse(template: &str) -> Result<Self, String> {
+    pub(crate) fn parse(template: &str) -> Result<Self, IdentityError> {
         let mut parts = Vec::new();
         let mut rest = template;
         while !rest.is_empty() {
@@ -122,19 +129,23 @@ impl SubjectTemplate {
                     break;
                 }
                 Some(i) if rest.as_bytes()[i] == b'}' => {
-                    return Err(format!("'{template}': '}}' without '{{'"));
+                    return Err(IdentityError::Template(format!(
+                        "'{template}': '}}' without '{{'"
+                    )));
                 }
                 Some(i) => {
                     if i > 0 {
                         parts.push((false, rest[..i].to_string()));
                     }
                     let after = &rest[i + 1..];
-                    let end = after
-                        .find('}')
-                        .ok_or_else(|| format!("'{template}': '{{' without '}}'"))?;
+                    let end = after.find('}').ok_or_else(|| {
+                        IdentityError::Template(format!("'{template}': '{{' without '}}'"))
+                    })?;
                     let name = &after[..end];
                     if name.is_empty() || name.contains('{') {
-                        return Err(format!("'{template}': '{{{name}}}' does not name a claim"));
+                        return Err(IdentityError::Template(format!(
+                            "'{template}': '{{{name}}}' does not name a claim"
+                        )));
                     }
                     parts.push((true, name.to_string()));
                     rest = &after[end + 1..];
@@ -142,20 +153,22 @@ impl SubjectTemplate {
             }
         }
         if !parts.iter().any(|(claim, _)| *claim) {
-            return Err(format!(
+            return Err(IdentityError::Template(format!(
                 "'{template}' names no claim: every token would get the same actor"
-            ));
+            )));
         }
         Ok(SubjectTemplate { parts })
     }
 
     /// The actor's subject, or the claim it needed and the token lacks.
-    pub(crate) fn render(&self, claims: &Value) -> Result<String, String> {
+    pub(crate) fn render(&self, claims: &Value) -> Result<String, IdentityError> {
         let mut out = String::new();
         for (is_claim, text) in &self.parts {
             if *is_claim {
                 let v = lookup(claims, text).and_then(scalar).ok_or_else(|| {
-                    format!("the subject names claim '{text}', which the token lacks")
+                    IdentityError::Subject(format!(
+                        "the subject names claim '{text}', which the token lacks"
+                    ))
                 })?;
                 out.push_str(&v);
             } else {
@@ -164,9 +177,9 @@ impl SubjectTemplate {
         }
         // Records are read by people: no control characters, bounded.
         if out.chars().any(char::is_control) || out.is_empty() || out.len() > 256 {
-            return Err(
+            return Err(IdentityError::Subject(
                 "the subject is empty, longer than 256 bytes or has control characters".into(),
-            );
+            ));
         }
         Ok(out)
     }

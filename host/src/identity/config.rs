@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::claims::{ClaimPattern, SubjectTemplate};
+use super::error::IdentityError;
 use crate::auth::Role;
 
 /// One accepted kind of workload identity token.
@@ -90,71 +91,74 @@ impl IdentityConfig {
 }
 
 /// Checks every entry, naming the key at fault (`identities[2].jwks_url`).
-pub(crate) fn validate(identities: &[IdentityConfig]) -> Result<(), String> {
+pub(crate) fn validate(identities: &[IdentityConfig]) -> Result<(), IdentityError> {
     let mut names = BTreeSet::new();
     for (i, id) in identities.iter().enumerate() {
         let at = |key: &str| format!("identities[{i}].{key}");
         if id.name.trim().is_empty() || id.name.contains(':') || !names.insert(id.name.as_str()) {
-            return Err(format!(
-                "{}: names must be non-empty, unique and without ':' (records show '<name>:<subject>')",
-                at("name")
+            return Err(IdentityError::key(
+                at("name"),
+                "names must be non-empty, unique and without ':' (records show '<name>:<subject>')",
             ));
         }
         if id.issuer.trim().is_empty() {
-            return Err(format!("{}: must not be empty", at("issuer")));
+            return Err(IdentityError::key(at("issuer"), "must not be empty"));
         }
         if id.audiences.is_empty() || id.audiences.iter().any(|a| a.trim().is_empty()) {
-            return Err(format!(
-                "{}: at least one non-empty audience is required (a token minted for another service must not be accepted here)",
-                at("audiences")
+            return Err(IdentityError::key(
+                at("audiences"),
+                "at least one non-empty audience is required (a token minted for another service must not be accepted here)",
             ));
         }
         match (&id.jwks_file, &id.jwks_url) {
             (Some(_), Some(_)) => {
-                return Err(format!(
-                    "{}: give jwks_file or jwks_url, not both",
-                    at("jwks_url")
+                return Err(IdentityError::key(
+                    at("jwks_url"),
+                    "give jwks_file or jwks_url, not both",
                 ));
             }
             (None, None) => {
-                return Err(format!(
-                    "identities[{i}]: one of jwks_file or jwks_url is required"
+                return Err(IdentityError::key(
+                    format!("identities[{i}]"),
+                    "one of jwks_file or jwks_url is required",
                 ));
             }
             (None, Some(url)) => {
-                check_jwks_url(url).map_err(|e| format!("{}: {e}", at("jwks_url")))?
+                check_jwks_url(url).map_err(|e| IdentityError::at(at("jwks_url"), e))?
             }
             (Some(_), None) => {}
         }
         if id.roles.is_empty() {
-            return Err(format!("{}: must not be empty", at("roles")));
+            return Err(IdentityError::key(at("roles"), "must not be empty"));
         }
         for (claim, pattern) in &id.claims {
             ClaimPattern::parse(claim, pattern)
-                .map_err(|e| format!("{}: {e}", at(&format!("claims.\"{claim}\""))))?;
+                .map_err(|e| IdentityError::at(at(&format!("claims.\"{claim}\"")), e))?;
         }
         if let Some(s) = &id.subject {
-            SubjectTemplate::parse(s).map_err(|e| format!("{}: {e}", at("subject")))?;
+            SubjectTemplate::parse(s).map_err(|e| IdentityError::at(at("subject"), e))?;
         }
         for (key, v) in [
             ("jwks_refresh_s", id.jwks_refresh_s),
             ("jwks_max_age_s", id.jwks_max_age_s),
         ] {
             if v == 0 {
-                return Err(format!("{}: must be at least 1", at(key)));
+                return Err(IdentityError::key(at(key), "must be at least 1"));
             }
         }
         if id.jwks_max_age_s < id.jwks_refresh_s {
-            return Err(format!(
-                "{}: must be at least jwks_refresh_s ({} s): keys are re-read only once they are that old",
+            return Err(IdentityError::key(
                 at("jwks_max_age_s"),
-                id.jwks_refresh_s
+                format!(
+                    "must be at least jwks_refresh_s ({} s): keys are re-read only once they are that old",
+                    id.jwks_refresh_s
+                ),
             ));
         }
         if id.leeway_s > 600 {
-            return Err(format!(
-                "{}: at most 600 seconds (a larger skew keeps expired tokens alive)",
-                at("leeway_s")
+            return Err(IdentityError::key(
+                at("leeway_s"),
+                "at most 600 seconds (a larger skew keeps expired tokens alive)",
             ));
         }
     }
@@ -163,13 +167,13 @@ pub(crate) fn validate(identities: &[IdentityConfig]) -> Result<(), String> {
 
 /// HTTPS anywhere; plain HTTP only to a loopback address (a test or a
 /// sidecar), since keys fetched in the clear could be swapped in transit.
-pub(crate) fn check_jwks_url(url: &str) -> Result<(), String> {
+pub(crate) fn check_jwks_url(url: &str) -> Result<(), IdentityError> {
     let uri: axum::http::Uri = url
         .parse()
-        .map_err(|e| format!("'{url}' is not a URL: {e}"))?;
+        .map_err(|e| IdentityError::Url(format!("'{url}' is not a URL: {e}")))?;
     let host = uri
         .host()
-        .ok_or_else(|| format!("'{url}' has no host"))?
+        .ok_or_else(|| IdentityError::Url(format!("'{url}' has no host")))?
         .trim_start_matches('[')
         .trim_end_matches(']');
     match uri.scheme_str() {
@@ -183,12 +187,14 @@ pub(crate) fn check_jwks_url(url: &str) -> Result<(), String> {
             if loopback {
                 Ok(())
             } else {
-                Err(format!(
+                Err(IdentityError::Url(format!(
                     "'{url}': plain http is allowed only to loopback; use https"
-                ))
+                )))
             }
         }
-        _ => Err(format!("'{url}': must be an https:// URL")),
+        _ => Err(IdentityError::Url(format!(
+            "'{url}': must be an https:// URL"
+        ))),
     }
 }
 
@@ -205,7 +211,7 @@ mod tests {
             "[[identities]]\nname = \"ci\"\nissuer = \"https://token.actions.githubusercontent.com\"\nroles = [\"operator\"]\n{extra}"
         );
         let w: W = toml::from_str(&text).map_err(|e| e.to_string())?;
-        validate(&w.identities)
+        validate(&w.identities).map_err(|e| e.to_string())
     }
 
     #[test]

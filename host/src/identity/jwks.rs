@@ -11,6 +11,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 
 use super::config::JwksLocation;
+use super::error::IdentityError;
 use super::jwt::{PublicKey, truncate};
 use super::reason::{Reason, Refusal};
 
@@ -59,9 +60,9 @@ struct RawKey {
 /// (encryption keys, HMAC `oct` keys, other curves) are skipped, so that
 /// an issuer adding one does not break the others; a set with no usable
 /// key at all is an error.
-pub(crate) fn parse_set(bytes: &[u8]) -> Result<Vec<Key>, String> {
-    let set: RawSet =
-        serde_json::from_slice(bytes).map_err(|e| format!("not a JWKS document: {e}"))?;
+pub(crate) fn parse_set(bytes: &[u8]) -> Result<Vec<Key>, IdentityError> {
+    let set: RawSet = serde_json::from_slice(bytes)
+        .map_err(|e| IdentityError::KeySet(format!("not a JWKS document: {e}")))?;
     let mut out = Vec::new();
     let mut skipped = Vec::new();
     for (i, raw) in set.keys.into_iter().enumerate() {
@@ -134,14 +135,14 @@ pub(crate) fn parse_set(bytes: &[u8]) -> Result<Vec<Key>, String> {
         tracing::warn!(skipped = %skipped.join("; "), "identity key set: keys skipped");
     }
     if out.is_empty() {
-        return Err(format!(
+        return Err(IdentityError::KeySet(format!(
             "no usable RS256, ES256 or EdDSA signing key in the set{}",
             if skipped.is_empty() {
                 String::new()
             } else {
                 format!(" ({})", skipped.join("; "))
             }
-        ));
+        )));
     }
     Ok(out)
 }
@@ -183,7 +184,7 @@ impl KeySource {
     /// Reads the keys once, at startup: a `jwks_file` that is missing or
     /// broken stops the service; an unreachable `jwks_url` is only logged
     /// (the issuer may be down now and up when the first token arrives).
-    pub(crate) fn prime(&self) -> Result<(), String> {
+    pub(crate) fn prime(&self) -> Result<(), IdentityError> {
         // Not counted as an attempt: the rate limit guards against tokens
         // making the service fetch, and a key rotated in just after
         // startup must still be picked up by the first token naming it.
@@ -278,14 +279,16 @@ impl KeySource {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn read(&self) -> Result<Vec<Key>, String> {
+    fn read(&self) -> Result<Vec<Key>, IdentityError> {
+        let at = |path: &std::path::Path, e: String| {
+            IdentityError::KeySet(format!("{}: {e}", path.display()))
+        };
         let bytes = match &self.location {
             JwksLocation::File(path) => {
-                let f =
-                    std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-                read_bounded(f).map_err(|e| format!("{}: {e}", path.display()))?
+                let f = std::fs::File::open(path).map_err(|e| at(path, e.to_string()))?;
+                read_bounded(f).map_err(|e| at(path, e))?
             }
-            JwksLocation::Url(url) => fetch(url)?,
+            JwksLocation::Url(url) => fetch(url).map_err(IdentityError::KeySet)?,
         };
         parse_set(&bytes)
     }
@@ -370,7 +373,7 @@ mod tests {
         );
         assert_eq!(parse_set(doc.as_bytes()).unwrap().len(), 1);
         let only_short = format!(r#"{{"keys":[{{"kty":"RSA","n":"{short}","e":"AQAB"}}]}}"#);
-        let e = parse_set(only_short.as_bytes()).unwrap_err();
+        let e = parse_set(only_short.as_bytes()).unwrap_err().to_string();
         assert!(e.contains("shorter than 2048 bits"), "{e}");
     }
 

@@ -10,6 +10,7 @@
 
 pub(crate) mod claims;
 pub(crate) mod config;
+mod error;
 pub(crate) mod jwks;
 pub(crate) mod jwt;
 pub(crate) mod reason;
@@ -24,6 +25,7 @@ use crate::auth::Role;
 use claims::{ClaimPattern, SubjectTemplate, lookup, scalar};
 pub(crate) use config::IdentityConfig;
 use config::JwksLocation;
+pub(crate) use error::IdentityError;
 use jwks::{KeySource, Timing};
 pub(crate) use reason::{Reason, Refusal};
 
@@ -59,13 +61,16 @@ pub(crate) struct Identities {
 impl Identities {
     /// Compiles validated entries and reads each key set once (a broken
     /// `jwks_file` is an error naming the entry).
-    pub(crate) fn new(configs: &[IdentityConfig]) -> Result<Self, String> {
+    pub(crate) fn new(configs: &[IdentityConfig]) -> Result<Self, IdentityError> {
         config::validate(configs)?;
         let mut sources: BTreeMap<JwksLocation, Arc<KeySource>> = BTreeMap::new();
         let mut entries = Vec::new();
         for (i, c) in configs.iter().enumerate() {
             let location = c.jwks().ok_or_else(|| {
-                format!("identities[{i}]: one of jwks_file or jwks_url is required")
+                IdentityError::key(
+                    format!("identities[{i}]"),
+                    "one of jwks_file or jwks_url is required",
+                )
             })?;
             let keys = match sources.get(&location) {
                 Some(k) => k.clone(),
@@ -80,7 +85,7 @@ impl Identities {
                     ));
                     source
                         .prime()
-                        .map_err(|e| format!("identities[{i}].jwks_file: {e}"))?;
+                        .map_err(|e| IdentityError::at(format!("identities[{i}].jwks_file"), e))?;
                     sources.insert(location, source.clone());
                     source
                 }
@@ -91,11 +96,13 @@ impl Identities {
                 .map(|(k, p)| {
                     ClaimPattern::parse(k, p)
                         .map(|p| (k.clone(), p))
-                        .map_err(|e| format!("identities[{i}].claims.\"{k}\": {e}"))
+                        .map_err(|e| {
+                            IdentityError::at(format!("identities[{i}].claims.\"{k}\""), e)
+                        })
                 })
                 .collect::<Result<_, _>>()?;
             let subject = SubjectTemplate::parse(c.subject.as_deref().unwrap_or("{sub}"))
-                .map_err(|e| format!("identities[{i}].subject: {e}"))?;
+                .map_err(|e| IdentityError::at(format!("identities[{i}].subject"), e))?;
             entries.push(Entry {
                 name: c.name.clone(),
                 issuer: c.issuer.clone(),

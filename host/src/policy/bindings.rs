@@ -19,7 +19,7 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 use wasmtime::component::types::ComponentItem;
 
-use crate::wit::{EVALUATE, PACKAGE, WitVersion, supported_list};
+use crate::wit::{EVALUATE, WitVersion, WitVersionError};
 
 /// `stagegate:policy@1.0.0`, frozen in `wit/1.0.0/policy.wit`.
 pub(crate) mod v1_0 {
@@ -53,28 +53,29 @@ pub(crate) mod v1_1 {
 impl WitVersion {
     /// The version of the `stagegate:policy/evaluate` interface `component`
     /// exports, and the bindings that serve it.
-    pub fn of(engine: &Engine, component: &Component) -> Result<Self, String> {
+    pub fn of(engine: &Engine, component: &Component) -> Result<Self, WitVersionError> {
         let ty = component.component_type();
         let mut names = Vec::new();
         for (name, item) in ty.exports(engine) {
             if let Some(version) = name.strip_prefix(EVALUATE)
                 && matches!(item.ty, ComponentItem::ComponentInstance(_))
             {
-                let version = semver::Version::parse(version)
-                    .map_err(|e| format!("it exports {name}, whose version does not parse: {e}"))?;
-                return Self::for_version(&version).map_err(|e| e.to_string());
+                let version =
+                    semver::Version::parse(version).map_err(|e| WitVersionError::Unparsable {
+                        name: name.to_string(),
+                        error: e.to_string(),
+                    })?;
+                return Self::for_version(&version);
             }
             names.push(name.to_string());
         }
-        Err(format!(
-            "it exports no {PACKAGE}/evaluate interface (exports: {}); this host runs {}",
-            if names.is_empty() {
+        Err(WitVersionError::NoEvaluate {
+            exports: if names.is_empty() {
                 "none".to_string()
             } else {
                 names.join(", ")
             },
-            supported_list()
-        ))
+        })
     }
 }
 

@@ -137,8 +137,8 @@ impl LoadedPolicy {
         isolation: Isolation,
         own: &super::BundleLimits,
     ) -> Result<Self, PolicyError> {
-        let version =
-            WitVersion::of(runtime.engine(), component).map_err(PolicyError::Incompatible)?;
+        let version = WitVersion::of(runtime.engine(), component)
+            .map_err(|e| PolicyError::Incompatible(e.to_string()))?;
         let mut linker: Linker<StoreState> = Linker::new(runtime.engine());
         // A std wasm32-wasip2 guest imports wasi:cli and wasi:io even when it
         // never uses them. Every import becomes a function that traps: the

@@ -29,6 +29,14 @@ pub struct Destinations {
 #[error("{0}")]
 pub struct Refused(pub String);
 
+/// An entry of `webhooks.allow` that is none of the forms it may take.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("webhooks.allow[{index}]: '{entry}' is not a CIDR, an address or a host name")]
+pub struct AllowEntryError {
+    pub index: usize,
+    pub entry: String,
+}
+
 /// Addresses that are not on the public internet: every block of the
 /// IANA special-purpose registries ([`special`]).
 fn is_internal(ip: IpAddr) -> bool {
@@ -38,7 +46,7 @@ fn is_internal(ip: IpAddr) -> bool {
 impl Destinations {
     /// Parses allow entries: CIDRs (`10.0.0.0/8`), addresses, or host
     /// names (exact, case-insensitive).
-    pub fn parse(entries: &[String]) -> Result<Self, String> {
+    pub fn parse(entries: &[String]) -> Result<Self, AllowEntryError> {
         let mut d = Destinations::default();
         for (i, e) in entries.iter().enumerate() {
             let e = e.trim();
@@ -52,9 +60,10 @@ impl Destinations {
             {
                 d.hosts.push(e.to_ascii_lowercase());
             } else {
-                return Err(format!(
-                    "webhooks.allow[{i}]: '{e}' is not a CIDR, an address or a host name"
-                ));
+                return Err(AllowEntryError {
+                    index: i,
+                    entry: e.to_string(),
+                });
             }
         }
         Ok(d)
@@ -168,7 +177,9 @@ mod tests {
                 .resolve("https://8.8.8.8/hook")
                 .is_ok()
         );
-        let e = Destinations::parse(&["10.0.0.0/8".into(), "not a host!".into()]).unwrap_err();
+        let e = Destinations::parse(&["10.0.0.0/8".into(), "not a host!".into()])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("webhooks.allow[1]"), "{e}");
     }
 }

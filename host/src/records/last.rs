@@ -17,18 +17,33 @@ pub fn path_beside(key: &Path) -> PathBuf {
 }
 
 /// Reads the file: `None` when there is none yet.
-pub fn read(path: &Path) -> Result<Option<String>, String> {
+pub fn read(path: &Path) -> Result<Option<String>, LastFileError> {
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(Some(text)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("{}: {e}", path.display())),
+        Err(source) => Err(LastFileError {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
+}
+
+/// The last-checkpoint file could not be read or replaced.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {source}", path.display())]
+pub struct LastFileError {
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
 }
 
 /// Replaces the file with `note`, atomically (write a sibling, then
 /// rename), readable by the service's user only.
-pub fn write(path: &Path, note: &str) -> Result<(), String> {
-    let fail = |e: std::io::Error| format!("{}: {e}", path.display());
+pub fn write(path: &Path, note: &str) -> Result<(), LastFileError> {
+    let fail = |source: std::io::Error| LastFileError {
+        path: path.to_path_buf(),
+        source,
+    };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(fail)?;
     }

@@ -351,7 +351,7 @@ impl Records {
     pub async fn finish_delivery(
         &self,
         d: &webhooks::Claimed,
-        result: Result<u16, String>,
+        result: Result<u16, webhooks::DeliveryError>,
         now: i64,
     ) -> Result<(), RecordError> {
         webhooks::finish(&self.store, d, result, now).await

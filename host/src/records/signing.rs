@@ -83,7 +83,8 @@ impl Records {
         &self,
         signer: &super::CheckpointSigner,
     ) -> Result<Option<Signed>, RecordError> {
-        let Some(note) = super::last::read(&signer.last).map_err(refused)? else {
+        let Some(note) = super::last::read(&signer.last).map_err(|e| refused(e.to_string()))?
+        else {
             return Ok(None);
         };
         let file = signer.last.display();

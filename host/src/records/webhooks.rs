@@ -169,7 +169,7 @@ pub async fn release(store: &Store, d: &Claimed) -> Result<(), RecordError> {
 pub async fn finish(
     store: &Store,
     d: &Claimed,
-    result: Result<u16, String>,
+    result: Result<u16, DeliveryError>,
     now: i64,
 ) -> Result<(), RecordError> {
     match result {
@@ -185,7 +185,7 @@ pub async fn finish(
             sqlx::query("UPDATE webhook_deliveries SET attempts = $1, next_attempt_at = $2, last_error = $3, claimed_by = NULL, claimed_until = NULL WHERE id = $4")
                 .bind(d.attempts + 1)
                 .bind(now + backoff_ms(d.attempts + 1))
-                .bind(e)
+                .bind(e.to_string())
                 .bind(&d.id)
                 .execute(&store.pool)
                 .await?;
@@ -227,7 +227,7 @@ pub fn send(
     event_id: &str,
     attempt: i64,
     body: &str,
-) -> Result<u16, String> {
+) -> Result<u16, DeliveryError> {
     let now = Timestamp::now().millis() / 1000;
     // Connects only to addresses the destination policy allows, resolved
     // now; no redirects (a 3xx to an internal address is not followed).
@@ -250,9 +250,23 @@ pub fn send(
         .send_string(body);
     match result {
         Ok(r) => Ok(r.status()),
-        Err(ureq::Error::Status(code, _)) => Err(format!("receiver answered {code}")),
-        Err(e) => Err(e.to_string()),
+        Err(ureq::Error::Status(code, _)) => Err(DeliveryError::Status(code)),
+        Err(e) => Err(DeliveryError::Transport(e.to_string())),
     }
+}
+
+/// Why a webhook delivery failed; every one is retried.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeliveryError {
+    /// The receiver answered, but not with 2xx.
+    #[error("receiver answered {0}")]
+    Status(u16),
+    /// No answer: refused destination, connection, TLS or timeout.
+    #[error("{0}")]
+    Transport(String),
+    /// The blocking send did not finish (the runtime dropped it).
+    #[error("{0}")]
+    Aborted(String),
 }
 
 impl Records {

@@ -42,6 +42,38 @@ pub fn verifier_key(name: &str, kind: u8, key: &VerifyingKey) -> String {
     )
 }
 
+/// Why a verifier key or a witness cosignature was not accepted. The
+/// CLI prints the message after the flag that gave the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WitnessError {
+    #[error("expected a verifier key NAME+HASH+BASE64")]
+    KeyFormat,
+    #[error("the verifier key's name is empty or has spaces")]
+    KeyName,
+    #[error("the verifier key's key is not base64: {0}")]
+    KeyBase64(String),
+    #[error("the verifier key is not an Ed25519 (0x01) or cosignature/v1 (0x04) key")]
+    KeyType,
+    #[error("bad key length")]
+    KeyLength,
+    #[error("not an Ed25519 key: {0}")]
+    NotEd25519(String),
+    #[error("the verifier key's hash does not match its name and key")]
+    KeyHash,
+    #[error("expected a blank line between the checkpoint and its signatures")]
+    NoBlankLine,
+    #[error("{0} is not a cosignature/v1 witness key (type 0x04)")]
+    NotAWitnessKey(String),
+    #[error("bad timestamp")]
+    Timestamp,
+    #[error("{0}")]
+    Signature(String),
+    #[error("the cosignature by '{0}' does not verify")]
+    BadCosignature(String),
+    #[error("no cosignature by witness '{0}'")]
+    NoCosignature(String),
+}
+
 /// A parsed verifier key: name, type and Ed25519 key.
 #[derive(Debug, Clone)]
 pub struct NoteKey {
@@ -51,28 +83,27 @@ pub struct NoteKey {
 }
 
 /// Parses a verifier key string, checking its key hash.
-pub fn parse_verifier_key(text: &str) -> Result<NoteKey, String> {
+pub fn parse_verifier_key(text: &str) -> Result<NoteKey, WitnessError> {
     let text = text.trim();
     // The name holds no '+'; the base64 key may.
     let mut parts = text.splitn(3, '+');
     let (Some(name), Some(hash), Some(raw)) = (parts.next(), parts.next(), parts.next()) else {
-        return Err("expected a verifier key NAME+HASH+BASE64".into());
+        return Err(WitnessError::KeyFormat);
     };
     if name.is_empty() || name.contains(char::is_whitespace) {
-        return Err("the verifier key's name is empty or has spaces".into());
+        return Err(WitnessError::KeyName);
     }
     let raw = B64
         .decode(raw)
-        .map_err(|e| format!("the verifier key's key is not base64: {e}"))?;
+        .map_err(|e| WitnessError::KeyBase64(e.to_string()))?;
     if raw.len() != 33 || !matches!(raw[0], ED25519 | COSIGNATURE_V1) {
-        return Err(
-            "the verifier key is not an Ed25519 (0x01) or cosignature/v1 (0x04) key".into(),
-        );
+        return Err(WitnessError::KeyType);
     }
-    let bytes: [u8; 32] = raw[1..].try_into().map_err(|_| "bad key length")?;
-    let key = VerifyingKey::from_bytes(&bytes).map_err(|e| format!("not an Ed25519 key: {e}"))?;
+    let bytes: [u8; 32] = raw[1..].try_into().map_err(|_| WitnessError::KeyLength)?;
+    let key =
+        VerifyingKey::from_bytes(&bytes).map_err(|e| WitnessError::NotEd25519(e.to_string()))?;
     if hex::encode(key_hash(name, raw[0], &key)) != hash {
-        return Err("the verifier key's hash does not match its name and key".into());
+        return Err(WitnessError::KeyHash);
     }
     Ok(NoteKey {
         name: name.to_string(),
@@ -82,10 +113,8 @@ pub fn parse_verifier_key(text: &str) -> Result<NoteKey, String> {
 }
 
 /// The note's body (with its final newline) and its signature lines.
-fn split(note: &str) -> Result<(String, Vec<&str>), String> {
-    let (body, sigs) = note
-        .split_once("\n\n")
-        .ok_or("expected a blank line between the checkpoint and its signatures")?;
+fn split(note: &str) -> Result<(String, Vec<&str>), WitnessError> {
+    let (body, sigs) = note.split_once("\n\n").ok_or(WitnessError::NoBlankLine)?;
     Ok((
         format!("{body}\n"),
         sigs.lines().filter(|l| !l.is_empty()).collect(),
@@ -98,7 +127,7 @@ fn message(body: &str, time: u64) -> String {
 
 /// Adds `name`'s cosignature, at `time` (seconds since the epoch), to a
 /// checkpoint note.
-pub fn cosign(note: &str, name: &str, key: &SigningKey, time: u64) -> Result<String, String> {
+pub fn cosign(note: &str, name: &str, key: &SigningKey, time: u64) -> Result<String, WitnessError> {
     let (body, _) = split(note)?;
     let signature = key.sign(message(&body, time).as_bytes());
     let mut blob = key_hash(name, COSIGNATURE_V1, &key.verifying_key()).to_vec();
@@ -114,12 +143,9 @@ pub fn cosign(note: &str, name: &str, key: &SigningKey, time: u64) -> Result<Str
 
 /// Checks `witness`'s cosignature on the note: `Ok(time)` when present
 /// and valid.
-pub fn verify_cosignature(note: &str, witness: &NoteKey) -> Result<u64, String> {
+pub fn verify_cosignature(note: &str, witness: &NoteKey) -> Result<u64, WitnessError> {
     if witness.kind != COSIGNATURE_V1 {
-        return Err(format!(
-            "{} is not a cosignature/v1 witness key (type 0x04)",
-            witness.name
-        ));
+        return Err(WitnessError::NotAWitnessKey(witness.name.clone()));
     }
     let (body, sigs) = split(note)?;
     let want = key_hash(&witness.name, COSIGNATURE_V1, &witness.key);
@@ -134,15 +160,20 @@ pub fn verify_cosignature(note: &str, witness: &NoteKey) -> Result<u64, String> 
         if name != witness.name || blob.len() != 76 || blob[..4] != want {
             continue;
         }
-        let time = u64::from_be_bytes(blob[4..12].try_into().map_err(|_| "bad timestamp")?);
-        let signature = Signature::from_slice(&blob[12..]).map_err(|e| e.to_string())?;
+        let time = u64::from_be_bytes(
+            blob[4..12]
+                .try_into()
+                .map_err(|_| WitnessError::Timestamp)?,
+        );
+        let signature = Signature::from_slice(&blob[12..])
+            .map_err(|e| WitnessError::Signature(e.to_string()))?;
         witness
             .key
             .verify(message(&body, time).as_bytes(), &signature)
-            .map_err(|_| format!("the cosignature by '{name}' does not verify"))?;
+            .map_err(|_| WitnessError::BadCosignature(name.to_string()))?;
         return Ok(time);
     }
-    Err(format!("no cosignature by witness '{}'", witness.name))
+    Err(WitnessError::NoCosignature(witness.name.clone()))
 }
 
 #[cfg(test)]

@@ -132,7 +132,8 @@ pub fn init_logging(format: LogFormat) {
 pub async fn prepare(config: &Config) -> Result<Arc<App>, ServeError> {
     let github = match &config.integrations.github {
         Some(g) => Some(Arc::new(
-            crate::integrations::github::GithubGate::load(g).map_err(ServeError::Config)?,
+            crate::integrations::github::GithubGate::load(g)
+                .map_err(|e| ServeError::Config(e.to_string()))?,
         )),
         None => None,
     };
@@ -142,7 +143,8 @@ pub async fn prepare(config: &Config) -> Result<Arc<App>, ServeError> {
         metrics,
     } = Service::start(config).await?;
     let identities = tokio::task::block_in_place(|| {
-        crate::identity::Identities::new(&config.identities).map_err(ServeError::Config)
+        crate::identity::Identities::new(&config.identities)
+            .map_err(|e| ServeError::Config(e.to_string()))
     })?;
     let exposure = Arc::new(
         exposure::Exposure::new(
@@ -150,7 +152,7 @@ pub async fn prepare(config: &Config) -> Result<Arc<App>, ServeError> {
             &config.data_dir,
             registry.metrics().clone(),
         )
-        .map_err(ServeError::Config)?,
+        .map_err(|e| ServeError::Config(e.to_string()))?,
     );
     // The first table before the port is bound: a gateway asking at once
     // is answered from the records, not from an empty table.

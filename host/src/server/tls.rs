@@ -396,11 +396,13 @@ mod tests {
         use crate::config::Config;
         let e = Config::parse("listen_tls = \"127.0.0.1:8443\"\n[tls]\ncertificate = \"c.pem\"\n")
             .err()
-            .unwrap();
+            .unwrap()
+            .to_string();
         assert!(e.contains("tls.key"), "{e}");
         let e = Config::parse("[tls]\ncertificate = \"c.pem\"\nkey = \"k.pem\"\n")
             .err()
-            .unwrap();
+            .unwrap()
+            .to_string();
         assert!(e.contains("listen_tls"), "{e}");
         Config::parse(
             "listen_tls = \"127.0.0.1:8443\"\n[tls]\ncertificate = \"c.pem\"\nkey = \"k.pem\"\n",

@@ -84,7 +84,7 @@ impl Lane {
         &self,
         heavy: bool,
         f: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, String> {
+    ) -> Result<T, LaneError> {
         if !heavy && !self.is_slow() {
             let started = Instant::now();
             let out = f();
@@ -96,7 +96,7 @@ impl Lane {
             .clone()
             .acquire_owned()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(LaneError::Closed)?;
         let (out, took) = tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let started = Instant::now();
@@ -104,12 +104,23 @@ impl Lane {
             (out, started.elapsed())
         })
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(LaneError::Died)?;
         if !heavy {
             self.observe(took);
         }
         Ok(out)
     }
+}
+
+/// Why a lane did not run its work to the end.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LaneError {
+    /// The lane's permits were closed (the service is stopping).
+    #[error("{0}")]
+    Closed(#[source] tokio::sync::AcquireError),
+    /// The blocking task running the work died.
+    #[error("{0}")]
+    Died(#[source] tokio::task::JoinError),
 }
 
 /// A body this large is heavy whatever it holds.

@@ -232,7 +232,7 @@ async fn deliver(
         )
     })
     .await
-    .unwrap_or_else(|e| Err(e.to_string()));
+    .unwrap_or_else(|e| Err(webhooks::DeliveryError::Aborted(e.to_string())));
     let receiver = crate::records::model::redact_url(&d.url);
     match &result {
         Ok(_) => app.metrics.webhook(true),

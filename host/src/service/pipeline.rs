@@ -157,7 +157,7 @@ impl Pipeline {
             let heavy = lane::is_heavy_request(&request);
             self.target.lane().run(heavy, move || job(request)).await
         };
-        let (decided, more) = ran.map_err(PipelineError::Task)??;
+        let (decided, more) = ran.map_err(|e| PipelineError::Task(e.to_string()))??;
         self.account(kind, &decided, actor, started);
         Ok((decided, more))
     }

@@ -55,6 +55,24 @@ pub(crate) struct Poller {
     started: Timestamp,
 }
 
+/// Why a remote source could not be set up, naming the bundle.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RemoteError {
+    /// The source's settings cannot work (a bad reference, a CA file).
+    #[error("bundle '{bundle}': {source}")]
+    Source {
+        bundle: String,
+        #[source]
+        source: FetchError,
+    },
+    #[error("bundle '{bundle}': cannot start the source poller: {source}")]
+    Spawn {
+        bundle: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// Starts a poller thread for every bundle with a `url` or `oci` source.
 /// A source that cannot be set up (an unreadable CA file) is an error
 /// before the service listens.
@@ -62,7 +80,7 @@ pub(crate) fn start(
     registry: &Arc<Registry>,
     bundles: &[BundleConfig],
     sources: &SourcesConfig,
-) -> Result<(), String> {
+) -> Result<(), RemoteError> {
     for b in bundles {
         if let Some(p) = Poller::new(registry, b, sources)? {
             p.spawn()?;
@@ -76,20 +94,21 @@ impl Poller {
         registry: &Arc<Registry>,
         b: &BundleConfig,
         sources: &SourcesConfig,
-    ) -> Result<Option<Self>, String> {
+    ) -> Result<Option<Self>, RemoteError> {
         let transport = TransportOptions {
             ca_file: b.ca_file.clone(),
             timeout: Duration::from_millis(sources.timeout_ms),
         };
-        let err = |e: FetchError| format!("bundle '{}': {e}", b.name);
+        let err = |source: FetchError| RemoteError::Source {
+            bundle: b.name.clone(),
+            source,
+        };
         let (fetcher, kind, location) = if let Some(url) = &b.url {
             let src =
                 HttpSource::new(url, b.credential(), b.allow_insecure, &transport).map_err(err)?;
             (Fetcher::Url(src), "url", redact_url(url))
         } else if let Some(r) = &b.oci {
-            let reference: oci::Reference = r
-                .parse()
-                .map_err(|e: String| format!("bundle '{}': {e}", b.name))?;
+            let reference: oci::Reference = r.parse().map_err(err)?;
             let location = reference.to_string();
             let client = oci::Client::new(
                 reference,
@@ -140,7 +159,7 @@ impl Poller {
     /// no active version yet; otherwise (the persisted copy is serving)
     /// after a random part of the interval, so a fleet restarted together
     /// does not ask the registry all at the same moment.
-    fn spawn(mut self) -> Result<(), String> {
+    fn spawn(mut self) -> Result<(), RemoteError> {
         let name = self.name.clone();
         std::thread::Builder::new()
             .name(format!("stagegate-source-{}", self.name))
@@ -157,7 +176,10 @@ impl Poller {
                 }
             })
             .map(|_| ())
-            .map_err(|e| format!("bundle '{name}': cannot start the source poller: {e}"))
+            .map_err(|source| RemoteError::Spawn {
+                bundle: name,
+                source,
+            })
     }
 
     /// Sleeps `wait`, waking when the source turns stale to say so.

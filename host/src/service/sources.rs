@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use super::registry::{Origin, Registry, read_candidate};
 use crate::bundle::source::PolicySource;
-use crate::bundle::{Bundle, keys};
+use crate::bundle::{Bundle, BundleError, keys};
 use crate::config::BundleConfig;
 
 /// What a file looked like when last read.
@@ -162,27 +162,25 @@ pub(crate) fn build_and_sign(
     dir: &Path,
     key: Option<&Path>,
     trust_dir: &Path,
-) -> Result<(), String> {
-    let source = PolicySource::open(dir).map_err(|e| e.to_string())?;
-    let mut bundle = source.bundle().map_err(|e| e.to_string())?;
+) -> Result<(), BuildError> {
+    let source = PolicySource::open(dir)?;
+    let mut bundle = source.bundle()?;
     if let Some(key) = key {
         let secret = if key.exists() {
-            keys::load_secret(key).map_err(|e| e.to_string())?
+            keys::load_secret(key)?
         } else {
-            let (secret, public) = keys::generate(key).map_err(|e| e.to_string())?;
+            let (secret, public) = keys::generate(key)?;
             tracing::warn!(key = %key.display(), "created a development signing key; do not use it in production");
             let trusted = trust_dir.join(public.file_name().unwrap_or_default());
             if trusted != public {
-                std::fs::create_dir_all(trust_dir)
-                    .map_err(|e| format!("{}: {e}", trust_dir.display()))?;
-                std::fs::copy(&public, &trusted)
-                    .map_err(|e| format!("{}: {e}", trusted.display()))?;
+                std::fs::create_dir_all(trust_dir).map_err(|e| BundleError::io(trust_dir, e))?;
+                std::fs::copy(&public, &trusted).map_err(|e| BundleError::io(&trusted, e))?;
             }
             secret
         };
         bundle.sign(&secret);
     }
-    let bytes = bundle.to_bytes().map_err(|e| e.to_string())?;
+    let bytes = bundle.to_bytes()?;
     let origin = Origin::Build {
         path: dir.display().to_string(),
     };
@@ -197,5 +195,16 @@ pub(crate) fn build_and_sign(
             Some("development build of the policy directory"),
         )
         .map(|_| ())
-        .map_err(|e| e.to_string())
+        .map_err(BuildError::Activate)
+}
+
+/// Why a development build was not activated.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BuildError {
+    /// The policy directory, the build, the key or the trust directory.
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    /// The registry refused the built bundle.
+    #[error(transparent)]
+    Activate(super::registry::Rejection),
 }

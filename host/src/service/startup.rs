@@ -49,7 +49,7 @@ impl Service {
         .with_receipts(receipt_signer(config)?)
         .with_destinations(
             crate::records::destinations::Destinations::parse(&config.webhooks.allow)
-                .map_err(StartError::Config)?,
+                .map_err(|e| StartError::Config(e.to_string()))?,
         );
         records.check_log_extends_last().await;
         let (events, mut bundle_events) = tokio::sync::mpsc::unbounded_channel();
@@ -217,6 +217,7 @@ fn prepare_registry(
     watcher.spawn(Duration::from_millis(config.limits.watch_interval_ms));
     // Remote sources poll on their own threads: a registry that is down
     // must not hold up start, which already serves the persisted bundles.
-    remote::start(&registry, &config.bundles, &config.sources).map_err(StartError::Config)?;
+    remote::start(&registry, &config.bundles, &config.sources)
+        .map_err(|e| StartError::Config(e.to_string()))?;
     Ok(registry)
 }

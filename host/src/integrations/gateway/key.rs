@@ -1,12 +1,22 @@
 //! The bucket key: a server secret, the same on every replica.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// The bucket key file could not be created or read, or is too short.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("integrations.authz.key_file {}: {problem}", path.display())]
+pub struct KeyFileError {
+    pub path: PathBuf,
+    pub problem: String,
+}
 
 /// The bucket key: the file's content, or 32 new random bytes (hex)
 /// written with mode 0600 when the file does not exist.
-pub(super) fn load_or_create_key(path: &Path) -> Result<Vec<u8>, String> {
-    let at =
-        |e: &dyn std::fmt::Display| format!("integrations.authz.key_file {}: {e}", path.display());
+pub(super) fn load_or_create_key(path: &Path) -> Result<Vec<u8>, KeyFileError> {
+    let at = |e: &dyn std::fmt::Display| KeyFileError {
+        path: path.to_path_buf(),
+        problem: e.to_string(),
+    };
     if !path.exists() {
         use rand::RngCore;
         let mut key = [0u8; 32];

@@ -31,6 +31,7 @@
 mod key;
 mod table;
 
+pub use key::KeyFileError;
 pub use table::{Answer, Ask, AskError, Exposure, Route};
 
 /// Buckets a subject can fall in: 0..9,999, so traffic is honoured to a

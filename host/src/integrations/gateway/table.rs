@@ -107,14 +107,16 @@ impl Exposure {
         config: &AuthzConfig,
         data_dir: &Path,
         metrics: Arc<Metrics>,
-    ) -> Result<Exposure, String> {
+    ) -> Result<Exposure, super::key::KeyFileError> {
         let path = config
             .key_file
             .clone()
             .unwrap_or_else(|| data_dir.join("authz.key"));
         let key = super::key::load_or_create_key(&path)?;
-        let mac = Hmac::<Sha256>::new_from_slice(&key)
-            .map_err(|e| format!("integrations.authz.key_file {}: {e}", path.display()))?;
+        let mac = Hmac::<Sha256>::new_from_slice(&key).map_err(|e| super::key::KeyFileError {
+            path: path.clone(),
+            problem: e.to_string(),
+        })?;
         Ok(Exposure {
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             refreshed: ArcSwap::from_pointee(Instant::now()),
@@ -381,6 +383,11 @@ mod tests {
         let mut c = AuthzConfig::default();
         assert!(c.validate().is_ok());
         c.refresh_ms = 2_000;
-        assert!(c.validate().unwrap_err().contains("within a second"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("within a second")
+        );
     }
 }

@@ -26,6 +26,25 @@ pub enum GithubError {
     Http { url: String, message: String },
     #[error("the callback URL {0} is not under the configured GitHub API URL")]
     ForeignCallback(String),
+    /// `[integrations.github]` names something unusable; the message
+    /// names the key.
+    #[error("{0}")]
+    Config(String),
+    /// No `[[integrations.github.environments]]` entry for the request.
+    #[error(
+        "no release mapping for {repository} environment '{environment}' ([[integrations.github.environments]])"
+    )]
+    Unmapped {
+        repository: String,
+        environment: String,
+    },
+    /// The release names `{ref}` and the request's ref is not allowed.
+    #[error("ref '{git_ref}' is not in allowed_refs for {repository} environment '{environment}'")]
+    RefNotAllowed {
+        git_ref: String,
+        repository: String,
+        environment: String,
+    },
 }
 
 /// A GitHub App's identity and the API it talks to.
@@ -48,7 +67,7 @@ impl App {
         api_url: &str,
         timeout: Duration,
     ) -> Result<App, GithubError> {
-        let (label, der) = pem(private_key_pem).map_err(GithubError::Key)?;
+        let (label, der) = pem(private_key_pem)?;
         let key = match label.as_str() {
             "RSA PRIVATE KEY" => RsaKeyPair::from_der(&der),
             "PRIVATE KEY" => RsaKeyPair::from_pkcs8(&der),
@@ -173,25 +192,27 @@ fn http_error(url: &str, e: ureq::Error) -> GithubError {
 }
 
 /// The first PEM block of `text`: its label and decoded bytes.
-pub fn pem(text: &str) -> Result<(String, Vec<u8>), String> {
+pub fn pem(text: &str) -> Result<(String, Vec<u8>), GithubError> {
     let start = text
         .find("-----BEGIN ")
-        .ok_or("has no PEM block (-----BEGIN …-----)")?;
+        .ok_or_else(|| GithubError::Key("has no PEM block (-----BEGIN …-----)".into()))?;
     let rest = &text[start + "-----BEGIN ".len()..];
-    let label_end = rest.find("-----").ok_or("has a malformed PEM header")?;
+    let label_end = rest
+        .find("-----")
+        .ok_or_else(|| GithubError::Key("has a malformed PEM header".into()))?;
     let label = rest[..label_end].to_string();
     let body = &rest[label_end + 5..];
     let end_marker = format!("-----END {label}-----");
     let end = body
         .find(&end_marker)
-        .ok_or_else(|| format!("has no '{end_marker}' line"))?;
+        .ok_or_else(|| GithubError::Key(format!("has no '{end_marker}' line")))?;
     let b64: String = body[..end]
         .chars()
         .filter(|c| !c.is_ascii_whitespace())
         .collect();
     let der = STANDARD
         .decode(b64)
-        .map_err(|e| format!("has a PEM body that is not base64: {e}"))?;
+        .map_err(|e| GithubError::Key(format!("has a PEM body that is not base64: {e}")))?;
     Ok((label, der))
 }
 
@@ -207,10 +228,16 @@ mod tests {
         .unwrap();
         assert_eq!(label, "RSA PRIVATE KEY");
         assert_eq!(der, vec![0, 1, 2, 3]);
-        assert!(pem("no pem here").unwrap_err().contains("no PEM block"));
+        assert!(
+            pem("no pem here")
+                .unwrap_err()
+                .to_string()
+                .contains("no PEM block")
+        );
         assert!(
             pem("-----BEGIN X-----\nAAAA\n")
                 .unwrap_err()
+                .to_string()
                 .contains("-----END X-----")
         );
         let e = App::new(

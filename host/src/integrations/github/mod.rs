@@ -58,34 +58,37 @@ pub struct GithubGate {
 }
 
 impl GithubGate {
-    pub fn load(config: &GithubConfig) -> Result<GithubGate, String> {
+    pub fn load(config: &GithubConfig) -> Result<GithubGate, GithubError> {
         let secret = match (&config.webhook_secret_file, &config.webhook_secret_env) {
             (Some(file), _) => std::fs::read_to_string(file)
                 .map_err(|e| {
-                    format!(
+                    GithubError::Config(format!(
                         "integrations.github.webhook_secret_file {}: {e}",
                         file.display()
-                    )
+                    ))
                 })?
                 .trim_end()
                 .to_string(),
             (None, Some(var)) => std::env::var(var).map_err(|_| {
-                format!("integrations.github.webhook_secret_env: ${var} is not set")
+                GithubError::Config(format!(
+                    "integrations.github.webhook_secret_env: ${var} is not set"
+                ))
             })?,
             (None, None) => String::new(),
         };
         if secret.is_empty() {
-            return Err("integrations.github: the webhook secret is empty".into());
+            return Err(GithubError::Config(
+                "integrations.github: the webhook secret is empty".into(),
+            ));
         }
-        let key_file = config
-            .private_key_file
-            .clone()
-            .ok_or("integrations.github.private_key_file is required")?;
+        let key_file = config.private_key_file.clone().ok_or_else(|| {
+            GithubError::Config("integrations.github.private_key_file is required".into())
+        })?;
         let pem = std::fs::read_to_string(&key_file).map_err(|e| {
-            format!(
+            GithubError::Config(format!(
                 "integrations.github.private_key_file {}: {e}",
                 key_file.display()
-            )
+            ))
         })?;
         let app = app::App::new(
             config.app_id,
@@ -94,10 +97,10 @@ impl GithubGate {
             Duration::from_millis(config.timeout_ms),
         )
         .map_err(|e| {
-            format!(
+            GithubError::Config(format!(
                 "integrations.github.private_key_file {}: {e}",
                 key_file.display()
-            )
+            ))
         })?;
         let mut targets = HashMap::new();
         for (i, e) in config.environments.iter().enumerate() {
@@ -105,10 +108,12 @@ impl GithubGate {
                 "integrations.github.environments[{i}].plan_file {}",
                 e.plan_file.display()
             );
-            let bytes = std::fs::read(&e.plan_file).map_err(|err| format!("{at}: {err}"))?;
-            let plan: Plan =
-                crate::decision::decode::decode_as(&bytes).map_err(|err| format!("{at}: {err}"))?;
-            crate::decision::decode::validate_plan(&plan).map_err(|err| format!("{at}: {err}"))?;
+            let bytes = std::fs::read(&e.plan_file)
+                .map_err(|err| GithubError::Config(format!("{at}: {err}")))?;
+            let plan: Plan = crate::decision::decode::decode_as(&bytes)
+                .map_err(|err| GithubError::Config(format!("{at}: {err}")))?;
+            crate::decision::decode::validate_plan(&plan)
+                .map_err(|err| GithubError::Config(format!("{at}: {err}")))?;
             targets.insert(
                 environment_key(&e.repository, &e.environment),
                 Target {
@@ -160,16 +165,14 @@ impl GithubGate {
 
     /// The mapped release a deployment request is judged on: its id and
     /// the plan and bundle of its environment; or why there is none.
-    pub fn target(&self, payload: &Payload, sha: &str) -> Result<Judged<'_>, String> {
+    pub fn target(&self, payload: &Payload, sha: &str) -> Result<Judged<'_>, GithubError> {
         let repository = &payload.repository.full_name;
         let target = self
             .targets
             .get(&environment_key(repository, &payload.environment))
-            .ok_or_else(|| {
-                format!(
-                    "no release mapping for {repository} environment '{}' ([[integrations.github.environments]])",
-                    payload.environment
-                )
+            .ok_or_else(|| GithubError::Unmapped {
+                repository: repository.clone(),
+                environment: payload.environment.clone(),
             })?;
         let git_ref = payload
             .git_ref
@@ -177,10 +180,11 @@ impl GithubGate {
             .or_else(|| payload.deployment.as_ref().and_then(|d| d.git_ref.clone()))
             .unwrap_or_default();
         if target.release.contains("{ref}") && !target.allowed_refs.contains(&git_ref) {
-            return Err(format!(
-                "ref '{git_ref}' is not in allowed_refs for {repository} environment '{}'",
-                payload.environment
-            ));
+            return Err(GithubError::RefNotAllowed {
+                git_ref,
+                repository: repository.clone(),
+                environment: payload.environment.clone(),
+            });
         }
         let version = target
             .release

@@ -164,7 +164,7 @@ pub(crate) async fn upload(
         return Err(body::refuse_after_drain(&headers, request_body, e).await);
     }
     crate::bundle::manifest::check_name(&name)
-        .map_err(|e| ApiError::bad_request("bad_bundle_name", e))?;
+        .map_err(|e| ApiError::bad_request("bad_bundle_name", e.to_string()))?;
     let Query(query) = query.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
     let reason = match query.reason.clone().or_else(|| {
         headers

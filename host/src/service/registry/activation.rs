@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::persistence::{Floor, default_file, write_atomically};
+use super::persistence::{Floor, PersistError, default_file, write_atomically};
 use super::*;
 use crate::bundle::{Bundle, BundleError, TrustStore};
 use crate::decision::{self, DecisionKind, Timestamp};
@@ -44,13 +44,13 @@ pub(crate) enum Rejection {
     #[error(
         "the bundle's version floor cannot be read, so no version can be checked against it: {0}"
     )]
-    Floor(String),
+    Floor(#[source] PersistError),
     #[error("{0}")]
     Load(#[from] LoadError),
     #[error("smoke call of {kind} failed: {message}")]
     Smoke { kind: DecisionKind, message: String },
     #[error("could not persist the bundle: {0}")]
-    Persist(String),
+    Persist(#[source] PersistError),
 }
 
 impl Rejection {

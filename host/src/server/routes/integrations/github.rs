@@ -158,7 +158,7 @@ async fn judge(
     payload: &Payload,
     sha: &str,
 ) -> Result<Envelope, String> {
-    let target = gate.target(payload, sha)?;
+    let target = gate.target(payload, sha).map_err(|e| e.to_string())?;
     let request = app
         .records
         .gate_request_for(&target.release_id, target.plan)
