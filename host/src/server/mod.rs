@@ -165,6 +165,8 @@ pub async fn prepare(config: &Config) -> Result<Arc<App>, ServeError> {
     let records = records.with_checkpoint_observer(move |size, unix_seconds| {
         signed.ops.checkpoint_signed(size, unix_seconds);
     });
+    let sequencing = metrics.clone();
+    records.observe_sequencer(move |held, lost| sequencing.ops.sequencer(held, lost));
     let app = Arc::new(App {
         metrics,
         registry,
