@@ -130,7 +130,10 @@ fn assert_each_once(w: &World, ids: &[String]) {
 
 #[test]
 fn replicas_on_one_database_build_one_tree_each_answering_once_its_entries_are_in_it() {
-    let Some(w) = World::new(Backend::Postgres, &format!("sequencer_lease_ms = 1500\n{NO_RECEIPTS}")) else {
+    let Some(w) = World::new(
+        Backend::Postgres,
+        &format!("sequencer_lease_ms = 1500\n{NO_RECEIPTS}"),
+    ) else {
         return;
     };
     let a = w.start();
@@ -178,7 +181,10 @@ fn replicas_on_one_database_build_one_tree_each_answering_once_its_entries_are_i
 
 #[test]
 fn a_replica_takes_over_a_dead_sequencer_and_appends_what_was_queued_meanwhile() {
-    let Some(w) = World::new(Backend::Postgres, &format!("sequencer_lease_ms = 1500\n{NO_RECEIPTS}")) else {
+    let Some(w) = World::new(
+        Backend::Postgres,
+        &format!("sequencer_lease_ms = 1500\n{NO_RECEIPTS}"),
+    ) else {
         return;
     };
     let a = w.start();
@@ -193,7 +199,10 @@ fn a_replica_takes_over_a_dead_sequencer_and_appends_what_was_queued_meanwhile()
         let threads: Vec<_> = (0..4)
             .map(|_| scope.spawn(|| (0..5).map(|_| gate(&b)).collect::<Vec<_>>()))
             .collect();
-        threads.into_iter().flat_map(|t| t.join().unwrap()).collect()
+        threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect()
     });
     assert!(is_sequencer(&b), "B answered without holding the lease");
     let mut all = queued.clone();
@@ -231,18 +240,27 @@ fn a_sequencer_whose_lease_was_taken_cannot_append_and_queues_instead() {
         w.sql("UPDATE log_sequencer SET holder = 'intruder', epoch = epoch + 1, expires_at = expires_at + 3600000 WHERE id = 1"),
         1
     );
-    assert!(is_sequencer(&a), "A should still believe it holds the lease");
+    assert!(
+        is_sequencer(&a),
+        "A should still believe it holds the lease"
+    );
     let fenced = gate(&a);
     // Answered (queued), yet A appended nothing: its append checked the
     // lease and queued the entry for the holder.
-    assert_eq!(query_i64(&w, "SELECT seq FROM chain_head WHERE id = 1"), size);
+    assert_eq!(
+        query_i64(&w, "SELECT seq FROM chain_head WHERE id = 1"),
+        size
+    );
     assert_eq!(query_i64(&w, "SELECT COUNT(*) FROM log_queue"), 1);
     // A notices at its next renewal, and counts the lost lease.
     support::wait_until("A notices it lost the lease", support::HANG, || {
         !is_sequencer(&a)
     });
     assert_eq!(metric(&a, "stagegate_log_sequencer_leases_lost_total"), 1.0);
-    assert_eq!(query_i64(&w, "SELECT seq FROM chain_head WHERE id = 1"), size);
+    assert_eq!(
+        query_i64(&w, "SELECT seq FROM chain_head WHERE id = 1"),
+        size
+    );
     // The intruder's lease lapses; A takes the lease again and appends
     // what it queued.
     w.sql("UPDATE log_sequencer SET expires_at = 0 WHERE id = 1");

@@ -126,7 +126,7 @@ CONF
         errors=$((errors + ${e:-0} + ${x:-0}))
     done
     entries=$(sql "SELECT seq FROM chain_head WHERE id = 1")
-    queued=$(sql "SELECT COUNT(*) FROM log_queue")
+    queued=$(sql "SELECT COUNT(*) FROM log_queue" 2>/dev/null || echo "n/a")
     echo "| $n | $total | $worst | $errors | $entries | $queued | $load |"
     stop
 done

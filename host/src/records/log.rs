@@ -135,6 +135,36 @@ struct Known {
     frontier: chain::Frontier,
 }
 
+/// Entries as the queue keeps them (JSON).
+pub(crate) fn queued(entries: &[LogEntry]) -> Result<Vec<String>, super::store::StoreError> {
+    entries
+        .iter()
+        .map(|e| {
+            serde_json::to_string(e).map_err(|e| {
+                super::store::StoreError::Corrupt(format!("encoding a log entry: {e}"))
+            })
+        })
+        .collect()
+}
+
+/// Takes up to `limit` entries out of the queue, oldest first, decoded
+/// (see [`super::sequencer::drain`]); one that does not decode is named
+/// by its queue id.
+pub(crate) async fn dequeue(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    limit: usize,
+) -> Result<Vec<LogEntry>, super::store::StoreError> {
+    super::sequencer::drain(tx, limit)
+        .await?
+        .into_iter()
+        .map(|(id, text)| {
+            serde_json::from_str(&text).map_err(|e| {
+                super::store::StoreError::Corrupt(format!("log_queue entry {id}: {e}"))
+            })
+        })
+        .collect()
+}
+
 /// How often a sequencer looks for queued entries: at once again after
 /// finding some, backing off to `POLL_MAX` while the queue stays empty.
 const POLL_MIN: Duration = Duration::from_millis(1);
@@ -253,7 +283,7 @@ async fn write_sequenced(
     if s.is_held() {
         let head = chain::lock(&mut tx).await?;
         if s.holds(&mut tx).await? {
-            let mut all = super::sequencer::drain(&mut tx, BATCH).await?;
+            let mut all = dequeue(&mut tx, BATCH).await?;
             all.extend_from_slice(entries);
             for row in rows {
                 ledger::insert(&mut tx, row).await?;
@@ -267,7 +297,7 @@ async fn write_sequenced(
     for row in rows {
         ledger::insert(&mut tx, row).await?;
     }
-    let max = super::sequencer::enqueue(&mut tx, &s.holder, entries).await?;
+    let max = super::sequencer::enqueue(&mut tx, &s.holder, &queued(entries)?).await?;
     tx.commit().await?;
     Ok(Written::Queued(max))
 }
@@ -287,7 +317,7 @@ async fn append_queued(
     if !s.holds(&mut tx).await? {
         return Ok(0);
     }
-    let queued = super::sequencer::drain(&mut tx, BATCH).await?;
+    let queued = dequeue(&mut tx, BATCH).await?;
     if queued.is_empty() {
         return Ok(0);
     }

@@ -33,8 +33,8 @@ use std::time::{Duration, Instant};
 use sqlx::{Any, AnyPool, Row, Transaction};
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use super::chain::LogEntry;
-use super::store::StoreError;
+// Below the store and the chain (the store holds a replica's part, the
+// writers encode entries): this module speaks SQL and JSON text only.
 
 /// The database's clock in ms since the epoch: lease times are compared
 /// with it alone.
@@ -101,7 +101,10 @@ impl Sequencing {
     /// Calls `observer(holds the lease, leases lost)` on every change
     /// (once only; later observers are ignored).
     pub(crate) fn observe(&self, observer: Box<Observer>) {
-        observer(self.held.load(Ordering::Acquire), self.lost.load(Ordering::Acquire));
+        observer(
+            self.held.load(Ordering::Acquire),
+            self.lost.load(Ordering::Acquire),
+        );
         let _ = self.observer.set(observer);
     }
 
@@ -115,7 +118,7 @@ impl Sequencing {
     /// Whether this replica holds the lease, checked in `tx` and kept
     /// until `tx` ends (`FOR SHARE`: a takeover waits for it). Take the
     /// chain lock first: every appender locks in that order.
-    pub(crate) async fn holds(&self, tx: &mut Transaction<'_, Any>) -> Result<bool, StoreError> {
+    pub(crate) async fn holds(&self, tx: &mut Transaction<'_, Any>) -> Result<bool, sqlx::Error> {
         let row = sqlx::query(&format!(
             "SELECT epoch FROM log_sequencer WHERE id = 1 AND holder = $1 AND expires_at > {NOW_MS} FOR SHARE"
         ))
@@ -136,7 +139,11 @@ impl Sequencing {
     }
 
     /// [`Self::integrated`] for many callers, answered through `done`.
-    pub(crate) fn integrated_all(&self, max_id: i64, done: Vec<oneshot::Sender<Result<(), String>>>) {
+    pub(crate) fn integrated_all(
+        &self,
+        max_id: i64,
+        done: Vec<oneshot::Sender<Result<(), String>>>,
+    ) {
         if let Err(e) = self.waiters.send(Waiter {
             max_id,
             since: Instant::now(),
@@ -170,7 +177,7 @@ pub(crate) async fn claim(
     pool: &AnyPool,
     holder: &str,
     lease_ms: i64,
-) -> Result<Option<i64>, StoreError> {
+) -> Result<Option<i64>, sqlx::Error> {
     let row = sqlx::query(&format!(
         "UPDATE log_sequencer SET \
          epoch = CASE WHEN holder = $1 THEN epoch ELSE epoch + 1 END, \
@@ -184,7 +191,7 @@ pub(crate) async fn claim(
     .bind(holder)
     .fetch_optional(pool)
     .await?;
-    Ok(row.map(|r| r.try_get("epoch")).transpose()?)
+    row.map(|r| r.try_get("epoch")).transpose()
 }
 
 /// Renews the lease every quarter of it while held, and otherwise tries
@@ -228,13 +235,13 @@ async fn lease_loop(pool: AnyPool, s: std::sync::Weak<Sequencing>) {
     }
 }
 
-/// Queues `entries` in `tx` for the sequencer; returns the largest queue
-/// id given (None for no entries).
+/// Queues entries (each as JSON, as the log writer encodes them) in `tx` for
+/// the sequencer; returns the largest queue id given (None for none).
 pub(crate) async fn enqueue(
     tx: &mut Transaction<'_, Any>,
     holder: &str,
-    entries: &[LogEntry],
-) -> Result<Option<i64>, StoreError> {
+    entries: &[String],
+) -> Result<Option<i64>, sqlx::Error> {
     let mut max = None;
     let mut at = 0usize;
     for rows in super::statements::sizes(entries.len(), 64) {
@@ -246,9 +253,7 @@ pub(crate) async fn enqueue(
         let sql = format!("{sql} RETURNING id");
         let mut q = sqlx::query(&sql);
         for e in &entries[at..at + rows] {
-            let json = serde_json::to_string(e)
-                .map_err(|e| StoreError::Corrupt(format!("encoding a log entry: {e}")))?;
-            q = q.bind(holder).bind(json);
+            q = q.bind(holder).bind(e.as_str());
         }
         at += rows;
         for row in q.fetch_all(&mut **tx).await? {
@@ -262,34 +267,28 @@ pub(crate) async fn enqueue(
 /// Takes up to `limit` queued entries, oldest first, out of the queue in
 /// `tx` (which holds the chain lock and the lease: the caller appends
 /// them in the same transaction, so they leave the queue exactly when
-/// they enter the log).
+/// they enter the log). Each as (queue id, JSON).
 pub(crate) async fn drain(
     tx: &mut Transaction<'_, Any>,
     limit: usize,
-) -> Result<Vec<LogEntry>, StoreError> {
+) -> Result<Vec<(i64, String)>, sqlx::Error> {
     let rows = sqlx::query(
         "DELETE FROM log_queue WHERE id IN (SELECT id FROM log_queue ORDER BY id LIMIT $1) RETURNING id, entry",
     )
-    .bind(limit as i64)
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
     .fetch_all(&mut **tx)
     .await?;
     let mut queued = rows
         .iter()
-        .map(|r| {
-            let id: i64 = r.try_get("id")?;
-            let text: String = r.try_get("entry")?;
-            let entry: LogEntry = serde_json::from_str(&text)
-                .map_err(|e| StoreError::Corrupt(format!("log_queue entry {id}: {e}")))?;
-            Ok((id, entry))
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
+        .map(|r| Ok((r.try_get("id")?, r.try_get("entry")?)))
+        .collect::<Result<Vec<(i64, String)>, sqlx::Error>>()?;
     queued.sort_by_key(|(id, _)| *id);
-    Ok(queued.into_iter().map(|(_, e)| e).collect())
+    Ok(queued)
 }
 
 /// Whether anything is queued (a read without locks, so an idle
 /// sequencer's polling costs one index probe).
-pub(crate) async fn anything_queued(pool: &AnyPool) -> Result<bool, StoreError> {
+pub(crate) async fn anything_queued(pool: &AnyPool) -> Result<bool, sqlx::Error> {
     Ok(sqlx::query("SELECT id FROM log_queue LIMIT 1")
         .fetch_optional(pool)
         .await?
@@ -345,7 +344,10 @@ async fn answer_waiters(
         // (they stay queued; the caller is told they are not in the log yet).
         let now = Instant::now();
         for list in waiting.values_mut() {
-            for w in list.iter_mut().filter(|w| now.duration_since(w.since) > give_up) {
+            for w in list
+                .iter_mut()
+                .filter(|w| now.duration_since(w.since) > give_up)
+            {
                 for d in w.done.drain(..) {
                     let _ = d.send(Err(format!(
                         "the entry is queued but no sequencer appended it within {} ms (is a replica holding the sequencer lease?); it will be appended when one does",

@@ -110,13 +110,17 @@ impl Write<'_> {
         let mut queued = None;
         match self.store.sequencing.clone() {
             Some(s) if s.is_held() && s.holds(&mut self.tx).await? => {
-                let mut all = super::sequencer::drain(&mut self.tx, usize::MAX >> 1).await?;
+                let mut all = super::log::dequeue(&mut self.tx, usize::MAX).await?;
                 all.append(&mut self.entries);
                 chain::append(&mut self.tx, self.head.clone(), &all).await?;
             }
             Some(s) => {
-                if let Some(max) =
-                    super::sequencer::enqueue(&mut self.tx, &s.holder, &self.entries).await?
+                if let Some(max) = super::sequencer::enqueue(
+                    &mut self.tx,
+                    &s.holder,
+                    &super::log::queued(&self.entries)?,
+                )
+                .await?
                 {
                     queued = Some((s, max));
                 }
