@@ -233,7 +233,14 @@ fn a_sequencer_whose_lease_was_taken_cannot_append_and_queues_instead() {
     };
     let a = w.start();
     support::wait_until("replica A sequences", support::HANG, || is_sequencer(&a));
-    gate(&a);
+    // `queued` answers before the commit: wait until it is in the log.
+    let first = gate(&a);
+    support::wait_until("the first gate is appended", support::HANG, || {
+        query_i64(
+            &w,
+            &format!("SELECT COUNT(*) FROM decision_log WHERE decision_id = '{first}'"),
+        ) == 1
+    });
     let size = query_i64(&w, "SELECT seq FROM chain_head WHERE id = 1");
     // Another holder takes the lease behind A's back.
     assert_eq!(

@@ -308,7 +308,9 @@ fn two_replicas_evaluate_each_deployment_once_per_interval_and_take_over_from_a_
     let Some(w) = world(
         Backend::Postgres,
         &format!(
-            "[scheduler]\nintensive_interval_ms = {INTERVAL_MS}\ninterval_ms = {INTERVAL_MS}\ntick_ms = {TICK_MS}\nlease_ms = {LEASE_MS}\n"
+            // The log's sequencer is replaced as soon as the scheduler's
+            // claims are: until then, B's evaluations wait to be appended.
+            "sequencer_lease_ms = {LEASE_MS}\n[scheduler]\nintensive_interval_ms = {INTERVAL_MS}\ninterval_ms = {INTERVAL_MS}\ntick_ms = {TICK_MS}\nlease_ms = {LEASE_MS}\n"
         ),
     ) else {
         return;
