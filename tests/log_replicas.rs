@@ -259,6 +259,18 @@ fn a_sequencer_whose_lease_was_taken_cannot_append_and_queues_instead() {
         size
     );
     assert_eq!(query_i64(&w, "SELECT COUNT(*) FROM log_queue"), 1);
+    // Records written meanwhile are queued with their entries; an audit
+    // checks each row against its queued entry until it is appended.
+    registered_release(&a, "2.3.0");
+    let queued = query_i64(&w, "SELECT COUNT(*) FROM log_queue");
+    assert!(queued > 1, "{queued}");
+    assert_eq!(get(&a, "audit", "/v1/log/checkpoint").status, 200);
+    let (code, out) = w.audit_verify();
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        query_i64(&w, "SELECT seq FROM chain_head WHERE id = 1"),
+        size
+    );
     // A notices at its next renewal, and counts the lost lease.
     support::wait_until("A notices it lost the lease", support::HANG, || {
         !is_sequencer(&a)
@@ -271,13 +283,15 @@ fn a_sequencer_whose_lease_was_taken_cannot_append_and_queues_instead() {
     // The intruder's lease lapses; A takes the lease again and appends
     // what it queued.
     w.sql("UPDATE log_sequencer SET expires_at = 0 WHERE id = 1");
-    support::wait_until("the queued entry is appended", support::HANG, || {
+    support::wait_until("the queued entries are appended", support::HANG, || {
         query_i64(&w, "SELECT COUNT(*) FROM log_queue") == 0
     });
     assert!(is_sequencer(&a));
     assert_proved(&a, &fenced);
     assert_eq!(
         query_i64(&w, "SELECT seq FROM chain_head WHERE id = 1"),
-        size + 1
+        size + queued
     );
+    let (code, out) = w.audit_verify();
+    assert_eq!(code, 0, "{out}");
 }
