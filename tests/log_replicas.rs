@@ -295,3 +295,24 @@ fn a_sequencer_whose_lease_was_taken_cannot_append_and_queues_instead() {
     let (code, out) = w.audit_verify();
     assert_eq!(code, 0, "{out}");
 }
+
+#[test]
+fn a_sequencer_stopped_gracefully_hands_the_lease_over_at_once() {
+    // A lease longer than any wait here: B can only sequence this soon if
+    // A gave the lease up when it stopped.
+    let Some(w) = World::new(
+        Backend::Postgres,
+        &format!("sequencer_lease_ms = 600000\n{NO_RECEIPTS}"),
+    ) else {
+        return;
+    };
+    let a = w.start();
+    support::wait_until("replica A sequences", support::HANG, || is_sequencer(&a));
+    let b = replica(&w, 2);
+    let before = gate(&b);
+    assert_eq!(a.terminate(), Some(0));
+    support::wait_until("B sequences", support::HANG, || is_sequencer(&b));
+    let after = gate(&b);
+    assert_each_once(&w, &[before, after.clone()]);
+    assert_proved(&b, &after);
+}

@@ -257,7 +257,12 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Pending>) {
         match (result, &sequencing) {
             // Queued: `ack` decisions are answered once the sequencer has
             // appended them (the writer goes on meanwhile).
-            (Ok(Written::Queued(Some(max))), Some(s)) => s.integrated_all(max, done.collect()),
+            (Ok(Written::Queued(Some(max))), Some(s)) => {
+                let done: Vec<_> = done.collect();
+                if !done.is_empty() {
+                    s.integrated_all(max, done);
+                }
+            }
             (result, _) => {
                 let result = result.map(|_| ());
                 for d in done {

@@ -192,6 +192,17 @@ impl Records {
         }
     }
 
+    /// Gives up the decision log's sequencer lease if this replica holds
+    /// it (when it stops, once its requests are answered), so another
+    /// replica sequences at once rather than after the lease runs out.
+    pub async fn release_sequencer(&self) {
+        if let Some(s) = &self.store.sequencing
+            && let Err(e) = s.release().await
+        {
+            tracing::warn!(error = %e, "could not give up the decision log's sequencer lease; another replica takes it when it runs out");
+        }
+    }
+
     /// Verifies releases' attestations against `trust`.
     pub fn with_evidence(mut self, trust: crate::attest::EvidenceTrust) -> Self {
         self.evidence = Arc::new(trust);

@@ -66,6 +66,7 @@ pub(crate) struct Sequencing {
     pub(crate) taken: Notify,
     waiters: mpsc::UnboundedSender<Waiter>,
     observer: OnceLock<Box<Observer>>,
+    pool: AnyPool,
 }
 
 /// Callers waiting for queued entries: done once no entry this replica
@@ -92,6 +93,7 @@ impl Sequencing {
             taken: Notify::new(),
             waiters,
             observer: OnceLock::new(),
+            pool: pool.clone(),
         });
         tokio::spawn(lease_loop(pool.clone(), Arc::downgrade(&s)));
         tokio::spawn(answer_waiters(pool, s.holder.clone(), s.lease, rx));
@@ -155,6 +157,18 @@ impl Sequencing {
         }
     }
 
+    /// Gives the lease up (a replica stopping): another replica takes it
+    /// at its next attempt instead of after the lease runs out. An append
+    /// of this replica after it queues instead (fencing).
+    pub(crate) async fn release(&self) -> Result<(), sqlx::Error> {
+        *self.held_until.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        sqlx::query("UPDATE log_sequencer SET expires_at = 0 WHERE id = 1 AND holder = $1")
+            .bind(&self.holder)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     fn set_held(&self, until: Option<Instant>) {
         *self.held_until.lock().unwrap_or_else(|e| e.into_inner()) = until;
         let now = until.is_some();
@@ -195,8 +209,9 @@ pub(crate) async fn claim(
 }
 
 /// Renews the lease every quarter of it while held, and otherwise tries
-/// to take it as often: a dead sequencer is replaced within a lease and a
-/// quarter.
+/// to take it as often, or every second if that is sooner: a dead
+/// sequencer is replaced within a lease and a quarter, one that stopped
+/// (and gave the lease up) within a second.
 async fn lease_loop(pool: AnyPool, s: std::sync::Weak<Sequencing>) {
     let mut epoch = None;
     loop {
@@ -229,7 +244,13 @@ async fn lease_loop(pool: AnyPool, s: std::sync::Weak<Sequencing>) {
                 }
             }
         }
-        let pause = s.lease / 4;
+        // The others try at least every second: a lease given up by a
+        // replica that stopped is taken at once, however long leases are.
+        let pause = if s.held.load(Ordering::Acquire) {
+            s.lease / 4
+        } else {
+            (s.lease / 4).min(Duration::from_secs(1))
+        };
         drop(s);
         tokio::time::sleep(pause).await;
     }
