@@ -37,6 +37,7 @@ mod http_bundles;
 mod http_faults;
 mod identities;
 mod integrations;
+mod log_replicas;
 mod log_tree;
 mod monitoring;
 mod openapi_contract;

@@ -41,6 +41,11 @@ pub struct RecordsConfig {
     /// be before the observation is refused (clock skew of metric
     /// pipelines).
     pub max_clock_skew_ms: u64,
+    /// On PostgreSQL, one replica at a time appends to the decision log
+    /// (the sequencer) and the others queue their entries for it: how
+    /// long its lease lasts without renewal (renewed every quarter), so
+    /// how soon another replica takes over from a dead one.
+    pub sequencer_lease_ms: u64,
 }
 
 impl Default for RecordsConfig {
@@ -56,6 +61,7 @@ impl Default for RecordsConfig {
             checkpoint_max_age_ms: 1000,
             checkpoint_origin: "stagegate/decision-log".into(),
             max_clock_skew_ms: 300_000,
+            sequencer_lease_ms: 10_000,
         }
     }
 }

@@ -429,6 +429,10 @@ const REPORT_LIMIT: usize = 100;
 /// newest chain entry for that row; also names entries whose row is gone.
 pub(crate) async fn verify(pool: &sqlx::AnyPool) -> Result<Vec<Tampered>, StoreError> {
     let mut found = Vec::new();
+    // A row written by a replica that queued its entry for the log's
+    // sequencer (docs/log.md, "Replicas") is committed by that entry once
+    // it is appended: until then the queued entry is the row's newest.
+    let queued = queued_digests(pool).await?;
     for table in TABLES {
         let columns: Vec<String> = table
             .columns
@@ -454,7 +458,11 @@ pub(crate) async fn verify(pool: &sqlx::AnyPool) -> Result<Vec<Tampered>, StoreE
             for row in &rows {
                 let cells = table.read(row)?;
                 let id: String = row.try_get(table.key)?;
-                let committed: Option<String> = row.try_get("committed")?;
+                let committed: Option<String> =
+                    match queued.get(&(table.name.to_string(), id.clone())) {
+                        Some(d) => Some(d.clone()),
+                        None => row.try_get("committed")?,
+                    };
                 let reason = match committed {
                     None => Some("the row has no entry in the chain: it was written outside the service".to_string()),
                     Some(d) if d != digest(table, &cells) => Some(
@@ -495,6 +503,27 @@ pub(crate) async fn verify(pool: &sqlx::AnyPool) -> Result<Vec<Tampered>, StoreE
         }
     }
     Ok(found)
+}
+
+/// The digest each record row's newest queued entry commits to, by
+/// (table, id); empty when nothing waits for the sequencer.
+async fn queued_digests(
+    pool: &sqlx::AnyPool,
+) -> Result<std::collections::HashMap<(String, String), String>, StoreError> {
+    let rows = sqlx::query("SELECT id, entry FROM log_queue ORDER BY id")
+        .fetch_all(pool)
+        .await?;
+    let mut newest = std::collections::HashMap::new();
+    for row in &rows {
+        let id: i64 = row.try_get("id")?;
+        let text: String = row.try_get("entry")?;
+        let entry: LogEntry = serde_json::from_str(&text)
+            .map_err(|e| StoreError::Corrupt(format!("log_queue entry {id}: {e}")))?;
+        if let Some(r) = entry.record {
+            newest.insert((r.table, r.id), entry.request_digest);
+        }
+    }
+    Ok(newest)
 }
 
 /// Reads every row of `tables` as [`RowValues`]: for committing rows

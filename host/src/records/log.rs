@@ -135,16 +135,91 @@ struct Known {
     frontier: chain::Frontier,
 }
 
+/// Entries as the queue keeps them (JSON).
+pub(crate) fn queued(entries: &[LogEntry]) -> Result<Vec<String>, super::store::StoreError> {
+    entries
+        .iter()
+        .map(|e| {
+            serde_json::to_string(e).map_err(|e| {
+                super::store::StoreError::Corrupt(format!("encoding a log entry: {e}"))
+            })
+        })
+        .collect()
+}
+
+/// Takes up to `limit` entries out of the queue, oldest first, decoded
+/// (see [`super::sequencer::drain`]); one that does not decode is named
+/// by its queue id.
+pub(crate) async fn dequeue(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    limit: usize,
+) -> Result<Vec<LogEntry>, super::store::StoreError> {
+    super::sequencer::drain(tx, limit)
+        .await?
+        .into_iter()
+        .map(|(id, text)| {
+            serde_json::from_str(&text).map_err(|e| {
+                super::store::StoreError::Corrupt(format!("log_queue entry {id}: {e}"))
+            })
+        })
+        .collect()
+}
+
+/// How often a sequencer looks for queued entries: at once again after
+/// finding some, backing off to `POLL_MAX` while the queue stays empty.
+const POLL_MIN: Duration = Duration::from_millis(1);
+const POLL_MAX: Duration = Duration::from_millis(20);
+
+/// What became of a batch.
+enum Written {
+    /// Appended to the log.
+    Appended,
+    /// Queued for the sequencer (docs/log.md, "Replicas"), up to this
+    /// queue id.
+    Queued(Option<i64>),
+}
+
 async fn writer(store: Store, mut rx: mpsc::Receiver<Pending>) {
     let mut known: Option<Known> = None;
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
+    let sequencing = store.sequencing.clone();
+    let mut idle = POLL_MIN;
+    loop {
+        let first = match &sequencing {
+            None => match rx.recv().await {
+                Some(p) => Some(p),
+                None => return,
+            },
+            // The sequencer also wakes to append what other replicas
+            // queued; the others only when asked to write.
+            Some(s) => tokio::select! {
+                p = rx.recv() => match p {
+                    Some(p) => Some(p),
+                    None => return,
+                },
+                () = s.taken.notified() => None,
+                () = tokio::time::sleep(idle), if s.is_held() => None,
+            },
+        };
+        let mut batch: Vec<Pending> = first.into_iter().collect();
         while batch.len() < BATCH {
             match rx.try_recv() {
                 Ok(p) => batch.push(p),
                 Err(_) => break,
             }
         }
+        if batch.is_empty() {
+            let Some(s) = &sequencing else { continue };
+            match append_queued(&store, s, &mut known).await {
+                Ok(0) => idle = (idle * 2).min(POLL_MAX),
+                Ok(_) => idle = POLL_MIN,
+                Err(e) => {
+                    tracing::warn!(error = %e, "appending queued decision log entries failed; retrying");
+                    idle = POLL_MAX;
+                }
+            }
+            continue;
+        }
+        idle = POLL_MIN;
         let mut entries: Vec<LogEntry> = Vec::new();
         let mut rows: Vec<RowValues> = Vec::new();
         for p in &mut batch {
@@ -157,8 +232,14 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Pending>) {
         let mut attempt = 0u32;
         let result = loop {
             attempt += 1;
-            match write(&store, &mut known, &entries, &rows).await {
-                Ok(()) => break Ok(()),
+            let written = match &sequencing {
+                None => write(&store, &mut known, &entries, &rows)
+                    .await
+                    .map(|()| Written::Appended),
+                Some(s) => write_sequenced(&store, s, &mut known, &entries, &rows).await,
+            };
+            match written {
+                Ok(w) => break Ok(w),
                 // Entries nobody waits for are retried for ever: with no
                 // caller left to tell, giving up would drop them silently.
                 Err(e) if attempt < 8 || batch.iter().all(|p| p.done.is_none()) => {
@@ -172,12 +253,113 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Pending>) {
         if let Err(e) = &result {
             tracing::error!(error = %e, entries = entries.len(), "decision log write failed; the decisions are answered with 503");
         }
-        for p in batch {
-            if let Some(done) = p.done {
-                let _ = done.send(result.clone());
+        let done = batch.into_iter().filter_map(|p| p.done);
+        match (result, &sequencing) {
+            // Queued: `ack` decisions are answered once the sequencer has
+            // appended them (the writer goes on meanwhile).
+            (Ok(Written::Queued(Some(max))), Some(s)) => {
+                let done: Vec<_> = done.collect();
+                if !done.is_empty() {
+                    s.integrated_all(max, done);
+                }
+            }
+            (result, _) => {
+                let result = result.map(|_| ());
+                for d in done {
+                    let _ = d.send(result.clone());
+                }
             }
         }
     }
+}
+
+/// One group commit on a PostgreSQL log with a sequencer: appended, with
+/// whatever other replicas queued before it, when this replica holds the
+/// lease (checked in the transaction: fencing); otherwise queued, in one
+/// transaction with the batch's record rows.
+async fn write_sequenced(
+    store: &Store,
+    s: &super::sequencer::Sequencing,
+    known: &mut Option<Known>,
+    entries: &[LogEntry],
+    rows: &[RowValues],
+) -> Result<Written, super::store::StoreError> {
+    let mut tx = store.pool.begin().await?;
+    if s.is_held() {
+        let head = chain::lock(&mut tx).await?;
+        if s.holds(&mut tx).await? {
+            let mut all = dequeue(&mut tx, BATCH).await?;
+            all.extend_from_slice(entries);
+            for row in rows {
+                ledger::insert(&mut tx, row).await?;
+            }
+            let next = append_known(&mut tx, head, known.take(), &all).await?;
+            tx.commit().await?;
+            *known = Some(next);
+            return Ok(Written::Appended);
+        }
+    }
+    for row in rows {
+        ledger::insert(&mut tx, row).await?;
+    }
+    let max = super::sequencer::enqueue(&mut tx, &s.holder, &queued(entries)?).await?;
+    tx.commit().await?;
+    Ok(Written::Queued(max))
+}
+
+/// The sequencer's poll: appends up to a batch of queued entries, if any
+/// and if this replica holds the lease. Returns how many.
+async fn append_queued(
+    store: &Store,
+    s: &super::sequencer::Sequencing,
+    known: &mut Option<Known>,
+) -> Result<usize, super::store::StoreError> {
+    if !super::sequencer::anything_queued(&store.pool).await? {
+        return Ok(0);
+    }
+    let mut tx = store.pool.begin().await?;
+    let head = chain::lock(&mut tx).await?;
+    if !s.holds(&mut tx).await? {
+        return Ok(0);
+    }
+    let queued = dequeue(&mut tx, BATCH).await?;
+    if queued.is_empty() {
+        return Ok(0);
+    }
+    let next = append_known(&mut tx, head, known.take(), &queued).await?;
+    tx.commit().await?;
+    *known = Some(next);
+    Ok(queued.len())
+}
+
+/// Appends `entries` after `head` (read under the chain lock in `tx`),
+/// with the frontier the writer kept when the head is still where it
+/// left it (otherwise read from the tree); returns what the writer knows
+/// once `tx` commits.
+async fn append_known(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    head: (i64, String),
+    known: Option<Known>,
+    entries: &[LogEntry],
+) -> Result<Known, super::store::StoreError> {
+    if let Some(k) = known.filter(|k| k.head == head) {
+        let sealed = chain::seal(&head, entries);
+        let nodes = tree::grow(head.0 as u64, &k.frontier, &sealed.leaves)?;
+        let after = sealed.head_after();
+        chain::insert_sealed(tx, &sealed).await?;
+        tree::insert_nodes(tx, &nodes).await?;
+        if !chain::advance(tx, &head, &after).await? {
+            return Err(super::store::StoreError::Corrupt(
+                "the chain head moved while its lock was held".into(),
+            ));
+        }
+        return Ok(Known {
+            frontier: merkle::frontier_after(after.0 as u64, &k.frontier, &nodes),
+            head: after,
+        });
+    }
+    let (head, frontier) = chain::append_keeping_frontier(tx, head, entries).await?;
+    Ok(Known { head, frontier })
 }
 
 /// One group commit: the batch's rows and entries in one transaction.

@@ -61,6 +61,7 @@ mod receipts;
 pub mod refs;
 mod reports;
 pub mod schedule;
+mod sequencer;
 mod signing;
 mod statements;
 pub mod store;
@@ -180,6 +181,26 @@ impl Records {
     ) -> Self {
         self.on_checkpoint = Some(Arc::new(observer));
         self
+    }
+
+    /// Calls `observer(holds the lease, leases lost)` whenever this
+    /// replica takes or loses the decision log's sequencer lease (never
+    /// without a sequencer: SQLite, or one process).
+    pub fn observe_sequencer(&self, observer: impl Fn(bool, u64) + Send + Sync + 'static) {
+        if let Some(s) = &self.store.sequencing {
+            s.observe(Box::new(observer));
+        }
+    }
+
+    /// Gives up the decision log's sequencer lease if this replica holds
+    /// it (when it stops, once its requests are answered), so another
+    /// replica sequences at once rather than after the lease runs out.
+    pub async fn release_sequencer(&self) {
+        if let Some(s) = &self.store.sequencing
+            && let Err(e) = s.release().await
+        {
+            tracing::warn!(error = %e, "could not give up the decision log's sequencer lease; another replica takes it when it runs out");
+        }
     }
 
     /// Verifies releases' attestations against `trust`.

@@ -40,6 +40,9 @@ pub struct Store {
     /// Bumped by every committed write of this process: what caches of
     /// records (the public notice) compare to know they are stale.
     changes: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// On PostgreSQL shared by replicas: this replica's part in electing
+    /// the one that appends to the log (none: this process appends).
+    pub(crate) sequencing: Option<std::sync::Arc<super::sequencer::Sequencing>>,
 }
 
 impl Store {
@@ -108,8 +111,26 @@ impl Store {
             pool,
             dialect,
             changes: Default::default(),
+            sequencing: None,
         };
         Ok(store)
+    }
+
+    /// Has this replica take part in electing the log's sequencer, as
+    /// `name`, with a lease of `lease_ms` (PostgreSQL only: SQLite has one
+    /// process, which appends). `ack`: writes whose entries are queued
+    /// answer once the entries are in the log. Start the decision log's
+    /// writer with the store this returns.
+    pub fn with_sequencer(mut self, name: &str, lease_ms: u64, ack: bool) -> Store {
+        if self.dialect == Dialect::Postgres && self.sequencing.is_none() {
+            self.sequencing = Some(super::sequencer::Sequencing::start(
+                self.pool.clone(),
+                name,
+                lease_ms,
+                ack,
+            ));
+        }
+        self
     }
 
     /// How many writes this process committed (see [`Store::changed`]).

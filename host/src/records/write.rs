@@ -104,7 +104,31 @@ impl Write<'_> {
         idem: Option<&IdempotencyKey>,
         answer: &T,
     ) -> Result<(), RecordError> {
-        chain::append(&mut self.tx, self.head.clone(), &self.entries).await?;
+        // With a sequencer (several replicas on PostgreSQL): appended
+        // after everything queued before it when this replica holds the
+        // lease (checked here, in the transaction), else queued for it.
+        let mut queued = None;
+        match self.store.sequencing.clone() {
+            Some(s) if s.is_held() && s.holds(&mut self.tx).await? => {
+                let mut all = super::log::dequeue(&mut self.tx, usize::MAX).await?;
+                all.append(&mut self.entries);
+                chain::append(&mut self.tx, self.head.clone(), &all).await?;
+            }
+            Some(s) => {
+                if let Some(max) = super::sequencer::enqueue(
+                    &mut self.tx,
+                    &s.holder,
+                    &super::log::queued(&self.entries)?,
+                )
+                .await?
+                {
+                    queued = Some((s, max));
+                }
+            }
+            None => {
+                chain::append(&mut self.tx, self.head.clone(), &self.entries).await?;
+            }
+        }
         if let Some(key) = idem {
             let body = serde_json::to_string(answer)
                 .map_err(|e| RecordError::invalid("", format!("encoding the answer: {e}")))?;
@@ -118,6 +142,14 @@ impl Write<'_> {
             }
         })?;
         self.store.changed();
+        // `ack`: answered once the sequencer has appended the entries.
+        if let Some((s, max)) = queued
+            && s.ack
+        {
+            s.integrated(max)
+                .await
+                .map_err(|e| RecordError::Log(super::log::LogError(e)))?;
+        }
         Ok(())
     }
 }

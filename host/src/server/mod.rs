@@ -167,6 +167,8 @@ pub async fn prepare(config: &Config) -> Result<Arc<App>, ServeError> {
     let records = records.with_checkpoint_observer(move |size, unix_seconds| {
         signed.ops.checkpoint_signed(size, unix_seconds);
     });
+    let sequencing = metrics.clone();
+    records.observe_sequencer(move |held, lost| sequencing.ops.sequencer(held, lost));
     let app = Arc::new(App {
         metrics,
         registry,
@@ -485,6 +487,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             "no bundle is active: /readyz answers 503 and decisions 503 until one is uploaded or its source appears"
         );
     }
+    let records = app.records.clone();
     let mut plain_stopped = stopped.clone();
     let plain = listener::serve(
         listener,
@@ -502,6 +505,9 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     if let Some(tls_server) = tls_server {
         let _ = tls_server.await;
     }
+    // Every acknowledged decision is in the log: another replica may
+    // sequence now.
+    records.release_sequencer().await;
     tracing::info!("stopped: in-flight requests drained");
     Ok(())
 }

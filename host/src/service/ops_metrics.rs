@@ -18,6 +18,8 @@ pub struct OpsMetrics {
     scheduler_last_pass: Gauge,
     leases_lost: Counter,
     exposure_refreshed: Gauge,
+    sequencer: Gauge,
+    sequencer_leases_lost: Counter,
 }
 
 impl OpsMetrics {
@@ -58,6 +60,18 @@ impl OpsMetrics {
             "When the exposure route table was last refreshed from the records, Unix seconds",
             exposure_refreshed.clone(),
         );
+        let sequencer = Gauge::default();
+        registry.register(
+            "log_sequencer",
+            "1 while this replica holds the decision log's sequencer lease (PostgreSQL: the one replica that appends), else 0",
+            sequencer.clone(),
+        );
+        let sequencer_leases_lost = Counter::default();
+        registry.register(
+            "log_sequencer_leases_lost",
+            "Times this replica lost the decision log's sequencer lease (to another replica, or by failing to renew it in time)",
+            sequencer_leases_lost.clone(),
+        );
         OpsMetrics {
             checkpoint_size,
             checkpoint_timestamp,
@@ -65,6 +79,18 @@ impl OpsMetrics {
             scheduler_last_pass,
             leases_lost,
             exposure_refreshed,
+            sequencer,
+            sequencer_leases_lost,
+        }
+    }
+
+    /// The sequencer lease changed hands: whether this replica holds it,
+    /// and how many times it lost it so far.
+    pub fn sequencer(&self, held: bool, lost: u64) {
+        self.sequencer.set(i64::from(held));
+        let counted = self.sequencer_leases_lost.get();
+        if lost > counted {
+            self.sequencer_leases_lost.inc_by(lost - counted);
         }
     }
 

@@ -29,7 +29,13 @@ impl Service {
         let url = config.database_url();
         let store = crate::records::open_store(&url)
             .await
-            .map_err(|e| StartError::Startup(format!("records: {e}")))?;
+            .map_err(|e| StartError::Startup(format!("records: {e}")))?
+            // PostgreSQL: replicas elect one sequencer (docs/log.md, "Replicas").
+            .with_sequencer(
+                config.scheduler.replica.as_deref().unwrap_or("replica"),
+                config.records.sequencer_lease_ms,
+                config.records.durability == crate::records::Durability::Ack,
+            );
         tracing::info!(database = %crate::records::store::redact(&url), "records store open");
         let log = crate::records::DecisionLog::start(
             store.clone(),
