@@ -69,6 +69,13 @@ pub(crate) struct Sequencing {
     pool: AnyPool,
 }
 
+/// Entries a replica queued that are not in the log yet when its caller
+/// stops waiting (no sequencer appended them in time, or the waiter
+/// stopped); they stay queued and are appended when a sequencer runs.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct NotAppended(pub(crate) String);
+
 /// Callers waiting for queued entries: done once no entry this replica
 /// queued up to `max_id` is still queued.
 struct Waiter {
@@ -133,11 +140,13 @@ impl Sequencing {
     /// Waits until the entries this replica queued up to `max_id` are in
     /// the log. Fails when no sequencer appended them within twice the
     /// lease and 5 s (they stay queued and are appended later).
-    pub(crate) async fn integrated(&self, max_id: i64) -> Result<(), String> {
+    pub(crate) async fn integrated(&self, max_id: i64) -> Result<(), NotAppended> {
         let (done, wait) = oneshot::channel();
         self.integrated_all(max_id, vec![done]);
         wait.await
-            .map_err(|_| "the queue's waiter stopped".to_string())?
+            .map_err(|_| "the queue's waiter stopped".to_string())
+            .and_then(|r| r)
+            .map_err(NotAppended)
     }
 
     /// [`Self::integrated`] for many callers, answered through `done`.

@@ -148,7 +148,7 @@ impl Write<'_> {
         {
             s.integrated(max)
                 .await
-                .map_err(|e| RecordError::Log(super::log::LogError(e)))?;
+                .map_err(|e| RecordError::Log(super::log::LogError(e.0)))?;
         }
         Ok(())
     }
