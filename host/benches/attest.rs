@@ -78,6 +78,7 @@ fn attestations(c: &mut Criterion) {
             },
         ],
         require_known_predicates: true,
+        ..Default::default()
     };
     let mut g = c.benchmark_group("attestation");
     g.bench_function("verify-ed25519", |b| b.iter(|| verify_one(&trust, &ed_env)));

@@ -24,7 +24,7 @@ use super::write::Write;
 use super::{RecordError, new_id};
 use crate::attest::predicates::{self, Attested};
 use crate::attest::receipt::InputAttestation;
-use crate::attest::{AttestError, Envelope, EvidenceTrust};
+use crate::attest::{AttestError, EvidenceTrust};
 use crate::decision::request::{Attestation, GateRequest, SupplyChain, Verification};
 
 /// Attestations one release may carry: each is verified while the caller
@@ -216,8 +216,10 @@ fn check_fields(
     } = fields;
     let mut out = Vec::with_capacity(attestations.len());
     for (i, raw) in attestations.iter().enumerate() {
-        let env = Envelope::parse(raw.get()).map_err(|e| refused(i, e))?;
-        let verified = trust.verify(&env).map_err(|e| refused(i, e))?;
+        let envelope_digest = crate::attest::sha256_digest(raw.get().as_bytes());
+        let verified = trust
+            .verify_text(raw.get(), &envelope_digest)
+            .map_err(|e| refused(i, e))?;
         let statement = &verified.statement;
         statement.require_subject(&hex).map_err(|e| refused(i, e))?;
         if trust.require_known_predicates && !predicates::is_known(&statement.predicate_type) {
@@ -237,7 +239,7 @@ fn check_fields(
             keyid: verified.keyid.clone(),
             predicate_type: statement.predicate_type.clone(),
             statement_digest: verified.statement_digest.clone(),
-            envelope_digest: crate::attest::sha256_digest(raw.get().as_bytes()),
+            envelope_digest,
             evidence: Vec::new(),
             provenance: None,
         };
