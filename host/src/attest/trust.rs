@@ -241,16 +241,20 @@ impl EvidenceTrust {
     }
 
     /// [`EvidenceTrust::verify`] for an envelope given as its JSON `text`,
-    /// whose `sha256:` digest the caller has computed: an envelope these
-    /// keys verified before is answered from [`VerifiedCache`] without
-    /// parsing it or checking its signature again.
-    pub fn verify_text(&self, text: &str, digest: &str) -> Result<Verified, AttestError> {
-        if let Some(hit) = self.verified.get(digest) {
-            return Ok(hit);
+    /// with the envelope's `sha256:` digest (what receipts cite): an
+    /// envelope these keys verified before is answered from
+    /// [`VerifiedCache`] without parsing it or checking its signature
+    /// again. The digest is computed here from `text`, never taken from the
+    /// caller, so a cache entry can only ever answer for the bytes that
+    /// verified.
+    pub fn verify_text(&self, text: &str) -> Result<(Verified, String), AttestError> {
+        let digest = super::sha256_digest(text.as_bytes());
+        if let Some(hit) = self.verified.get(&digest) {
+            return Ok((hit, digest));
         }
         let verified = self.verify(&Envelope::parse(text)?)?;
-        self.verified.put(digest, &verified);
-        Ok(verified)
+        self.verified.put(&digest, &verified);
+        Ok((verified, digest))
     }
 }
 
@@ -375,10 +379,10 @@ mod tests {
         let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
         let trust = evaluation_store(&key);
         let text = evaluation_envelope(&key);
-        let digest = super::super::sha256_digest(text.as_bytes());
-        let first = trust.verify_text(&text, &digest).unwrap();
+        let (first, digest) = trust.verify_text(&text).unwrap();
+        assert_eq!(digest, super::super::sha256_digest(text.as_bytes()));
         assert_eq!(trust.verified.len(), 1);
-        let again = trust.verify_text(&text, &digest).unwrap();
+        let (again, _) = trust.verify_text(&text).unwrap();
         assert_eq!(
             (
                 again.keyid,
@@ -400,20 +404,18 @@ mod tests {
         let stranger = ed25519_dalek::SigningKey::from_bytes(&[4; 32]);
         let trust = evaluation_store(&key);
         let text = evaluation_envelope(&stranger);
-        let digest = super::super::sha256_digest(text.as_bytes());
         for _ in 0..2 {
-            assert!(trust.verify_text(&text, &digest).is_err());
+            assert!(trust.verify_text(&text).is_err());
         }
         assert!(trust.verified.is_empty());
         // A store with other keys does not inherit what this one verified.
         let good = evaluation_envelope(&key);
-        let good_digest = super::super::sha256_digest(good.as_bytes());
-        trust.verify_text(&good, &good_digest).unwrap();
+        trust.verify_text(&good).unwrap();
         let other = EvidenceTrust {
             keys: evaluation_store(&stranger).keys,
             ..trust.clone()
         };
         assert!(other.verified.is_empty());
-        assert!(other.verify_text(&good, &good_digest).is_err());
+        assert!(other.verify_text(&good).is_err());
     }
 }

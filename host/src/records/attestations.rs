@@ -216,10 +216,8 @@ fn check_fields(
     } = fields;
     let mut out = Vec::with_capacity(attestations.len());
     for (i, raw) in attestations.iter().enumerate() {
-        let envelope_digest = crate::attest::sha256_digest(raw.get().as_bytes());
-        let verified = trust
-            .verify_text(raw.get(), &envelope_digest)
-            .map_err(|e| refused(i, e))?;
+        let (verified, envelope_digest) =
+            trust.verify_text(raw.get()).map_err(|e| refused(i, e))?;
         let statement = &verified.statement;
         statement.require_subject(&hex).map_err(|e| refused(i, e))?;
         if trust.require_known_predicates && !predicates::is_known(&statement.predicate_type) {
