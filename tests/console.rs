@@ -8,7 +8,9 @@ use crate::support;
 use std::time::Duration;
 
 use serde_json::json;
-use support::records::{Backend, World, deploy, get, observe, post, registered_release, token};
+use support::records::{
+    Backend, World, block_on, deploy, get, observe, post, registered_release, token,
+};
 use support::server::{Reply, Request, Server};
 
 /// A request that does not follow redirects (so a test sees the 303 and
@@ -468,14 +470,6 @@ fn rewrite_entry_and_its_leaf(w: &World, seq: i64, outcome: &str) {
             .rows_affected();
         assert_eq!(n, 1, "entry {seq} has a leaf");
     });
-}
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
 }
 
 /// The auditor's deployment page proves every entry of the deployment by

@@ -10,39 +10,14 @@ use support::server::Server;
 /// Gates without receipts: one log entry each.
 const NO_RECEIPTS: &str = "\n[receipts]\nenabled = false\n";
 
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
-
-/// Rows of one text column.
-fn query_strings(w: &World, sql: &str) -> Vec<String> {
-    let (url, sql) = (w.database.clone(), sql.to_string());
-    block_on(async move {
-        sqlx::any::install_default_drivers();
-        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
-            .await
-            .unwrap();
-        let rows = sqlx::query(&sql).fetch_all(&mut conn).await.unwrap();
-        rows.iter()
-            .map(|r| sqlx::Row::try_get(r, 0).unwrap())
-            .collect()
-    })
-}
-
-fn query_i64(w: &World, sql: &str) -> i64 {
-    let (url, sql) = (w.database.clone(), sql.to_string());
-    block_on(async move {
-        sqlx::any::install_default_drivers();
-        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
-            .await
-            .unwrap();
-        let row = sqlx::query(&sql).fetch_one(&mut conn).await.unwrap();
-        sqlx::Row::try_get::<i64, _>(&row, 0).unwrap()
-    })
+/// A world on PostgreSQL with `settings` (TOML lines for its config)
+/// and receipts off, and its first replica, once it sequences; `None`
+/// (skipped) without PostgreSQL.
+fn sequencing(settings: &str) -> Option<(World, Server)> {
+    let w = World::new(Backend::Postgres, &format!("{settings}{NO_RECEIPTS}"))?;
+    let a = w.start();
+    support::wait_until("replica A sequences", support::HANG, || is_sequencer(&a));
+    Some((w, a))
 }
 
 /// Another replica of `w`: same database, bundle and tokens, its own data
@@ -120,26 +95,21 @@ fn assert_proved(s: &Server, id: &str) -> u64 {
 /// Every decision in `ids` is in the log exactly once, and nothing is
 /// left queued.
 fn assert_each_once(w: &World, ids: &[String]) {
-    let logged = query_strings(w, "SELECT decision_id FROM decision_log");
+    let logged = w.query_strings("SELECT decision_id FROM decision_log");
     for id in ids {
         let n = logged.iter().filter(|l| *l == id).count();
         assert_eq!(n, 1, "decision {id} is in the log {n} times");
     }
-    assert_eq!(query_i64(w, "SELECT COUNT(*) FROM log_queue"), 0);
+    assert_eq!(w.query_i64("SELECT COUNT(*) FROM log_queue"), 0);
 }
 
 #[test]
 fn replicas_on_one_database_build_one_tree_each_answering_once_its_entries_are_in_it() {
     // Leases of 3 s (renewed every 0.75 s): a loaded machine starving a
     // renewal for a moment does not hand the log over mid-test.
-    let Some(w) = World::new(
-        Backend::Postgres,
-        &format!("sequencer_lease_ms = 3000\n{NO_RECEIPTS}"),
-    ) else {
+    let Some((w, a)) = sequencing("sequencer_lease_ms = 3000\n") else {
         return;
     };
-    let a = w.start();
-    support::wait_until("replica A sequences", support::HANG, || is_sequencer(&a));
     let replicas = [a, replica(&w, 2), replica(&w, 3)];
     // A record written through a replica that queues its entry: its row
     // and its entry are committed together and audited below.
@@ -183,14 +153,9 @@ fn replicas_on_one_database_build_one_tree_each_answering_once_its_entries_are_i
 
 #[test]
 fn a_replica_takes_over_a_dead_sequencer_and_appends_what_was_queued_meanwhile() {
-    let Some(w) = World::new(
-        Backend::Postgres,
-        &format!("sequencer_lease_ms = 3000\n{NO_RECEIPTS}"),
-    ) else {
+    let Some((w, a)) = sequencing("sequencer_lease_ms = 3000\n") else {
         return;
     };
-    let a = w.start();
-    support::wait_until("replica A sequences", support::HANG, || is_sequencer(&a));
     let b = replica(&w, 2);
     let before = gate(&b);
     assert!(!is_sequencer(&b));
@@ -227,23 +192,17 @@ fn a_replica_takes_over_a_dead_sequencer_and_appends_what_was_queued_meanwhile()
 fn a_sequencer_whose_lease_was_taken_cannot_append_and_queues_instead() {
     // A long lease: after A took it, A believes it holds it for most of a
     // minute whatever the database says, which is what fencing is for.
-    let Some(w) = World::new(
-        Backend::Postgres,
-        &format!("sequencer_lease_ms = 60000\ndurability = \"queued\"\n{NO_RECEIPTS}"),
-    ) else {
+    let Some((w, a)) = sequencing("sequencer_lease_ms = 60000\ndurability = \"queued\"\n") else {
         return;
     };
-    let a = w.start();
-    support::wait_until("replica A sequences", support::HANG, || is_sequencer(&a));
     // `queued` answers before the commit: wait until it is in the log.
     let first = gate(&a);
     support::wait_until("the first gate is appended", support::HANG, || {
-        query_i64(
-            &w,
-            &format!("SELECT COUNT(*) FROM decision_log WHERE decision_id = '{first}'"),
-        ) == 1
+        w.query_i64(&format!(
+            "SELECT COUNT(*) FROM decision_log WHERE decision_id = '{first}'"
+        )) == 1
     });
-    let size = query_i64(&w, "SELECT seq FROM chain_head WHERE id = 1");
+    let size = w.query_i64("SELECT seq FROM chain_head WHERE id = 1");
     // Another holder takes the lease behind A's back.
     assert_eq!(
         w.sql("UPDATE log_sequencer SET holder = 'intruder', epoch = epoch + 1, expires_at = expires_at + 3600000 WHERE id = 1"),
@@ -256,42 +215,33 @@ fn a_sequencer_whose_lease_was_taken_cannot_append_and_queues_instead() {
     let fenced = gate(&a);
     // Answered (queued), yet A appended nothing: its append checked the
     // lease and queued the entry for the holder.
-    assert_eq!(
-        query_i64(&w, "SELECT seq FROM chain_head WHERE id = 1"),
-        size
-    );
-    assert_eq!(query_i64(&w, "SELECT COUNT(*) FROM log_queue"), 1);
+    assert_eq!(w.query_i64("SELECT seq FROM chain_head WHERE id = 1"), size);
+    assert_eq!(w.query_i64("SELECT COUNT(*) FROM log_queue"), 1);
     // Records written meanwhile are queued with their entries; an audit
     // checks each row against its queued entry until it is appended.
     registered_release(&a, "2.3.0");
-    let queued = query_i64(&w, "SELECT COUNT(*) FROM log_queue");
+    let queued = w.query_i64("SELECT COUNT(*) FROM log_queue");
     assert!(queued > 1, "{queued}");
     assert_eq!(get(&a, "audit", "/v1/log/checkpoint").status, 200);
     let (code, out) = w.audit_verify();
     assert_eq!(code, 0, "{out}");
-    assert_eq!(
-        query_i64(&w, "SELECT seq FROM chain_head WHERE id = 1"),
-        size
-    );
+    assert_eq!(w.query_i64("SELECT seq FROM chain_head WHERE id = 1"), size);
     // A notices at its next renewal, and counts the lost lease.
     support::wait_until("A notices it lost the lease", support::HANG, || {
         !is_sequencer(&a)
     });
     assert_eq!(metric(&a, "stagegate_log_sequencer_leases_lost_total"), 1.0);
-    assert_eq!(
-        query_i64(&w, "SELECT seq FROM chain_head WHERE id = 1"),
-        size
-    );
+    assert_eq!(w.query_i64("SELECT seq FROM chain_head WHERE id = 1"), size);
     // The intruder's lease lapses; A takes the lease again and appends
     // what it queued.
     w.sql("UPDATE log_sequencer SET expires_at = 0 WHERE id = 1");
     support::wait_until("the queued entries are appended", support::HANG, || {
-        query_i64(&w, "SELECT COUNT(*) FROM log_queue") == 0
+        w.query_i64("SELECT COUNT(*) FROM log_queue") == 0
     });
     assert!(is_sequencer(&a));
     assert_proved(&a, &fenced);
     assert_eq!(
-        query_i64(&w, "SELECT seq FROM chain_head WHERE id = 1"),
+        w.query_i64("SELECT seq FROM chain_head WHERE id = 1"),
         size + queued
     );
     let (code, out) = w.audit_verify();
@@ -302,14 +252,9 @@ fn a_sequencer_whose_lease_was_taken_cannot_append_and_queues_instead() {
 fn a_sequencer_stopped_gracefully_hands_the_lease_over_at_once() {
     // A lease longer than any wait here: B can only sequence this soon if
     // A gave the lease up when it stopped.
-    let Some(w) = World::new(
-        Backend::Postgres,
-        &format!("sequencer_lease_ms = 600000\n{NO_RECEIPTS}"),
-    ) else {
+    let Some((w, a)) = sequencing("sequencer_lease_ms = 600000\n") else {
         return;
     };
-    let a = w.start();
-    support::wait_until("replica A sequences", support::HANG, || is_sequencer(&a));
     let b = replica(&w, 2);
     let before = gate(&b);
     assert_eq!(a.terminate(), Some(0));

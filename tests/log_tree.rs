@@ -4,7 +4,7 @@
 
 use crate::support;
 
-use support::records::{Backend, World, get, registered_release};
+use support::records::{Backend, World, block_on, get, registered_release};
 
 /// Gates without receipts: one log entry each.
 const NO_RECEIPTS: &str = "\n[receipts]\nenabled = false\n";
@@ -16,19 +16,6 @@ fn gate(s: &support::server::Server) {
         &support::high_risk_gate(),
     );
     assert_eq!(r.status, 200, "{}", r.body);
-}
-
-/// One integer the database answers (`SELECT …`).
-fn query_i64(w: &World, sql: &str) -> i64 {
-    let (url, sql) = (w.database.clone(), sql.to_string());
-    block_on(async move {
-        sqlx::any::install_default_drivers();
-        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
-            .await
-            .unwrap();
-        let row = sqlx::query(&sql).fetch_one(&mut conn).await.unwrap();
-        sqlx::Row::try_get::<i64, _>(&row, 0).unwrap()
-    })
 }
 
 /// Rows of two text columns.
@@ -62,14 +49,6 @@ fn try_sql(w: &World, sql: &str) {
             .unwrap();
         let _ = sqlx::Executor::execute(&mut conn, sql.as_str()).await;
     })
-}
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
 }
 
 /// Plays someone with the database who rewinds the log to `keep` entries:
@@ -173,7 +152,7 @@ fn audit_verify_fails_a_rewound_log_whose_record_rows_were_deleted_too(b: Backen
     for v in ["2.3.0", "2.3.1", "2.3.2"] {
         registered_release(&s, v);
     }
-    let size = query_i64(&w, "SELECT seq FROM chain_head WHERE id = 1");
+    let size = w.query_i64("SELECT seq FROM chain_head WHERE id = 1");
     assert!(size > 11, "{size}");
     let note = get(&s, "audit", "/v1/log/checkpoint");
     assert_eq!(note.status, 200, "{}", note.body);

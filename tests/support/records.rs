@@ -41,7 +41,8 @@ fn sha256_hex(s: &str) -> String {
     hex::encode(sha2::Sha256::digest(s.as_bytes()))
 }
 
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
+/// Runs `f` to completion on a runtime of its own (the tests are sync).
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -128,6 +129,34 @@ impl World {
                 .await
                 .unwrap()
                 .rows_affected()
+        })
+    }
+
+    /// One integer the database answers (`SELECT …`).
+    pub fn query_i64(&self, sql: &str) -> i64 {
+        let (url, sql) = (self.database.clone(), sql.to_string());
+        block_on(async move {
+            sqlx::any::install_default_drivers();
+            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+                .await
+                .unwrap();
+            let row = sqlx::query(&sql).fetch_one(&mut conn).await.unwrap();
+            sqlx::Row::try_get::<i64, _>(&row, 0).unwrap()
+        })
+    }
+
+    /// The rows of one text column the database answers.
+    pub fn query_strings(&self, sql: &str) -> Vec<String> {
+        let (url, sql) = (self.database.clone(), sql.to_string());
+        block_on(async move {
+            sqlx::any::install_default_drivers();
+            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+                .await
+                .unwrap();
+            let rows = sqlx::query(&sql).fetch_all(&mut conn).await.unwrap();
+            rows.iter()
+                .map(|r| sqlx::Row::try_get(r, 0).unwrap())
+                .collect()
         })
     }
 
