@@ -666,49 +666,40 @@ fn string_errors(file: &File) -> Vec<String> {
                 j += 1;
             }
         }
-        let (what, ret) = if ident(j, "fn") {
-            let name = match t(j + 1) {
-                Some(Tok::Ident(n)) => n.clone(),
-                _ => {
-                    i = j + 1;
-                    continue;
-                }
-            };
-            j += 2;
-            if punct(j, '<') {
-                j = skip(j, '<', '>');
-            }
-            if !punct(j, '(') {
-                i = j;
-                continue;
-            }
-            j = skip(j, '(', ')');
-            if !(punct(j, '-') && punct(j + 1, '>')) {
-                i = j;
-                continue;
-            }
-            (format!("fn {name}"), j + 2)
+        let kind = if ident(j, "fn") {
+            "fn"
         } else if ident(j, "type") {
-            let name = match t(j + 1) {
-                Some(Tok::Ident(n)) => n.clone(),
-                _ => {
-                    i = j + 1;
-                    continue;
-                }
-            };
-            j += 2;
-            if punct(j, '<') {
-                j = skip(j, '<', '>');
-            }
-            if !punct(j, '=') {
-                i = j;
-                continue;
-            }
-            (format!("type {name}"), j + 1)
+            "type"
         } else {
             i = j;
             continue;
         };
+        let name = match t(j + 1) {
+            Some(Tok::Ident(n)) => n.clone(),
+            _ => {
+                i = j + 1;
+                continue;
+            }
+        };
+        j += 2;
+        if punct(j, '<') {
+            j = skip(j, '<', '>');
+        }
+        // Where the return type (fn, after `(…) ->`) or the aliased type
+        // (type, after `=`) starts.
+        let start = if kind == "fn" && punct(j, '(') {
+            j = skip(j, '(', ')');
+            (punct(j, '-') && punct(j + 1, '>')).then_some(j + 2)
+        } else if kind == "type" {
+            punct(j, '=').then_some(j + 1)
+        } else {
+            None
+        };
+        let Some(ret) = start else {
+            i = j;
+            continue;
+        };
+        let what = format!("{kind} {name}");
         // The return type: a path ending in `Result`, then `<…>`.
         let mut k = ret;
         while matches!(t(k), Some(Tok::Ident(_))) && t(k + 1) == Some(&Tok::Path) {
