@@ -124,14 +124,6 @@ jq -e '.response.allowed == true' >/dev/null <<<"$answer" || { echo "the review 
 
 echo '{"name":"credit-scoring","namespace":"credit","phase":"Progressing","checksum":"7c9d5f8b64"}' > "$work/flagger.json"
 echo '{"name":"credit-scoring","namespace":"credit","phase":"Progressing","checksum":"7c9d5f8b64","metadata":{"eventMessage":"Advance credit-scoring.credit canary weight 10","eventType":"Normal","timestamp":"1795923000000"}}' > "$work/event.json"
-cat > "$work/post.lua" <<'LUA'
-local f = io.open(os.getenv("BODY"), "rb")
-wrk.method = "POST"
-wrk.body = f:read("*a")
-f:close()
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer tok-gw"
-LUA
 
 # wrk prints 812.00us / 1.20ms / 2.00s: normalise to ms.
 ms() {
@@ -172,15 +164,15 @@ row "GET /healthz" "$base/healthz" ""
 row "GET argo-rollouts/analysis?ref&weight=5 (successful)" "$base/v1/integrations/argo-rollouts/analysis?ref=credit/credit-scoring&weight=5" ""
 row "GET argo-rollouts/analysis?ref&weight=25 (inconclusive)" "$base/v1/integrations/argo-rollouts/analysis?ref=credit/credit-scoring&weight=25" ""
 row "GET argo-rollouts/analysis?ref (background)" "$base/v1/integrations/argo-rollouts/analysis?ref=credit/credit-scoring" ""
-row "POST flagger/rollout (200)" "$base/v1/integrations/flagger/rollout" "$work/post.lua" 2xx "$work/flagger.json"
-row "POST flagger/confirm-promotion (403)" "$base/v1/integrations/flagger/confirm-promotion" "$work/post.lua" 403 "$work/flagger.json"
-row "POST flagger/rollback (409)" "$base/v1/integrations/flagger/rollback" "$work/post.lua" 409 "$work/flagger.json"
-row "POST flagger/event (200, history written)" "$base/v1/integrations/flagger/event" "$work/post.lua" 2xx "$work/event.json"
+row "POST flagger/rollout (200)" "$base/v1/integrations/flagger/rollout" host/benches/post.lua 2xx "$work/flagger.json"
+row "POST flagger/confirm-promotion (403)" "$base/v1/integrations/flagger/confirm-promotion" host/benches/post.lua 403 "$work/flagger.json"
+row "POST flagger/rollback (409)" "$base/v1/integrations/flagger/rollback" host/benches/post.lua 409 "$work/flagger.json"
+row "POST flagger/event (200, history written)" "$base/v1/integrations/flagger/event" host/benches/post.lua 2xx "$work/event.json"
 row "GET deployments/{id}/evaluations/monitoring" "$base/v1/deployments/$deployment/evaluations/monitoring" ""
 for scheme in https http; do
     p=$port
     [ "$scheme" = https ] && p=$tls_port
-    read -r a_rps a_p50 a_p99 a_err < <(run "$scheme://127.0.0.1:$p/v1/integrations/kubernetes/admission" "$work/post.lua")
+    read -r a_rps a_p50 a_p99 a_err < <(run "$scheme://127.0.0.1:$p/v1/integrations/kubernetes/admission" host/benches/post.lua)
     read -r h_rps h_p50 h_p99 h_err < <(run "$scheme://127.0.0.1:$p/healthz" "")
     echo "| $scheme | POST /v1/integrations/kubernetes/admission | $a_rps | $a_p50 | $a_p99 | $a_err |"
     echo "| $scheme | GET /healthz | $h_rps | $h_p50 | $h_p99 | $h_err |"

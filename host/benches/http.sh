@@ -137,14 +137,6 @@ outcome() {
     if [ "$code" = 200 ]; then jq -r .outcome "$work/probe.json"; else echo "refused $code"; fi
 }
 
-cat > "$work/post.lua" <<'LUA'
-local f = io.open(os.getenv("BODY"), "rb")
-wrk.method = "POST"
-wrk.body = f:read("*a")
-f:close()
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer " .. os.getenv("GW")
-LUA
 # Static headers: the server's work (one HMAC, one table lookup) does not
 # depend on which subject asks, and a Lua `request` function per request
 # would cost wrk, which shares the cores, more than it costs the server.
@@ -197,8 +189,8 @@ for variant in "default:true ack true" "receipts_off:true ack false" "log_off:fa
         [ "$got" = "$b" ] || { echo "the $b body was answered '$got' ($name): $(head -c 400 "$work/probe.json")"; exit 1; }
     done
     read -r h_rps h_p50 h_p99 h_err < <(run "http://127.0.0.1:$port/healthz" "")
-    read -r d_rps d_p50 d_p99 d_err < <(run "http://127.0.0.1:$port$gate" "$work/post.lua" "$work/deny.json")
-    read -r a_rps a_p50 a_p99 a_err < <(run "http://127.0.0.1:$port$gate" "$work/post.lua" "$work/allow.json")
+    read -r d_rps d_p50 d_p99 d_err < <(run "http://127.0.0.1:$port$gate" host/benches/post.lua "$work/deny.json")
+    read -r a_rps a_p50 a_p99 a_err < <(run "http://127.0.0.1:$port$gate" host/benches/post.lua "$work/allow.json")
     R[$name.h]=$h_rps; R[$name.d]=$d_rps; R[$name.a]=$a_rps
     case "$name" in
         default) label="default: log \`ack\`, receipts on" ;;
@@ -211,7 +203,7 @@ for variant in "default:true ack true" "receipts_off:true ack false" "log_off:fa
         # The DSSE form, on the default server.
         dsse=$(outcome "$work/dsse.json")
         if [ "$dsse" = allow ] && ! jq -e '.receipt.issued == false' "$work/probe.json" >/dev/null 2>&1; then
-            read -r s_rps _ s_p99 s_err < <(run "http://127.0.0.1:$port$gate" "$work/post.lua" "$work/dsse.json")
+            read -r s_rps _ s_p99 s_err < <(run "http://127.0.0.1:$port$gate" host/benches/post.lua "$work/dsse.json")
             R[dsse]="$s_rps ($(ratio "$s_rps" "$h_rps")×, p99 $s_p99 ms, $s_err errors)"
             R[dsse.r]=$(ratio "$s_rps" "$h_rps")
         else

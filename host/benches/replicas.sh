@@ -42,14 +42,6 @@ jq -c 'del(.verification.results[].attestation)' examples/gate-high-risk.json > 
 GW=$("$bin" token --name gw --role gateway 2>"$work/token.toml")
 sed -n '/^\[\[tokens\]\]/,$p' "$work/token.toml" > "$work/tokens.toml"
 
-cat > "$work/post.lua" <<'LUA'
-local f = io.open(os.getenv("BODY"), "rb")
-wrk.method = "POST"
-wrk.body = f:read("*a")
-f:close()
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer " .. os.getenv("GW")
-LUA
 
 ms() {
     local v="$1"
@@ -110,7 +102,7 @@ CONF
     load=$(cut -d' ' -f1-3 /proc/loadavg)
     per=$((conns / n))
     for i in $(seq 1 "$n"); do
-        BODY="$work/deny.json" GW="$GW" wrk -t1 -c"$per" -d"${secs}s" --latency -s "$work/post.lua" \
+        BODY="$work/deny.json" GW="$GW" wrk -t1 -c"$per" -d"${secs}s" --latency -s host/benches/post.lua \
             "http://127.0.0.1:${ports[$((i-1))]}/v1/decisions/gate" > "$work/wrk$i.txt" &
     done
     wait $(jobs -p | grep -v -F -x -f <(printf '%s\n' "${pids[@]}")) 2>/dev/null || true
