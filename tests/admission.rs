@@ -935,23 +935,6 @@ fn display(p: &Path) -> String {
     p.display().to_string()
 }
 
-/// The documents of a YAML file as JSON (PyYAML: Debian's python3-yaml).
-fn yaml_documents(path: &Path) -> Vec<Value> {
-    let out = std::process::Command::new("python3")
-        .arg("-c")
-        .arg("import sys, json, yaml; json.dump(list(yaml.safe_load_all(open(sys.argv[1]))), sys.stdout)")
-        .arg(path)
-        .output()
-        .expect("running python3 (with PyYAML, Debian's python3-yaml) to read the example manifests");
-    assert!(
-        out.status.success(),
-        "reading {} needs python3 with PyYAML (python3-yaml): {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 #[test]
 fn the_shipped_certificate_script_and_manifests_work_against_a_running_server() {
     for tool in ["bash", "openssl", "pyyaml"] {
@@ -972,7 +955,7 @@ fn the_shipped_certificate_script_and_manifests_work_against_a_running_server() 
     let read = |name: &str| std::fs::read_to_string(certs.path().join(name)).unwrap();
 
     // The webhook configuration, with the script's CA as its caBundle.
-    let webhook = &yaml_documents(&certs.path().join("webhook.yaml"))[0];
+    let webhook = &support::yaml_documents(&certs.path().join("webhook.yaml"))[0];
     assert_eq!(webhook["kind"], "ValidatingWebhookConfiguration");
     let hook = &webhook["webhooks"][0];
     assert_eq!(hook["sideEffects"], "None");
@@ -1007,7 +990,7 @@ fn the_shipped_certificate_script_and_manifests_work_against_a_running_server() 
         ("inferenceservice.yaml", "serving.kserve.io", 0),
         ("deployment.yaml", "apps", 1),
     ] {
-        let object = yaml_documents(&examples.join(file)).remove(0);
+        let object = support::yaml_documents(&examples.join(file)).remove(0);
         let kind = object["kind"].as_str().unwrap().to_string();
         let a = admit(
             &client,
@@ -1018,6 +1001,6 @@ fn the_shipped_certificate_script_and_manifests_work_against_a_running_server() 
         assert!(a.message.contains(&id), "{file}: {}", a.message);
         assert_eq!(a.warnings.len(), warnings, "{file}: {:?}", a.warnings);
     }
-    let sample = yaml_documents(&examples.join("apiserver-admission.yaml"));
+    let sample = support::yaml_documents(&examples.join("apiserver-admission.yaml"));
     assert_eq!(sample[0]["kind"], "AdmissionConfiguration");
 }

@@ -18,8 +18,6 @@
 
 use crate::support;
 
-use std::path::Path;
-
 use serde_json::{Value, json};
 use support::records::{ARTIFACT, Backend, World, observe, plan, post, registered_release_with};
 use support::server::Server;
@@ -435,32 +433,15 @@ fn a_rollout_cannot_borrow_another_deployments_answer_or_run_it_dry_or_overshoot
     assert!(allowed, "{message}");
 }
 
-/// Reads the documents of a YAML manifest (through PyYAML, as the
-/// admission tests do).
-fn yaml_documents(path: &Path) -> Vec<Value> {
-    let out = std::process::Command::new("python3")
-        .arg("-c")
-        .arg("import sys, json, yaml; json.dump(list(yaml.safe_load_all(open(sys.argv[1]))), sys.stdout)")
-        .arg(path)
-        .output()
-        .expect("running python3 (with PyYAML, Debian's python3-yaml) to read the example manifests");
-    assert!(
-        out.status.success(),
-        "reading {} needs python3 with PyYAML: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 /// Issue 22 §3: AnalysisTemplates named by a governed Rollout are governed:
 /// a `stagegate-step` template that asks somewhere else is denied, the
 /// shipped ones are admitted. Before: templates were not admitted at all.
 #[test]
 fn a_stagegate_analysis_template_must_ask_stagegate_in_the_documented_form() {
     let sc = scene(false);
-    let shipped =
-        yaml_documents(&support::root().join("examples/argo-rollouts/analysis-templates.yaml"));
+    let shipped = support::yaml_documents(
+        &support::root().join("examples/argo-rollouts/analysis-templates.yaml"),
+    );
     assert_eq!(shipped.len(), 2);
     for t in &shipped {
         let mut t = t.clone();
@@ -515,7 +496,7 @@ fn a_stagegate_analysis_template_must_ask_stagegate_in_the_documented_form() {
 fn a_flagger_canary_above_the_stage_is_denied_and_the_example_is_held_at_its_first_stage() {
     let sc = scene(false);
     let mut canary =
-        yaml_documents(&support::root().join("examples/flagger/canary.yaml")).remove(0);
+        support::yaml_documents(&support::root().join("examples/flagger/canary.yaml")).remove(0);
     canary["metadata"]["namespace"] = json!("serving");
     let (allowed, message, _) = admit(
         &sc.s,
@@ -575,7 +556,7 @@ fn the_webhook_configurations_cover_every_governed_kind_and_fail_closed() {
         "examples/kubernetes/validating-webhook.yaml",
         "deploy/kubernetes/base/validatingwebhook.yaml",
     ] {
-        let docs = yaml_documents(&support::root().join(file));
+        let docs = support::yaml_documents(&support::root().join(file));
         let hook = &docs[0]["webhooks"][0];
         assert_eq!(hook["sideEffects"], "None", "{file}");
         assert_eq!(hook["failurePolicy"], "Fail", "{file}");

@@ -189,3 +189,20 @@ pub fn wait_until(
     }
     panic!("timed out after {timeout:?} waiting for {what}");
 }
+
+/// The documents of a YAML file as JSON (PyYAML: Debian's python3-yaml).
+pub fn yaml_documents(path: &Path) -> Vec<serde_json::Value> {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg("import sys, json, yaml; json.dump(list(yaml.safe_load_all(open(sys.argv[1]))), sys.stdout)")
+        .arg(path)
+        .output()
+        .expect("running python3 (with PyYAML, Debian's python3-yaml) to read the example manifests");
+    assert!(
+        out.status.success(),
+        "reading {} needs python3 with PyYAML (python3-yaml): {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
