@@ -152,6 +152,35 @@ fn replicas_on_one_database_build_one_tree_each_answering_once_its_entries_are_i
 }
 
 #[test]
+fn every_replica_listens_for_the_queue_notifications_and_a_queued_decision_is_answered() {
+    let Some((w, a)) = sequencing("sequencer_lease_ms = 3000\n") else {
+        return;
+    };
+    let b = replica(&w, 2);
+    // One listening connection per replica (LISTEN on both channels), in
+    // this world's own database (this query's own text matches too).
+    let listeners = || {
+        w.query_i64(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND pid <> pg_backend_pid() AND query LIKE '%LISTEN \"stagegate_log_queued\";LISTEN \"stagegate_log_appended\";%'",
+        )
+    };
+    support::wait_until("both replicas listen", support::HANG, || listeners() == 2);
+    // Decisions through the replica that queues are answered once in the
+    // log (the sequencer woken by `stagegate_log_queued`, the waiter by
+    // `stagegate_log_appended`), one after another.
+    let ids: Vec<String> = (0..10)
+        .map(|_| {
+            let id = gate(&b);
+            assert_proved(&b, &id);
+            id
+        })
+        .collect();
+    assert!(is_sequencer(&a) && !is_sequencer(&b));
+    assert_each_once(&w, &ids);
+}
+
+#[test]
 fn a_replica_takes_over_a_dead_sequencer_and_appends_what_was_queued_meanwhile() {
     let Some((w, a)) = sequencing("sequencer_lease_ms = 3000\n") else {
         return;

@@ -166,9 +166,12 @@ pub(crate) async fn dequeue(
 }
 
 /// How often a sequencer looks for queued entries: at once again after
-/// finding some, backing off to `POLL_MAX` while the queue stays empty.
+/// finding some, backing off to `POLL_MAX` while the queue stays empty,
+/// or to `POLL_BACKSTOP` while notifications of queued entries wake it
+/// (docs/log.md, "Replicas").
 const POLL_MIN: Duration = Duration::from_millis(1);
 const POLL_MAX: Duration = Duration::from_millis(20);
+const POLL_BACKSTOP: Duration = Duration::from_millis(250);
 
 /// What became of a batch.
 enum Written {
@@ -197,6 +200,7 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Pending>) {
                     None => return,
                 },
                 () = s.taken.notified() => None,
+                () = s.queued.notified(), if s.is_held() => None,
                 () = tokio::time::sleep(idle), if s.is_held() => None,
             },
         };
@@ -210,7 +214,14 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Pending>) {
         if batch.is_empty() {
             let Some(s) = &sequencing else { continue };
             match append_queued(&store, s, &mut known).await {
-                Ok(0) => idle = (idle * 2).min(POLL_MAX),
+                Ok(0) => {
+                    let most = if s.is_listening() {
+                        POLL_BACKSTOP
+                    } else {
+                        POLL_MAX
+                    };
+                    idle = (idle * 2).min(most);
+                }
                 Ok(_) => idle = POLL_MIN,
                 Err(e) => {
                     tracing::warn!(error = %e, "appending queued decision log entries failed; retrying");

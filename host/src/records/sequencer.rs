@@ -22,6 +22,16 @@
 //! entries instead. Expiry is measured by the database's clock only, so
 //! replicas' clocks need not agree.
 //!
+//! Wake-ups: a replica that queues entries notifies the sequencer
+//! (`NOTIFY stagegate_log_queued`, sent when its transaction commits), and
+//! a sequencer that appended queued entries notifies the replicas waiting
+//! for them (`stagegate_log_appended`). Each replica listens on a
+//! connection of its own. Notifications are hints, never the record: a
+//! replica also looks at the queue on a slow timer, so one lost on a
+//! reconnect, or a pooler that does not pass `LISTEN` through (PgBouncer in
+//! transaction mode), costs latency, never an entry; without a listener
+//! the replica polls as often as it did before notifications.
+//!
 //! SQLite has one process and never elects: stores without a sequencer
 //! append as they always did.
 
@@ -41,8 +51,18 @@ use tokio::sync::{Notify, mpsc, oneshot};
 const NOW_MS: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
 
 /// How often a replica waiting for its queued entries asks whether they
-/// are in the log yet.
+/// are in the log yet, when it has no notification listener.
 const WAIT_POLL: Duration = Duration::from_millis(2);
+
+/// How often it asks while its listener runs: a backstop for a lost
+/// notification, not the way it learns.
+const WAIT_BACKSTOP: Duration = Duration::from_millis(100);
+
+/// The channel a replica that queued entries notifies (the sequencer
+/// appends them), and the one a sequencer that appended queued entries
+/// notifies (their replicas answer).
+const QUEUED: &str = "stagegate_log_queued";
+const APPENDED: &str = "stagegate_log_appended";
 
 /// Told (holds the lease, leases lost so far) when either changes: the
 /// service's metrics.
@@ -64,6 +84,13 @@ pub(crate) struct Sequencing {
     /// Woken when this replica takes the lease, so its writer drains the
     /// queue at once.
     pub(crate) taken: Notify,
+    /// Woken when another replica queued entries (a notification).
+    pub(crate) queued: Notify,
+    /// Woken when a sequencer appended queued entries (a notification).
+    appended: Notify,
+    /// The notification listener is connected and listening: polls are
+    /// backstops only.
+    listening: AtomicBool,
     waiters: mpsc::UnboundedSender<Waiter>,
     observer: OnceLock<Box<Observer>>,
     pool: AnyPool,
@@ -86,8 +113,15 @@ struct Waiter {
 
 impl Sequencing {
     /// Starts taking and renewing the lease, and answering waiters, on
-    /// `pool` (PostgreSQL).
-    pub(crate) fn start(pool: AnyPool, name: &str, lease_ms: u64, ack: bool) -> Arc<Self> {
+    /// `pool` (PostgreSQL), and listening for the queue's notifications on
+    /// a connection of its own to `listen` (none: polling alone).
+    pub(crate) fn start(
+        pool: AnyPool,
+        listen: Option<Arc<str>>,
+        name: &str,
+        lease_ms: u64,
+        ack: bool,
+    ) -> Arc<Self> {
         let (waiters, rx) = mpsc::unbounded_channel();
         let holder = format!("{name}-{}", ulid::Ulid::new().to_string().to_lowercase());
         let s = Arc::new(Sequencing {
@@ -98,13 +132,24 @@ impl Sequencing {
             held: AtomicBool::new(false),
             lost: AtomicU64::new(0),
             taken: Notify::new(),
+            queued: Notify::new(),
+            appended: Notify::new(),
+            listening: AtomicBool::new(false),
             waiters,
             observer: OnceLock::new(),
             pool: pool.clone(),
         });
         tokio::spawn(lease_loop(pool.clone(), Arc::downgrade(&s)));
-        tokio::spawn(answer_waiters(pool, s.holder.clone(), s.lease, rx));
+        tokio::spawn(answer_waiters(pool, Arc::downgrade(&s), rx));
+        if let Some(url) = listen {
+            tokio::spawn(listen_loop(url, Arc::downgrade(&s)));
+        }
         s
+    }
+
+    /// Whether the notification listener runs (polls are backstops).
+    pub(crate) fn is_listening(&self) -> bool {
+        self.listening.load(Ordering::Acquire)
     }
 
     /// Calls `observer(holds the lease, leases lost)` on every change
@@ -291,7 +336,20 @@ pub(crate) async fn enqueue(
             max = max.max(Some(id));
         }
     }
+    if max.is_some() {
+        notify(tx, QUEUED).await?;
+    }
     Ok(max)
+}
+
+/// Sends a notification on `channel` when `tx` commits (none if it rolls
+/// back; PostgreSQL folds repeats within one transaction into one).
+async fn notify(tx: &mut Transaction<'_, Any>, channel: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(channel)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// Takes up to `limit` queued entries, oldest first, out of the queue in
@@ -313,6 +371,9 @@ pub(crate) async fn drain(
         .map(|r| Ok((r.try_get("id")?, r.try_get("entry")?)))
         .collect::<Result<Vec<(i64, String)>, sqlx::Error>>()?;
     queued.sort_by_key(|(id, _)| *id);
+    if !queued.is_empty() {
+        notify(tx, APPENDED).await?;
+    }
     Ok(queued)
 }
 
@@ -325,15 +386,72 @@ pub(crate) async fn anything_queued(pool: &AnyPool) -> Result<bool, sqlx::Error>
         .is_some())
 }
 
-/// Answers the callers waiting for this replica's queued entries: every
-/// few ms while any waits, one query for all of them (the oldest entry
-/// this replica still has queued).
+/// Listens for the queue's notifications on a connection of its own and
+/// wakes this replica's writer (entries queued) or waiters (entries
+/// appended); reconnects after a failure, waking both, since a
+/// notification sent meanwhile is lost.
+async fn listen_loop(url: Arc<str>, s: std::sync::Weak<Sequencing>) {
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let connected = async {
+            let mut l = sqlx::postgres::PgListener::connect(&url).await?;
+            l.listen_all([QUEUED, APPENDED]).await?;
+            Ok::<_, sqlx::Error>(l)
+        }
+        .await;
+        let Some(strong) = s.upgrade() else { return };
+        let mut listener = match connected {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "the decision log's queue notifications are unavailable; replicas poll the queue instead");
+                drop(strong);
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(10));
+                continue;
+            }
+        };
+        pause = Duration::from_millis(100);
+        strong.listening.store(true, Ordering::Release);
+        // Anything sent before the listener ran is looked for now.
+        strong.queued.notify_one();
+        strong.appended.notify_one();
+        drop(strong);
+        loop {
+            let next = listener.try_recv().await;
+            let Some(strong) = s.upgrade() else { return };
+            match next {
+                Ok(Some(n)) if n.channel() == QUEUED => strong.queued.notify_one(),
+                Ok(Some(_)) => strong.appended.notify_one(),
+                // The connection was lost; `try_recv` reconnects (and
+                // listens again) on its next call.
+                Ok(None) => {
+                    strong.queued.notify_one();
+                    strong.appended.notify_one();
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the decision log's queue notifications stopped; polling until they are back");
+                    strong.listening.store(false, Ordering::Release);
+                    strong.queued.notify_one();
+                    strong.appended.notify_one();
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Answers the callers waiting for this replica's queued entries: when a
+/// sequencer says it appended queued entries (or on the backstop timer, or
+/// every few ms without a listener), one query for all of them (the oldest
+/// entry this replica still has queued).
 async fn answer_waiters(
     pool: AnyPool,
-    holder: String,
-    lease: Duration,
+    s: std::sync::Weak<Sequencing>,
     mut rx: mpsc::UnboundedReceiver<Waiter>,
 ) {
+    let Some((holder, lease)) = s.upgrade().map(|s| (s.holder.clone(), s.lease)) else {
+        return;
+    };
     let give_up = lease * 2 + Duration::from_secs(5);
     // By max_id: the waiters that are done are a prefix.
     let mut waiting: BTreeMap<i64, Vec<Waiter>> = BTreeMap::new();
@@ -344,7 +462,14 @@ async fn answer_waiters(
                 None => return,
             }
         }
-        tokio::time::sleep(WAIT_POLL).await;
+        match s.upgrade() {
+            Some(s) if s.is_listening() => tokio::select! {
+                () = s.appended.notified() => {}
+                () = tokio::time::sleep(WAIT_BACKSTOP) => {}
+            },
+            Some(_) => tokio::time::sleep(WAIT_POLL).await,
+            None => return,
+        }
         while let Ok(w) = rx.try_recv() {
             waiting.entry(w.max_id).or_default().push(w);
         }

@@ -43,6 +43,9 @@ pub struct Store {
     /// On PostgreSQL shared by replicas: this replica's part in electing
     /// the one that appends to the log (none: this process appends).
     pub(crate) sequencing: Option<std::sync::Arc<super::sequencer::Sequencing>>,
+    /// PostgreSQL: the URL the sequencer's notification listener connects
+    /// with (its own connection: `LISTEN` holds one for as long as it runs).
+    listen_url: Option<std::sync::Arc<str>>,
 }
 
 impl Store {
@@ -112,6 +115,7 @@ impl Store {
             dialect,
             changes: Default::default(),
             sequencing: None,
+            listen_url: (dialect == Dialect::Postgres).then(|| std::sync::Arc::from(url.as_str())),
         };
         Ok(store)
     }
@@ -125,6 +129,7 @@ impl Store {
         if self.dialect == Dialect::Postgres && self.sequencing.is_none() {
             self.sequencing = Some(super::sequencer::Sequencing::start(
                 self.pool.clone(),
+                self.listen_url.clone(),
                 name,
                 lease_ms,
                 ack,
