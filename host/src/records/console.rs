@@ -18,7 +18,7 @@ use super::chain::{self, Chained};
 use super::deployments::from_row as deployment_from_row;
 use super::export::{AcceptanceOf, Keyed};
 use super::model::{Authorisation, Deployment, Event, Release, Review, SystemView};
-use super::store::json_column;
+use super::store::{Dialect, json_column};
 use super::{RecordError, Records};
 use crate::decision::Timestamp;
 
@@ -61,7 +61,6 @@ pub struct SystemRecord {
 pub struct ObservationPoint {
     pub metric: String,
     pub value: f64,
-    pub samples: Option<i64>,
     pub window_end: Timestamp,
 }
 
@@ -114,6 +113,10 @@ pub struct LogPage {
     pub next_before: Option<i64>,
 }
 
+/// Log entries per row when a deployment's entries are read folded into
+/// JSON ([`Records::deployment_record`]).
+const ENTRIES_PER_ROW: i64 = 1000;
+
 /// Largest page a caller may ask for.
 pub const MAX_PAGE: i64 = 200;
 
@@ -160,74 +163,148 @@ impl Records {
         Ok(out)
     }
 
-    /// One deployment as its console page shows it: the deployment, then
-    /// everything else read side by side.
+    /// One deployment as its console page shows it: its log entries,
+    /// and beside them the deployment, then everything else side by side.
     pub async fn deployment_record(&self, id: &str) -> Result<DeploymentRecord, RecordError> {
-        let deployment = self.deployment(id).await?;
         let pool = &self.store.pool;
-        let rid = deployment.release_id.as_str();
-        let entries = async {
-            let rows = sqlx::query(&format!(
-                "{} WHERE deployment_id = $1 ORDER BY seq",
-                chain::SELECT
-            ))
-            .bind(id)
-            .fetch_all(pool)
-            .await?;
-            rows.iter()
-                .map(chain::from_row)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(RecordError::from)
+        // The log entries are most of the page's reading: read them beside
+        // everything else, not after.
+        let entries = self.deployment_entries(id);
+        let rest = async {
+            let deployment = self.deployment(id).await?;
+            let rid = deployment.release_id.as_str();
+            let count = async {
+                let n: i64 =
+                    sqlx::query("SELECT COUNT(*) AS n FROM observations WHERE deployment_id = $1")
+                        .bind(id)
+                        .fetch_one(pool)
+                        .await?
+                        .try_get("n")?;
+                Ok::<_, RecordError>(n)
+            };
+            let (
+                system,
+                reviews,
+                authorisations,
+                acceptances,
+                observations_recorded,
+                history,
+                escalations,
+            ) = tokio::join!(
+                self.system(&deployment.system_id),
+                super::export::keyed(
+                    pool,
+                    "SELECT id, deployment_id, doc FROM reviews WHERE release_id = $1 ORDER BY completed_at, id",
+                    rid,
+                    |r| json_column(r, "doc")
+                ),
+                super::export::keyed(
+                    pool,
+                    "SELECT id, deployment_id, doc FROM authorisations WHERE release_id = $1 ORDER BY authorised_at, id",
+                    rid,
+                    |r| json_column(r, "doc")
+                ),
+                super::export::keyed(
+                    pool,
+                    "SELECT id, NULL AS deployment_id, deficiency_id, doc FROM acceptances WHERE release_id = $1 ORDER BY accepted_at, id",
+                    rid,
+                    |r| {
+                        Ok(AcceptanceOf {
+                            deficiency_id: r.try_get("deficiency_id")?,
+                            acceptance: json_column(r, "doc")?,
+                        })
+                    }
+                ),
+                count,
+                self.events(id),
+                self.deliveries(id),
+            );
+            Ok::<_, RecordError>(DeploymentRecord {
+                system: system?,
+                reviews: reviews?,
+                authorisations: authorisations?,
+                acceptances: acceptances?,
+                observations_recorded: observations_recorded?,
+                history: history?,
+                escalations: escalations?,
+                entries: Vec::new(),
+                deployment,
+            })
         };
-        let count = async {
-            let n: i64 =
-                sqlx::query("SELECT COUNT(*) AS n FROM observations WHERE deployment_id = $1")
-                    .bind(id)
-                    .fetch_one(pool)
-                    .await?
-                    .try_get("n")?;
-            Ok::<_, RecordError>(n)
+        let (record, entries) = tokio::join!(rest, entries);
+        let mut record = record?;
+        record.entries = entries?;
+        Ok(record)
+    }
+
+    /// A deployment's log entries in log order.
+    ///
+    /// The database folds them into JSON, a thousand entries per row:
+    /// read row by row, most of the cost of a long deployment's thousands
+    /// of entries was the driver handing each row from its connection's
+    /// thread to this one (docs/BENCHMARKS.md, "Auditor console"). Where
+    /// each thousand starts is read first (from the index alone); then the
+    /// thousands are read side by side, each on a connection of its own
+    /// and decoded on the blocking pool.
+    async fn deployment_entries(&self, id: &str) -> Result<Vec<Chained>, RecordError> {
+        let starts: Vec<i64> = sqlx::query(&format!(
+            "SELECT seq FROM (SELECT seq, ROW_NUMBER() OVER (ORDER BY seq) AS n FROM decision_log WHERE deployment_id = $1) AS d WHERE (n - 1) % {ENTRIES_PER_ROW} = 0 ORDER BY seq"
+        ))
+        .bind(id)
+        .fetch_all(&self.store.pool)
+        .await?
+        .iter()
+        .map(|r| r.try_get("seq"))
+        .collect::<Result<_, _>>()?;
+        let agg = match self.store.dialect {
+            Dialect::Sqlite => {
+                format!("json_group_array({})", chain::json_columns(Dialect::Sqlite))
+            }
+            Dialect::Postgres => format!(
+                "json_agg({} ORDER BY seq)::text",
+                chain::json_columns(Dialect::Postgres)
+            ),
         };
-        let (system, reviews, authorisations, acceptances, observations_recorded) = tokio::join!(
-            self.system(&deployment.system_id),
-            super::export::keyed(
-                pool,
-                "SELECT id, deployment_id, doc FROM reviews WHERE release_id = $1 ORDER BY completed_at, id",
-                rid,
-                |r| json_column(r, "doc")
-            ),
-            super::export::keyed(
-                pool,
-                "SELECT id, deployment_id, doc FROM authorisations WHERE release_id = $1 ORDER BY authorised_at, id",
-                rid,
-                |r| json_column(r, "doc")
-            ),
-            super::export::keyed(
-                pool,
-                "SELECT id, NULL AS deployment_id, deficiency_id, doc FROM acceptances WHERE release_id = $1 ORDER BY accepted_at, id",
-                rid,
-                |r| {
-                    Ok(AcceptanceOf {
-                        deficiency_id: r.try_get("deficiency_id")?,
-                        acceptance: json_column(r, "doc")?,
-                    })
-                }
-            ),
-            count,
-        );
-        let (history, escalations, entries) =
-            tokio::join!(self.events(id), self.deliveries(id), entries);
-        Ok(DeploymentRecord {
-            system: system?,
-            reviews: reviews?,
-            authorisations: authorisations?,
-            acceptances: acceptances?,
-            observations_recorded: observations_recorded?,
-            history: history?,
-            escalations: escalations?,
-            entries: entries?,
-            deployment,
-        })
+        let sql: std::sync::Arc<str> = format!(
+            "SELECT {agg} AS entries FROM decision_log WHERE deployment_id = $1 AND seq >= $2 AND seq < $3"
+        )
+        .into();
+        let reads: Vec<_> = starts
+            .iter()
+            .enumerate()
+            .map(|(k, from)| {
+                let to = starts.get(k + 1).copied().unwrap_or(i64::MAX);
+                let (sql, pool, id, from) =
+                    (sql.clone(), self.store.pool.clone(), id.to_string(), *from);
+                tokio::spawn(async move {
+                    let text: String = sqlx::query(&sql)
+                        .bind(id)
+                        .bind(from)
+                        .bind(to)
+                        .fetch_one(&pool)
+                        .await?
+                        .try_get("entries")?;
+                    tokio::task::spawn_blocking(move || chain::from_json_rows(&text))
+                        .await
+                        .map_err(|e| {
+                            super::store::StoreError::Corrupt(format!("decoding log entries: {e}"))
+                        })?
+                        .map_err(RecordError::from)
+                })
+            })
+            .collect();
+        let mut entries = Vec::new();
+        for read in reads {
+            let chunk = read.await.map_err(|e| {
+                RecordError::Store(super::store::StoreError::Corrupt(format!(
+                    "reading log entries: {e}"
+                )))
+            })??;
+            entries.extend(chunk);
+        }
+        // One order whatever the database folded them in.
+        entries.sort_unstable_by_key(|c| c.seq);
+        Ok(entries)
     }
 
     /// The ids of every registered system, in order.
@@ -281,22 +358,54 @@ impl Records {
         })
     }
 
-    /// A deployment's observations, by metric and time.
+    /// A deployment's observations, by metric and time: what its charts
+    /// plot.
+    ///
+    /// One row per metric, its points folded by the database into one
+    /// text list in time order (`window_end:value,…`), instead of one row
+    /// per observation: a deployment gathers thousands, and reading them
+    /// row by row costs mostly the driver's per-row work, not the data
+    /// (docs/BENCHMARKS.md, "Auditor console"). Values travel as 17
+    /// significant digits (SQLite) or PostgreSQL's shortest exact text, so
+    /// each parses back to the stored double.
     pub async fn observations(&self, id: &str) -> Result<Vec<ObservationPoint>, RecordError> {
-        let rows = sqlx::query("SELECT metric, value, samples, window_end FROM observations WHERE deployment_id = $1 ORDER BY metric, window_end, id")
-            .bind(id)
-            .fetch_all(&self.store.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(ObservationPoint {
-                    metric: r.try_get("metric")?,
-                    value: r.try_get("value")?,
-                    samples: r.try_get("samples")?,
-                    window_end: Timestamp(r.try_get("window_end")?),
-                })
-            })
-            .collect()
+        let points = match self.store.dialect {
+            Dialect::Sqlite => {
+                "group_concat(window_end || ':' || printf('%!.17g', value), ',' ORDER BY window_end, id)"
+            }
+            Dialect::Postgres => {
+                "string_agg(window_end::text || ':' || value::text, ',' ORDER BY window_end, id)"
+            }
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT metric, {points} AS points FROM observations WHERE deployment_id = $1 GROUP BY metric ORDER BY metric"
+        ))
+        .bind(id)
+        .fetch_all(&self.store.pool)
+        .await?;
+        let mut out = Vec::new();
+        for r in &rows {
+            let metric: String = r.try_get("metric")?;
+            let points: String = r.try_get("points")?;
+            for point in points.split(',') {
+                let parsed = point.split_once(':').and_then(|(t, v)| {
+                    Some((t.parse::<i64>().ok()?, v.trim().parse::<f64>().ok()?))
+                });
+                let Some((window_end, value)) = parsed else {
+                    return Err(RecordError::Store(super::store::StoreError::Corrupt(
+                        format!(
+                            "observations of deployment {id}, metric {metric}: unreadable point {point:?}"
+                        ),
+                    )));
+                };
+                out.push(ObservationPoint {
+                    metric: metric.clone(),
+                    value,
+                    window_end: Timestamp(window_end),
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// A page of decisions (not record entries) matching `filter`, newest
@@ -397,4 +506,129 @@ impl Records {
 enum Bind {
     Text(String),
     Int(i64),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn records_in(dir: &std::path::Path) -> Records {
+        let url = format!("sqlite://{}", dir.join("r.db").display());
+        let store = super::super::open_store(&url).await.unwrap();
+        let log = super::super::DecisionLog::start(store.clone(), Default::default(), 16);
+        let intervals = super::super::schedule::Intervals {
+            intensive_ms: 60_000,
+            normal_ms: 600_000,
+            lease_ms: 60_000,
+        };
+        Records::new(store, log, false, intervals)
+    }
+
+    #[tokio::test]
+    async fn a_deployments_entries_read_folded_in_thousands_are_the_rows_as_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let records = records_in(dir.path()).await;
+        let pool = &records.store.pool;
+        // 2,500 entries of d1 between those of d2 (three thousands, the
+        // last partial), with every optional column both set and unset and
+        // text that JSON must escape.
+        let entries: Vec<chain::LogEntry> = (0..3_500usize)
+            .map(|i| chain::LogEntry {
+                decision_id: format!("01JTEST{i:019}"),
+                at: 1_800_000_000_000 + i as i64,
+                kind: if i % 4 == 0 { "record" } else { "gate" }.into(),
+                outcome: "allow".into(),
+                codes: (0..i % 3).map(|c| format!("code.{c}")).collect(),
+                bundle: "b".into(),
+                bundle_version: "1.0.0".into(),
+                bundle_digest: format!("sha256:{}", "ab".repeat(32)),
+                request_digest: format!("sha256:{}", "cd".repeat(32)),
+                request: (i % 3 == 0).then(|| format!("{{\"n\":{i},\"s\":\"a\\\"b\\u00e9\\n\"}}")),
+                deployment_id: Some(if i % 7 < 5 { "d1" } else { "d2" }.to_string()),
+                actor: "gw".into(),
+                record: (i % 4 == 0).then(|| chain::RecordRef {
+                    table: "observations".into(),
+                    id: format!("o{i}"),
+                }),
+                read_only: i % 5 == 0,
+            })
+            .collect();
+        let mut tx = pool.begin().await.unwrap();
+        let head = chain::lock(&mut tx).await.unwrap();
+        chain::append(&mut tx, head, &entries).await.unwrap();
+        tx.commit().await.unwrap();
+        let stored: Vec<Chained> = sqlx::query(&format!(
+            "{} WHERE deployment_id = 'd1' ORDER BY seq",
+            chain::SELECT
+        ))
+        .fetch_all(pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| chain::from_row(r).unwrap())
+        .collect();
+        assert_eq!(stored.len(), 2_500);
+        let read = records.deployment_entries("d1").await.unwrap();
+        assert!(read == stored, "the folded read differs from the rows");
+        assert!(records.deployment_entries("none").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn observations_read_back_exactly_by_metric_then_time_whatever_their_digits() {
+        let dir = tempfile::tempdir().unwrap();
+        let records = records_in(dir.path()).await;
+        let store = records.store.clone();
+        // Values whose shortest decimal form needs all 17 digits, tiny and
+        // huge ones, negatives and zero; inserted out of order.
+        let values = [
+            ("latency_p99_ms", 3, 180.5),
+            ("error_rate", 2, 0.1 + 0.2),
+            ("error_rate", 1, 1.0 / 3.0),
+            ("error_rate", 3, 5e-324),
+            ("latency_p99_ms", 1, 1.7976931348623157e308),
+            ("latency_p99_ms", 2, 1e22),
+            ("error_rate", 4, -2.5e-7),
+            ("other", 1, 0.0),
+        ];
+        // The deployment row is not this test's business.
+        let mut conn = store.pool.acquire().await.unwrap();
+        sqlx::query("PRAGMA foreign_keys = OFF")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        for (i, (metric, at, value)) in values.iter().enumerate() {
+            let deployment = if *metric == "other" { "d2" } else { "d1" };
+            sqlx::query("INSERT INTO observations (id, deployment_id, metric, value, samples, window_end, recorded_at, actor) VALUES ($1, $2, $3, $4, NULL, $5, 0, 'ops')")
+                .bind(format!("o{i}"))
+                .bind(deployment)
+                .bind(*metric)
+                .bind(*value)
+                .bind(*at)
+                .execute(&mut *conn)
+                .await
+                .unwrap();
+        }
+        drop(conn);
+        let read: Vec<(String, i64, u64)> = records
+            .observations("d1")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| (o.metric, o.window_end.millis(), o.value.to_bits()))
+            .collect();
+        let want: Vec<(String, i64, u64)> = [
+            ("error_rate", 1, 1.0 / 3.0),
+            ("error_rate", 2, 0.1 + 0.2),
+            ("error_rate", 3, 5e-324),
+            ("error_rate", 4, -2.5e-7),
+            ("latency_p99_ms", 1, 1.7976931348623157e308),
+            ("latency_p99_ms", 2, 1e22),
+            ("latency_p99_ms", 3, 180.5),
+        ]
+        .iter()
+        .map(|(m, t, v)| (m.to_string(), *t, f64::to_bits(*v)))
+        .collect();
+        assert_eq!(read, want);
+        assert!(records.observations("none").await.unwrap().is_empty());
+    }
 }
