@@ -94,6 +94,17 @@ pub(crate) struct Sequencing {
     waiters: mpsc::UnboundedSender<Waiter>,
     observer: OnceLock<Box<Observer>>,
     pool: AnyPool,
+    /// The notification listener's task: stopped with this replica's
+    /// part (it waits on its connection and would otherwise keep it).
+    listener: OnceLock<tokio::task::AbortHandle>,
+}
+
+impl Drop for Sequencing {
+    fn drop(&mut self) {
+        if let Some(listener) = self.listener.get() {
+            listener.abort();
+        }
+    }
 }
 
 /// Entries a replica queued that are not in the log yet when its caller
@@ -138,11 +149,13 @@ impl Sequencing {
             waiters,
             observer: OnceLock::new(),
             pool: pool.clone(),
+            listener: OnceLock::new(),
         });
         tokio::spawn(lease_loop(pool.clone(), Arc::downgrade(&s)));
         tokio::spawn(answer_waiters(pool, Arc::downgrade(&s), rx));
         if let Some(url) = listen {
-            tokio::spawn(listen_loop(url, Arc::downgrade(&s)));
+            let task = tokio::spawn(listen_loop(url, Arc::downgrade(&s)));
+            let _ = s.listener.set(task.abort_handle());
         }
         s
     }
