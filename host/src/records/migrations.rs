@@ -15,6 +15,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("migrations/0006_console.sql")),
     (7, include_str!("migrations/0007_log_tree.sql")),
     (8, include_str!("migrations/0008_log_sequencer.sql")),
+    (9, include_str!("migrations/0009_log_indexes.sql")),
 ];
 
 /// Statements a migration runs on PostgreSQL only, after its own: what
@@ -372,5 +373,68 @@ mod tests {
             None
         );
         assert_eq!(tree::verify_nodes(&store.pool, 301).await.unwrap(), None);
+    }
+
+    /// The plan SQLite chooses for `sql` (bound to `'x'` throughout), as
+    /// the lines `EXPLAIN QUERY PLAN` prints.
+    async fn plan(store: &Store, sql: &str) -> String {
+        let text = format!("EXPLAIN QUERY PLAN {sql}");
+        let mut q = sqlx::query(&text);
+        for _ in 0..sql.matches('$').count() {
+            q = q.bind("x");
+        }
+        let rows = q.fetch_all(&store.pool).await.unwrap();
+        rows.iter()
+            .map(|r| sqlx::Row::try_get::<String, _>(r, "detail").unwrap())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[tokio::test]
+    async fn reads_by_deployment_or_record_use_the_log_indexes_that_leave_stateless_decisions_out()
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("db").display());
+        let store = Store::connect(&url).await.unwrap();
+        run(&store).await.unwrap();
+        // The reads the console, the export and `audit verify` make.
+        let by_deployment = [
+            "SELECT seq FROM (SELECT seq, ROW_NUMBER() OVER (ORDER BY seq) AS n FROM decision_log WHERE deployment_id = $1) AS d WHERE (n - 1) % 1000 = 0 ORDER BY seq",
+            "SELECT seq, hash FROM decision_log WHERE deployment_id = $1 AND seq >= $2 AND seq < $3",
+            "SELECT seq FROM decision_log WHERE COALESCE(record_table, '') = '' AND deployment_id IN (SELECT id FROM deployments WHERE system_id = $1) ORDER BY seq DESC LIMIT 51",
+        ];
+        for sql in by_deployment {
+            let plan = plan(&store, sql).await;
+            assert!(
+                plan.contains("INDEX decision_log_deployment_seq (deployment_id=?"),
+                "{sql}\n{plan}"
+            );
+        }
+        let by_record = [
+            "SELECT t.id, (SELECT l.request_digest FROM decision_log l WHERE l.record_table = $1 AND l.record_id = t.id ORDER BY l.seq DESC LIMIT 1) AS committed FROM deployments t WHERE t.id > $2 ORDER BY t.id LIMIT 1000",
+            "SELECT DISTINCT l.record_id FROM decision_log l WHERE l.record_table = $1 AND NOT EXISTS (SELECT 1 FROM deployments t WHERE t.id = l.record_id)",
+        ];
+        for sql in by_record {
+            let plan = plan(&store, sql).await;
+            assert!(
+                plan.contains("INDEX decision_log_record (record_table=?"),
+                "{sql}\n{plan}"
+            );
+        }
+        // What the indexes hold: entries with a deployment, entries with a
+        // record; a stateless decision is in neither.
+        let partial: Vec<(String,)> = sqlx::query_as(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'decision_log' AND sql LIKE '% WHERE % IS NOT NULL' ORDER BY name",
+        )
+        .fetch_all(&store.pool)
+        .await
+        .unwrap();
+        assert_eq!(
+            partial,
+            vec![
+                ("decision_log_deployment_seq".to_string(),),
+                ("decision_log_record".to_string(),)
+            ]
+        );
     }
 }
