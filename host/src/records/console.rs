@@ -173,57 +173,23 @@ impl Records {
         let rest = async {
             let deployment = self.deployment(id).await?;
             let rid = deployment.release_id.as_str();
-            let count = async {
-                let n: i64 =
-                    sqlx::query("SELECT COUNT(*) AS n FROM observations WHERE deployment_id = $1")
-                        .bind(id)
-                        .fetch_one(pool)
-                        .await?
-                        .try_get("n")?;
-                Ok::<_, RecordError>(n)
-            };
-            let (
-                system,
-                reviews,
-                authorisations,
-                acceptances,
-                observations_recorded,
-                history,
-                escalations,
-            ) = tokio::join!(
+            let (system, sign_offs, observations_recorded, history, escalations) = tokio::join!(
                 self.system(&deployment.system_id),
-                super::export::keyed(
-                    pool,
-                    "SELECT id, deployment_id, doc FROM reviews WHERE release_id = $1 ORDER BY completed_at, id",
-                    rid,
-                    |r| json_column(r, "doc")
-                ),
-                super::export::keyed(
-                    pool,
-                    "SELECT id, deployment_id, doc FROM authorisations WHERE release_id = $1 ORDER BY authorised_at, id",
-                    rid,
-                    |r| json_column(r, "doc")
-                ),
-                super::export::keyed(
-                    pool,
-                    "SELECT id, NULL AS deployment_id, deficiency_id, doc FROM acceptances WHERE release_id = $1 ORDER BY accepted_at, id",
-                    rid,
-                    |r| {
-                        Ok(AcceptanceOf {
-                            deficiency_id: r.try_get("deficiency_id")?,
-                            acceptance: json_column(r, "doc")?,
-                        })
-                    }
-                ),
-                count,
+                super::export::sign_offs(pool, rid),
+                self.observations_recorded(id),
                 self.events(id),
                 self.deliveries(id),
             );
+            let super::export::SignOffs {
+                reviews,
+                authorisations,
+                acceptances,
+            } = sign_offs?;
             Ok::<_, RecordError>(DeploymentRecord {
                 system: system?,
-                reviews: reviews?,
-                authorisations: authorisations?,
-                acceptances: acceptances?,
+                reviews,
+                authorisations,
+                acceptances,
                 observations_recorded: observations_recorded?,
                 history: history?,
                 escalations: escalations?,
@@ -246,7 +212,7 @@ impl Records {
     /// each thousand starts is read first (from the index alone); then the
     /// thousands are read side by side, each on a connection of its own
     /// and decoded on the blocking pool.
-    async fn deployment_entries(&self, id: &str) -> Result<Vec<Chained>, RecordError> {
+    pub(super) async fn deployment_entries(&self, id: &str) -> Result<Vec<Chained>, RecordError> {
         let starts: Vec<i64> = sqlx::query(&format!(
             "SELECT seq FROM (SELECT seq, ROW_NUMBER() OVER (ORDER BY seq) AS n FROM decision_log WHERE deployment_id = $1) AS d WHERE (n - 1) % {ENTRIES_PER_ROW} = 0 ORDER BY seq"
         ))
@@ -328,17 +294,16 @@ impl Records {
         let mut releases = Vec::with_capacity(ids.len());
         for row in &ids {
             let rid: String = row.try_get("id")?;
+            let super::export::SignOffs {
+                reviews,
+                authorisations,
+                acceptances,
+            } = super::export::sign_offs(pool, &rid).await?;
             releases.push(ReleaseRecord {
                 release: self.release(&rid).await?,
-                reviews: super::export::keyed(pool, "SELECT id, deployment_id, doc FROM reviews WHERE release_id = $1 ORDER BY completed_at, id", &rid, |r| json_column(r, "doc")).await?,
-                authorisations: super::export::keyed(pool, "SELECT id, deployment_id, doc FROM authorisations WHERE release_id = $1 ORDER BY authorised_at, id", &rid, |r| json_column(r, "doc")).await?,
-                acceptances: super::export::keyed(pool, "SELECT id, NULL AS deployment_id, deficiency_id, doc FROM acceptances WHERE release_id = $1 ORDER BY accepted_at, id", &rid, |r| {
-                    Ok(AcceptanceOf {
-                        deficiency_id: r.try_get("deficiency_id")?,
-                        acceptance: json_column(r, "doc")?,
-                    })
-                })
-                .await?,
+                reviews,
+                authorisations,
+                acceptances,
             });
         }
         let deployments = sqlx::query(&format!(
@@ -512,22 +477,10 @@ enum Bind {
 mod tests {
     use super::*;
 
-    async fn records_in(dir: &std::path::Path) -> Records {
-        let url = format!("sqlite://{}", dir.join("r.db").display());
-        let store = super::super::open_store(&url).await.unwrap();
-        let log = super::super::DecisionLog::start(store.clone(), Default::default(), 16);
-        let intervals = super::super::schedule::Intervals {
-            intensive_ms: 60_000,
-            normal_ms: 600_000,
-            lease_ms: 60_000,
-        };
-        Records::new(store, log, false, intervals)
-    }
-
     #[tokio::test]
     async fn a_deployments_entries_read_folded_in_thousands_are_the_rows_as_stored() {
         let dir = tempfile::tempdir().unwrap();
-        let records = records_in(dir.path()).await;
+        let records = Records::in_test_dir(dir.path()).await;
         let pool = &records.store.pool;
         // 2,500 entries of d1 between those of d2 (three thousands, the
         // last partial), with every optional column both set and unset and
@@ -576,7 +529,7 @@ mod tests {
     #[tokio::test]
     async fn observations_read_back_exactly_by_metric_then_time_whatever_their_digits() {
         let dir = tempfile::tempdir().unwrap();
-        let records = records_in(dir.path()).await;
+        let records = Records::in_test_dir(dir.path()).await;
         let store = records.store.clone();
         // Values whose shortest decimal form needs all 17 digits, tiny and
         // huge ones, negatives and zero; inserted out of order.

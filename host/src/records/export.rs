@@ -99,32 +99,14 @@ impl Records {
         let system = self.system(&deployment.system_id).await?;
         let pool = &self.store.pool;
         let rid = &deployment.release_id;
-        let authorisations = keyed(pool, "SELECT id, deployment_id, doc FROM authorisations WHERE release_id = $1 ORDER BY authorised_at, id", rid, |r| json_column(r, "doc")).await?;
-        let reviews = keyed(pool, "SELECT id, deployment_id, doc FROM reviews WHERE release_id = $1 ORDER BY completed_at, id", rid, |r| json_column(r, "doc")).await?;
-        let acceptances = keyed(pool, "SELECT id, NULL AS deployment_id, deficiency_id, doc FROM acceptances WHERE release_id = $1 ORDER BY accepted_at, id", rid, |r| {
-            Ok(AcceptanceOf {
-                deficiency_id: r.try_get("deficiency_id")?,
-                acceptance: json_column(r, "doc")?,
-            })
-        })
-        .await?;
+        let SignOffs {
+            reviews,
+            authorisations,
+            acceptances,
+        } = sign_offs(pool, rid).await?;
         let material_issues = keyed(pool, "SELECT id, deployment_id, doc FROM material_issues WHERE deployment_id = $1 ORDER BY recorded_at, id", id, |r| json_column(r, "doc")).await?;
-        let observations_recorded: i64 =
-            sqlx::query("SELECT COUNT(*) AS n FROM observations WHERE deployment_id = $1")
-                .bind(id)
-                .fetch_one(pool)
-                .await?
-                .try_get("n")?;
-        let entries: Vec<Chained> = sqlx::query(&format!(
-            "{} WHERE deployment_id = $1 ORDER BY seq",
-            chain::SELECT
-        ))
-        .bind(id)
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .map(chain::from_row)
-        .collect::<Result<_, _>>()?;
+        let observations_recorded = self.observations_recorded(id).await?;
+        let entries = self.deployment_entries(id).await?;
         let chain = self.proof(&entries).await?;
         let attestations = {
             let mut conn = pool.acquire().await?;
@@ -206,6 +188,61 @@ impl Records {
 
 /// Rows of a records table for one release or deployment, each with its
 /// id and deployment.
+/// What was recorded about a release before it went live: its reviews,
+/// authorisations and risk acceptances, as the export and the console's
+/// system and deployment pages show them.
+pub(crate) struct SignOffs {
+    pub reviews: Vec<Keyed<Review>>,
+    pub authorisations: Vec<Keyed<Authorisation>>,
+    pub acceptances: Vec<Keyed<AcceptanceOf>>,
+}
+
+/// Release `rid`'s sign-offs, the three read side by side.
+pub(crate) async fn sign_offs(pool: &sqlx::AnyPool, rid: &str) -> Result<SignOffs, RecordError> {
+    let (reviews, authorisations, acceptances) = tokio::join!(
+        keyed(
+            pool,
+            "SELECT id, deployment_id, doc FROM reviews WHERE release_id = $1 ORDER BY completed_at, id",
+            rid,
+            |r| json_column(r, "doc")
+        ),
+        keyed(
+            pool,
+            "SELECT id, deployment_id, doc FROM authorisations WHERE release_id = $1 ORDER BY authorised_at, id",
+            rid,
+            |r| json_column(r, "doc")
+        ),
+        keyed(
+            pool,
+            "SELECT id, NULL AS deployment_id, deficiency_id, doc FROM acceptances WHERE release_id = $1 ORDER BY accepted_at, id",
+            rid,
+            |r| {
+                Ok(AcceptanceOf {
+                    deficiency_id: r.try_get("deficiency_id")?,
+                    acceptance: json_column(r, "doc")?,
+                })
+            }
+        ),
+    );
+    Ok(SignOffs {
+        reviews: reviews?,
+        authorisations: authorisations?,
+        acceptances: acceptances?,
+    })
+}
+
+impl Records {
+    /// How many observations deployment `id` has recorded.
+    pub(crate) async fn observations_recorded(&self, id: &str) -> Result<i64, RecordError> {
+        let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM observations WHERE deployment_id = $1")
+            .bind(id)
+            .fetch_one(&self.store.pool)
+            .await?
+            .try_get("n")?;
+        Ok(n)
+    }
+}
+
 pub(crate) async fn keyed<T>(
     pool: &sqlx::AnyPool,
     sql: &str,

@@ -397,29 +397,33 @@ mod tests {
         let url = format!("sqlite://{}", dir.path().join("db").display());
         let store = Store::connect(&url).await.unwrap();
         run(&store).await.unwrap();
-        // The reads the console, the export and `audit verify` make.
-        let by_deployment = [
-            "SELECT seq FROM (SELECT seq, ROW_NUMBER() OVER (ORDER BY seq) AS n FROM decision_log WHERE deployment_id = $1) AS d WHERE (n - 1) % 1000 = 0 ORDER BY seq",
-            "SELECT seq, hash FROM decision_log WHERE deployment_id = $1 AND seq >= $2 AND seq < $3",
-            "SELECT seq FROM decision_log WHERE COALESCE(record_table, '') = '' AND deployment_id IN (SELECT id FROM deployments WHERE system_id = $1) ORDER BY seq DESC LIMIT 51",
+        // The reads the console, the export and `audit verify` make, and
+        // the index each must use.
+        let reads = [
+            (
+                "decision_log_deployment_seq (deployment_id=?",
+                "SELECT seq FROM (SELECT seq, ROW_NUMBER() OVER (ORDER BY seq) AS n FROM decision_log WHERE deployment_id = $1) AS d WHERE (n - 1) % 1000 = 0 ORDER BY seq",
+            ),
+            (
+                "decision_log_deployment_seq (deployment_id=?",
+                "SELECT seq, hash FROM decision_log WHERE deployment_id = $1 AND seq >= $2 AND seq < $3",
+            ),
+            (
+                "decision_log_deployment_seq (deployment_id=?",
+                "SELECT seq FROM decision_log WHERE COALESCE(record_table, '') = '' AND deployment_id IN (SELECT id FROM deployments WHERE system_id = $1) ORDER BY seq DESC LIMIT 51",
+            ),
+            (
+                "decision_log_record (record_table=?",
+                "SELECT t.id, (SELECT l.request_digest FROM decision_log l WHERE l.record_table = $1 AND l.record_id = t.id ORDER BY l.seq DESC LIMIT 1) AS committed FROM deployments t WHERE t.id > $2 ORDER BY t.id LIMIT 1000",
+            ),
+            (
+                "decision_log_record (record_table=?",
+                "SELECT DISTINCT l.record_id FROM decision_log l WHERE l.record_table = $1 AND NOT EXISTS (SELECT 1 FROM deployments t WHERE t.id = l.record_id)",
+            ),
         ];
-        for sql in by_deployment {
+        for (index, sql) in reads {
             let plan = plan(&store, sql).await;
-            assert!(
-                plan.contains("INDEX decision_log_deployment_seq (deployment_id=?"),
-                "{sql}\n{plan}"
-            );
-        }
-        let by_record = [
-            "SELECT t.id, (SELECT l.request_digest FROM decision_log l WHERE l.record_table = $1 AND l.record_id = t.id ORDER BY l.seq DESC LIMIT 1) AS committed FROM deployments t WHERE t.id > $2 ORDER BY t.id LIMIT 1000",
-            "SELECT DISTINCT l.record_id FROM decision_log l WHERE l.record_table = $1 AND NOT EXISTS (SELECT 1 FROM deployments t WHERE t.id = l.record_id)",
-        ];
-        for sql in by_record {
-            let plan = plan(&store, sql).await;
-            assert!(
-                plan.contains("INDEX decision_log_record (record_table=?"),
-                "{sql}\n{plan}"
-            );
+            assert!(plan.contains(&format!("INDEX {index}")), "{sql}\n{plan}");
         }
         // What the indexes hold: entries with a deployment, entries with a
         // record; a stateless decision is in neither.

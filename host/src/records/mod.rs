@@ -203,6 +203,22 @@ impl Records {
         }
     }
 
+    /// Records on a fresh SQLite database in `dir`, logging with the
+    /// default durability and hourly-scale schedule intervals: the unit
+    /// tests' records.
+    #[cfg(test)]
+    pub(crate) async fn in_test_dir(dir: &std::path::Path) -> Records {
+        let url = format!("sqlite://{}", dir.join("r.db").display());
+        let store = open_store(&url).await.unwrap();
+        let log = DecisionLog::start(store.clone(), Default::default(), 16);
+        let intervals = schedule::Intervals {
+            intensive_ms: 60_000,
+            normal_ms: 600_000,
+            lease_ms: 60_000,
+        };
+        Records::new(store, log, false, intervals)
+    }
+
     /// Verifies releases' attestations against `trust`.
     pub fn with_evidence(mut self, trust: crate::attest::EvidenceTrust) -> Self {
         self.evidence = Arc::new(trust);

@@ -712,17 +712,10 @@ mod tests {
     #[tokio::test]
     async fn a_stored_receipt_of_a_stateless_gate_no_longer_admits_its_artifact() {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("r.db").display());
-        let store = super::super::open_store(&url).await.unwrap();
-        let log = super::super::DecisionLog::start(store.clone(), Default::default(), 16);
-        let intervals = super::super::schedule::Intervals {
-            intensive_ms: 60_000,
-            normal_ms: 600_000,
-            lease_ms: 60_000,
-        };
         let signer = ReceiptSigner::new(ed25519_dalek::SigningKey::from_bytes(&[1; 32]), "test");
-        let records =
-            Records::new(store, log, false, intervals).with_receipts(Some(signer.clone()));
+        let records = Records::in_test_dir(dir.path())
+            .await
+            .with_receipts(Some(signer.clone()));
         let digest = format!("sha256:{}", hex());
         // Receipts stored per decision by an earlier version: one of a
         // stateless gate (the caller's word), one of a deployment.
