@@ -308,3 +308,65 @@ fn a_bundles_own_limits_replace_the_server_wide_ones_for_that_bundle_alone() {
         other => panic!("expected the server-wide 32 MiB cap, got {other:?}"),
     }
 }
+
+/// The reference policy's rules linked natively, converted with the macro
+/// the host uses for wasmtime's types: the answer a sandboxed call must
+/// match.
+mod native {
+    stagegate::wit_conversions!(v1_1: stagegate_sdk::bindings::stagegate::policy::types);
+}
+
+#[test]
+fn a_request_larger_than_the_reference_policys_arena_is_decided_as_natively_and_the_instance_goes_on()
+ {
+    // The reference policy serves a call's blocks from a 512 KiB arena and
+    // from its system allocator past that (stagegate_sdk::arena). A
+    // thousand failing results with 700-byte names are more than the arena
+    // holds: the request alone lowers 700 KB into the guest, and each
+    // result becomes a finding quoting its name.
+    let bundle = support::reference_bundle();
+    let policy = ActivePolicy::load(&runtime(2_000), bundle, Isolation::Warm).unwrap();
+    let params = iso42001::params::Params::parse(&bundle.params().unwrap()).unwrap();
+    let native = |body: &[u8]| {
+        let stagegate::decision::Request::Gate(r) =
+            stagegate::decision::decode(DecisionKind::Gate, body).unwrap()
+        else {
+            unreachable!("decoded as a gate request")
+        };
+        native::gate_verdict(iso42001::gate::decide(&native::gate_request(r), &params))
+    };
+    let sandboxed = |body: &[u8]| {
+        let (verdict, error) =
+            policy.verdict(stagegate::decision::decode(DecisionKind::Gate, body).unwrap());
+        assert!(error.is_none(), "{error:?}");
+        verdict
+    };
+    let results: Vec<serde_json::Value> = (0..1_000)
+        .map(
+            |i| serde_json::json!({"name": format!("{i:04}-{}", "x".repeat(695)), "passed": false}),
+        )
+        .collect();
+    let large = serde_json::to_vec(&serde_json::json!({
+        "now": "2026-11-26T12:00:00Z",
+        "system": {"id": "large", "risk_tier": "high"},
+        "verification": {"complete": true, "results": results},
+    }))
+    .unwrap();
+    let small = request(DecisionKind::Gate, "small");
+
+    let small_before = sandboxed(&small);
+    let decided = sandboxed(&large);
+    assert_eq!(decided, native(&large));
+    assert!(
+        decided.findings.len() >= 1_000,
+        "every failing result is a finding: {}",
+        decided.findings.len()
+    );
+    // The same instance (the pool holds one) answers a small request as
+    // before the large one, and the large one again alike: the arena
+    // started over, and nothing it handed out was handed out twice.
+    assert_eq!(policy.loaded.warm_instances(), 1);
+    assert_eq!(sandboxed(&small), small_before);
+    assert_eq!(sandboxed(&small), native(&small));
+    assert_eq!(sandboxed(&large), decided);
+}

@@ -12,7 +12,9 @@
 //!   met and whether a trigger is breached (as docs/decisions.md defines them);
 //! - [`tiers::PerTier`]: thresholds that vary by risk tier, read from
 //!   `params.json`;
-//! - [`time`]: hour/day arithmetic on the integer timestamps the host passes.
+//! - [`time`]: hour/day arithmetic on the integer timestamps the host passes;
+//! - [`arena`]: an allocator that serves each call's blocks by bumping a
+//!   pointer and forgets them together once the host has read the answer.
 //!
 //! A minimal policy:
 //!
@@ -41,6 +43,7 @@
 //! reaches for the outside world traps. In particular `std::collections::HashMap`
 //! with its default hasher asks WASI for random seeds: use `BTreeMap`.
 
+pub mod arena;
 pub mod criteria;
 pub mod findings;
 pub mod text;
