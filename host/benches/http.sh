@@ -146,20 +146,30 @@ wrk.headers["X-Stagegate-Deployment"] = os.getenv("DEPLOYMENT")
 wrk.headers["X-Stagegate-Subject"] = "user-42"
 LUA
 
-# run URL SCRIPT [BODY]: prints "rps p50_ms p99_ms errors".
+# The server's CPU time so far, in clock ticks (user + system, all threads).
+ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+hz=$(getconf CLK_TCK)
+# run URL SCRIPT [BODY]: prints "rps p50_ms p99_ms errors cpu_us", the last
+# the server's CPU time per request over the run (µs): what the request
+# costs the server whatever the rate, beside the rate that the client,
+# sharing the cores, also shapes.
 run() {
     local url="$1" script="$2" body="${3:-}"
-    local out
+    local out t0 t1
+    t0=$(ticks)
     out=$(BODY="$body" GW="$GW" DEPLOYMENT="${deployment:-}" wrk -t2 -c"$conns" -d"${secs}s" --latency ${script:+-s "$script"} "$url")
-    local rps p50 p99 errs non2xx
+    t1=$(ticks)
+    local rps p50 p99 errs non2xx requests cpu
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+    requests=$(awk '/requests in/ {print $1}' <<<"$out")
+    cpu=$(awk -v t="$((t1 - t0))" -v hz="$hz" -v n="$requests" 'BEGIN {printf "%.1f", (n > 0) ? t / hz * 1e6 / n : 0}')
     p50=$(awk '$1=="50%" {print $2}' <<<"$out")
     p99=$(awk '$1=="99%" {print $2}' <<<"$out")
     errs=$(awk '/Socket errors/ {gsub(",",""); print $4+$6+$8+$10}' <<<"$out")
     non2xx=$(awk '/Non-2xx/ {print $5}' <<<"$out")
     # The authz check refuses most subjects with 403 by design: not errors.
     [ "${ALLOW_403:-}" = 1 ] && non2xx=0
-    echo "$rps $(ms "$p50") $(ms "$p99") $(( ${errs:-0} + ${non2xx:-0} ))"
+    echo "$rps $(ms "$p50") $(ms "$p99") $(( ${errs:-0} + ${non2xx:-0} )) $cpu"
 }
 # wrk prints 812.00us / 1.20ms / 2.00s: normalise to ms.
 ms() {
@@ -177,8 +187,8 @@ gate="/v1/decisions/gate"
 if [ -n "${POSTGRES:-}" ]; then echo "records: PostgreSQL"; else echo "records: SQLite (WAL, synchronous = FULL)"; fi
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); wrk (2 threads, $conns connections) and the server share them; ${secs}s per run; load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "| configuration | /healthz rps | deny rps (× healthz) | allow rps (× healthz) | deny p99 ms | allow p99 ms | errors |"
-echo "|---|---:|---:|---:|---:|---:|---:|"
+echo "| configuration | /healthz rps | deny rps (× healthz) | allow rps (× healthz) | deny p99 ms | allow p99 ms | errors | server CPU µs per request: /healthz, deny, allow |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 declare -A R
 for variant in "default:true ack true" "receipts_off:true ack false" "log_off:false ack false" "queued:true queued true"; do
     name="${variant%%:*}"
@@ -188,23 +198,24 @@ for variant in "default:true ack true" "receipts_off:true ack false" "log_off:fa
         got=$(outcome "$work/$b.json")
         [ "$got" = "$b" ] || { echo "the $b body was answered '$got' ($name): $(head -c 400 "$work/probe.json")"; exit 1; }
     done
-    read -r h_rps h_p50 h_p99 h_err < <(run "http://127.0.0.1:$port/healthz" "")
-    read -r d_rps d_p50 d_p99 d_err < <(run "http://127.0.0.1:$port$gate" host/benches/post.lua "$work/deny.json")
-    read -r a_rps a_p50 a_p99 a_err < <(run "http://127.0.0.1:$port$gate" host/benches/post.lua "$work/allow.json")
+    read -r h_rps h_p50 h_p99 h_err h_cpu < <(run "http://127.0.0.1:$port/healthz" "")
+    read -r d_rps d_p50 d_p99 d_err d_cpu < <(run "http://127.0.0.1:$port$gate" host/benches/post.lua "$work/deny.json")
+    read -r a_rps a_p50 a_p99 a_err a_cpu < <(run "http://127.0.0.1:$port$gate" host/benches/post.lua "$work/allow.json")
     R[$name.h]=$h_rps; R[$name.d]=$d_rps; R[$name.a]=$a_rps
+    R[$name.hc]=$h_cpu; R[$name.dc]=$d_cpu; R[$name.ac]=$a_cpu
     case "$name" in
         default) label="default: log \`ack\`, receipts on" ;;
         receipts_off) label="receipts off" ;;
         log_off) label="log off, receipts off" ;;
         queued) label="log \`queued\`, receipts on" ;;
     esac
-    echo "| $label | $h_rps | $d_rps ($(ratio "$d_rps" "$h_rps")) | $a_rps ($(ratio "$a_rps" "$h_rps")) | $d_p99 | $a_p99 | $((h_err + d_err + a_err)) |"
+    echo "| $label | $h_rps | $d_rps ($(ratio "$d_rps" "$h_rps")) | $a_rps ($(ratio "$a_rps" "$h_rps")) | $d_p99 | $a_p99 | $((h_err + d_err + a_err)) | $h_cpu, $d_cpu, $a_cpu |"
     if [ "$name" = default ]; then
         # The DSSE form, on the default server.
         dsse=$(outcome "$work/dsse.json")
         if [ "$dsse" = allow ] && ! jq -e '.receipt.issued == false' "$work/probe.json" >/dev/null 2>&1; then
-            read -r s_rps _ s_p99 s_err < <(run "http://127.0.0.1:$port$gate" host/benches/post.lua "$work/dsse.json")
-            R[dsse]="$s_rps ($(ratio "$s_rps" "$h_rps")×, p99 $s_p99 ms, $s_err errors)"
+            read -r s_rps _ s_p99 s_err s_cpu < <(run "http://127.0.0.1:$port$gate" host/benches/post.lua "$work/dsse.json")
+            R[dsse]="$s_rps ($(ratio "$s_rps" "$h_rps")×, p99 $s_p99 ms, $s_err errors, server CPU $s_cpu µs per request)"
             R[dsse.r]=$(ratio "$s_rps" "$h_rps")
         else
             R[dsse]="n/a (needs a server that verifies the three DSSE envelopes of a stateless gate's \`attestations\` and issues the receipt; this one answered: $dsse $(jq -c '{code, path, message}' "$work/probe.json" 2>/dev/null | head -c 200))"
@@ -220,8 +231,8 @@ for variant in "default:true ack true" "receipts_off:true ack false" "log_off:fa
         api "$DOE" POST /v1/releases/credit-scoring@2.3.0/acceptances '{"deficiency_id":"D-7","rationale":"within tolerance"}' >/dev/null
         deployment=$(api "$OPS" POST /v1/deployments "{\"release_id\":\"credit-scoring@2.3.0\",\"plan\":$(jq .plan examples/gate-high-risk.json)}" | jq -r .deployment.id) || true
         if [ -n "$deployment" ] && [ "$deployment" != null ]; then
-            read -r hh_rps _ hh_p99 _ < <(run "http://127.0.0.1:$port/healthz" "")
-            read -r z_rps z_p50 z_p99 z_err < <(ALLOW_403=1 run "http://127.0.0.1:$port/v1/integrations/authz" "$work/authz.lua")
+            read -r hh_rps _ hh_p99 _ _ < <(run "http://127.0.0.1:$port/healthz" "")
+            read -r z_rps z_p50 z_p99 z_err _ < <(ALLOW_403=1 run "http://127.0.0.1:$port/v1/integrations/authz" "$work/authz.lua")
             R[authz]="p99 $z_p99 ms, p50 $z_p50 ms, $z_rps rps ($(ratio "$z_rps" "$hh_rps")× healthz), $z_err errors; /healthz p99 $hh_p99 ms"
             R[authz.p99]=$z_p99; R[authz.h99]=$hh_p99
         else
@@ -262,5 +273,7 @@ if [ -n "${R[authz.p99]:-}" ]; then
 else
     echo "| authz p99 at $conns connections | ≤ 2 ms, or ≤ 1.5× \`/healthz\` p99 | ${R[authz]} | n/a |"
 fi
+echo
+echo "Server CPU per request with the log and receipts off: allow ${R[log_off.ac]} µs, deny ${R[log_off.dc]} µs, against /healthz's ${R[log_off.hc]} µs on the same server (allow $(ratio "${R[log_off.ac]}" "${R[log_off.hc]}")×)."
 echo
 echo "Decision log append (issue 24: no more than the chain it replaced): allow with log \`ack\` ÷ allow with the log off, receipts off both: $(ratio "${R[receipts_off.a]}" "${R[log_off.a]}"); deny: $(ratio "${R[receipts_off.d]}" "${R[log_off.d]}")"
