@@ -45,9 +45,10 @@
 
 use core::alloc::Layout;
 
-/// Arena bytes per instance: a reference gate decision allocates a few
-/// kilobytes; the largest requests the host passes inline (64 KiB bodies,
-/// more go to its slow lane) a few hundred. Untouched pages cost nothing.
+/// Arena bytes per instance: two orders of magnitude above the reference
+/// examples' whole requests (3–5 KiB), whose strings and findings are what a
+/// decision allocates. A larger request overflows to the system allocator;
+/// pages the arena never reaches cost nothing.
 pub const ARENA_BYTES: usize = 512 << 10;
 
 /// Bump allocation over one chunk, counting live blocks. The allocator's
