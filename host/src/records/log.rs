@@ -524,4 +524,37 @@ mod tests {
         }
         assert_consistent(&store, n as u64).await;
     }
+
+    #[tokio::test]
+    async fn after_writes_that_fail_the_writer_appends_again_once_the_database_takes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("log.db").display());
+        let store = super::super::open_store(&url).await.unwrap();
+        let log = DecisionLog::start(store.clone(), Durability::Ack, 64);
+        log.record_all((0..3).map(entry).collect(), Vec::new())
+            .await
+            .unwrap();
+        // From another connection, the database starts refusing entries:
+        // the writer's kept connection fails every attempt, and the
+        // decision waiting on it is told (a 503 in the server).
+        sqlx::query(
+            "CREATE TRIGGER refuse BEFORE INSERT ON decision_log BEGIN SELECT RAISE(ABORT, 'refused'); END",
+        )
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        let refused = log.record(entry(3)).await;
+        assert!(refused.is_err(), "{refused:?}");
+        // Once it takes them again, the next write goes through (on a
+        // fresh connection: the failed one was closed) and the log is
+        // whole, the refused entry nowhere in it.
+        sqlx::query("DROP TRIGGER refuse")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        log.record_all((4..8).map(entry).collect(), Vec::new())
+            .await
+            .unwrap();
+        assert_consistent(&store, 7).await;
+    }
 }
