@@ -393,21 +393,17 @@ async fn write(
     rows: &[RowValues],
 ) -> Result<(), super::store::StoreError> {
     let held = match connection.take() {
-        Some(c) => c,
-        None => store.pool.acquire().await?,
+        Some(c) => connection.insert(c),
+        None => connection.insert(store.pool.acquire().await?),
     };
     // A failed write may have left the connection broken: it is closed
     // rather than kept or given back, and the retry takes a fresh one.
-    let held = connection.insert(held);
     held.close_on_drop();
     let result = write_on(held, known, entries, rows).await;
-    match result {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            *connection = None;
-            Err(e)
-        }
+    if result.is_err() {
+        *connection = None;
     }
+    result
 }
 
 /// [`write`] on the writer's connection.
