@@ -186,8 +186,6 @@ impl Records {
     }
 }
 
-/// Rows of a records table for one release or deployment, each with its
-/// id and deployment.
 /// What was recorded about a release before it went live: its reviews,
 /// authorisations and risk acceptances, as the export and the console's
 /// system and deployment pages show them.
@@ -243,6 +241,8 @@ impl Records {
     }
 }
 
+/// Rows of a records table for one release or deployment, each with its
+/// id and deployment.
 pub(crate) async fn keyed<T>(
     pool: &sqlx::AnyPool,
     sql: &str,
