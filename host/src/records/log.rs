@@ -394,11 +394,14 @@ async fn write(
 ) -> Result<(), super::store::StoreError> {
     let held = match connection.take() {
         Some(c) => connection.insert(c),
-        None => connection.insert(store.pool.acquire().await?),
+        None => {
+            // A failed write may leave its connection broken: it is closed
+            // rather than given back, and the retry takes a fresh one.
+            let mut fresh = store.pool.acquire().await?;
+            fresh.close_on_drop();
+            connection.insert(fresh)
+        }
     };
-    // A failed write may have left the connection broken: it is closed
-    // rather than kept or given back, and the retry takes a fresh one.
-    held.close_on_drop();
     let result = write_on(held, known, entries, rows).await;
     if result.is_err() {
         *connection = None;
